@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fleetgate: the structs shared by the BPF programs and the agent.
+ *
+ * This is the only place they are defined. Every struct uses fixed-width
+ * types, explicit padding and a size assertion, so the BPF object (built
+ * against vmlinux.h) and the agent (built against <linux/types.h>) agree on
+ * every byte, and bpftool prints the field names from the BTF.
+ */
+#ifndef FLEETGATE_H
+#define FLEETGATE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Capacities. Changing one changes the map layout: pinned maps from an older
+ * build are then refused by the loader (see agent/loader.c) rather than
+ * silently misread. */
+#define FG_MAX_SERVICES      1024
+#define FG_MAX_CLUSTERS        64
+#define FG_MAX_BACKENDS     16384
+#define FG_MAX_LISTENERS     4096
+#define FG_MAX_ALLOW_RULES  16384
+#define FG_MAX_IFACES          64
+#define FG_CT_MAX          262144
+/* Per-service cluster ring (first level). A prime, as Maglev needs. */
+#define FG_CLUSTER_RING_SIZE 4093
+/* Default per-(service, cluster) backend ring (second level); the agent's
+ * --maglev-size overrides it before load. Must be prime. */
+#define FG_DEFAULT_MAGLEV_SIZE 65537
+#define FG_NAME_LEN            64
+
+/* "no entry" in a ring slot. */
+#define FG_NONE 0xffffffffU
+
+/* Hash seeds of the two selection levels: different, so the choice of
+ * backend inside a cluster is independent of the choice of cluster. */
+#define FG_SEED_CLUSTER 0x9e3779b9U
+#define FG_SEED_BACKEND 0x85ebca6bU
+#define FG_SEED_SNAT    0xc2b2ae35U
+
+#define FG_AF_INET   2
+#define FG_AF_INET6 10
+#define FG_PROTO_TCP  6
+#define FG_PROTO_UDP 17
+
+/* An address of either family. IPv4 lives in the first word, the other
+ * three words are zero, so one key layout serves both. */
+struct fg_addr {
+	union {
+		__be32 v4;
+		__be32 v6[4];
+		__u8 bytes[16];
+	};
+};
+_Static_assert(sizeof(struct fg_addr) == 16, "fg_addr size");
+
+/* listeners: (VIP, port, protocol) -> service. */
+struct fg_listener_key {
+	struct fg_addr vip;
+	__be16 port;
+	__u8 proto;  /* FG_PROTO_TCP / FG_PROTO_UDP */
+	__u8 family; /* FG_AF_INET / FG_AF_INET6 */
+};
+_Static_assert(sizeof(struct fg_listener_key) == 20, "fg_listener_key size");
+
+enum fg_listener_kind {
+	FG_LISTENER_L4 = 1, /* balanced in XDP */
+	FG_LISTENER_L7 = 2, /* passed to the stack for the agent's HTTP proxy */
+};
+
+enum fg_listener_flags {
+	FG_LISTENER_F_ALLOWLIST = 1 << 0, /* sources must match allowlist */
+};
+
+struct fg_listener {
+	__u32 service_id;
+	__u8 kind;  /* enum fg_listener_kind */
+	__u8 flags; /* enum fg_listener_flags */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct fg_listener) == 8, "fg_listener size");
+
+enum fg_service_flags {
+	FG_SERVICE_F_ACTIVE = 1 << 0,
+};
+
+/* services: service_id -> description (array). */
+struct fg_service {
+	char name[FG_NAME_LEN];
+	__u32 flags; /* enum fg_service_flags */
+	__u32 generation; /* bumped by the agent on every table swap */
+};
+_Static_assert(sizeof(struct fg_service) == 72, "fg_service size");
+
+enum fg_cluster_flags {
+	FG_CLUSTER_F_ACTIVE = 1 << 0,
+	FG_CLUSTER_F_UP = 1 << 1,
+};
+
+/* clusters: cluster index -> cluster (array). The index is the agent's; the
+ * name is the fleet's cluster id (e.g. c15d48ca9d1fd43f9bbb89c56a474843c). */
+struct fg_cluster {
+	char name[FG_NAME_LEN];
+	__u32 flags; /* enum fg_cluster_flags */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct fg_cluster) == 72, "fg_cluster size");
+
+enum fg_backend_flags {
+	FG_BACKEND_F_ACTIVE = 1 << 0,
+	FG_BACKEND_F_UP = 1 << 1,
+};
+
+/* backends: backend_id -> backend (array). */
+struct fg_backend {
+	struct fg_addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 flags; /* enum fg_backend_flags */
+	__u32 service_id;
+	__u32 cluster_idx;
+	__u32 weight;
+};
+_Static_assert(sizeof(struct fg_backend) == 32, "fg_backend size");
+
+/* backend_rings outer key: one Maglev ring per (service, cluster). */
+struct fg_ring_key {
+	__u32 service_id;
+	__u32 cluster_idx;
+};
+_Static_assert(sizeof(struct fg_ring_key) == 8, "fg_ring_key size");
+
+/* allowlists: LPM trie. Data is the service id (big-endian, so the trie
+ * compares it first) then the source address; IPv4 sources are stored
+ * v4-mapped (::ffff:a.b.c.d) so one trie serves both families.
+ * prefixlen = 32 + address prefix length (+ 96 for IPv4). */
+struct fg_allow_key {
+	__u32 prefixlen;
+	__be32 service_id;
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct fg_allow_key) == 24, "fg_allow_key size");
+
+/* A flow as seen on the wire: conntrack key (client side) and reverse_nat
+ * key (backend side). */
+struct fg_flow {
+	struct fg_addr src;
+	struct fg_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct fg_flow) == 40, "fg_flow size");
+
+enum fg_ct_state {
+	FG_CT_NEW = 1,         /* SYN seen, no reply yet */
+	FG_CT_ESTABLISHED = 2, /* reply seen */
+	FG_CT_CLOSING = 3,     /* FIN seen */
+};
+
+/* conntrack: client flow -> chosen backend and NAT. */
+struct fg_ct {
+	__u64 last_seen_ns;
+	__u32 backend_id;
+	__u32 service_id;
+	__u32 cluster_idx;
+	__u8 state; /* enum fg_ct_state */
+	__u8 pad0;
+	__be16 snat_port;
+	struct fg_addr snat_addr;
+};
+_Static_assert(sizeof(struct fg_ct) == 40, "fg_ct size");
+
+/* reverse_nat: backend-side flow (backend -> gateway SNAT addr:port) ->
+ * the client flow it belongs to. Inserting with BPF_NOEXIST is the SNAT
+ * port allocator: two flows can never own the same backend-side tuple. */
+struct fg_rnat {
+	struct fg_flow client; /* client -> VIP, as in conntrack */
+	__u64 last_seen_ns;
+	__u32 backend_id;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct fg_rnat) == 56, "fg_rnat size");
+
+/* ifaces: ifindex -> the gateway's own addresses on it, used as SNAT
+ * source toward the clusters. Learned by the agent over netlink. */
+struct fg_iface {
+	struct fg_addr v4;
+	struct fg_addr v6;
+	__u32 flags; /* bit 0: has v4, bit 1: has v6 */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct fg_iface) == 40, "fg_iface size");
+#define FG_IFACE_F_V4 1
+#define FG_IFACE_F_V6 2
+
+/* Counters (per-CPU arrays): packets and bytes. */
+struct fg_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct fg_counter) == 16, "fg_counter size");
+
+/* Why the XDP program did what it did; counted in the `verdicts` map.
+ * Names are in fg_reason_names (agent/dataplane.c) and docs/maps.md. */
+enum fg_reason {
+	FG_R_NOT_IP = 0,        /* pass: not IPv4/IPv6 */
+	FG_R_TRUNC_ETH,         /* drop: frame shorter than its L2 headers */
+	FG_R_TRUNC_IP,          /* drop: IP header cut short or bad length */
+	FG_R_BAD_IP,            /* drop: IP version/ihl/length invalid */
+	FG_R_TRUNC_L4,          /* drop: TCP/UDP header cut short */
+	FG_R_FRAGMENT,          /* pass: IP fragment, left to the stack */
+	FG_R_IP6_EXT_LIMIT,     /* pass: more IPv6 extension headers than we walk */
+	FG_R_ICMP,              /* pass: ICMP, left to the stack */
+	FG_R_OTHER_L4,          /* pass: neither TCP, UDP nor ICMP */
+	FG_R_NO_LISTENER,       /* pass: not for a listener nor a NAT flow */
+	FG_R_ALLOWLIST,         /* drop: source not in the listener's allowlist */
+	FG_R_L7,                /* pass: L7 listener, to the HTTP proxy */
+	FG_R_NO_BACKEND,        /* drop: no healthy backend for the service */
+	FG_R_NO_SNAT_ADDR,      /* drop: egress iface has no address to SNAT to */
+	FG_R_NO_SNAT_PORT,      /* drop: SNAT port allocation failed */
+	FG_R_FIB_NO_NEIGH,      /* pass: next hop not resolved yet, untouched */
+	FG_R_FIB_FAIL,          /* drop: no route to the backend/client */
+	FG_R_FORWARD,           /* tx: client -> backend, NATed and redirected */
+	FG_R_REPLY,             /* tx: backend -> client, reverse-NATed */
+	FG_R_CT_MAP_FULL,       /* drop: conntrack insert failed */
+	FG_R_MAX,
+};
+
+#endif /* FLEETGATE_H */
