@@ -78,7 +78,7 @@ struct fg_listener {
 	__u32 service_id;
 	__u8 kind;  /* enum fg_listener_kind */
 	__u8 flags; /* enum fg_listener_flags */
-	__u16 pad;
+	__u16 stats_idx; /* slot in listener_stats */
 };
 _Static_assert(sizeof(struct fg_listener) == 8, "fg_listener size");
 
@@ -162,6 +162,18 @@ enum fg_ct_state {
 	FG_CT_CLOSING = 3,     /* FIN seen */
 };
 
+/* Next-hop cache kept in conntrack and reverse_nat entries, so an
+ * established flow skips bpf_fib_lookup. Valid while fib_gen equals the
+ * settings map's fib_gen, which the agent bumps on every route or
+ * neighbour change it hears over netlink. */
+struct fg_nexthop {
+	__u32 ifindex;
+	__u32 fib_gen;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+_Static_assert(sizeof(struct fg_nexthop) == 20, "fg_nexthop size");
+
 /* conntrack: client flow -> chosen backend and NAT. */
 struct fg_ct {
 	__u64 last_seen_ns;
@@ -172,8 +184,10 @@ struct fg_ct {
 	__u8 pad0;
 	__be16 snat_port;
 	struct fg_addr snat_addr;
+	struct fg_nexthop nh; /* toward the backend */
+	__u32 pad1;
 };
-_Static_assert(sizeof(struct fg_ct) == 40, "fg_ct size");
+_Static_assert(sizeof(struct fg_ct) == 64, "fg_ct size");
 
 /* reverse_nat: backend-side flow (backend -> gateway SNAT addr:port) ->
  * the client flow it belongs to. Inserting with BPF_NOEXIST is the SNAT
@@ -182,9 +196,19 @@ struct fg_rnat {
 	struct fg_flow client; /* client -> VIP, as in conntrack */
 	__u64 last_seen_ns;
 	__u32 backend_id;
-	__u32 pad;
+	__u8 state; /* enum fg_ct_state, mirrors conntrack */
+	__u8 pad0[3];
+	struct fg_nexthop nh; /* toward the client */
+	__u32 pad1;
 };
-_Static_assert(sizeof(struct fg_rnat) == 56, "fg_rnat size");
+_Static_assert(sizeof(struct fg_rnat) == 80, "fg_rnat size");
+
+/* settings: one entry, written by the agent at run time. */
+struct fg_settings {
+	__u32 fib_gen;
+	__u32 maglev_size; /* backend ring size the program was loaded with */
+};
+_Static_assert(sizeof(struct fg_settings) == 8, "fg_settings size");
 
 /* ifaces: ifindex -> the gateway's own addresses on it, used as SNAT
  * source toward the clusters. Learned by the agent over netlink. */

@@ -1,0 +1,108 @@
+# fleetgate build. `make deps` installs what it needs on Debian 12; `make`
+# builds; `make test` runs every test; `make V=1` shows full commands.
+
+BUILD      ?= build
+PREFIX     ?= /usr/local
+CC         ?= gcc
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+V          ?= 0
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
+	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config \
+	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+	   -Wno-missing-field-initializers -D_GNU_SOURCE \
+	   -Iinclude -Iagent -I$(BUILD)
+LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lm -lpthread
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Imaps \
+	-Iinclude -Ibpf -I$(BUILD)
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+BPF_HDRS   := $(wildcard bpf/lib/*.h) $(wildcard include/*.h) $(wildcard maps/*.h)
+
+AGENT_MAINS := agent/fleetgate-agent.c agent/fleetgatectl.c
+LIB_SRCS   := $(filter-out $(AGENT_MAINS),$(wildcard agent/*.c))
+LIB_OBJS   := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(LIB_SRCS))
+AGENT_HDRS := $(wildcard agent/*.h) $(wildcard include/*.h)
+TEST_SRCS  := $(wildcard selftests/*.c)
+TEST_OBJS  := $(patsubst selftests/%.c,$(BUILD)/selftests/%.o,$(TEST_SRCS))
+
+BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs
+
+.PHONY: all deps test bench clean install demo
+all: $(BINS)
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+$(BUILD)/vmlinux.h:
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(BUILD)
+	$(Q)if [ -r /sys/kernel/btf/vmlinux ]; then \
+		$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@; \
+	else cp include/vmlinux/vmlinux.h $@; fi
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(BUILD)/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/agent/%.o: agent/%.c $(AGENT_HDRS) $(BPF_SKELS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libfleetgate.a: $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fleetgate-agent: $(BUILD)/agent/fleetgate-agent.o $(BUILD)/libfleetgate.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/fleetgatectl: $(BUILD)/agent/fleetgatectl.o $(BUILD)/libfleetgate.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/selftests/%.o: selftests/%.c selftests/*.h $(AGENT_HDRS) $(BPF_SKELS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -Iselftests -c $< -o $@
+
+$(BUILD)/test_progs: $(TEST_OBJS) $(BUILD)/libfleetgate.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+test: all
+	$(BUILD)/test_progs $(TESTARGS)
+
+bench: all
+	selftests/bench.sh
+
+clean:
+	rm -rf $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/fleetgate-agent $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BUILD)/fleetgatectl $(DESTDIR)$(PREFIX)/bin/

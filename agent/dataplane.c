@@ -1,0 +1,932 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "dataplane.h"
+#include "log.h"
+#include "xdp_gateway.skel.h"
+
+struct fg_link {
+	int ifindex;
+	int link_fd;
+	enum fg_xdp_mode mode;
+};
+
+struct fg_dataplane {
+	struct xdp_gateway_bpf *skel; /* NULL when opened from pins */
+	struct fg_maps maps;
+	char pin_path[PATH_MAX];
+	bool pinned;
+	__u32 maglev_size;
+	int ncpus;
+	struct fg_link links[FG_MAX_IFACES];
+	int n_links;
+	__u32 *ring_keys; /* 0..max(maglev_size, cluster ring)-1, for batches */
+};
+
+static const struct {
+	const char *name;
+	size_t off;
+} map_names[] = {
+#define M(n) { #n, offsetof(struct fg_maps, n) }
+	M(listeners), M(services), M(clusters), M(backends), M(cluster_rings),
+	M(backend_rings), M(allowlists), M(conntrack), M(reverse_nat), M(ifaces),
+	M(settings), M(listener_stats), M(backend_stats), M(cluster_stats),
+	M(verdicts),
+#undef M
+};
+
+#define N_MAPS (sizeof(map_names) / sizeof(map_names[0]))
+
+static int *map_fd_slot(struct fg_maps *maps, size_t i)
+{
+	return (int *)((char *)maps + map_names[i].off);
+}
+
+static const char *reason_names[FG_R_MAX] = {
+	[FG_R_NOT_IP] = "not_ip",
+	[FG_R_TRUNC_ETH] = "trunc_eth",
+	[FG_R_TRUNC_IP] = "trunc_ip",
+	[FG_R_BAD_IP] = "bad_ip",
+	[FG_R_TRUNC_L4] = "trunc_l4",
+	[FG_R_FRAGMENT] = "fragment",
+	[FG_R_IP6_EXT_LIMIT] = "ip6_ext_limit",
+	[FG_R_ICMP] = "icmp",
+	[FG_R_OTHER_L4] = "other_l4",
+	[FG_R_NO_LISTENER] = "no_listener",
+	[FG_R_ALLOWLIST] = "allowlist",
+	[FG_R_L7] = "l7",
+	[FG_R_NO_BACKEND] = "no_backend",
+	[FG_R_NO_SNAT_ADDR] = "no_snat_addr",
+	[FG_R_NO_SNAT_PORT] = "no_snat_port",
+	[FG_R_FIB_NO_NEIGH] = "fib_no_neigh",
+	[FG_R_FIB_FAIL] = "fib_fail",
+	[FG_R_FORWARD] = "forward",
+	[FG_R_REPLY] = "reply",
+	[FG_R_CT_MAP_FULL] = "ct_map_full",
+};
+
+const char *fg_reason_name(int reason)
+{
+	if (reason < 0 || reason >= FG_R_MAX || !reason_names[reason])
+		return "unknown";
+	return reason_names[reason];
+}
+
+bool fg_reason_is_drop(int reason)
+{
+	switch (reason) {
+	case FG_R_TRUNC_ETH:
+	case FG_R_TRUNC_IP:
+	case FG_R_BAD_IP:
+	case FG_R_TRUNC_L4:
+	case FG_R_ALLOWLIST:
+	case FG_R_NO_BACKEND:
+	case FG_R_NO_SNAT_ADDR:
+	case FG_R_NO_SNAT_PORT:
+	case FG_R_FIB_FAIL:
+	case FG_R_CT_MAP_FULL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool is_prime(__u32 n)
+{
+	__u32 d;
+
+	if (n < 2)
+		return false;
+	for (d = 2; (__u64)d * d <= n; d++)
+		if (n % d == 0)
+			return false;
+	return true;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int check_bpffs(const char *path)
+{
+	struct statfs st;
+
+	if (statfs(path, &st))
+		return -errno;
+	if (st.f_type != BPF_FS_MAGIC)
+		return -ENOTSUP;
+	return 0;
+}
+
+static struct fg_dataplane *dp_alloc(void)
+{
+	struct fg_dataplane *dp = calloc(1, sizeof(*dp));
+	size_t i;
+
+	if (!dp)
+		return NULL;
+	for (i = 0; i < N_MAPS; i++)
+		*map_fd_slot(&dp->maps, i) = -1;
+	dp->ncpus = libbpf_num_possible_cpus();
+	return dp;
+}
+
+static int alloc_ring_keys(struct fg_dataplane *dp)
+{
+	__u32 n = dp->maglev_size > FG_CLUSTER_RING_SIZE ? dp->maglev_size
+							  : FG_CLUSTER_RING_SIZE;
+	__u32 i;
+
+	dp->ring_keys = malloc(n * sizeof(__u32));
+	if (!dp->ring_keys)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		dp->ring_keys[i] = i;
+	return 0;
+}
+
+static int settings_write_size(struct fg_dataplane *dp)
+{
+	struct fg_settings s = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s))
+		return -errno;
+	s.maglev_size = dp->maglev_size;
+	/* A restarted agent may have other routes: drop cached next hops. */
+	s.fib_gen++;
+	if (bpf_map_update_elem(dp->maps.settings, &zero, &s, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static void set_rodata(struct xdp_gateway_bpf *skel, const struct fg_dp_opts *opts,
+		       __u32 maglev_size)
+{
+	skel->rodata->maglev_size = maglev_size;
+	if (opts->snat_port_min)
+		skel->rodata->snat_port_min = opts->snat_port_min;
+	if (opts->snat_port_max)
+		skel->rodata->snat_port_max = opts->snat_port_max;
+	if (opts->ct_timeout_tcp_ns)
+		skel->rodata->ct_timeout_tcp_ns = opts->ct_timeout_tcp_ns;
+	if (opts->ct_timeout_udp_ns)
+		skel->rodata->ct_timeout_udp_ns = opts->ct_timeout_udp_ns;
+}
+
+int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oopts);
+	struct fg_dataplane *dp;
+	struct bpf_map *map;
+	__u32 msize = opts->maglev_size ? opts->maglev_size : FG_DEFAULT_MAGLEV_SIZE;
+	size_t i;
+	int err;
+
+	if (!is_prime(msize)) {
+		pr_warn("maglev size %u is not a prime\n", msize);
+		return -EINVAL;
+	}
+	if (opts->snat_port_min && opts->snat_port_max &&
+	    opts->snat_port_min > opts->snat_port_max) {
+		pr_warn("SNAT port range %u-%u is empty\n", opts->snat_port_min,
+			opts->snat_port_max);
+		return -EINVAL;
+	}
+	dp = dp_alloc();
+	if (!dp)
+		return -ENOMEM;
+	dp->maglev_size = msize;
+
+	if (opts->pin_path) {
+		snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", opts->pin_path);
+		err = mkdir_p(dp->pin_path);
+		if (err) {
+			pr_warn("cannot create pin path %s: %s\n", dp->pin_path, strerror(-err));
+			goto err_free;
+		}
+		err = check_bpffs(dp->pin_path);
+		if (err) {
+			pr_warn("pin path %s is not on a BPF file system (mount -t bpf bpf /sys/fs/bpf): %s\n",
+				dp->pin_path, strerror(-err));
+			goto err_free;
+		}
+		oopts.pin_root_path = dp->pin_path;
+		dp->pinned = true;
+	}
+
+	dp->skel = xdp_gateway_bpf__open_opts(&oopts);
+	if (!dp->skel) {
+		err = -errno;
+		pr_warn("cannot open the XDP object: %s\n", strerror(-err));
+		goto err_free;
+	}
+	if (!dp->pinned) {
+		bpf_object__for_each_map(map, dp->skel->obj)
+			bpf_map__set_pin_path(map, NULL);
+	}
+	set_rodata(dp->skel, opts, msize);
+	/* The backend ring template keeps its compiled size: with
+	 * BPF_F_INNER_MAP the rings the agent creates may have another one. */
+	err = xdp_gateway_bpf__load(dp->skel);
+	if (err) {
+		pr_warn("cannot load the XDP object: %s%s\n", strerror(-err),
+			dp->pinned ? " (maps pinned under the pin path by an incompatible build"
+				     " are refused: remove them or use another --pin-path)"
+				   : "");
+		goto err_destroy;
+	}
+	for (i = 0; i < N_MAPS; i++) {
+		map = bpf_object__find_map_by_name(dp->skel->obj, map_names[i].name);
+		if (!map) {
+			pr_warn("the XDP object has no map %s\n", map_names[i].name);
+			err = -ENOENT;
+			goto err_destroy;
+		}
+		*map_fd_slot(&dp->maps, i) = bpf_map__fd(map);
+	}
+	err = alloc_ring_keys(dp);
+	if (err)
+		goto err_destroy;
+	err = settings_write_size(dp);
+	if (err) {
+		pr_warn("cannot write the settings map: %s\n", strerror(-err));
+		goto err_destroy;
+	}
+	*out = dp;
+	return 0;
+
+err_destroy:
+	if (dp->pinned)
+		bpf_object__unpin_maps(dp->skel->obj, NULL);
+	xdp_gateway_bpf__destroy(dp->skel);
+err_free:
+	free(dp->ring_keys);
+	free(dp);
+	return err;
+}
+
+int fg_dp_open_pinned(struct fg_dataplane **out, const char *pin_path)
+{
+	struct fg_dataplane *dp;
+	struct fg_settings s = {};
+	char path[PATH_MAX];
+	__u32 zero = 0;
+	size_t i;
+	int err, fd;
+
+	dp = dp_alloc();
+	if (!dp)
+		return -ENOMEM;
+	snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", pin_path);
+	for (i = 0; i < N_MAPS; i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_path, map_names[i].name);
+		fd = bpf_obj_get(path);
+		if (fd < 0) {
+			err = -errno;
+			pr_warn("cannot open pinned map %s: %s (is fleetgate-agent running with --pin-path %s?)\n",
+				path, strerror(-err), pin_path);
+			goto err_close;
+		}
+		*map_fd_slot(&dp->maps, i) = fd;
+	}
+	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s) || !s.maglev_size) {
+		err = -EINVAL;
+		pr_warn("pinned settings map under %s holds no ring size\n", pin_path);
+		goto err_close;
+	}
+	dp->maglev_size = s.maglev_size;
+	err = alloc_ring_keys(dp);
+	if (err)
+		goto err_close;
+	*out = dp;
+	return 0;
+
+err_close:
+	for (i = 0; i < N_MAPS; i++)
+		if (*map_fd_slot(&dp->maps, i) >= 0)
+			close(*map_fd_slot(&dp->maps, i));
+	free(dp);
+	return err;
+}
+
+void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
+{
+	size_t i;
+
+	if (!dp)
+		return;
+	while (dp->n_links > 0)
+		fg_dp_detach(dp, dp->links[dp->n_links - 1].ifindex);
+	if (dp->skel) {
+		if (dp->pinned && remove_pins) {
+			bpf_object__unpin_maps(dp->skel->obj, NULL);
+			rmdir(dp->pin_path);
+		}
+		xdp_gateway_bpf__destroy(dp->skel);
+	} else {
+		for (i = 0; i < N_MAPS; i++)
+			if (*map_fd_slot(&dp->maps, i) >= 0)
+				close(*map_fd_slot(&dp->maps, i));
+	}
+	free(dp->ring_keys);
+	free(dp);
+}
+
+const struct fg_maps *fg_dp_maps(const struct fg_dataplane *dp)
+{
+	return &dp->maps;
+}
+
+int fg_dp_prog_fd(const struct fg_dataplane *dp)
+{
+	return dp->skel ? bpf_program__fd(dp->skel->progs.xdp_gateway) : -ENOENT;
+}
+
+__u32 fg_dp_maglev_size(const struct fg_dataplane *dp)
+{
+	return dp->maglev_size;
+}
+
+int fg_dp_ncpus(const struct fg_dataplane *dp)
+{
+	return dp->ncpus;
+}
+
+const char *fg_xdp_mode_name(enum fg_xdp_mode mode)
+{
+	switch (mode) {
+	case FG_XDP_NATIVE:
+		return "native";
+	case FG_XDP_GENERIC:
+		return "generic";
+	default:
+		return "auto";
+	}
+}
+
+int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
+		 enum fg_xdp_mode *got)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, lopts);
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	int prog_fd = fg_dp_prog_fd(dp);
+	int fd, err;
+
+	if (prog_fd < 0)
+		return -EINVAL;
+	if (dp->n_links >= FG_MAX_IFACES)
+		return -E2BIG;
+	if (want == FG_XDP_NATIVE)
+		lopts.flags = XDP_FLAGS_DRV_MODE;
+	else if (want == FG_XDP_GENERIC)
+		lopts.flags = XDP_FLAGS_SKB_MODE;
+	fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lopts);
+	if (fd < 0) {
+		err = -errno;
+		pr_warn("cannot attach XDP (%s mode) to ifindex %d: %s%s\n",
+			fg_xdp_mode_name(want), ifindex, strerror(-err),
+			err == -EBUSY ? " (another XDP program is attached)" : "");
+		return err;
+	}
+	err = bpf_xdp_query(ifindex, 0, &q);
+	if (err) {
+		close(fd);
+		pr_warn("cannot query XDP mode on ifindex %d: %s\n", ifindex, strerror(-err));
+		return err;
+	}
+	dp->links[dp->n_links].ifindex = ifindex;
+	dp->links[dp->n_links].link_fd = fd;
+	dp->links[dp->n_links].mode = q.attach_mode == XDP_ATTACHED_DRV ? FG_XDP_NATIVE
+									: FG_XDP_GENERIC;
+	if (got)
+		*got = dp->links[dp->n_links].mode;
+	dp->n_links++;
+	return 0;
+}
+
+int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
+{
+	int i;
+
+	for (i = 0; i < dp->n_links; i++) {
+		if (dp->links[i].ifindex != ifindex)
+			continue;
+		close(dp->links[i].link_fd);
+		dp->links[i] = dp->links[dp->n_links - 1];
+		dp->n_links--;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int update(int fd, const void *key, const void *val, __u64 flags)
+{
+	return bpf_map_update_elem(fd, key, val, flags) ? -errno : 0;
+}
+
+static int delete(int fd, const void *key)
+{
+	if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int fg_dp_set_service(struct fg_dataplane *dp, __u32 service_id, const char *name)
+{
+	struct fg_service svc = {};
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	bpf_map_lookup_elem(dp->maps.services, &service_id, &svc);
+	memset(svc.name, 0, sizeof(svc.name));
+	snprintf(svc.name, sizeof(svc.name), "%s", name ? name : "");
+	svc.flags |= FG_SERVICE_F_ACTIVE;
+	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+}
+
+int fg_dp_del_service(struct fg_dataplane *dp, __u32 service_id)
+{
+	struct fg_service svc = {};
+	int err;
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	err = update(dp->maps.services, &service_id, &svc, BPF_ANY);
+	if (err)
+		return err;
+	return delete(dp->maps.cluster_rings, &service_id);
+}
+
+int fg_dp_set_cluster(struct fg_dataplane *dp, __u32 cluster_idx, const char *name, bool up)
+{
+	struct fg_cluster cl = {};
+
+	if (cluster_idx >= FG_MAX_CLUSTERS)
+		return -ERANGE;
+	snprintf(cl.name, sizeof(cl.name), "%s", name ? name : "");
+	cl.flags = FG_CLUSTER_F_ACTIVE | (up ? FG_CLUSTER_F_UP : 0);
+	return update(dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
+}
+
+int fg_dp_set_cluster_up(struct fg_dataplane *dp, __u32 cluster_idx, bool up)
+{
+	struct fg_cluster cl;
+
+	if (cluster_idx >= FG_MAX_CLUSTERS)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(dp->maps.clusters, &cluster_idx, &cl))
+		return -errno;
+	if (!(cl.flags & FG_CLUSTER_F_ACTIVE))
+		return -ENOENT;
+	cl.flags = up ? cl.flags | FG_CLUSTER_F_UP : cl.flags & ~FG_CLUSTER_F_UP;
+	return update(dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
+}
+
+int fg_dp_set_listener(struct fg_dataplane *dp, const struct fg_listener_key *key,
+		       const struct fg_listener *val)
+{
+	if (val->service_id >= FG_MAX_SERVICES || val->stats_idx >= FG_MAX_LISTENERS)
+		return -ERANGE;
+	return update(dp->maps.listeners, key, val, BPF_ANY);
+}
+
+int fg_dp_del_listener(struct fg_dataplane *dp, const struct fg_listener_key *key)
+{
+	return delete(dp->maps.listeners, key);
+}
+
+int fg_dp_set_backend(struct fg_dataplane *dp, __u32 backend_id, const struct fg_backend *be)
+{
+	if (backend_id >= FG_MAX_BACKENDS)
+		return -ERANGE;
+	return update(dp->maps.backends, &backend_id, be, BPF_ANY);
+}
+
+int fg_dp_set_backend_up(struct fg_dataplane *dp, __u32 backend_id, bool up)
+{
+	struct fg_backend be;
+
+	if (backend_id >= FG_MAX_BACKENDS)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(dp->maps.backends, &backend_id, &be))
+		return -errno;
+	if (!(be.flags & FG_BACKEND_F_ACTIVE))
+		return -ENOENT;
+	be.flags = up ? be.flags | FG_BACKEND_F_UP : be.flags & ~FG_BACKEND_F_UP;
+	return update(dp->maps.backends, &backend_id, &be, BPF_ANY);
+}
+
+int fg_dp_del_backend(struct fg_dataplane *dp, __u32 backend_id)
+{
+	struct fg_backend be = {};
+
+	if (backend_id >= FG_MAX_BACKENDS)
+		return -ERANGE;
+	return update(dp->maps.backends, &backend_id, &be, BPF_ANY);
+}
+
+static int fill_array(struct fg_dataplane *dp, int fd, const __u32 *table, __u32 size)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	__u32 count = size, i;
+
+	if (!bpf_map_update_batch(fd, dp->ring_keys, table, &count, &bopts))
+		return 0;
+	/* Kernels without batch support for arrays: one at a time. */
+	for (i = 0; i < size; i++)
+		if (bpf_map_update_elem(fd, &dp->ring_keys[i], &table[i], BPF_ANY))
+			return -errno;
+	return 0;
+}
+
+/* Builds a fresh inner array from table and points the outer slot at it. */
+static int ring_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
+		     const __u32 *table, __u32 size, const char *name)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP);
+	int fd, err;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32), size, &mopts);
+	if (fd < 0)
+		return -errno;
+	err = fill_array(dp, fd, table, size);
+	if (!err)
+		err = update(outer_fd, key, &fd, BPF_ANY);
+	close(fd);
+	return err;
+}
+
+static void bump_generation(struct fg_dataplane *dp, __u32 service_id)
+{
+	struct fg_service svc;
+
+	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
+		return;
+	svc.generation++;
+	bpf_map_update_elem(dp->maps.services, &service_id, &svc, BPF_ANY);
+}
+
+static int build_and_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
+			  __u32 service_id, const struct fg_maglev_entry *entries,
+			  size_t n, __u32 size, const char *name)
+{
+	__u32 *table = malloc(size * sizeof(*table));
+	int err;
+
+	if (!table)
+		return -ENOMEM;
+	err = fg_maglev_build(entries, n, table, size);
+	if (!err)
+		err = ring_swap(dp, outer_fd, key, table, size, name);
+	free(table);
+	if (!err)
+		bump_generation(dp, service_id);
+	return err;
+}
+
+int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
+			   const struct fg_maglev_entry *clusters, size_t n)
+{
+	size_t i;
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	for (i = 0; i < n; i++)
+		if (clusters[i].id >= FG_MAX_CLUSTERS)
+			return -ERANGE;
+	return build_and_swap(dp, dp->maps.cluster_rings, &service_id, service_id, clusters, n,
+			      FG_CLUSTER_RING_SIZE, "fg_cluster_ring");
+}
+
+int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+			   const struct fg_maglev_entry *backends, size_t n)
+{
+	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
+	size_t i;
+
+	if (service_id >= FG_MAX_SERVICES || cluster_idx >= FG_MAX_CLUSTERS)
+		return -ERANGE;
+	for (i = 0; i < n; i++)
+		if (backends[i].id >= FG_MAX_BACKENDS)
+			return -ERANGE;
+	return build_and_swap(dp, dp->maps.backend_rings, &key, service_id, backends, n,
+			      dp->maglev_size, "fg_backend_ring");
+}
+
+int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx)
+{
+	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
+
+	return delete(dp->maps.backend_rings, &key);
+}
+
+static void allow_key(struct fg_allow_key *key, __u32 service_id, int family,
+		      const struct fg_addr *addr, int prefix_len)
+{
+	memset(key, 0, sizeof(*key));
+	key->service_id = htonl(service_id);
+	if (family == FG_AF_INET) {
+		key->addr[10] = 0xff;
+		key->addr[11] = 0xff;
+		memcpy(&key->addr[12], &addr->v4, 4);
+		key->prefixlen = 32 + 96 + prefix_len;
+	} else {
+		memcpy(key->addr, addr, 16);
+		key->prefixlen = 32 + prefix_len;
+	}
+}
+
+static int listener_flag_allowlist(struct fg_dataplane *dp, __u32 service_id, bool on)
+{
+	struct fg_listener_key key, next;
+	struct fg_listener val;
+	void *prev = NULL;
+	int err;
+
+	while (!bpf_map_get_next_key(dp->maps.listeners, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(dp->maps.listeners, &key, &val))
+			continue;
+		if (val.service_id != service_id)
+			continue;
+		val.flags = on ? val.flags | FG_LISTENER_F_ALLOWLIST
+			       : val.flags & ~FG_LISTENER_F_ALLOWLIST;
+		err = update(dp->maps.listeners, &key, &val, BPF_EXIST);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int fg_dp_allow_add(struct fg_dataplane *dp, __u32 service_id, int family,
+		    const struct fg_addr *addr, int prefix_len)
+{
+	struct fg_allow_key key;
+	__u8 one = 1;
+	int err;
+
+	if ((family == FG_AF_INET && (prefix_len < 0 || prefix_len > 32)) ||
+	    (family == FG_AF_INET6 && (prefix_len < 0 || prefix_len > 128)) ||
+	    (family != FG_AF_INET && family != FG_AF_INET6))
+		return -EINVAL;
+	allow_key(&key, service_id, family, addr, prefix_len);
+	err = update(dp->maps.allowlists, &key, &one, BPF_ANY);
+	if (err)
+		return err;
+	return listener_flag_allowlist(dp, service_id, true);
+}
+
+int fg_dp_allow_clear(struct fg_dataplane *dp, __u32 service_id)
+{
+	struct fg_allow_key key, next;
+	void *prev = NULL;
+	int err;
+
+	err = listener_flag_allowlist(dp, service_id, false);
+	if (err)
+		return err;
+	/* Deleting while iterating restarts the walk; the trie is small. */
+	while (!bpf_map_get_next_key(dp->maps.allowlists, prev, &next)) {
+		key = next;
+		if (ntohl(key.service_id) == service_id) {
+			err = delete(dp->maps.allowlists, &key);
+			if (err)
+				return err;
+			prev = NULL;
+			continue;
+		}
+		prev = &key;
+	}
+	return 0;
+}
+
+int fg_dp_set_iface(struct fg_dataplane *dp, __u32 ifindex, const struct fg_iface *ifc)
+{
+	return update(dp->maps.ifaces, &ifindex, ifc, BPF_ANY);
+}
+
+int fg_dp_del_iface(struct fg_dataplane *dp, __u32 ifindex)
+{
+	return delete(dp->maps.ifaces, &ifindex);
+}
+
+int fg_dp_bump_fib_gen(struct fg_dataplane *dp)
+{
+	struct fg_settings s = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s))
+		return -errno;
+	s.fib_gen++;
+	return update(dp->maps.settings, &zero, &s, BPF_ANY);
+}
+
+int fg_dp_read_counter(struct fg_dataplane *dp, int map_fd, __u32 idx, struct fg_counter *sum)
+{
+	struct fg_counter *vals;
+	int i;
+
+	vals = calloc(dp->ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(map_fd, &idx, vals)) {
+		int err = -errno;
+
+		free(vals);
+		return err;
+	}
+	memset(sum, 0, sizeof(*sum));
+	for (i = 0; i < dp->ncpus; i++) {
+		sum->packets += vals[i].packets;
+		sum->bytes += vals[i].bytes;
+	}
+	free(vals);
+	return 0;
+}
+
+static int apply_backends(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < spec->n_backends; i++) {
+		const struct fg_l4_backend_spec *b = &spec->backends[i];
+		struct fg_backend be = {
+			.addr = b->addr,
+			.port = htons(b->port),
+			.family = (__u8)b->family,
+			.flags = FG_BACKEND_F_ACTIVE | (b->up ? FG_BACKEND_F_UP : 0),
+			.service_id = spec->service_id,
+			.cluster_idx = b->cluster_idx,
+			.weight = b->weight,
+		};
+
+		if (b->family != spec->family)
+			return -EAFNOSUPPORT; /* no v4<->v6 translation */
+		err = fg_dp_set_backend(dp, b->backend_id, &be);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* One backend ring per cluster, over that cluster's backends that are up. */
+static int apply_backend_rings(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
+{
+	struct fg_maglev_entry *ents;
+	char (*keys)[64];
+	size_t c, i, n;
+	int err = 0;
+
+	ents = calloc(spec->n_backends + 1, sizeof(*ents));
+	keys = calloc(spec->n_backends + 1, sizeof(*keys));
+	if (!ents || !keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (c = 0; c < spec->n_clusters && !err; c++) {
+		__u32 cidx = spec->clusters[c].cluster_idx;
+
+		for (i = 0, n = 0; i < spec->n_backends; i++) {
+			const struct fg_l4_backend_spec *b = &spec->backends[i];
+			char abuf[48];
+
+			if (b->cluster_idx != cidx || !b->up || !b->weight)
+				continue;
+			fg_addr_str(&b->addr, b->family, abuf, sizeof(abuf));
+			snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, b->port);
+			ents[n].id = b->backend_id;
+			ents[n].weight = b->weight;
+			ents[n].key = keys[n];
+			ents[n].key_len = strlen(keys[n]);
+			n++;
+		}
+		err = fg_dp_set_backend_ring(dp, spec->service_id, cidx, ents, n);
+	}
+out:
+	free(ents);
+	free(keys);
+	return err;
+}
+
+static int apply_cluster_ring(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
+{
+	struct fg_maglev_entry *ents;
+	size_t c;
+	int err;
+
+	ents = calloc(spec->n_clusters + 1, sizeof(*ents));
+	if (!ents)
+		return -ENOMEM;
+	for (c = 0; c < spec->n_clusters; c++) {
+		const struct fg_l4_cluster_spec *cs = &spec->clusters[c];
+
+		err = fg_dp_set_cluster(dp, cs->cluster_idx, cs->name, true);
+		if (err)
+			goto out;
+		ents[c].id = cs->cluster_idx;
+		ents[c].weight = cs->weight;
+		ents[c].key = cs->name;
+		ents[c].key_len = strlen(cs->name);
+	}
+	err = fg_dp_set_cluster_ring(dp, spec->service_id, ents, spec->n_clusters);
+out:
+	free(ents);
+	return err;
+}
+
+int fg_dp_apply_service(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
+{
+	struct fg_listener_key lkey = {
+		.vip = spec->vip,
+		.port = htons(spec->port),
+		.proto = spec->proto,
+		.family = (__u8)spec->family,
+	};
+	struct fg_listener lval = {
+		.service_id = spec->service_id,
+		.kind = spec->kind ? spec->kind : FG_LISTENER_L4,
+		.stats_idx = spec->stats_idx,
+	};
+	size_t i;
+	int err;
+
+	err = fg_dp_set_service(dp, spec->service_id, spec->name);
+	if (!err)
+		err = apply_backends(dp, spec);
+	if (!err)
+		err = apply_backend_rings(dp, spec);
+	if (!err)
+		err = apply_cluster_ring(dp, spec);
+	if (err)
+		return err;
+
+	/* Allowlist entries before the listener flag, so no window lets
+	 * everyone in or keeps everyone out. */
+	for (i = 0; i < spec->n_allow; i++) {
+		const struct fg_l4_allow_spec *a = &spec->allow[i];
+		struct fg_allow_key key;
+		__u8 one = 1;
+
+		allow_key(&key, spec->service_id, a->family, &a->addr, a->prefix_len);
+		err = update(dp->maps.allowlists, &key, &one, BPF_ANY);
+		if (err)
+			return err;
+	}
+	if (spec->n_allow)
+		lval.flags |= FG_LISTENER_F_ALLOWLIST;
+	return fg_dp_set_listener(dp, &lkey, &lval);
+}
+
+int fg_addr_parse(const char *str, struct fg_addr *addr, int *family)
+{
+	memset(addr, 0, sizeof(*addr));
+	if (inet_pton(AF_INET, str, &addr->v4) == 1) {
+		*family = FG_AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, str, addr->bytes) == 1) {
+		*family = FG_AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+const char *fg_addr_str(const struct fg_addr *addr, int family, char *buf, size_t len)
+{
+	if (!inet_ntop(family == FG_AF_INET ? AF_INET : AF_INET6,
+		       family == FG_AF_INET ? (const void *)&addr->v4 : addr->bytes, buf, len))
+		snprintf(buf, len, "?");
+	return buf;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Connection tracking: idle timeouts by state, and the rule that a TCP RST
+ * removes the flow while a FIN shortens its timeout.
+ */
+#ifndef FG_BPF_CONNTRACK_H
+#define FG_BPF_CONNTRACK_H
+
+#include "common.h"
+#include "parse.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+
+const volatile __u64 ct_timeout_syn_ns = 60 * NSEC_PER_SEC;
+const volatile __u64 ct_timeout_tcp_ns = 7200 * NSEC_PER_SEC;
+const volatile __u64 ct_timeout_fin_ns = 10 * NSEC_PER_SEC;
+const volatile __u64 ct_timeout_udp_ns = 120 * NSEC_PER_SEC;
+/* How stale last_seen may get before we write it again: saves a cache
+ * line write per packet on busy flows. */
+#define FG_CT_REFRESH_NS (NSEC_PER_SEC / 4)
+
+static __always_inline __u64 ct_timeout(__u8 proto, __u8 state)
+{
+	if (proto != FG_PROTO_TCP)
+		return ct_timeout_udp_ns;
+	switch (state) {
+	case FG_CT_NEW:
+		return ct_timeout_syn_ns;
+	case FG_CT_CLOSING:
+		return ct_timeout_fin_ns;
+	default:
+		return ct_timeout_tcp_ns;
+	}
+}
+
+static __always_inline bool ct_expired(__u64 last_seen, __u8 proto, __u8 state, __u64 now)
+{
+	return now > last_seen && now - last_seen > ct_timeout(proto, state);
+}
+
+/* The backend-side tuple of a NATed flow (the reverse_nat key). */
+static __always_inline void ct_reverse_key(struct fg_flow *rkey, const struct fg_backend *be,
+					   const struct fg_addr *snat_addr, __be16 snat_port,
+					   __u8 proto, __u8 family)
+{
+	__builtin_memset(rkey, 0, sizeof(*rkey));
+	rkey->src = be->addr;
+	rkey->sport = be->port;
+	rkey->dst = *snat_addr;
+	rkey->dport = snat_port;
+	rkey->proto = proto;
+	rkey->family = family;
+}
+
+#endif

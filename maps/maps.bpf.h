@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the data plane. Each one is pinned by name under the agent's
+ * --pin-path (LIBBPF_PIN_BY_NAME) with its BTF, so
+ *     bpftool map dump pinned /sys/fs/bpf/fleetgate/NAME
+ * prints field names. docs/maps.md documents each one: key, value, writer,
+ * readers and the bpftool command.
+ */
+#ifndef FG_MAPS_BPF_H
+#define FG_MAPS_BPF_H
+
+#include "../bpf/lib/common.h"
+
+/* (VIP, port, protocol) -> service. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_LISTENERS);
+	__type(key, struct fg_listener_key);
+	__type(value, struct fg_listener);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} listeners SEC(".maps");
+
+/* service_id -> name, flags, table generation. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct fg_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} services SEC(".maps");
+
+/* cluster index -> cluster id and health. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_MAX_CLUSTERS);
+	__type(key, __u32);
+	__type(value, struct fg_cluster);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} clusters SEC(".maps");
+
+/* backend_id -> address, port, cluster, health. Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct fg_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backends SEC(".maps");
+
+/* Level 1: service_id -> ring of FG_CLUSTER_RING_SIZE cluster indexes,
+ * weighted by the route's cluster shares. The agent fills a fresh inner map
+ * and swaps the outer slot, so a reader sees the old or the new ring, never
+ * a half-written one. */
+struct cluster_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_CLUSTER_RING_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FG_MAX_SERVICES);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct cluster_ring);
+} cluster_rings SEC(".maps");
+
+/* Level 2: (service_id, cluster index) -> Maglev ring of backend ids. The
+ * ring size is the agent's --maglev-size (a prime); swapped like above. */
+struct backend_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_DEFAULT_MAGLEV_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, FG_MAX_SERVICES * 8);
+	__type(key, struct fg_ring_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct backend_ring);
+} backend_rings SEC(".maps");
+
+/* Source allowlists per service (LPM trie). Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FG_MAX_ALLOW_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_allow_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} allowlists SEC(".maps");
+
+/* Client flow -> backend and NAT. Written by XDP, read by fleetgatectl. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_CT_MAX);
+	__type(key, struct fg_flow);
+	__type(value, struct fg_ct);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conntrack SEC(".maps");
+
+/* Backend-side flow -> client flow; also the SNAT port allocator. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FG_CT_MAX);
+	__type(key, struct fg_flow);
+	__type(value, struct fg_rnat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} reverse_nat SEC(".maps");
+
+/* ifindex -> the gateway's own addresses there (SNAT sources). Written by
+ * the agent from netlink. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct fg_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ifaces SEC(".maps");
+
+/* Run-time settings (one entry). Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fg_settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} settings SEC(".maps");
+
+/* Counters, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_MAX_LISTENERS);
+	__type(key, __u32);
+	__type(value, struct fg_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} listener_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct fg_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_MAX_CLUSTERS);
+	__type(key, __u32);
+	__type(value, struct fg_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cluster_stats SEC(".maps");
+
+/* enum fg_reason -> packets/bytes: every verdict, drop or pass, by why. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_R_MAX);
+	__type(key, __u32);
+	__type(value, struct fg_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} verdicts SEC(".maps");
+
+#endif
