@@ -628,6 +628,104 @@ int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
 			      FG_CLUSTER_RING_SIZE, "fg_cluster_ring");
 }
 
+int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
+			      const __u32 weights[FG_MAX_CLUSTERS])
+{
+	struct fg_service svc;
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
+		return -errno;
+	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
+		return -ENOENT;
+	memcpy(svc.cluster_weight, weights, sizeof(svc.cluster_weight));
+	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+}
+
+/* The healthy backends of (service, cluster), as Maglev entries; keys are
+ * "addr:port" so a backend keeps its slots across renumbering. */
+static int collect_backends(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+			    struct fg_maglev_entry *ents, char (*keys)[64], size_t cap,
+			    size_t *n_out)
+{
+	struct fg_backend be;
+	size_t n = 0;
+	__u32 id;
+
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		char abuf[48];
+
+		if (bpf_map_lookup_elem(dp->maps.backends, &id, &be))
+			return -errno;
+		if (!(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_UP) ||
+		    be.service_id != service_id || be.cluster_idx != cluster_idx || !be.weight)
+			continue;
+		if (n == cap)
+			return -E2BIG;
+		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
+		snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, ntohs(be.port));
+		ents[n].id = id;
+		ents[n].weight = be.weight;
+		ents[n].key = keys[n];
+		ents[n].key_len = strlen(keys[n]);
+		n++;
+	}
+	*n_out = n;
+	return 0;
+}
+
+int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
+{
+	struct fg_maglev_entry *bents = NULL, cents[FG_MAX_CLUSTERS];
+	struct fg_cluster clusters[FG_MAX_CLUSTERS];
+	char (*keys)[64] = NULL;
+	struct fg_service svc;
+	size_t n = 0, nc = 0;
+	__u32 c;
+	int err;
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
+		return -errno;
+	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
+		return -ENOENT;
+	bents = calloc(FG_MAX_BACKENDS, sizeof(*bents));
+	keys = calloc(FG_MAX_BACKENDS, sizeof(*keys));
+	if (!bents || !keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (c = 0; c < FG_MAX_CLUSTERS; c++) {
+		if (!svc.cluster_weight[c])
+			continue;
+		if (bpf_map_lookup_elem(dp->maps.clusters, &c, &clusters[c])) {
+			err = -errno;
+			goto out;
+		}
+		err = collect_backends(dp, service_id, c, bents, keys, FG_MAX_BACKENDS, &n);
+		if (!err)
+			err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
+		if (err)
+			goto out;
+		/* A cluster without a healthy backend gets no share: its
+		 * traffic fails over to the others. */
+		if (!n || !(clusters[c].flags & FG_CLUSTER_F_UP))
+			continue;
+		cents[nc].id = c;
+		cents[nc].weight = svc.cluster_weight[c];
+		cents[nc].key = clusters[c].name;
+		cents[nc].key_len = strnlen(clusters[c].name, sizeof(clusters[c].name));
+		nc++;
+	}
+	err = fg_dp_set_cluster_ring(dp, service_id, cents, nc);
+out:
+	free(bents);
+	free(keys);
+	return err;
+}
+
 int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
 			   const struct fg_maglev_entry *backends, size_t n)
 {
@@ -801,71 +899,6 @@ static int apply_backends(struct fg_dataplane *dp, const struct fg_l4_service_sp
 	return 0;
 }
 
-/* One backend ring per cluster, over that cluster's backends that are up. */
-static int apply_backend_rings(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
-{
-	struct fg_maglev_entry *ents;
-	char (*keys)[64];
-	size_t c, i, n;
-	int err = 0;
-
-	ents = calloc(spec->n_backends + 1, sizeof(*ents));
-	keys = calloc(spec->n_backends + 1, sizeof(*keys));
-	if (!ents || !keys) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (c = 0; c < spec->n_clusters && !err; c++) {
-		__u32 cidx = spec->clusters[c].cluster_idx;
-
-		for (i = 0, n = 0; i < spec->n_backends; i++) {
-			const struct fg_l4_backend_spec *b = &spec->backends[i];
-			char abuf[48];
-
-			if (b->cluster_idx != cidx || !b->up || !b->weight)
-				continue;
-			fg_addr_str(&b->addr, b->family, abuf, sizeof(abuf));
-			snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, b->port);
-			ents[n].id = b->backend_id;
-			ents[n].weight = b->weight;
-			ents[n].key = keys[n];
-			ents[n].key_len = strlen(keys[n]);
-			n++;
-		}
-		err = fg_dp_set_backend_ring(dp, spec->service_id, cidx, ents, n);
-	}
-out:
-	free(ents);
-	free(keys);
-	return err;
-}
-
-static int apply_cluster_ring(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
-{
-	struct fg_maglev_entry *ents;
-	size_t c;
-	int err;
-
-	ents = calloc(spec->n_clusters + 1, sizeof(*ents));
-	if (!ents)
-		return -ENOMEM;
-	for (c = 0; c < spec->n_clusters; c++) {
-		const struct fg_l4_cluster_spec *cs = &spec->clusters[c];
-
-		err = fg_dp_set_cluster(dp, cs->cluster_idx, cs->name, true);
-		if (err)
-			goto out;
-		ents[c].id = cs->cluster_idx;
-		ents[c].weight = cs->weight;
-		ents[c].key = cs->name;
-		ents[c].key_len = strlen(cs->name);
-	}
-	err = fg_dp_set_cluster_ring(dp, spec->service_id, ents, spec->n_clusters);
-out:
-	free(ents);
-	return err;
-}
-
 int fg_dp_apply_service(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
 {
 	struct fg_listener_key lkey = {
@@ -881,14 +914,25 @@ int fg_dp_apply_service(struct fg_dataplane *dp, const struct fg_l4_service_spec
 	};
 	size_t i;
 	int err;
+	__u32 weights[FG_MAX_CLUSTERS] = {};
 
+	for (i = 0; i < spec->n_clusters; i++) {
+		const struct fg_l4_cluster_spec *cs = &spec->clusters[i];
+
+		if (cs->cluster_idx >= FG_MAX_CLUSTERS)
+			return -ERANGE;
+		weights[cs->cluster_idx] = cs->weight;
+		err = fg_dp_set_cluster(dp, cs->cluster_idx, cs->name, true);
+		if (err)
+			return err;
+	}
 	err = fg_dp_set_service(dp, spec->service_id, spec->name);
+	if (!err)
+		err = fg_dp_set_cluster_weights(dp, spec->service_id, weights);
 	if (!err)
 		err = apply_backends(dp, spec);
 	if (!err)
-		err = apply_backend_rings(dp, spec);
-	if (!err)
-		err = apply_cluster_ring(dp, spec);
+		err = fg_dp_rebuild_service(dp, spec->service_id);
 	if (err)
 		return err;
 

@@ -714,8 +714,13 @@ int fg_nl_neigh_resolve(int ifindex, const struct fg_addr *addr, int family)
 	int err;
 
 	err = neigh_get(ifindex, addr, family, &nr);
-	if (err && err != -ENOENT)
+	if (err && err != -ENOENT) {
+		neigh_what(what, sizeof(what), "resolving", ifindex, addr,
+			   family);
+		pr_warn("netlink: %s failed: looking up the entry: %s\n",
+			what, strerror(-err));
 		return err;
+	}
 	/* (An admin could make the entry PERMANENT between the two
 	 * requests; that race only costs a re-add of the static entry.) */
 	if (!err && neigh_leave_alone(&nr))

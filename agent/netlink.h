@@ -4,7 +4,9 @@
  * neighbours, plus a monitor that tells the agent when any of them change.
  *
  * Every function returns 0 (or a non-negative value where stated) on
- * success and a negative errno on failure. Request/reply calls open their
+ * success and a negative errno on failure. "Not found" answers (-ENODEV,
+ * -ENOENT, -ENETUNREACH, -EHOSTUNREACH) are only logged at debug level;
+ * other failures are logged with pr_warn. Request/reply calls open their
  * own short-lived socket, so they are safe to call from any thread; the
  * monitor is one object per caller and is not thread-safe.
  *
@@ -24,8 +26,9 @@ int fg_nl_ifindex(const char *ifname);
 
 /*
  * Fills @out with the first usable address of each family on @ifindex:
- * global scope (RT_SCOPE_UNIVERSE), and for IPv6 neither tentative,
- * deprecated nor DAD-failed. Sets FG_IFACE_F_V4 / FG_IFACE_F_V6 for the
+ * global scope (RT_SCOPE_UNIVERSE), neither tentative, deprecated nor
+ * DAD-failed (in practice these flags are IPv6's, but `preferred_lft 0`
+ * deprecates an IPv4 address too). Sets FG_IFACE_F_V4 / FG_IFACE_F_V6 for the
  * families found. Returns 0 even when none is found (flags 0), including
  * for an ifindex that does not exist: either way there is nothing to SNAT
  * to. Negative errno only when netlink itself failed.
@@ -47,8 +50,9 @@ int fg_nl_route_get(const struct fg_addr *dst, int family, int *oif,
  * solicitation), so that the XDP program's bpf_fib_lookup() finds the
  * neighbour on a later packet instead of returning NO_NEIGH forever. Like
  * `ip neigh replace ADDR dev DEV use`, but it never creates a PERMANENT or
- * GC-exempt entry, and it leaves PERMANENT/NOARP entries alone (NTF_USE
- * would demote a PERMANENT one). A REACHABLE entry is left as is; a STALE
+ * GC-exempt entry, and it leaves PERMANENT, NOARP, externally learned and
+ * kernel-managed entries alone (NTF_USE would demote a PERMANENT one to
+ * INCOMPLETE, dropping its MAC). A REACHABLE entry is left as is; a STALE
  * one is re-probed. Returns 0 once the request is accepted: resolution
  * itself is asynchronous.
  */
@@ -65,7 +69,7 @@ int fg_nl_neigh_lookup(int ifindex, const struct fg_addr *addr, int family,
 /* Monitor: link, IPv4/IPv6 address and neighbour notifications. */
 
 enum fg_nl_event_type {
-	FG_NL_EV_LINK_UP = 1,	/* administratively up and running (carrier) */
+	FG_NL_EV_LINK_UP = 1,	/* admin up and running (carrier) */
 	FG_NL_EV_LINK_DOWN,	/* exists but not up or not running */
 	FG_NL_EV_LINK_DEL,	/* removed */
 	FG_NL_EV_ADDR_ADD,	/* added or changed (e.g. DAD finished) */
@@ -87,7 +91,9 @@ struct fg_nl_event {
 };
 
 /* Called once per event. A non-zero return stops processing and is
- * returned by fg_nl_monitor_process(). */
+ * returned by fg_nl_monitor_process(); events left in the datagram being
+ * processed are then dropped, so the caller should re-dump before going
+ * on. */
 typedef int (*fg_nl_event_cb)(const struct fg_nl_event *ev, void *ctx);
 
 struct fg_nl_monitor;

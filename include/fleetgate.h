@@ -86,13 +86,17 @@ enum fg_service_flags {
 	FG_SERVICE_F_ACTIVE = 1 << 0,
 };
 
-/* services: service_id -> description (array). */
+/* services: service_id -> description (array). cluster_weight holds the
+ * route's intended share per cluster index; the cluster ring is built from
+ * it over the clusters that still have a healthy backend, so the agent can
+ * rebuild a ring after a health change from the maps alone. */
 struct fg_service {
 	char name[FG_NAME_LEN];
 	__u32 flags; /* enum fg_service_flags */
 	__u32 generation; /* bumped by the agent on every table swap */
+	__u32 cluster_weight[FG_MAX_CLUSTERS];
 };
-_Static_assert(sizeof(struct fg_service) == 72, "fg_service size");
+_Static_assert(sizeof(struct fg_service) == 72 + 4 * FG_MAX_CLUSTERS, "fg_service size");
 
 enum fg_cluster_flags {
 	FG_CLUSTER_F_ACTIVE = 1 << 0,

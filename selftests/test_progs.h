@@ -87,8 +87,8 @@ const char *test__prefix(void);
 		long long ___act = (long long)(actual);                       \
 		long long ___exp = (long long)(expected);                     \
 		_CHECK(!(___act op ___exp), (name),                           \
-		       "unexpected %s: actual %lld (0x%llx), expected " #op "\
-		       " expected %lld (0x%llx)",                             \
+		       "unexpected %s: actual %lld (0x%llx) " #op             \
+		       " expected %lld (0x%llx) does not hold",               \
 		       #actual, ___act, (unsigned long long)___act, ___exp,   \
 		       (unsigned long long)___exp);                           \
 	})
