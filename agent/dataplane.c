@@ -884,7 +884,8 @@ static int apply_backends(struct fg_dataplane *dp, const struct fg_l4_service_sp
 			.addr = b->addr,
 			.port = htons(b->port),
 			.family = (__u8)b->family,
-			.flags = FG_BACKEND_F_ACTIVE | (b->up ? FG_BACKEND_F_UP : 0),
+			.flags = FG_BACKEND_F_ACTIVE | (b->up ? FG_BACKEND_F_UP : 0) |
+				 (spec->proto == FG_PROTO_TCP ? FG_BACKEND_F_PROBE_TCP : 0),
 			.service_id = spec->service_id,
 			.cluster_idx = b->cluster_idx,
 			.weight = b->weight,

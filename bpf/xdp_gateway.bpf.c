@@ -69,7 +69,10 @@ static __always_inline __u32 fib_gen_now(void)
 	return s ? s->fib_gen : 0;
 }
 
-/* Resolves the next hop toward dst. Returns 0 or a BPF_FIB_LKUP_RET_*. */
+/* Resolves the next hop toward dst. Returns 0 when resolved;
+ * BPF_FIB_LKUP_RET_NO_NEIGH when the route is known (nh->ifindex is set)
+ * but the neighbour is not resolved yet, in which case nh is marked stale
+ * so the next packet looks again; any other value when there is no route. */
 static __always_inline int nexthop_lookup(struct xdp_md *ctx, __u8 family,
 					  const struct fg_addr *src,
 					  const struct fg_addr *dst,
@@ -89,6 +92,11 @@ static __always_inline int nexthop_lookup(struct xdp_md *ctx, __u8 family,
 		__builtin_memcpy(fib.ipv6_dst, dst, 16);
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		nh->ifindex = fib.ifindex;
+		nh->fib_gen = ~gen;
+		return rc;
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return rc ? rc : -1;
 	nh->ifindex = fib.ifindex;
@@ -100,8 +108,6 @@ static __always_inline int nexthop_lookup(struct xdp_md *ctx, __u8 family,
 
 static __always_inline int fib_verdict(const struct fg_pkt *pkt, int rc)
 {
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return verdict(pkt, FG_R_FIB_NO_NEIGH, XDP_PASS);
 	return verdict(pkt, FG_R_FIB_FAIL, XDP_DROP);
 }
 
@@ -122,15 +128,27 @@ static __always_inline bool source_allowed(__u32 service_id, const struct fg_flo
 	return bpf_map_lookup_elem(&allowlists, &key) != NULL;
 }
 
-/* Sends the rewritten packet to its next hop. */
+/* Sends the rewritten packet to its next hop. When the neighbour is not
+ * resolved yet (reason FG_R_FIB_NO_NEIGH) the rewritten packet is passed
+ * to the stack instead, which forwards it and resolves the neighbour
+ * (the agent sets accept_local on its interfaces for the SNAT source). */
 static __always_inline int transmit(struct xdp_md *ctx, const struct fg_pkt *pkt,
 				    const struct fg_rewrite *rw,
 				    const struct fg_nexthop *nh, int reason)
 {
-	if (nat_rewrite(ctx, pkt, rw) || eth_rewrite(ctx, pkt, nh))
+	if (nat_rewrite(ctx, pkt, rw))
+		return verdict(pkt, FG_R_TRUNC_IP, XDP_DROP);
+	if (reason == FG_R_FIB_NO_NEIGH)
+		return verdict(pkt, reason, XDP_PASS);
+	if (eth_rewrite(ctx, pkt, nh))
 		return verdict(pkt, FG_R_TRUNC_IP, XDP_DROP);
 	count(&verdicts, reason, pkt->len);
 	return bpf_redirect(nh->ifindex, 0);
+}
+
+static __always_inline int tx_reason(int fib_rc, int reason)
+{
+	return fib_rc == BPF_FIB_LKUP_RET_NO_NEIGH ? FG_R_FIB_NO_NEIGH : reason;
 }
 
 /* Forgets a flow: its conntrack entry and the reverse_nat entry that holds
@@ -195,7 +213,7 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 
 	rc = nexthop_lookup(ctx, pkt->flow.family, &pkt->flow.src,
 			    &ch.backend->addr, &nct.nh, gen);
-	if (rc)
+	if (rc && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return fib_verdict(pkt, rc);
 
 	ifc = bpf_map_lookup_elem(&ifaces, &nct.nh.ifindex);
@@ -250,7 +268,7 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 	rw.dport = ch.backend->port;
 	count(&backend_stats, ch.backend_id, pkt->len);
 	count(&cluster_stats, ch.cluster_idx, pkt->len);
-	return transmit(ctx, pkt, &rw, &nct.nh, FG_R_FORWARD);
+	return transmit(ctx, pkt, &rw, &nct.nh, tx_reason(rc, FG_R_FORWARD));
 #undef nct
 #undef rn
 }
@@ -314,10 +332,11 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 		return FG_NEED_NEW_FLOW;
 
 	nh = ct->nh;
+	rc = 0;
 	if (nh.fib_gen != gen || !nh.ifindex) {
 		rc = nexthop_lookup(ctx, pkt->flow.family, &pkt->flow.src,
 				    &be->addr, &nh, gen);
-		if (rc)
+		if (rc && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 			return fib_verdict(pkt, rc);
 		ct->nh = nh;
 	}
@@ -339,7 +358,7 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 
 		flow_forget(&pkt->flow, &copy);
 	}
-	return transmit(ctx, pkt, &rw, &nh, FG_R_FORWARD);
+	return transmit(ctx, pkt, &rw, &nh, tx_reason(rc, FG_R_FORWARD));
 }
 
 /* A backend's reply to the gateway's SNAT address: back to the client. */
@@ -366,9 +385,10 @@ static __noinline int l4_reply(struct xdp_md *ctx, struct fg_pkt *pkt)
 	client = rn->client;
 	gen = fib_gen_now();
 	nh = rn->nh;
+	rc = 0;
 	if (nh.fib_gen != gen || !nh.ifindex) {
 		rc = nexthop_lookup(ctx, client.family, &client.dst, &client.src, &nh, gen);
-		if (rc)
+		if (rc && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 			return fib_verdict(pkt, rc);
 		rn->nh = nh;
 	}
@@ -400,7 +420,7 @@ static __noinline int l4_reply(struct xdp_md *ctx, struct fg_pkt *pkt)
 		bpf_map_delete_elem(&conntrack, &client);
 		bpf_map_delete_elem(&reverse_nat, &pkt->flow);
 	}
-	return transmit(ctx, pkt, &rw, &nh, FG_R_REPLY);
+	return transmit(ctx, pkt, &rw, &nh, tx_reason(rc, FG_R_REPLY));
 }
 
 SEC("xdp")

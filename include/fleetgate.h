@@ -115,6 +115,7 @@ _Static_assert(sizeof(struct fg_cluster) == 72, "fg_cluster size");
 enum fg_backend_flags {
 	FG_BACKEND_F_ACTIVE = 1 << 0,
 	FG_BACKEND_F_UP = 1 << 1,
+	FG_BACKEND_F_PROBE_TCP = 1 << 2, /* the agent probes it with TCP connects */
 };
 
 /* backends: backend_id -> backend (array). */
@@ -251,7 +252,8 @@ enum fg_reason {
 	FG_R_NO_BACKEND,        /* drop: no healthy backend for the service */
 	FG_R_NO_SNAT_ADDR,      /* drop: egress iface has no address to SNAT to */
 	FG_R_NO_SNAT_PORT,      /* drop: SNAT port allocation failed */
-	FG_R_FIB_NO_NEIGH,      /* pass: next hop not resolved yet, untouched */
+	FG_R_FIB_NO_NEIGH,      /* pass: NATed, but the next hop's neighbour is not
+	                         * resolved yet: the stack forwards and resolves */
 	FG_R_FIB_FAIL,          /* drop: no route to the backend/client */
 	FG_R_FORWARD,           /* tx: client -> backend, NATed and redirected */
 	FG_R_REPLY,             /* tx: backend -> client, reverse-NATed */

@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * fleetgate-agent: loads the XDP data plane, pins its maps, attaches it to
+ * the gateway's interfaces, keeps the interface addresses and next-hop
+ * cache true as the network changes (netlink), and health-checks backends,
+ * failing over by rewriting the maps.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include "dataplane.h"
+#include "health.h"
+#include "log.h"
+#include "netlink.h"
+
+#define MAX_IFACES 16
+#define RESERVED_PORTS "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+struct agent {
+	struct fg_dp_opts dp_opts;
+	const char *pin_path;
+	const char *ifnames[MAX_IFACES];
+	int ifindex[MAX_IFACES];
+	int n_ifaces;
+	enum fg_xdp_mode xdp_mode;
+	bool keep_pins;
+	unsigned int health_interval_ms;
+	struct fg_health_opts health_opts;
+	char saved_reserved[4096];
+	bool reserved_changed;
+
+	struct fg_dataplane *dp;
+	struct fg_nl_monitor *mon;
+	struct fg_health *health;
+	int epfd, sigfd, timerfd;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"Usage: fleetgate-agent --iface IFNAME [--iface IFNAME ...] [options]\n"
+"\n"
+"Loads fleetgate's XDP data plane, pins its maps, attaches it to the gateway\n"
+"interfaces and keeps it running: interface addresses and next hops follow\n"
+"netlink, backends are health-checked and failed over. Runs in the\n"
+"foreground, logs to stderr, exits cleanly on SIGTERM/SIGINT (programs\n"
+"detached, pins removed unless --keep-pins).\n"
+"\n"
+"Options:\n"
+"  -i, --iface IFNAME         attach to this interface (repeatable, required);\n"
+"                             both client-facing and cluster-facing ones\n"
+"  -p, --pin-path PATH        where maps are pinned (default %s)\n"
+"  -m, --xdp-mode MODE        auto (native where the driver has it), native\n"
+"                             or generic (default auto)\n"
+"      --maglev-size N        slots of each backend ring, a prime\n"
+"                             (default %u)\n"
+"      --snat-ports MIN-MAX   source ports used for SNAT toward backends\n"
+"                             (default 40000-59999); reserved from the local\n"
+"                             stack while the agent runs\n"
+"      --health-interval MS   time between backend probes (default 1000)\n"
+"      --health-timeout MS    a probe's deadline (default 500)\n"
+"      --health-fall N        failed probes in a row to mark down (default 2)\n"
+"      --health-rise N        passed probes in a row to mark up (default 2)\n"
+"      --keep-pins            leave the pinned maps (and so the conntrack\n"
+"                             table) in place at exit, for a restart\n"
+"  -v, --verbose              debug messages, including libbpf's\n"
+"  -h, --help                 this text\n",
+		FG_DEFAULT_PIN_PATH, FG_DEFAULT_MAGLEV_SIZE);
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_port_range(const char *s, __u16 *min, __u16 *max)
+{
+	unsigned long a, b;
+	char buf[32], *dash;
+
+	if (snprintf(buf, sizeof(buf), "%s", s) >= (int)sizeof(buf))
+		return -EINVAL;
+	dash = strchr(buf, '-');
+	if (!dash)
+		return -EINVAL;
+	*dash = '\0';
+	if (parse_uint(buf, 65535, &a) || parse_uint(dash + 1, 65535, &b) || !a || a > b)
+		return -EINVAL;
+	*min = a;
+	*max = b;
+	return 0;
+}
+
+enum {
+	OPT_MAGLEV = 256,
+	OPT_SNAT,
+	OPT_H_INTERVAL,
+	OPT_H_TIMEOUT,
+	OPT_H_FALL,
+	OPT_H_RISE,
+	OPT_KEEP_PINS,
+};
+
+static int parse_args(struct agent *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "iface", required_argument, NULL, 'i' },
+		{ "pin-path", required_argument, NULL, 'p' },
+		{ "xdp-mode", required_argument, NULL, 'm' },
+		{ "maglev-size", required_argument, NULL, OPT_MAGLEV },
+		{ "snat-ports", required_argument, NULL, OPT_SNAT },
+		{ "health-interval", required_argument, NULL, OPT_H_INTERVAL },
+		{ "health-timeout", required_argument, NULL, OPT_H_TIMEOUT },
+		{ "health-fall", required_argument, NULL, OPT_H_FALL },
+		{ "health-rise", required_argument, NULL, OPT_H_RISE },
+		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	unsigned long v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "i:p:m:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			if (a->n_ifaces == MAX_IFACES) {
+				pr_warn("at most %d --iface\n", MAX_IFACES);
+				return -E2BIG;
+			}
+			a->ifnames[a->n_ifaces++] = optarg;
+			break;
+		case 'p':
+			a->pin_path = optarg;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "auto"))
+				a->xdp_mode = FG_XDP_AUTO;
+			else if (!strcmp(optarg, "native"))
+				a->xdp_mode = FG_XDP_NATIVE;
+			else if (!strcmp(optarg, "generic"))
+				a->xdp_mode = FG_XDP_GENERIC;
+			else
+				goto bad;
+			break;
+		case OPT_MAGLEV:
+			if (parse_uint(optarg, 1 << 24, &v))
+				goto bad;
+			a->dp_opts.maglev_size = v;
+			break;
+		case OPT_SNAT:
+			if (parse_port_range(optarg, &a->dp_opts.snat_port_min,
+					     &a->dp_opts.snat_port_max))
+				goto bad;
+			break;
+		case OPT_H_INTERVAL:
+			if (parse_uint(optarg, 3600000, &v) || v < 10)
+				goto bad;
+			a->health_interval_ms = v;
+			break;
+		case OPT_H_TIMEOUT:
+			if (parse_uint(optarg, 60000, &v) || !v)
+				goto bad;
+			a->health_opts.timeout_ms = v;
+			break;
+		case OPT_H_FALL:
+			if (parse_uint(optarg, 1000, &v) || !v)
+				goto bad;
+			a->health_opts.fall = v;
+			break;
+		case OPT_H_RISE:
+			if (parse_uint(optarg, 1000, &v) || !v)
+				goto bad;
+			a->health_opts.rise = v;
+			break;
+		case OPT_KEEP_PINS:
+			a->keep_pins = true;
+			break;
+		case 'v':
+			fg_log_set_level(FG_LOG_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		pr_warn("unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (!a->n_ifaces) {
+		pr_warn("at least one --iface is required\n");
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	pr_warn("invalid value '%s' for --%s\n", optarg,
+		c == 'm' ? "xdp-mode" : opts[c - OPT_MAGLEV + 3].name);
+	return -EINVAL;
+}
+
+static int write_file(const char *path, const char *val)
+{
+	FILE *f = fopen(path, "w");
+	int err = 0;
+
+	if (!f)
+		return -errno;
+	if (fputs(val, f) < 0)
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return 0;
+}
+
+/* A router: forwarding on, and accept_local so a packet NATed to the
+ * gateway's own address can be forwarded by the stack while a neighbour is
+ * being resolved (see FG_R_FIB_NO_NEIGH). */
+static void iface_sysctls(const char *ifname)
+{
+	static const char *const knobs[] = {
+		"/proc/sys/net/ipv4/conf/%s/forwarding",
+		"/proc/sys/net/ipv4/conf/%s/accept_local",
+		"/proc/sys/net/ipv6/conf/%s/forwarding",
+	};
+	char path[PATH_MAX];
+	size_t i;
+	int err;
+
+	for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		snprintf(path, sizeof(path), knobs[i], ifname);
+		err = write_file(path, "1");
+		if (err)
+			pr_warn("cannot set %s: %s\n", path, strerror(-err));
+	}
+}
+
+static void reserve_snat_ports(struct agent *a)
+{
+	__u16 min = a->dp_opts.snat_port_min ? a->dp_opts.snat_port_min : 40000;
+	__u16 max = a->dp_opts.snat_port_max ? a->dp_opts.snat_port_max : 59999;
+	char val[4200];
+	int err;
+
+	err = read_file(RESERVED_PORTS, a->saved_reserved, sizeof(a->saved_reserved));
+	if (err) {
+		pr_warn("cannot read %s: %s; SNAT ports are not reserved\n", RESERVED_PORTS,
+			strerror(-err));
+		return;
+	}
+	snprintf(val, sizeof(val), "%s%s%u-%u", a->saved_reserved,
+		 a->saved_reserved[0] ? "," : "", min, max);
+	err = write_file(RESERVED_PORTS, val);
+	if (err) {
+		pr_warn("cannot reserve SNAT ports %u-%u in %s: %s\n", min, max,
+			RESERVED_PORTS, strerror(-err));
+		return;
+	}
+	a->reserved_changed = true;
+}
+
+static void restore_reserved_ports(struct agent *a)
+{
+	int err;
+
+	if (!a->reserved_changed)
+		return;
+	err = write_file(RESERVED_PORTS, a->saved_reserved[0] ? a->saved_reserved : "\n");
+	if (err)
+		pr_warn("cannot restore %s: %s\n", RESERVED_PORTS, strerror(-err));
+}
+
+static int refresh_iface(struct agent *a, int i)
+{
+	struct fg_iface ifc = {};
+	int err;
+
+	err = fg_nl_iface_addrs(a->ifindex[i], &ifc);
+	if (err)
+		return err;
+	err = fg_dp_set_iface(a->dp, a->ifindex[i], &ifc);
+	if (err)
+		pr_warn("cannot write addresses of %s to the ifaces map: %s\n", a->ifnames[i],
+			strerror(-err));
+	return err;
+}
+
+static int attach_ifaces(struct agent *a)
+{
+	enum fg_xdp_mode got;
+	int i, err;
+
+	for (i = 0; i < a->n_ifaces; i++) {
+		a->ifindex[i] = fg_nl_ifindex(a->ifnames[i]);
+		if (a->ifindex[i] < 0) {
+			pr_warn("no interface %s: %s\n", a->ifnames[i], strerror(-a->ifindex[i]));
+			return a->ifindex[i];
+		}
+		iface_sysctls(a->ifnames[i]);
+		err = refresh_iface(a, i);
+		if (err)
+			return err;
+		err = fg_dp_attach(a->dp, a->ifindex[i], a->xdp_mode, &got);
+		if (err)
+			return err;
+		pr_info("attached XDP to %s (ifindex %d) in %s mode\n", a->ifnames[i],
+			a->ifindex[i], fg_xdp_mode_name(got));
+	}
+	return 0;
+}
+
+static int iface_slot(const struct agent *a, int ifindex)
+{
+	int i;
+
+	for (i = 0; i < a->n_ifaces; i++)
+		if (a->ifindex[i] == ifindex)
+			return i;
+	return -1;
+}
+
+static int on_netlink(const struct fg_nl_event *ev, void *ctx)
+{
+	struct agent *a = ctx;
+	int i;
+
+	pr_debug("netlink: %s ifindex %d\n", fg_nl_event_name(ev->type), ev->ifindex);
+	switch (ev->type) {
+	case FG_NL_EV_ADDR_ADD:
+	case FG_NL_EV_ADDR_DEL:
+		i = iface_slot(a, ev->ifindex);
+		if (i >= 0)
+			refresh_iface(a, i);
+		break;
+	case FG_NL_EV_RESYNC:
+		for (i = 0; i < a->n_ifaces; i++)
+			refresh_iface(a, i);
+		break;
+	default:
+		break;
+	}
+	/* Any link, address, neighbour change may move a next hop: cached
+	 * ones are dropped, the next packet of each flow looks again. */
+	fg_dp_bump_fib_gen(a->dp);
+	return 0;
+}
+
+static int setup_loop(struct agent *a)
+{
+	struct itimerspec its = {};
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL))
+		return -errno;
+	a->sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a->sigfd < 0 || a->timerfd < 0 || a->epfd < 0)
+		return -errno;
+	its.it_interval.tv_sec = a->health_interval_ms / 1000;
+	its.it_interval.tv_nsec = (a->health_interval_ms % 1000) * 1000000L;
+	its.it_value = its.it_interval;
+	if (timerfd_settime(a->timerfd, 0, &its, NULL))
+		return -errno;
+	ev.data.fd = a->sigfd;
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->sigfd, &ev))
+		return -errno;
+	ev.data.fd = a->timerfd;
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->timerfd, &ev))
+		return -errno;
+	ev.data.fd = fg_nl_monitor_fd(a->mon);
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+		return -errno;
+	return 0;
+}
+
+static int run_loop(struct agent *a)
+{
+	struct epoll_event evs[4];
+	int n, i;
+
+	for (;;) {
+		n = epoll_wait(a->epfd, evs, 4, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == a->sigfd) {
+				struct signalfd_siginfo si;
+
+				if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+					pr_info("received signal %u, shutting down\n", si.ssi_signo);
+					return 0;
+				}
+			} else if (fd == a->timerfd) {
+				__u64 ticks;
+
+				if (read(fd, &ticks, sizeof(ticks)) < 0)
+					continue;
+				fg_health_run_once(a->health);
+			} else {
+				fg_nl_monitor_process(a->mon, on_netlink, a);
+			}
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a = {
+		.pin_path = FG_DEFAULT_PIN_PATH,
+		.health_interval_ms = 1000,
+		.epfd = -1,
+		.sigfd = -1,
+		.timerfd = -1,
+	};
+	int err;
+
+	fg_log_setup_libbpf();
+	err = parse_args(&a, argc, argv);
+	if (err)
+		return 2;
+	a.dp_opts.pin_path = a.pin_path;
+
+	err = fg_dp_load(&a.dp, &a.dp_opts);
+	if (err)
+		return 1;
+	err = fg_nl_monitor_open(&a.mon);
+	if (err) {
+		pr_warn("cannot open the netlink monitor: %s\n", strerror(-err));
+		goto out;
+	}
+	err = attach_ifaces(&a);
+	if (err)
+		goto out;
+	reserve_snat_ports(&a);
+	err = fg_health_new(&a.health, a.dp, &a.health_opts);
+	if (err)
+		goto out;
+	err = setup_loop(&a);
+	if (err) {
+		pr_warn("cannot set up the event loop: %s\n", strerror(-err));
+		goto out;
+	}
+	pr_info("fleetgate-agent ready: %d interface(s), maps pinned under %s\n", a.n_ifaces,
+		a.pin_path);
+	err = run_loop(&a);
+out:
+	restore_reserved_ports(&a);
+	fg_health_free(a.health);
+	if (a.mon)
+		fg_nl_monitor_close(a.mon);
+	fg_dp_close(a.dp, !a.keep_pins);
+	if (a.epfd >= 0)
+		close(a.epfd);
+	if (a.sigfd >= 0)
+		close(a.sigfd);
+	if (a.timerfd >= 0)
+		close(a.timerfd);
+	pr_info("fleetgate-agent stopped%s\n", a.keep_pins ? " (pins kept)" : "");
+	return err ? 1 : 0;
+}

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <bpf/bpf.h>
+
+#include "health.h"
+#include "log.h"
+
+struct fg_probe_state {
+	__u16 fails;
+	__u16 oks;
+};
+
+struct fg_health {
+	struct fg_dataplane *dp;
+	struct fg_health_opts opts;
+	struct fg_probe_state state[FG_MAX_BACKENDS];
+};
+
+int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
+		  const struct fg_health_opts *opts)
+{
+	struct fg_health *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	h->dp = dp;
+	h->opts = *opts;
+	if (!h->opts.timeout_ms)
+		h->opts.timeout_ms = 500;
+	if (!h->opts.fall)
+		h->opts.fall = 2;
+	if (!h->opts.rise)
+		h->opts.rise = 2;
+	*out = h;
+	return 0;
+}
+
+void fg_health_free(struct fg_health *h)
+{
+	free(h);
+}
+
+/* Starts a non-blocking connect; returns the socket or -errno (an
+ * immediate refusal counts as a failed probe). */
+static int probe_start(const struct fg_backend *be)
+{
+	struct sockaddr_storage ss = {};
+	socklen_t len;
+	int fd;
+
+	if (be->family == FG_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = be->port;
+		sin->sin_addr.s_addr = be->addr.v4;
+		len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = be->port;
+		memcpy(&sin6->sin6_addr, be->addr.bytes, 16);
+		len = sizeof(*sin6);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static bool probe_ok(int fd)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
+		return false;
+	return soerr == 0;
+}
+
+struct probe {
+	__u32 id;
+	int fd;
+	bool ok;
+	struct fg_backend be;
+};
+
+static int collect(struct fg_health *h, struct probe **out, size_t *n_out)
+{
+	const struct fg_maps *maps = fg_dp_maps(h->dp);
+	struct probe *probes = NULL;
+	size_t n = 0, cap = 0;
+	struct fg_backend be;
+	__u32 id;
+
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		if (bpf_map_lookup_elem(maps->backends, &id, &be))
+			continue;
+		if (!(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_PROBE_TCP))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct probe *p = realloc(probes, ncap * sizeof(*p));
+
+			if (!p) {
+				free(probes);
+				return -ENOMEM;
+			}
+			probes = p;
+			cap = ncap;
+		}
+		probes[n].id = id;
+		probes[n].be = be;
+		probes[n].ok = false;
+		probes[n].fd = probe_start(&be);
+		n++;
+	}
+	*out = probes;
+	*n_out = n;
+	return 0;
+}
+
+static __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until every probe finished or the deadline passed. */
+static void wait_probes(struct fg_health *h, struct probe *probes, size_t n)
+{
+	struct pollfd *pfds = calloc(n ? n : 1, sizeof(*pfds));
+	__u64 deadline = now_ms() + h->opts.timeout_ms;
+	size_t i, pending;
+
+	if (!pfds)
+		return;
+	for (;;) {
+		__u64 t = now_ms();
+
+		pending = 0;
+		for (i = 0; i < n; i++) {
+			pfds[i].fd = probes[i].fd; /* negative fds are ignored */
+			pfds[i].events = POLLOUT;
+			pfds[i].revents = 0;
+			if (probes[i].fd >= 0)
+				pending++;
+		}
+		if (!pending || t >= deadline)
+			break;
+		if (poll(pfds, n, (int)(deadline - t)) <= 0)
+			continue;
+		for (i = 0; i < n; i++) {
+			if (probes[i].fd < 0 || !pfds[i].revents)
+				continue;
+			probes[i].ok = probe_ok(probes[i].fd);
+			close(probes[i].fd);
+			probes[i].fd = -1;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (probes[i].fd >= 0) {
+			close(probes[i].fd); /* timed out */
+			probes[i].fd = -1;
+		}
+	}
+	free(pfds);
+}
+
+/* Returns true when the backend's state flipped. */
+static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
+{
+	struct fg_probe_state *st = &h->state[p->id];
+	bool up = p->be.flags & FG_BACKEND_F_UP;
+
+	if (p->ok) {
+		st->fails = 0;
+		if (st->oks < 0xffff)
+			st->oks++;
+		if (!up && st->oks >= h->opts.rise) {
+			*now_up = true;
+			return true;
+		}
+	} else {
+		st->oks = 0;
+		if (st->fails < 0xffff)
+			st->fails++;
+		if (up && st->fails >= h->opts.fall) {
+			*now_up = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+int fg_health_run_once(struct fg_health *h)
+{
+	struct probe *probes = NULL;
+	bool dirty[FG_MAX_SERVICES] = {};
+	size_t n = 0, i;
+	int changes = 0, err;
+
+	err = collect(h, &probes, &n);
+	if (err)
+		return err;
+	wait_probes(h, probes, n);
+	for (i = 0; i < n; i++) {
+		char abuf[64];
+		bool up;
+
+		if (!account(h, &probes[i], &up))
+			continue;
+		fg_addr_str(&probes[i].be.addr, probes[i].be.family, abuf, sizeof(abuf));
+		err = fg_dp_set_backend_up(h->dp, probes[i].id, up);
+		if (err) {
+			pr_warn("health: cannot mark backend %u (%s) %s: %s\n", probes[i].id,
+				abuf, up ? "up" : "down", strerror(-err));
+			continue;
+		}
+		pr_info("health: backend %u %s:%u of service %u is %s\n", probes[i].id, abuf,
+			ntohs(probes[i].be.port), probes[i].be.service_id, up ? "UP" : "DOWN");
+		if (probes[i].be.service_id < FG_MAX_SERVICES)
+			dirty[probes[i].be.service_id] = true;
+		changes++;
+	}
+	free(probes);
+	for (i = 0; i < FG_MAX_SERVICES; i++) {
+		if (!dirty[i])
+			continue;
+		err = fg_dp_rebuild_service(h->dp, i);
+		if (err)
+			pr_warn("health: cannot rebuild the rings of service %zu: %s\n", i,
+				strerror(-err));
+	}
+	return changes;
+}
