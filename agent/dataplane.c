@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/if_link.h>
@@ -147,6 +148,28 @@ static int check_bpffs(const char *path)
 	return 0;
 }
 
+/* Mounts the BPF file system at /sys/fs/bpf when the pin path is under it
+ * and nothing is mounted there yet (as on a fresh boot without systemd's
+ * mount). */
+static int ensure_bpffs(const char *pin_path)
+{
+	static const char root[] = "/sys/fs/bpf";
+
+	if (strncmp(pin_path, root, sizeof(root) - 1) ||
+	    (pin_path[sizeof(root) - 1] && pin_path[sizeof(root) - 1] != '/'))
+		return 0;
+	if (!check_bpffs(root))
+		return 0;
+	if (mount("bpf", root, "bpf", 0, "mode=0700")) {
+		int err = -errno;
+
+		pr_warn("cannot mount the BPF file system at %s: %s\n", root, strerror(-err));
+		return err;
+	}
+	pr_info("mounted the BPF file system at %s\n", root);
+	return 0;
+}
+
 static struct fg_dataplane *dp_alloc(void)
 {
 	struct fg_dataplane *dp = calloc(1, sizeof(*dp));
@@ -229,6 +252,9 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 
 	if (opts->pin_path) {
 		snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", opts->pin_path);
+		err = ensure_bpffs(dp->pin_path);
+		if (err)
+			goto err_free;
 		err = mkdir_p(dp->pin_path);
 		if (err) {
 			pr_warn("cannot create pin path %s: %s\n", dp->pin_path, strerror(-err));
