@@ -41,9 +41,11 @@ LIB_SRCS   := $(filter-out $(AGENT_MAINS),$(wildcard agent/*.c))
 LIB_OBJS   := $(patsubst agent/%.c,$(BUILD)/agent/%.o,$(LIB_SRCS))
 AGENT_HDRS := $(wildcard agent/*.h) $(wildcard include/*.h)
 TEST_SRCS  := $(wildcard selftests/*.c)
+BENCH_SRCS := $(wildcard selftests/bench/*.c)
+BENCH_BINS := $(patsubst selftests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 TEST_OBJS  := $(patsubst selftests/%.c,$(BUILD)/selftests/%.o,$(TEST_SRCS))
 
-BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs
+BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
 .PHONY: all deps test bench clean install demo
 all: $(BINS)
@@ -93,10 +95,15 @@ $(BUILD)/test_progs: $(TEST_OBJS) $(BUILD)/libfleetgate.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
+$(BUILD)/bench/%: selftests/bench/%.c $(BUILD)/libfleetgate.a $(BUILD)/selftests/pktbuild.o selftests/*.h $(AGENT_HDRS)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(BUILD)/selftests/pktbuild.o $(BUILD)/libfleetgate.a $(LDLIBS) -o $@
+
 test: all
 	$(BUILD)/test_progs $(TESTARGS)
 
-bench: all
+bench: all $(BENCH_BINS)
 	selftests/bench.sh
 
 clean:
