@@ -66,8 +66,8 @@ static void usage(FILE *out)
 "      --snat-ports MIN-MAX   source ports used for SNAT toward backends\n"
 "                             (default 40000-59999); reserved from the local\n"
 "                             stack while the agent runs\n"
-"      --health-interval MS   time between backend probes (default 1000)\n"
-"      --health-timeout MS    a probe's deadline (default 500)\n"
+"      --health-interval MS   time between backend probes (default 250)\n"
+"      --health-timeout MS    a probe's deadline (default 200)\n"
 "      --health-fall N        failed probes in a row to mark down (default 2)\n"
 "      --health-rise N        passed probes in a row to mark up (default 2)\n"
 "      --keep-pins            leave the pinned maps (and so the conntrack\n"
@@ -455,7 +455,7 @@ int main(int argc, char **argv)
 {
 	struct agent a = {
 		.pin_path = FG_DEFAULT_PIN_PATH,
-		.health_interval_ms = 1000,
+		.health_interval_ms = 250,
 		.epfd = -1,
 		.sigfd = -1,
 		.timerfd = -1,

@@ -35,7 +35,7 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 	h->dp = dp;
 	h->opts = *opts;
 	if (!h->opts.timeout_ms)
-		h->opts.timeout_ms = 500;
+		h->opts.timeout_ms = 200;
 	if (!h->opts.fall)
 		h->opts.fall = 2;
 	if (!h->opts.rise)

@@ -12,7 +12,7 @@
 #include "dataplane.h"
 
 struct fg_health_opts {
-	unsigned int timeout_ms; /* a probe's deadline (default 500) */
+	unsigned int timeout_ms; /* a probe's deadline (default 200) */
 	unsigned int fall;       /* failures in a row to go down (default 2) */
 	unsigned int rise;       /* successes in a row to come up (default 2) */
 };
