@@ -669,6 +669,21 @@ int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
 	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
+int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
+			    const __u8 tiers[FG_MAX_CLUSTERS])
+{
+	struct fg_service svc;
+
+	if (service_id >= FG_MAX_SERVICES)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
+		return -errno;
+	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
+		return -ENOENT;
+	memcpy(svc.cluster_tier, tiers, sizeof(svc.cluster_tier));
+	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+}
+
 /* The healthy backends of (service, cluster), as Maglev entries; keys are
  * "addr:port" so a backend keeps its slots across renumbering. */
 static int collect_backends(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
@@ -705,11 +720,13 @@ int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
 {
 	struct fg_maglev_entry *bents = NULL, cents[FG_MAX_CLUSTERS];
 	struct fg_cluster clusters[FG_MAX_CLUSTERS];
+	bool usable[FG_MAX_CLUSTERS] = {};
 	char (*keys)[64] = NULL;
 	struct fg_service svc;
+	unsigned int best_tier = 256;
 	size_t n = 0, nc = 0;
 	__u32 c;
-	int err;
+	int err = 0;
 
 	if (service_id >= FG_MAX_SERVICES)
 		return -ERANGE;
@@ -737,7 +754,14 @@ int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
 			goto out;
 		/* A cluster without a healthy backend gets no share: its
 		 * traffic fails over to the others. */
-		if (!n || !(clusters[c].flags & FG_CLUSTER_F_UP))
+		usable[c] = n && (clusters[c].flags & FG_CLUSTER_F_UP);
+		if (usable[c] && svc.cluster_tier[c] < best_tier)
+			best_tier = svc.cluster_tier[c];
+	}
+	/* Only the best tier that can serve takes traffic: a canary's own
+	 * clusters, else its main route's, else any cluster with the Service. */
+	for (c = 0; c < FG_MAX_CLUSTERS; c++) {
+		if (!usable[c] || svc.cluster_tier[c] != best_tier)
 			continue;
 		cents[nc].id = c;
 		cents[nc].weight = svc.cluster_weight[c];

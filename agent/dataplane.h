@@ -95,10 +95,14 @@ int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 clus
 /* Records the route's intended share per cluster index (services map). */
 int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
 			      const __u32 weights[FG_MAX_CLUSTERS]);
+/* Records the failover tier per cluster index (0 = first choice). */
+int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
+			    const __u8 tiers[FG_MAX_CLUSTERS]);
 /* Recomputes both rings of a service from the maps alone: per cluster a
  * Maglev ring over its active, up backends, and a cluster ring over the
- * clusters that are up and keep at least one such backend, weighted by
- * the recorded shares. Called after every health change. */
+ * clusters of the lowest failover tier among those that are up and keep
+ * at least one such backend, weighted by the recorded shares. Called after
+ * every health change. */
 int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id);
 int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx);
 /* Allowlist of a service: CIDRs; family FG_AF_INET/FG_AF_INET6. */

@@ -87,16 +87,20 @@ enum fg_service_flags {
 };
 
 /* services: service_id -> description (array). cluster_weight holds the
- * route's intended share per cluster index; the cluster ring is built from
- * it over the clusters that still have a healthy backend, so the agent can
- * rebuild a ring after a health change from the maps alone. */
+ * route's intended share per cluster index and cluster_tier its failover
+ * tier: the cluster ring is built over the clusters of the lowest tier that
+ * still has a healthy backend (weights renormalised over them), so the
+ * agent can rebuild a ring after a health change from the maps alone.
+ * Tier 0 are the route's own clusters; a canary's tier 1 are its main
+ * route's clusters; the last tier is any cluster serving the Service. */
 struct fg_service {
 	char name[FG_NAME_LEN];
 	__u32 flags; /* enum fg_service_flags */
 	__u32 generation; /* bumped by the agent on every table swap */
 	__u32 cluster_weight[FG_MAX_CLUSTERS];
+	__u8 cluster_tier[FG_MAX_CLUSTERS];
 };
-_Static_assert(sizeof(struct fg_service) == 72 + 4 * FG_MAX_CLUSTERS, "fg_service size");
+_Static_assert(sizeof(struct fg_service) == 72 + 5 * FG_MAX_CLUSTERS, "fg_service size");
 
 enum fg_cluster_flags {
 	FG_CLUSTER_F_ACTIVE = 1 << 0,
