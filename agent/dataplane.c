@@ -497,6 +497,7 @@ int fg_dp_set_service(struct fg_dataplane *dp, __u32 service_id, const char *nam
 	memset(svc.name, 0, sizeof(svc.name));
 	snprintf(svc.name, sizeof(svc.name), "%s", name ? name : "");
 	svc.flags |= FG_SERVICE_F_ACTIVE;
+	svc.generation++;
 	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
@@ -612,15 +613,6 @@ static int ring_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
 	return err;
 }
 
-static void bump_generation(struct fg_dataplane *dp, __u32 service_id)
-{
-	struct fg_service svc;
-
-	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
-		return;
-	svc.generation++;
-	bpf_map_update_elem(dp->maps.services, &service_id, &svc, BPF_ANY);
-}
 
 static int build_and_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
 			  __u32 service_id, const struct fg_maglev_entry *entries,
@@ -635,8 +627,6 @@ static int build_and_swap(struct fg_dataplane *dp, int outer_fd, const void *key
 	if (!err)
 		err = ring_swap(dp, outer_fd, key, table, size, name);
 	free(table);
-	if (!err)
-		bump_generation(dp, service_id);
 	return err;
 }
 

@@ -96,7 +96,7 @@ enum fg_service_flags {
 struct fg_service {
 	char name[FG_NAME_LEN];
 	__u32 flags; /* enum fg_service_flags */
-	__u32 generation; /* bumped by the agent on every table swap */
+	__u32 generation; /* bumped each time the service is (re)configured */
 	__u32 cluster_weight[FG_MAX_CLUSTERS];
 	__u8 cluster_tier[FG_MAX_CLUSTERS];
 };

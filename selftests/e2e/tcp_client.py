@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """The client side of the end-to-end tests.
 
-    tcp_client.py VIP PORT N [--timeout S]
+    tcp_client.py VIP PORT N [--timeout S] [--max-time S]
 
 Opens N connections to VIP:PORT one after another (each from a new source
 port), sends a line, reads the answer ("This is env NAME ! ..."), and prints
@@ -11,14 +11,18 @@ one JSON object on stdout:
     {"answers": {"cluster1": 97, "cluster2": 103}, "errors": 0,
      "error_kinds": {...}}
 
-A connection that fails, times out or gets an unexpected answer counts as
-an error (its kind in error_kinds).
+A connection that fails, times out (--timeout, per connection, default 2 s)
+or gets an unexpected answer counts as an error (its kind in error_kinds).
+Once --max-time seconds (default 20) have passed in all, the connections
+not yet tried count as errors of kind "not_run", so a broken data path
+cannot stall the caller for N timeouts.
 """
 import argparse
 import json
 import re
 import socket
 import sys
+import time
 
 ANSWER = re.compile(r"^This is env (\S+) ! Config file is$")
 
@@ -49,10 +53,16 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("n", type=int)
     ap.add_argument("--timeout", type=float, default=2.0)
+    ap.add_argument("--max-time", type=float, default=20.0)
     args = ap.parse_args()
 
     answers, kinds, errors = {}, {}, 0
-    for _ in range(args.n):
+    deadline = time.monotonic() + args.max_time
+    for i in range(args.n):
+        if time.monotonic() >= deadline:
+            errors += args.n - i
+            kinds["not_run"] = args.n - i
+            break
         try:
             name = one(args.vip, args.port, args.timeout)
             answers[name] = answers.get(name, 0) + 1

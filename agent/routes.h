@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The control plane's brain: from the fleet's objects (MseIngressConfig,
+ * Ingress, Service of type LoadBalancer) and each member cluster's objects
+ * (Service, Endpoints, EndpointSlice, Pod) it computes a plan: the
+ * gateways' status, which Ingresses are accepted (or why not), the L7
+ * routes with their canaries, the L4 listeners, and for every target the
+ * clusters that serve it with their weights, failover tiers and endpoints.
+ *
+ * It is a pure function of its inputs (no I/O, no clock), so every example
+ * of the seed and every invalid input is a table-driven unit test.
+ */
+#ifndef FG_ROUTES_H
+#define FG_ROUTES_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include <linux/types.h>
+
+#include "fleetgate.h"
+
+#define FG_ID_LEN 64     /* cluster ids, namespaces, names (DNS labels) */
+#define FG_HOST_LEN 254
+#define FG_PATH_LEN 1024
+#define FG_REASON_LEN 256
+#define FG_MAX_CANARIES 8
+
+/* Inputs. */
+struct fg_snapshot {
+	json_t *fleet;          /* array of the fleet's objects */
+	json_t *clusters;       /* object: cluster id -> array of its objects */
+	json_t *cluster_errors; /* object: cluster id -> why it cannot be read (may be NULL) */
+};
+
+struct fg_plan_opts {
+	bool dataplane_ready; /* XDP loaded and attached */
+	bool listening;       /* the HTTP listener is open */
+	const char *address;  /* the gateway's address, as status.loadBalancer shows it */
+};
+
+enum fg_path_type {
+	FG_PATH_EXACT = 0,
+	FG_PATH_PREFIX,
+	FG_PATH_IMPL, /* ImplementationSpecific: matched as Prefix */
+};
+
+struct fg_endpoint {
+	struct fg_addr addr;
+	int family;   /* FG_AF_INET / FG_AF_INET6 */
+	__u16 port;   /* host order */
+	bool ready;
+	char pod[FG_ID_LEN * 2];
+};
+
+/* One cluster serving a target. */
+struct fg_target_cluster {
+	char cluster[FG_ID_LEN];
+	__u32 weight; /* share within its tier (ready endpoints) */
+	__u8 tier;    /* 0 first choice, then failover tiers */
+	__u32 ready;  /* ready endpoints */
+	char why[FG_REASON_LEN];
+	struct fg_endpoint *eps; /* ready endpoints only */
+	size_t n_eps;
+};
+
+/* Where a route (or canary, or L4 port) sends traffic. */
+struct fg_target {
+	char key[1024]; /* stable identity, to keep data plane ids across plans */
+	char ns[FG_ID_LEN];
+	char service[FG_ID_LEN * 4];
+	__u16 port;    /* the Service port, by number (0 when by name) */
+	char port_name[FG_ID_LEN];
+	char subset[FG_ID_LEN];
+	struct fg_target_cluster *clusters;
+	size_t n_clusters;
+};
+
+struct fg_canary {
+	char ingress[FG_ID_LEN * 5 + 2]; /* namespace/name */
+	char header[256];
+	char header_value[256];
+	char header_pattern[256];
+	bool has_pattern;
+	regex_t pattern;
+	char cookie[256];
+	bool has_weight;
+	__u32 weight;
+	__u32 weight_total;
+	struct fg_target *target;
+};
+
+struct fg_route {
+	char host[FG_HOST_LEN]; /* "" matches any host */
+	bool wildcard;          /* host is "*.suffix" */
+	char path[FG_PATH_LEN];
+	enum fg_path_type type;
+	bool is_default;        /* from spec.defaultBackend */
+	char ingress[FG_ID_LEN * 5 + 2];
+	struct fg_target *target;
+	struct fg_canary canaries[FG_MAX_CANARIES];
+	size_t n_canaries;
+};
+
+struct fg_l4_port {
+	char ns[FG_ID_LEN];
+	char name[FG_ID_LEN * 4];
+	__u8 proto; /* FG_PROTO_TCP / FG_PROTO_UDP */
+	__u16 port;
+	struct fg_target *target;
+};
+
+struct fg_ingress_status {
+	char ns[FG_ID_LEN];
+	char name[FG_ID_LEN * 4];
+	char ingress_class[FG_ID_LEN * 4];
+	bool canary;
+	bool accepted;
+	char reason[FG_REASON_LEN];
+};
+
+struct fg_gateway_status {
+	char name[FG_ID_LEN * 4];
+	char ingress_class[FG_ID_LEN * 4];
+	char phase[16]; /* Pending, Running, Listening, Failed */
+	char message[FG_REASON_LEN];
+	char created[64]; /* metadata.creationTimestamp, "" when absent */
+	json_t *object;   /* the object with its computed status (owned) */
+};
+
+struct fg_plan {
+	struct fg_gateway_status *gateways;
+	size_t n_gateways;
+	struct fg_ingress_status *ingresses;
+	size_t n_ingresses;
+	struct fg_route *routes; /* in match order */
+	size_t n_routes;
+	struct fg_l4_port *l4;
+	size_t n_l4;
+	struct fg_target **targets; /* every distinct target, owned here */
+	size_t n_targets;
+	char **clusters; /* attached cluster ids, in order */
+	size_t n_clusters;
+};
+
+int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *opts,
+		    struct fg_plan **out);
+void fg_plan_free(struct fg_plan *plan);
+
+/* Display forms (fleetgatectl get ... -o json). */
+json_t *fg_plan_routes_json(const struct fg_plan *plan);
+json_t *fg_plan_ingresses_json(const struct fg_plan *plan, const char *address);
+const char *fg_path_type_name(enum fg_path_type type);
+
+/* Annotation helpers shared with the proxy: the value of
+ * nginx.ingress.kubernetes.io/KEY, or of its aliases higress.io/KEY and
+ * mse.ingress.kubernetes.io/KEY. */
+const char *fg_annotation(json_t *obj, const char *key);
+
+/* Kubernetes path matching: Exact, or Prefix element-wise ("/foo" matches
+ * "/foo" and "/foo/bar", not "/foobar"). */
+bool fg_path_matches(enum fg_path_type type, const char *pattern, const char *path);
+/* Host matching: exact (case-insensitive) or "*.suffix" matching exactly
+ * one more label; "" matches any. */
+bool fg_host_matches(const char *pattern, bool wildcard, const char *host);
+
+#endif

@@ -1,0 +1,789 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * End to end, L4: a real fleetgate-agent balancing real TCP connections
+ * between two "clusters", all on veth pairs between network namespaces.
+ *
+ *        cli                   gw                    c1 / c2
+ *   P"cg" 10.O.0.2  <->  P"gc" 10.O.0.1
+ *                        P"g1" 10.O.1.1  <->  P"1g" 10.O.1.2, 10.O.1.3
+ *                        P"g2" 10.O.2.1  <->  P"2g" 10.O.2.2
+ *
+ * P is test__prefix(), O a second octet derived from the pid (so parallel
+ * runs stay apart even in their logs). The agent runs in the gw namespace
+ * with XDP on its three interfaces; the test configures service 1 "web",
+ * VIP 10.99.0.100:80/TCP, through the pinned maps, exactly like the
+ * control plane does: cluster 0 "c1" with backends 10.O.1.2:8080 and
+ * 10.O.1.3:8081, cluster 1 "c2" with backend 10.O.2.2:8080. The servers
+ * (selftests/e2e/tcp_server.py) answer "This is env NAME ! ...", the client
+ * (selftests/e2e/tcp_client.py) counts who answered.
+ *
+ * The topology and the agent are set up once for all subtests; each
+ * subtest sets the weights it needs, so any of them can run alone.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <jansson.h>
+
+#include "dataplane.h"
+#include "fleetgate.h"
+#include "test_progs.h"
+
+#define E2E_VIP "10.99.0.100"
+#define E2E_VIP_PORT 80
+#define E2E_SERVICE 1
+#define E2E_STATS_IDX 7
+#define E2E_C1 0 /* cluster indexes */
+#define E2E_C2 1
+
+/* The servers, one per backend; the backend id is the index + 1. */
+enum { SRV_C1A, SRV_C1B, SRV_C2A, NR_SRV };
+
+struct e2e_server {
+	const char *name; /* what it answers */
+	int cluster;
+	int host;         /* 10.O.<cluster + 1>.<host> */
+	int port;
+	pid_t pid;
+};
+
+struct e2e {
+	const char *p;
+	int o; /* second octet */
+	char ns_cli[32], ns_gw[32], ns_c1[32], ns_c2[32];
+	bool ns_made[4];
+	char pin[PATH_MAX];
+	char agent_bin[PATH_MAX];
+	char scripts[PATH_MAX];
+	char agent_log[PATH_MAX];
+	pid_t agent;
+	int agent_status; /* once reaped */
+	struct e2e_server srv[NR_SRV];
+	struct fg_dataplane *dp;
+};
+
+struct e2e_result {
+	int by_server[NR_SRV];
+	int cluster1, cluster2;
+	int others; /* answers from an unknown name */
+	int errors;
+	int total;
+};
+
+static __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The agent binary and the helper scripts, found from test_progs' own
+ * location (build/test_progs -> build/fleetgate-agent, selftests/e2e). */
+static int find_paths(struct e2e *e)
+{
+	char exe[1024], *slash;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -errno;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	snprintf(e->agent_bin, sizeof(e->agent_bin), "%s/fleetgate-agent", exe);
+	snprintf(e->scripts, sizeof(e->scripts), "%s/../selftests/e2e", exe);
+	if (access(e->agent_bin, X_OK) || access(e->scripts, R_OK)) {
+		/* Out-of-tree BUILD: fall back to the working directory. */
+		snprintf(e->agent_bin, sizeof(e->agent_bin), "build/fleetgate-agent");
+		snprintf(e->scripts, sizeof(e->scripts), "selftests/e2e");
+	}
+	if (access(e->agent_bin, X_OK))
+		return -ENOENT;
+	if (access(e->scripts, R_OK))
+		return -ENOENT;
+	return 0;
+}
+
+/* ---- processes ---- */
+
+/* fork + exec, stdin from /dev/null, stdout and stderr appended to log.
+ * The child gets SIGTERM if the test runner dies, so a crashed run does
+ * not leave an agent or servers behind. */
+static pid_t spawn(const char *log, char *const argv[])
+{
+	pid_t parent = getpid(), pid;
+	int fd;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(126);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, STDIN_FILENO);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+/* Waits up to timeout_ms for pid; returns true when reaped (status set). */
+static bool reap(pid_t pid, int *status, unsigned int timeout_ms)
+{
+	__u64 deadline = now_ms() + timeout_ms;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return true;
+		if (r < 0 && errno != EINTR)
+			return false;
+		if (now_ms() >= deadline)
+			return false;
+		sleep_ms(20);
+	}
+}
+
+/* Stops a child we started: sig, then SIGKILL if it lingers. Returns its
+ * wait status, or -1. */
+static int stop_child(pid_t *pidp, int sig, unsigned int timeout_ms)
+{
+	int status = -1;
+
+	if (*pidp <= 0)
+		return -1;
+	kill(*pidp, sig);
+	if (!reap(*pidp, &status, timeout_ms)) {
+		printf("e2e: pid %d ignored signal %d, killing it\n", *pidp, sig);
+		kill(*pidp, SIGKILL);
+		if (!reap(*pidp, &status, 2000))
+			status = -1;
+	}
+	*pidp = 0;
+	return status;
+}
+
+static void show_file(const char *title, const char *path)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	printf("---- %s (%s) ----\n", title, path);
+	if (!f) {
+		printf("(cannot open: %s)\n", strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stdout);
+	fclose(f);
+	printf("---- end of %s ----\n", title);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* ---- servers ---- */
+
+static void server_addr(const struct e2e *e, const struct e2e_server *s, char *buf,
+			size_t len)
+{
+	snprintf(buf, len, "10.%d.%d.%d", e->o, s->cluster + 1, s->host);
+}
+
+static int server_start(struct e2e *e, int i)
+{
+	struct e2e_server *s = &e->srv[i];
+	char script[PATH_MAX + 32], port[16], addr[32], ready[PATH_MAX], log[PATH_MAX];
+	char *argv[] = { "ip", "netns", "exec",
+			 s->cluster == E2E_C1 ? e->ns_c1 : e->ns_c2, "python3", script,
+			 (char *)s->name, port, addr, "--ready-file", ready, NULL };
+	__u64 deadline;
+	int status;
+
+	snprintf(script, sizeof(script), "%s/tcp_server.py", e->scripts);
+	snprintf(port, sizeof(port), "%d", s->port);
+	server_addr(e, s, addr, sizeof(addr));
+	snprintf(ready, sizeof(ready), "%s/%s.ready", test__tmpdir(), s->name);
+	snprintf(log, sizeof(log), "%s/%s.log", test__tmpdir(), s->name);
+	unlink(ready);
+	s->pid = spawn(log, argv);
+	if (s->pid < 0) {
+		s->pid = 0;
+		return -errno;
+	}
+	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(20)) {
+		if (access(ready, F_OK) == 0)
+			return 0;
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			break;
+		}
+	}
+	printf("e2e: server %s did not come up\n", s->name);
+	show_file(s->name, log);
+	if (s->pid)
+		stop_child(&s->pid, SIGKILL, 2000);
+	return -ETIMEDOUT;
+}
+
+/* ---- topology ---- */
+
+static int topo_setup(struct e2e *e)
+{
+	const char *p = e->p;
+	char *ns[4] = { e->ns_cli, e->ns_gw, e->ns_c1, e->ns_c2 };
+	int i, o = e->o;
+
+	for (i = 0; i < 4; i++) {
+		if (fg_sh("ip netns add %s", ns[i]))
+			return -EIO;
+		e->ns_made[i] = true;
+		if (fg_sh("ip -n %s link set lo up", ns[i]))
+			return -EIO;
+	}
+	/* Created right inside their namespaces: the names never exist in
+	 * the runner's namespace, where another run may use them. */
+	if (fg_sh("ip link add %sgc netns %s type veth peer name %scg netns %s", p,
+		  e->ns_gw, p, e->ns_cli) ||
+	    fg_sh("ip link add %sg1 netns %s type veth peer name %s1g netns %s", p,
+		  e->ns_gw, p, e->ns_c1) ||
+	    fg_sh("ip link add %sg2 netns %s type veth peer name %s2g netns %s", p,
+		  e->ns_gw, p, e->ns_c2))
+		return -EIO;
+
+	if (fg_sh("ip -n %s addr add 10.%d.0.1/24 dev %sgc && "
+		  "ip -n %s addr add 10.%d.1.1/24 dev %sg1 && "
+		  "ip -n %s addr add 10.%d.2.1/24 dev %sg2 && "
+		  "ip -n %s link set %sgc up && ip -n %s link set %sg1 up && "
+		  "ip -n %s link set %sg2 up",
+		  e->ns_gw, o, p, e->ns_gw, o, p, e->ns_gw, o, p,
+		  e->ns_gw, p, e->ns_gw, p, e->ns_gw, p))
+		return -EIO;
+	if (fg_sh("ip -n %s addr add 10.%d.0.2/24 dev %scg && ip -n %s link set %scg up && "
+		  "ip -n %s route add default via 10.%d.0.1",
+		  e->ns_cli, o, p, e->ns_cli, p, e->ns_cli, o))
+		return -EIO;
+	if (fg_sh("ip -n %s addr add 10.%d.1.2/24 dev %s1g && "
+		  "ip -n %s addr add 10.%d.1.3/24 dev %s1g && ip -n %s link set %s1g up && "
+		  "ip -n %s route add default via 10.%d.1.1",
+		  e->ns_c1, o, p, e->ns_c1, o, p, e->ns_c1, p, e->ns_c1, o))
+		return -EIO;
+	if (fg_sh("ip -n %s addr add 10.%d.2.2/24 dev %s2g && ip -n %s link set %s2g up && "
+		  "ip -n %s route add default via 10.%d.2.1",
+		  e->ns_c2, o, p, e->ns_c2, p, e->ns_c2, o))
+		return -EIO;
+	/* A frame XDP_REDIRECTs into a veth is only received when the peer
+	 * has XDP or GRO; and redirected TCP must carry full checksums. */
+	if (fg_sh("ip netns exec %s ethtool -K %scg tx off tso off gso off gro on >/dev/null && "
+		  "ip netns exec %s ethtool -K %s1g tx off tso off gso off gro on >/dev/null && "
+		  "ip netns exec %s ethtool -K %s2g tx off tso off gso off gro on >/dev/null",
+		  e->ns_cli, p, e->ns_c1, p, e->ns_c2, p))
+		return -EIO;
+	return 0;
+}
+
+static int agent_start(struct e2e *e)
+{
+	char netns[64], ifc[3][IF_NAMESIZE + 8];
+	char *argv[] = { "nsenter", netns, e->agent_bin, "-i", ifc[0], "-i", ifc[1],
+			 "-i", ifc[2], "-p", e->pin, "--health-interval", "300", NULL };
+	char verdicts[PATH_MAX + 16];
+	__u64 deadline;
+
+	snprintf(netns, sizeof(netns), "--net=/run/netns/%s", e->ns_gw);
+	snprintf(ifc[0], sizeof(ifc[0]), "%sgc", e->p);
+	snprintf(ifc[1], sizeof(ifc[1]), "%sg1", e->p);
+	snprintf(ifc[2], sizeof(ifc[2]), "%sg2", e->p);
+	snprintf(verdicts, sizeof(verdicts), "%s/verdicts", e->pin);
+	snprintf(e->agent_log, sizeof(e->agent_log), "%s/agent.log", test__tmpdir());
+
+	e->agent = spawn(e->agent_log, argv);
+	if (e->agent < 0) {
+		e->agent = 0;
+		return -errno;
+	}
+	for (deadline = now_ms() + 10000; now_ms() < deadline; sleep_ms(20)) {
+		if (access(verdicts, F_OK) == 0 && file_has(e->agent_log, "ready"))
+			return 0;
+		if (waitpid(e->agent, &e->agent_status, WNOHANG) == e->agent) {
+			printf("e2e: the agent exited early (status 0x%x)\n", e->agent_status);
+			e->agent = 0;
+			return -ECHILD;
+		}
+	}
+	printf("e2e: the agent did not get ready within 10 s\n");
+	return -ETIMEDOUT;
+}
+
+static int service_apply(struct e2e *e, __u32 w1, __u32 w2)
+{
+	struct fg_l4_cluster_spec clusters[] = {
+		{ .cluster_idx = E2E_C1, .name = "c1", .weight = w1 },
+		{ .cluster_idx = E2E_C2, .name = "c2", .weight = w2 },
+	};
+	struct fg_l4_backend_spec backends[NR_SRV];
+	struct fg_l4_service_spec spec = {
+		.service_id = E2E_SERVICE,
+		.name = "web",
+		.family = FG_AF_INET,
+		.port = E2E_VIP_PORT,
+		.proto = FG_PROTO_TCP,
+		.kind = FG_LISTENER_L4,
+		.stats_idx = E2E_STATS_IDX,
+		.clusters = clusters,
+		.n_clusters = 2,
+		.backends = backends,
+		.n_backends = NR_SRV,
+	};
+	char addr[32];
+	int i;
+
+	inet_pton(AF_INET, E2E_VIP, &spec.vip.v4);
+	for (i = 0; i < NR_SRV; i++) {
+		memset(&backends[i], 0, sizeof(backends[i]));
+		backends[i].backend_id = i + 1;
+		backends[i].cluster_idx = e->srv[i].cluster;
+		backends[i].family = FG_AF_INET;
+		server_addr(e, &e->srv[i], addr, sizeof(addr));
+		inet_pton(AF_INET, addr, &backends[i].addr.v4);
+		backends[i].port = e->srv[i].port;
+		backends[i].weight = 1;
+		backends[i].up = true;
+	}
+	return fg_dp_apply_service(e->dp, &spec);
+}
+
+static int set_weights(struct e2e *e, __u32 w1, __u32 w2)
+{
+	__u32 w[FG_MAX_CLUSTERS] = {};
+	int err;
+
+	w[E2E_C1] = w1;
+	w[E2E_C2] = w2;
+	err = fg_dp_set_cluster_weights(e->dp, E2E_SERVICE, w);
+	if (!err)
+		err = fg_dp_rebuild_service(e->dp, E2E_SERVICE);
+	printf("e2e: cluster weights %u:%u -> %d\n", w1, w2, err);
+	return err;
+}
+
+static int e2e_setup(struct e2e *e)
+{
+	int err;
+
+	e->p = test__prefix();
+	e->o = 100 + getpid() % 100; /* never 99, the VIP's */
+	snprintf(e->ns_cli, sizeof(e->ns_cli), "%scli", e->p);
+	snprintf(e->ns_gw, sizeof(e->ns_gw), "%sgw", e->p);
+	snprintf(e->ns_c1, sizeof(e->ns_c1), "%sc1", e->p);
+	snprintf(e->ns_c2, sizeof(e->ns_c2), "%sc2", e->p);
+	snprintf(e->pin, sizeof(e->pin), "/sys/fs/bpf/%s", e->p);
+	printf("e2e: prefix %s, addresses 10.%d.0.0/16, pins %s\n", e->p, e->o, e->pin);
+
+	err = topo_setup(e);
+	if (!ASSERT_OK(err, "topology"))
+		return err;
+	for (int i = 0; i < NR_SRV; i++) {
+		err = server_start(e, i);
+		if (!ASSERT_OK(err, e->srv[i].name))
+			return err;
+	}
+	err = agent_start(e);
+	if (!ASSERT_OK(err, "agent start"))
+		return err; /* e2e_cleanup shows the agent's log */
+	err = fg_dp_open_pinned(&e->dp, e->pin);
+	if (!ASSERT_OK(err, "fg_dp_open_pinned"))
+		return err;
+	err = service_apply(e, 1, 1);
+	if (!ASSERT_OK(err, "fg_dp_apply_service"))
+		return err;
+	return 0;
+}
+
+static void e2e_cleanup(struct e2e *e)
+{
+	char *ns[4] = { e->ns_cli, e->ns_gw, e->ns_c1, e->ns_c2 };
+	int i;
+
+	fg_dp_close(e->dp, false);
+	e->dp = NULL;
+	if (e->agent > 0)
+		stop_child(&e->agent, SIGTERM, 5000);
+	/* Into the captured log: shown on failure or with -v. */
+	if (e->agent_log[0])
+		show_file("agent log", e->agent_log);
+	for (i = 0; i < NR_SRV; i++)
+		stop_child(&e->srv[i].pid, SIGKILL, 2000);
+	for (i = 3; i >= 0; i--)
+		if (e->ns_made[i])
+			fg_sh("ip netns del %s", ns[i]);
+	/* An agent that died without cleaning up leaves its pins. */
+	if (e->pin[0] && access(e->pin, F_OK) == 0)
+		fg_sh("rm -rf %s", e->pin);
+}
+
+/* ---- traffic ---- */
+
+/* Runs the client in the client namespace; false when it could not run
+ * or its output does not parse (reported). */
+static bool run_client(struct e2e *e, int n, struct e2e_result *r)
+{
+	char cmd[PATH_MAX + 256], out[4096];
+	json_t *root, *answers, *v;
+	json_error_t jerr;
+	const char *name;
+	size_t len = 0, got;
+	FILE *f;
+	int i, status;
+	__u64 t0 = now_ms();
+
+	memset(r, 0, sizeof(*r));
+	snprintf(cmd, sizeof(cmd), "ip netns exec %s python3 %s/tcp_client.py %s %d %d --timeout 1 --max-time 8",
+		 e->ns_cli, e->scripts, E2E_VIP, E2E_VIP_PORT, n);
+	printf("+ %s\n", cmd);
+	fflush(stdout);
+	fflush(stderr);
+	f = popen(cmd, "r");
+	if (!f) {
+		printf("e2e: popen: %s\n", strerror(errno));
+		return false;
+	}
+	while (len < sizeof(out) - 1 && (got = fread(out + len, 1, sizeof(out) - 1 - len, f)) > 0)
+		len += got;
+	out[len] = '\0';
+	status = pclose(f);
+	printf("e2e: client (%llu ms): %s", (unsigned long long)(now_ms() - t0), out);
+	if (status != 0) {
+		printf("e2e: client exit status 0x%x\n", status);
+		return false;
+	}
+	root = json_loads(out, 0, &jerr);
+	if (!root) {
+		printf("e2e: client output is not JSON: %s\n", jerr.text);
+		return false;
+	}
+	answers = json_object_get(root, "answers");
+	v = json_object_get(root, "errors");
+	if (!json_is_object(answers) || !json_is_integer(v)) {
+		printf("e2e: client output lacks answers/errors\n");
+		json_decref(root);
+		return false;
+	}
+	r->errors = (int)json_integer_value(v);
+	json_object_foreach(answers, name, v) {
+		int k = (int)json_integer_value(v);
+
+		for (i = 0; i < NR_SRV; i++)
+			if (!strcmp(name, e->srv[i].name))
+				break;
+		if (i == NR_SRV) {
+			r->others += k;
+			continue;
+		}
+		r->by_server[i] += k;
+		if (e->srv[i].cluster == E2E_C1)
+			r->cluster1 += k;
+		else
+			r->cluster2 += k;
+	}
+	r->total = r->cluster1 + r->cluster2 + r->others;
+	json_decref(root);
+	return true;
+}
+
+/* share of want_pct% of n, within tol_pct percentage points */
+static bool share_ok(int got, int n, int want_pct, int tol_pct)
+{
+	return got * 100 >= (want_pct - tol_pct) * n && got * 100 <= (want_pct + tol_pct) * n;
+}
+
+static bool split_check(struct e2e *e, int n, int c1_pct, const char *tag)
+{
+	struct e2e_result r;
+	char name[96];
+	bool ok = true;
+
+	snprintf(name, sizeof(name), "%s: client ran", tag);
+	if (!ASSERT_TRUE(run_client(e, n, &r), name))
+		return false;
+	printf("e2e: %s: cluster1 %d (%s %d, %s %d), cluster2 %d, errors %d\n", tag,
+	       r.cluster1, e->srv[SRV_C1A].name, r.by_server[SRV_C1A], e->srv[SRV_C1B].name,
+	       r.by_server[SRV_C1B], r.cluster2, r.errors);
+	snprintf(name, sizeof(name), "%s: errors", tag);
+	ok &= ASSERT_EQ(r.errors, 0, name);
+	snprintf(name, sizeof(name), "%s: answers", tag);
+	ok &= ASSERT_EQ(r.total, n, name);
+	snprintf(name, sizeof(name), "%s: unknown answers", tag);
+	ok &= ASSERT_EQ(r.others, 0, name);
+	snprintf(name, sizeof(name), "%s: cluster1 share %d%%+-12%%", tag, c1_pct);
+	ok &= _CHECK(!share_ok(r.cluster1, n, c1_pct, 12), name,
+		     "cluster1 got %d of %d connections", r.cluster1, n);
+	/* Inside cluster1, both backends (equal weights) take a share. */
+	snprintf(name, sizeof(name), "%s: both cluster1 backends used", tag);
+	ok &= ASSERT_TRUE(r.by_server[SRV_C1A] > 0 && r.by_server[SRV_C1B] > 0, name);
+	return ok;
+}
+
+/* ---- maps ---- */
+
+static __u64 counter(struct e2e *e, int fd, __u32 idx)
+{
+	struct fg_counter c = {};
+
+	if (fg_dp_read_counter(e->dp, fd, idx, &c))
+		return 0;
+	return c.packets;
+}
+
+static int backend_flags(struct e2e *e, __u32 id)
+{
+	struct fg_backend be;
+
+	if (bpf_map_lookup_elem(fg_dp_maps(e->dp)->backends, &id, &be))
+		return -errno;
+	return be.flags;
+}
+
+/* Polls until backend id is up (or down); returns the ms it took, or -1
+ * when timeout_ms passed first. */
+static long wait_backend(struct e2e *e, __u32 id, bool up, unsigned int timeout_ms)
+{
+	__u64 t0 = now_ms(), deadline = t0 + timeout_ms;
+	int flags;
+
+	for (;;) {
+		flags = backend_flags(e, id);
+		if (flags >= 0 && !!(flags & FG_BACKEND_F_UP) == up)
+			return (long)(now_ms() - t0);
+		if (now_ms() >= deadline)
+			return -1;
+		sleep_ms(50);
+	}
+}
+
+static bool xdp_attached(struct e2e *e, const char *suffix)
+{
+	/* "prog/xdp id N" (native) or "xdpgeneric" in the link line. */
+	return fg_sh("nsenter --net=/run/netns/%s ip link show %s%s | grep -q xdp", e->ns_gw,
+		     e->p, suffix) == 0;
+}
+
+/* ---- subtests ---- */
+
+static void subtest_split_by_weight(struct e2e *e)
+{
+	if (!ASSERT_OK(set_weights(e, 1, 1), "weights 1:1"))
+		return;
+	split_check(e, 200, 50, "1:1");
+	if (!ASSERT_OK(set_weights(e, 3, 1), "weights 3:1"))
+		return;
+	split_check(e, 200, 75, "3:1");
+}
+
+static void subtest_counters(struct e2e *e)
+{
+	const struct fg_maps *m = fg_dp_maps(e->dp);
+	__u64 fwd0, rep0, nn0, lst0, be0[NR_SRV], cl0[2];
+	__u64 fwd, rep, nn, lst, be, cl;
+	struct e2e_result r;
+	char name[64];
+	int i;
+
+	if (!ASSERT_OK(set_weights(e, 1, 1), "weights 1:1"))
+		return;
+	fwd0 = counter(e, m->verdicts, FG_R_FORWARD);
+	rep0 = counter(e, m->verdicts, FG_R_REPLY);
+	nn0 = counter(e, m->verdicts, FG_R_FIB_NO_NEIGH);
+	lst0 = counter(e, m->listener_stats, E2E_STATS_IDX);
+	for (i = 0; i < NR_SRV; i++)
+		be0[i] = counter(e, m->backend_stats, i + 1);
+	cl0[0] = counter(e, m->cluster_stats, E2E_C1);
+	cl0[1] = counter(e, m->cluster_stats, E2E_C2);
+
+	if (!ASSERT_TRUE(run_client(e, 40, &r), "client ran"))
+		return;
+	ASSERT_EQ(r.errors, 0, "errors");
+	ASSERT_EQ(r.total, 40, "answers");
+
+	fwd = counter(e, m->verdicts, FG_R_FORWARD) - fwd0;
+	rep = counter(e, m->verdicts, FG_R_REPLY) - rep0;
+	nn = counter(e, m->verdicts, FG_R_FIB_NO_NEIGH) - nn0;
+	lst = counter(e, m->listener_stats, E2E_STATS_IDX) - lst0;
+	printf("e2e: verdict deltas: forward %llu, reply %llu, fib_no_neigh %llu; listener %llu\n",
+	       (unsigned long long)fwd, (unsigned long long)rep, (unsigned long long)nn,
+	       (unsigned long long)lst);
+	/* Per connection at least SYN, ACK + data, FIN/ACK from the client,
+	 * and SYN-ACK, data, FIN from the server. */
+	ASSERT_GE(fwd + nn, 3 * 40, "forward (+fib_no_neigh) packets");
+	ASSERT_GT(fwd, 0, "forward packets");
+	ASSERT_GE(rep + nn, 2 * 40, "reply (+fib_no_neigh) packets");
+	ASSERT_GT(rep, 0, "reply packets");
+	ASSERT_GE(lst, 3 * 40, "listener_stats packets");
+	/* Every client packet to the VIP was NATed toward a backend. */
+	ASSERT_LE(lst, fwd + nn, "listener packets <= forwarded");
+
+	for (i = 0; i < NR_SRV; i++) {
+		be = counter(e, m->backend_stats, i + 1) - be0[i];
+		printf("e2e: backend %d (%s): %llu packets, %d answers\n", i + 1, e->srv[i].name,
+		       (unsigned long long)be, r.by_server[i]);
+		snprintf(name, sizeof(name), "backend_stats[%d] moves with its answers", i + 1);
+		_CHECK(r.by_server[i] > 0 ? be < 4ULL * r.by_server[i] : be != 0, name,
+		       "%llu packets for %d answers", (unsigned long long)be, r.by_server[i]);
+	}
+	for (i = 0; i < 2; i++) {
+		cl = counter(e, m->cluster_stats, i) - cl0[i];
+		printf("e2e: cluster %d: %llu packets\n", i, (unsigned long long)cl);
+		snprintf(name, sizeof(name), "cluster_stats[%d]", i);
+		ASSERT_GE(cl, 3ULL * (i == 0 ? r.cluster1 : r.cluster2), name);
+		ASSERT_GT(cl, 0, name);
+	}
+}
+
+static void subtest_failover(struct e2e *e)
+{
+	const __u32 c2_id = SRV_C2A + 1;
+	struct e2e_result r;
+	long ms;
+
+	if (!ASSERT_OK(set_weights(e, 1, 1), "weights 1:1"))
+		return;
+	if (!ASSERT_TRUE(backend_flags(e, c2_id) & FG_BACKEND_F_UP, "cluster2 backend up"))
+		return;
+
+	stop_child(&e->srv[SRV_C2A].pid, SIGKILL, 2000);
+	ms = wait_backend(e, c2_id, false, 5000);
+	printf("e2e: cluster2's backend marked down after %ld ms\n", ms);
+	if (!_CHECK(ms < 0, "cluster2 backend down within 5 s", "still up after 5 s"))
+		return;
+	if (!ASSERT_TRUE(file_has(e->agent_log, "is DOWN"), "agent logged DOWN"))
+		show_file("agent log", e->agent_log);
+
+	if (ASSERT_TRUE(run_client(e, 50, &r), "client ran (down)")) {
+		ASSERT_EQ(r.errors, 0, "errors while cluster2 is down");
+		ASSERT_EQ(r.cluster1, 50, "all answers from cluster1");
+		ASSERT_EQ(r.cluster2, 0, "no answer from cluster2");
+	}
+
+	if (!ASSERT_OK(server_start(e, SRV_C2A), "restart cluster2's server"))
+		return;
+	ms = wait_backend(e, c2_id, true, 5000);
+	printf("e2e: cluster2's backend marked up after %ld ms\n", ms);
+	if (!_CHECK(ms < 0, "cluster2 backend up again within 5 s", "still down after 5 s"))
+		return;
+	split_check(e, 200, 50, "after recovery");
+}
+
+static void subtest_clean_shutdown(struct e2e *e)
+{
+	static const char *const ifs[] = { "gc", "g1", "g2" };
+	int status, i;
+	char name[64];
+
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "XDP on %s%s before", e->p, ifs[i]);
+		ASSERT_TRUE(xdp_attached(e, ifs[i]), name);
+	}
+	fg_dp_close(e->dp, false);
+	e->dp = NULL;
+
+	if (!ASSERT_GT(e->agent, 0, "agent running"))
+		return;
+	status = stop_child(&e->agent, SIGTERM, 5000);
+	if (!(ASSERT_TRUE(WIFEXITED(status), "agent exited") &&
+	      ASSERT_EQ(WEXITSTATUS(status), 0, "agent exit status")))
+		printf("e2e: agent wait status 0x%x\n", status);
+	if (!ASSERT_TRUE(file_has(e->agent_log, "fleetgate-agent stopped"), "agent logged stop"))
+		show_file("agent log", e->agent_log);
+	ASSERT_NEQ(access(e->pin, F_OK), 0, "pin directory removed");
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "XDP on %s%s after", e->p, ifs[i]);
+		ASSERT_FALSE(xdp_attached(e, ifs[i]), name);
+	}
+}
+
+FG_TEST(e2e_l4)
+{
+	struct e2e e = {
+		.srv = {
+			[SRV_C1A] = { "cluster1", E2E_C1, 2, 8080 },
+			[SRV_C1B] = { "cluster1b", E2E_C1, 3, 8081 },
+			[SRV_C2A] = { "cluster2", E2E_C2, 2, 8080 },
+		},
+	};
+	__u64 t0 = now_ms();
+	int err;
+
+	if (geteuid() != 0) {
+		test__skip("needs root");
+		return;
+	}
+	if (fg_sh("ip netns list >/dev/null 2>&1") != 0) {
+		test__skip("ip netns is not available");
+		return;
+	}
+	if (fg_sh("command -v python3 >/dev/null && command -v nsenter >/dev/null && "
+		  "command -v ethtool >/dev/null") != 0) {
+		test__skip("needs python3, nsenter and ethtool");
+		return;
+	}
+	err = find_paths(&e);
+	if (err) {
+		test__skip("fleetgate-agent or selftests/e2e not found");
+		return;
+	}
+	if (e2e_setup(&e) == 0) {
+		printf("e2e: setup took %llu ms\n", (unsigned long long)(now_ms() - t0));
+		if (test__start_subtest("split_by_weight"))
+			subtest_split_by_weight(&e);
+		if (test__start_subtest("counters"))
+			subtest_counters(&e);
+		if (test__start_subtest("failover"))
+			subtest_failover(&e);
+		if (test__start_subtest("clean_shutdown"))
+			subtest_clean_shutdown(&e);
+	}
+	/* Still inside the last subtest: a failed cleanup fails it too. */
+	e2e_cleanup(&e);
+	printf("e2e: total %llu ms\n", (unsigned long long)(now_ms() - t0));
+}
