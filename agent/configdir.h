@@ -2,10 +2,10 @@
 /*
  * The configuration directory, watched with inotify:
  *
- *   DIR/fleet/*.yaml|*.yml|*.json           objects of the fleet
- *                                           (MseIngressConfig, Ingress, Service)
- *   DIR/clusters/<cluster-id>/*.yaml|...    objects of one member cluster
- *                                           (Service, Endpoints, EndpointSlice, Pod)
+ *   DIR/fleet/NAME.{yaml,yml,json}              objects of the fleet
+ *                                    (MseIngressConfig, Ingress, Service)
+ *   DIR/clusters/<cluster-id>/NAME.{yaml,...}   objects of one member cluster
+ *                                    (Service, Endpoints, EndpointSlice, Pod)
  *
  * fleet/, clusters/ and the cluster directories may appear and disappear at
  * any time. Files are read with fg_manifest_parse_file(). A file that fails

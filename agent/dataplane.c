@@ -674,49 +674,71 @@ int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
 	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
+/* Reads the whole backends array, in batches when the kernel can. */
+static int read_backends(struct fg_dataplane *dp, struct fg_backend *all)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	__u32 *keys = malloc(FG_MAX_BACKENDS * sizeof(*keys));
+	__u32 count = FG_MAX_BACKENDS, out_batch = 0, id;
+	int err = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	err = bpf_map_lookup_batch(dp->maps.backends, NULL, &out_batch, keys, all, &count, &bopts);
+	/* An array answers in key order: all of it, or fall back. */
+	if ((!err || errno == ENOENT) && count == FG_MAX_BACKENDS) {
+		err = 0;
+		goto out;
+	}
+	err = 0;
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		if (bpf_map_lookup_elem(dp->maps.backends, &id, &all[id])) {
+			err = -errno;
+			break;
+		}
+	}
+out:
+	free(keys);
+	return err;
+}
+
 /* The healthy backends of (service, cluster), as Maglev entries; keys are
  * "addr:port" so a backend keeps its slots across renumbering. */
-static int collect_backends(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
-			    struct fg_maglev_entry *ents, char (*keys)[64], size_t cap,
-			    size_t *n_out)
+static size_t collect_backends(const struct fg_backend *all, __u32 service_id, __u32 cluster_idx,
+			       struct fg_maglev_entry *ents, char (*keys)[64])
 {
-	struct fg_backend be;
 	size_t n = 0;
 	__u32 id;
 
 	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		const struct fg_backend *be = &all[id];
 		char abuf[48];
 
-		if (bpf_map_lookup_elem(dp->maps.backends, &id, &be))
-			return -errno;
-		if (!(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_UP) ||
-		    be.service_id != service_id || be.cluster_idx != cluster_idx || !be.weight)
+		if (!(be->flags & FG_BACKEND_F_ACTIVE) || !(be->flags & FG_BACKEND_F_UP) ||
+		    be->service_id != service_id || be->cluster_idx != cluster_idx || !be->weight)
 			continue;
-		if (n == cap)
-			return -E2BIG;
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
-		snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, ntohs(be.port));
+		fg_addr_str(&be->addr, be->family, abuf, sizeof(abuf));
+		snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, ntohs(be->port));
 		ents[n].id = id;
-		ents[n].weight = be.weight;
+		ents[n].weight = be->weight;
 		ents[n].key = keys[n];
 		ents[n].key_len = strlen(keys[n]);
 		n++;
 	}
-	*n_out = n;
-	return 0;
+	return n;
 }
 
-int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
+static int rebuild_one(struct fg_dataplane *dp, __u32 service_id, const struct fg_backend *all,
+		       struct fg_maglev_entry *bents, char (*keys)[64])
 {
-	struct fg_maglev_entry *bents = NULL, cents[FG_MAX_CLUSTERS];
+	struct fg_maglev_entry cents[FG_MAX_CLUSTERS];
 	struct fg_cluster clusters[FG_MAX_CLUSTERS];
 	bool usable[FG_MAX_CLUSTERS] = {};
-	char (*keys)[64] = NULL;
 	struct fg_service svc;
 	unsigned int best_tier = 256;
-	size_t n = 0, nc = 0;
+	size_t n, nc = 0;
 	__u32 c;
-	int err = 0;
+	int err;
 
 	if (service_id >= FG_MAX_SERVICES)
 		return -ERANGE;
@@ -724,24 +746,15 @@ int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
 		return -errno;
 	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
 		return -ENOENT;
-	bents = calloc(FG_MAX_BACKENDS, sizeof(*bents));
-	keys = calloc(FG_MAX_BACKENDS, sizeof(*keys));
-	if (!bents || !keys) {
-		err = -ENOMEM;
-		goto out;
-	}
 	for (c = 0; c < FG_MAX_CLUSTERS; c++) {
 		if (!svc.cluster_weight[c])
 			continue;
-		if (bpf_map_lookup_elem(dp->maps.clusters, &c, &clusters[c])) {
-			err = -errno;
-			goto out;
-		}
-		err = collect_backends(dp, service_id, c, bents, keys, FG_MAX_BACKENDS, &n);
-		if (!err)
-			err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
+		if (bpf_map_lookup_elem(dp->maps.clusters, &c, &clusters[c]))
+			return -errno;
+		n = collect_backends(all, service_id, c, bents, keys);
+		err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
 		if (err)
-			goto out;
+			return err;
 		/* A cluster without a healthy backend gets no share: its
 		 * traffic fails over to the others. */
 		usable[c] = n && (clusters[c].flags & FG_CLUSTER_F_UP);
@@ -759,11 +772,37 @@ int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
 		cents[nc].key_len = strnlen(clusters[c].name, sizeof(clusters[c].name));
 		nc++;
 	}
-	err = fg_dp_set_cluster_ring(dp, service_id, cents, nc);
+	return fg_dp_set_cluster_ring(dp, service_id, cents, nc);
+}
+
+int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, size_t n)
+{
+	struct fg_maglev_entry *bents;
+	struct fg_backend *all;
+	char (*keys)[64];
+	size_t i;
+	int err;
+
+	all = calloc(FG_MAX_BACKENDS, sizeof(*all));
+	bents = calloc(FG_MAX_BACKENDS, sizeof(*bents));
+	keys = calloc(FG_MAX_BACKENDS, sizeof(*keys));
+	if (!all || !bents || !keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = read_backends(dp, all);
+	for (i = 0; i < n && !err; i++)
+		err = rebuild_one(dp, service_ids[i], all, bents, keys);
 out:
+	free(all);
 	free(bents);
 	free(keys);
 	return err;
+}
+
+int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
+{
+	return fg_dp_rebuild_services(dp, &service_id, 1);
 }
 
 int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,

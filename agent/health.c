@@ -242,12 +242,16 @@ int fg_health_run_once(struct fg_health *h)
 		changes++;
 	}
 	free(probes);
-	for (i = 0; i < FG_MAX_SERVICES; i++) {
-		if (!dirty[i])
-			continue;
-		err = fg_dp_rebuild_service(h->dp, i);
+	if (changes) {
+		__u32 ids[FG_MAX_SERVICES];
+		size_t n_ids = 0;
+
+		for (i = 0; i < FG_MAX_SERVICES; i++)
+			if (dirty[i])
+				ids[n_ids++] = i;
+		err = fg_dp_rebuild_services(h->dp, ids, n_ids);
 		if (err)
-			pr_warn("health: cannot rebuild the rings of service %zu: %s\n", i,
+			pr_warn("health: cannot rebuild the rings after a health change: %s\n",
 				strerror(-err));
 	}
 	return changes;

@@ -239,8 +239,13 @@ struct fx_opts {
 	__u32 services;
 	__u16 snat_port_min; /* 0: program default */
 	__u16 snat_port_max;
-	__u32 maglev_size;   /* 0: default */
+	/* 0: FX_MAGLEV_SIZE. Filling 65537-slot rings dominates the setup
+	 * time; a smaller prime also proves the program hashes modulo the
+	 * configured size, not the compiled default. */
+	__u32 maglev_size;
 };
+
+#define FX_MAGLEV_SIZE 4099
 
 struct fx {
 	int orig_netns;
@@ -412,7 +417,7 @@ static bool fx_setup(struct fx *fx, const struct fx_opts *o)
 		goto fail;
 
 	dopts.pin_path = NULL;
-	dopts.maglev_size = o->maglev_size;
+	dopts.maglev_size = o->maglev_size ? o->maglev_size : FX_MAGLEV_SIZE;
 	dopts.snat_port_min = o->snat_port_min;
 	dopts.snat_port_max = o->snat_port_max;
 	fx->snat_min = o->snat_port_min ? o->snat_port_min : 40000;
@@ -982,6 +987,41 @@ static void ip6_insert_dest_opts(uint8_t *buf, size_t *len, int n)
 	*len += 8 * n;
 }
 
+/* An authentication header (pktbuild has none): 24 bytes, so its length
+ * field is 24 / 4 - 2 = 4, unlike the other extension headers' 8-byte
+ * units. */
+static void ip6_insert_auth(uint8_t *buf, size_t *len)
+{
+	uint8_t *ip = buf + l3_offset(buf);
+	uint8_t *ext = ip + 40;
+	uint16_t plen = (uint16_t)((ip[4] << 8 | ip[5]) + 24);
+
+	memmove(ext + 24, ext, *len - (size_t)(ext - buf));
+	memset(ext, 0, 24);
+	ext[0] = ip[6];
+	ext[1] = 4;
+	ext[7] = 0x42; /* SPI */
+	ip[6] = IPPROTO_AH;
+	ip[4] = plen >> 8;
+	ip[5] = plen & 0xff;
+	*len += 24;
+}
+
+/* An IPv4 packet saying it carries ICMPv6 (58), an IPv6 one saying ICMPv4
+ * (1): neither is ICMP of its family. */
+static void ip4_proto_58(uint8_t *buf, size_t *len)
+{
+	uint8_t *ip = buf + l3_offset(buf);
+
+	ip[9] = 58;
+	ip4_fix_csum(ip);
+}
+
+static void ip6_nexthdr_1(uint8_t *buf, size_t *len)
+{
+	buf[l3_offset(buf) + 6] = 1;
+}
+
 static void ip6_six_exts(uint8_t *buf, size_t *len)
 {
 	ip6_insert_dest_opts(buf, len, 6);
@@ -990,6 +1030,16 @@ static void ip6_six_exts(uint8_t *buf, size_t *len)
 static void ip6_seven_exts(uint8_t *buf, size_t *len)
 {
 	ip6_insert_dest_opts(buf, len, 7);
+}
+
+/* What a NIC hands over for a short frame: zero padding up to 60 bytes,
+ * beyond the IP length. */
+static void eth_pad_60(uint8_t *buf, size_t *len)
+{
+	if (*len < 60) {
+		memset(buf + *len, 0, 60 - *len);
+		*len = 60;
+	}
 }
 
 static const uint8_t payload32[32] = "0123456789abcdef0123456789abcdef";
@@ -1046,6 +1096,15 @@ static const struct xdp_case packet_cases[] = {
 				 .icmp_type = 128, .icmp_id = 1, .icmp_seq = 1 }, PASS(FG_R_ICMP) },
 	{ "gre_to_vip", { .src = CLIENT4, .dst = VIP4, .proto = IPPROTO_GRE,
 			  .payload = payload32, .payload_len = 4 }, PASS(FG_R_OTHER_L4) },
+	{ "ip4_proto_58_is_not_icmp", { .src = CLIENT4, .dst = VIP4, .proto = IPPROTO_GRE,
+					.payload = payload32, .payload_len = 8 },
+	  .mangle = ip4_proto_58, PASS(FG_R_OTHER_L4) },
+	{ "ip6_nexthdr_1_is_not_icmp", { .src = CLIENT6, .dst = VIP6, .proto = IPPROTO_GRE,
+					 .payload = payload32, .payload_len = 8 },
+	  .mangle = ip6_nexthdr_1, PASS(FG_R_OTHER_L4) },
+	{ "ip6_ext_beyond_l4_offset_limit",
+	  SYN6(.sport = 33116, .ext = { { .type = PKT_EXT_HOP, .len = 1024 } }),
+	  PASS(FG_R_IP6_EXT_LIMIT) },
 	{ "ip6_no_next_header", SYN6(.proto = IPPROTO_NONE, .sport = 0, .dport = 0),
 	  PASS(FG_R_OTHER_L4) },
 	{ "tcp_to_other_vip", SYN4(.dst = "10.0.0.200", .sport = 33106), PASS(FG_R_NO_LISTENER) },
@@ -1069,6 +1128,8 @@ static const struct xdp_case packet_cases[] = {
 	  DROP(FG_R_NO_SNAT_ADDR) },
 
 	{ "syn_v4", SYN4(.sport = 33200), FORWARD(SVC_WEB4) },
+	{ "syn_v4_eth_padding_kept", SYN4(.sport = 33215), .mangle = eth_pad_60,
+	  .mangle_expected = eth_pad_60, FORWARD(SVC_WEB4) },
 	{ "syn_v4_with_payload", SYN4(.sport = 33201, .payload = payload32, .payload_len = 32),
 	  FORWARD(SVC_WEB4) },
 	{ "ip4_options_to_vip",
@@ -1090,6 +1151,10 @@ static const struct xdp_case packet_cases[] = {
 	{ "ip6_routing_segs0_to_vip",
 	  SYN6(.sport = 33208, .ext = { { .type = PKT_EXT_ROUTING, .len = 24, .rt_type = 4 } }),
 	  FORWARD(SVC_WEB6) },
+	{ "ip6_auth_header_to_vip", SYN6(.sport = 33216), .mangle = ip6_insert_auth,
+	  .mangle_expected = ip6_insert_auth, FORWARD(SVC_WEB6) },
+	{ "ip4_df_is_not_a_fragment", SYN4(.sport = 33217, .df = true, .ip_id = 0x1234),
+	  FORWARD(SVC_WEB4) },
 	{ "ip6_ext_chain_6_at_limit", SYN6(.sport = 33209), .mangle = ip6_six_exts,
 	  .mangle_expected = ip6_six_exts, FORWARD(SVC_WEB6) },
 	{ "ip6_vlan_to_vip", SYN6(.sport = 33210, .vlan = { { PKT_TPID_8021Q, 7 } }),
@@ -1157,13 +1222,18 @@ static void test_verifier(void)
 		{ .maglev_size = 251, .snat_port_min = 1, .snat_port_max = 65535,
 		  .ct_timeout_tcp_ns = 1000000000ULL, .ct_timeout_udp_ns = 1000000000ULL },
 	};
+	static const struct fx_opts deflt = {
+		.services = SVC(SVC_WEB4),
+		.maglev_size = FG_DEFAULT_MAGLEV_SIZE,
+	};
 	struct bpf_prog_info info = {};
 	__u32 info_len = sizeof(info);
 	struct fx fx;
 	size_t i;
 
-	if (!fx_setup(&fx, ONLY(SVC(SVC_WEB4))))
+	if (!fx_setup(&fx, &deflt))
 		return;
+	ASSERT_EQ(fg_dp_maglev_size(fx.dp), FG_DEFAULT_MAGLEV_SIZE, "default ring size");
 	ASSERT_OK(bpf_obj_get_info_by_fd(fx.prog_fd, &info, &info_len), "prog info");
 	ASSERT_EQ(info.type, BPF_PROG_TYPE_XDP, "prog type");
 	ASSERT_STREQ(info.name, "xdp_gateway", "prog name");
@@ -1465,6 +1535,33 @@ static void test_rst_retires_flow(void)
 	fx_teardown(&fx);
 }
 
+/* Packets of a flow conntrack does not know (evicted, or picked up after
+ * a failover) are balanced like a new flow. A RST must still retire the
+ * flow rather than leave an entry for two hours, and a FIN must leave it
+ * closing, as they do for a known flow. */
+static void test_midstream_rst_fin(void)
+{
+	struct pkt_spec rst = SYN4(.sport = 41020, .tcp_flags = PKT_TCP_RST | PKT_TCP_ACK);
+	struct pkt_spec fin = SYN4(.sport = 41021, .tcp_flags = PKT_TCP_FIN | PKT_TCP_ACK);
+	struct fg_flow flow = flow_of(&rst);
+	uint8_t in[PKT_MAX_LEN];
+	struct fg_ct ct;
+	struct run r;
+	size_t len;
+	struct fx fx;
+
+	if (!fx_setup(&fx, ONLY(SVC(SVC_WEB4))))
+		return;
+	len = pkt_build(&rst, in, sizeof(in));
+	run_expect(&fx, in, len, fx.ifindex_c, XDP_REDIRECT, FG_R_FORWARD, &r);
+	if (!ASSERT_FALSE(ct_get(&fx, &flow, &ct), "no conntrack entry after a lone RST"))
+		printf("lone RST left a flow: backend %u state %u snat port %u\n",
+		       ct.backend_id, ct.state, ntohs(ct.snat_port));
+	if (forward_ok(&fx, &fin, SVC_WEB4, 1, &ct))
+		ASSERT_EQ(ct.state, FG_CT_CLOSING, "state after a lone FIN");
+	fx_teardown(&fx);
+}
+
 /* One packet for every reason the program can give, then the verdicts map
  * must hold exactly those counts; and the per-listener, per-backend and
  * per-cluster counters must have seen the forwarded traffic. */
@@ -1560,10 +1657,16 @@ static void test_prediction(void)
 {
 	const int nr_v4 = 2000, nr_v6 = 500;
 	__u64 seed = 0x5eed, per_cluster[2] = {};
-	int i, mismatches = 0, failures = 0;
+	int i, mismatches = 0, failures = 0, bad_csums = 0;
 	struct fx fx;
 
-	if (!fx_setup(&fx, ONLY(SVC(SVC_WEB4) | SVC(SVC_WEB6))))
+	/* The agent's default ring size: what its distribution tests use. */
+	static const struct fx_opts opts = {
+		.services = SVC(SVC_WEB4) | SVC(SVC_WEB6),
+		.maglev_size = FG_DEFAULT_MAGLEV_SIZE,
+	};
+
+	if (!fx_setup(&fx, &opts))
 		return;
 	for (i = 0; i < nr_v4 + nr_v6; i++) {
 		bool v6 = i >= nr_v4;
@@ -1597,6 +1700,10 @@ static void test_prediction(void)
 				       xdp_name(r.retval));
 			continue;
 		}
+		if (!pkt_csum_ok(r.out, r.out_len, NULL, 0)) {
+			if (bad_csums++ < 5)
+				printf("flow %s:%u: bad checksum after NAT\n", src, s.sport);
+		}
 		if (predict(&fx, v6 ? SVC_WEB6 : SVC_WEB4, &flow, 1, &ch) ||
 		    ch.backend_id != ct.backend_id || ch.cluster_idx != ct.cluster_idx) {
 			if (mismatches++ < 5)
@@ -1608,6 +1715,7 @@ static void test_prediction(void)
 	}
 	ASSERT_EQ(failures, 0, "every flow forwarded");
 	ASSERT_EQ(mismatches, 0, "kernel choice == user-space prediction");
+	ASSERT_EQ(bad_csums, 0, "checksums valid after NAT");
 	/* Weights 1:1: both clusters get a fair share. */
 	ASSERT_GT(per_cluster[0], (nr_v4 + nr_v6) * 4 / 10, "cluster 0 share");
 	ASSERT_GT(per_cluster[1], (nr_v4 + nr_v6) * 4 / 10, "cluster 1 share");
@@ -1660,6 +1768,8 @@ FG_TEST(xdp_gateway)
 		test_ipv6_vip();
 	if (test__start_subtest("rst_retires_flow"))
 		test_rst_retires_flow();
+	if (test__start_subtest("midstream_rst_fin"))
+		test_midstream_rst_fin();
 	if (test__start_subtest("counters"))
 		test_counters();
 	if (test__start_subtest("bpf_vs_userspace_prediction"))

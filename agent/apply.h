@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Writes a plan (routes.h) into the data plane's maps, keeping ids stable
+ * across plans: a cluster keeps its index, a target its service id and an
+ * endpoint its backend id for as long as they exist, so conntrack entries
+ * stay valid and health state survives a configuration change. What a new
+ * plan no longer has is removed (backends deactivated, rings deleted).
+ */
+#ifndef FG_APPLY_H
+#define FG_APPLY_H
+
+#include "dataplane.h"
+#include "routes.h"
+
+struct fg_applier;
+
+struct fg_applier_opts {
+	int listen_family;        /* FG_AF_INET / FG_AF_INET6, 0: no listener */
+	struct fg_addr listen_addr;
+	__u16 listen_port;        /* the HTTP (L7) listener, host order */
+};
+
+int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
+		   const struct fg_applier_opts *opts);
+void fg_applier_free(struct fg_applier *a);
+int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan);
+/* The service id a target was given by the last apply, or -ENOENT. */
+int fg_applier_service_id(struct fg_applier *a, const struct fg_target *t);
+/* The cluster index of a cluster id, or -ENOENT. */
+int fg_applier_cluster_idx(struct fg_applier *a, const char *cluster);
+/* Cluster index -> cluster id, or NULL. */
+const char *fg_applier_cluster_name(struct fg_applier *a, __u32 idx);
+
+#endif
