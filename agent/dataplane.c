@@ -1054,3 +1054,42 @@ const char *fg_addr_str(const struct fg_addr *addr, int family, char *buf, size_
 		snprintf(buf, len, "?");
 	return buf;
 }
+
+int fg_dp_cluster_shares(struct fg_dataplane *dp, __u32 service_id,
+			 __u32 slots[FG_MAX_CLUSTERS], __u32 *total)
+{
+	__u32 id, *table = NULL, i, count = FG_CLUSTER_RING_SIZE, out_batch = 0;
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	int fd, err = 0;
+
+	memset(slots, 0, FG_MAX_CLUSTERS * sizeof(*slots));
+	*total = 0;
+	/* User space reads an outer map-in-map slot as the inner map's id. */
+	if (bpf_map_lookup_elem(dp->maps.cluster_rings, &service_id, &id))
+		return errno == ENOENT ? 0 : -errno;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	table = malloc(FG_CLUSTER_RING_SIZE * sizeof(*table));
+	if (!table) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = bpf_map_lookup_batch(fd, NULL, &out_batch, dp->ring_keys, table, &count, &bopts);
+	if ((err && errno != ENOENT) || count != FG_CLUSTER_RING_SIZE) {
+		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
+			if (bpf_map_lookup_elem(fd, &i, &table[i]))
+				table[i] = FG_NONE;
+	}
+	err = 0;
+	for (i = 0; i < FG_CLUSTER_RING_SIZE; i++) {
+		if (table[i] >= FG_MAX_CLUSTERS)
+			continue;
+		slots[table[i]]++;
+		(*total)++;
+	}
+out:
+	free(table);
+	close(fd);
+	return err;
+}

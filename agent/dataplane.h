@@ -120,6 +120,10 @@ int fg_dp_bump_fib_gen(struct fg_dataplane *dp);
 /* Sums a per-CPU counter over CPUs. */
 int fg_dp_read_counter(struct fg_dataplane *dp, int map_fd, __u32 idx, struct fg_counter *sum);
 const char *fg_reason_name(int reason);
+/* Slots per cluster index in a service's live cluster ring (its effective
+ * shares); total is the number of non-empty slots. */
+int fg_dp_cluster_shares(struct fg_dataplane *dp, __u32 service_id,
+			 __u32 slots[FG_MAX_CLUSTERS], __u32 *total);
 bool fg_reason_is_drop(int reason);
 
 /* --- a whole L4 service at once (what the control plane calls) --- */

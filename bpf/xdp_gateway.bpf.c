@@ -168,8 +168,12 @@ static __always_inline void flow_forget(const struct fg_flow *client, const stru
 
 static __always_inline __u8 initial_state(const struct fg_pkt *pkt)
 {
-	if (pkt->flow.proto == FG_PROTO_TCP && (pkt->tcp_flags & FG_TCP_SYN))
-		return FG_CT_NEW;
+	if (pkt->flow.proto == FG_PROTO_TCP) {
+		if (pkt->tcp_flags & FG_TCP_FIN)
+			return FG_CT_CLOSING;
+		if (pkt->tcp_flags & FG_TCP_SYN)
+			return FG_CT_NEW;
+	}
 	return FG_CT_ESTABLISHED;
 }
 
@@ -268,6 +272,12 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 	rw.dport = ch.backend->port;
 	count(&backend_stats, ch.backend_id, pkt->len);
 	count(&cluster_stats, ch.cluster_idx, pkt->len);
+	/* A RST retires the flow even when it is the first packet we see of
+	 * it: spoofed RSTs must not hold conntrack entries and SNAT ports. */
+	if (pkt->flow.proto == FG_PROTO_TCP && (pkt->tcp_flags & FG_TCP_RST)) {
+		bpf_map_delete_elem(&conntrack, &pkt->flow);
+		bpf_map_delete_elem(&reverse_nat, &rkey);
+	}
 	return transmit(ctx, pkt, &rw, &nct.nh, tx_reason(rc, FG_R_FORWARD));
 #undef nct
 #undef rn
@@ -297,6 +307,19 @@ static __always_inline void ct_keep_port(const struct fg_pkt *pkt, struct fg_ct 
 
 /* l4_forward's answer when the flow has no usable conntrack entry. */
 #define FG_NEED_NEW_FLOW (-1)
+
+static __always_inline void ct_close_reverse(const struct fg_pkt *pkt, const struct fg_ct *ct,
+					     const struct fg_backend *be)
+{
+	struct fg_flow rkey;
+	struct fg_rnat *rn;
+
+	ct_reverse_key(&rkey, be, &ct->snat_addr, ct->snat_port,
+		       pkt->flow.proto, pkt->flow.family);
+	rn = bpf_map_lookup_elem(&reverse_nat, &rkey);
+	if (rn)
+		rn->state = FG_CT_CLOSING;
+}
 
 static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 				      const struct fg_listener *lst)
@@ -344,8 +367,13 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 		ct->last_seen_ns = now;
 		ct_keep_port(pkt, ct, be, now);
 	}
-	if (pkt->flow.proto == FG_PROTO_TCP && (pkt->tcp_flags & FG_TCP_FIN))
+	if (pkt->flow.proto == FG_PROTO_TCP && (pkt->tcp_flags & FG_TCP_FIN) &&
+	    ct->state != FG_CT_CLOSING) {
 		ct->state = FG_CT_CLOSING;
+		/* The reverse entry holds the SNAT port: it must time out as
+		 * soon as the conntrack entry does. */
+		ct_close_reverse(pkt, ct, be);
+	}
 
 	rw.saddr = ct->snat_addr;
 	rw.sport = ct->snat_port;

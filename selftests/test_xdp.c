@@ -149,7 +149,7 @@ static const struct svc_def services[] = {
 	  .n_be = 4 },
 	{ SVC_ALLOW, "allow", "10.0.0.101", 80, IPPROTO_TCP, FG_LISTENER_L4, CLUSTERS(two_clusters),
 	  .be = { { 21, C0, "10.100.0.11", 8080, true }, { 22, C1, "10.100.0.21", 8080, true } },
-	  .n_be = 2, .allow = { "10.200.0.0/24", "fd00:200::/64" } },
+	  .n_be = 2, .allow = { "10.200.0.0/24" } },
 	{ SVC_L7, "l7", VIP4, 443, IPPROTO_TCP, FG_LISTENER_L7, .n_clusters = 0, .n_be = 0 },
 	{ SVC_DNS, "dns", VIP4, 53, IPPROTO_UDP, FG_LISTENER_L4, CLUSTERS(two_clusters),
 	  .be = { { 31, C0, "10.100.0.11", 5353, true }, { 32, C1, "10.100.0.21", 5353, true } },
@@ -630,7 +630,8 @@ static int predict(const struct fx *fx, __u32 service_id, const struct fg_flow *
 	return -ENOENT;
 }
 
-/* The SNAT ports the program probes for a new flow, in order. */
+/* The SNAT ports the program probes for a new flow: FG_SNAT_TRIES (8,
+ * bpf/lib/common.h) steps of 7919 from the flow's FG_SEED_SNAT hash. */
 static bool snat_port_candidate(const struct fx *fx, const struct fg_flow *flow, __u16 port)
 {
 	__u32 range = (__u32)fx->snat_max - fx->snat_min + 1;

@@ -62,8 +62,9 @@ static __always_inline int parse_l4(void *pos, void *end, struct fg_pkt *pkt)
 		return FG_R_MAX;
 	}
 	case IPPROTO_ICMP_:
+		return pkt->flow.family == FG_AF_INET ? FG_R_ICMP : FG_R_OTHER_L4;
 	case NEXTHDR_ICMP:
-		return FG_R_ICMP;
+		return pkt->flow.family == FG_AF_INET6 ? FG_R_ICMP : FG_R_OTHER_L4;
 	default:
 		return FG_R_OTHER_L4;
 	}
