@@ -17,6 +17,8 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
+#include "admin.h"
+#include "control.h"
 #include "dataplane.h"
 #include "health.h"
 #include "log.h"
@@ -35,30 +37,47 @@ struct agent {
 	bool keep_pins;
 	unsigned int health_interval_ms;
 	struct fg_health_opts health_opts;
+	const char *config_dir;
+	const char *listen;
+	const char *admin_path;
+	char admin_buf[108];
 	char saved_reserved[4096];
 	bool reserved_changed;
 
 	struct fg_dataplane *dp;
 	struct fg_nl_monitor *mon;
 	struct fg_health *health;
+	struct fg_control *control;
+	struct fg_admin *admin;
 	int epfd, sigfd, timerfd;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-"Usage: fleetgate-agent --iface IFNAME [--iface IFNAME ...] [options]\n"
+"Usage: fleetgate-agent --config-dir DIR --listen ADDR:PORT --iface IFNAME\n"
+"                       [--iface IFNAME ...] [--pin-path PATH] [options]\n"
 "\n"
 "Loads fleetgate's XDP data plane, pins its maps, attaches it to the gateway\n"
-"interfaces and keeps it running: interface addresses and next hops follow\n"
-"netlink, backends are health-checked and failed over. Runs in the\n"
-"foreground, logs to stderr, exits cleanly on SIGTERM/SIGINT (programs\n"
-"detached, pins removed unless --keep-pins).\n"
+"interfaces and keeps it running: the fleet's objects in the config\n"
+"directory become routes in the maps (within 100 ms of a change), interface\n"
+"addresses and next hops follow netlink, backends are health-checked and\n"
+"failed over. Runs in the foreground, logs to stderr, exits cleanly on\n"
+"SIGTERM/SIGINT (programs detached, pins removed unless --keep-pins).\n"
 "\n"
 "Options:\n"
+"  -c, --config-dir DIR       the fleet's objects: DIR/fleet/*.yaml|yml|json\n"
+"                             (MseIngressConfig, Ingress, Service) and\n"
+"                             DIR/clusters/<cluster-id>/*.yaml|yml|json\n"
+"                             (Service, Endpoints, EndpointSlice, Pod)\n"
+"  -l, --listen ADDR:PORT     the gateway's address ([ADDR6]:PORT for IPv6):\n"
+"                             HTTP on PORT, LoadBalancer Services' ports on\n"
+"                             ADDR balanced in XDP\n"
 "  -i, --iface IFNAME         attach to this interface (repeatable, required);\n"
 "                             both client-facing and cluster-facing ones\n"
 "  -p, --pin-path PATH        where maps are pinned (default %s)\n"
+"      --admin-socket PATH    fleetgatectl's socket (default\n"
+"                             /run/fleetgate/<last part of the pin path>.sock)\n"
 "  -m, --xdp-mode MODE        auto (native where the driver has it), native\n"
 "                             or generic (default auto)\n"
 "      --maglev-size N        slots of each backend ring, a prime\n"
@@ -116,6 +135,7 @@ enum {
 	OPT_H_FALL,
 	OPT_H_RISE,
 	OPT_KEEP_PINS,
+	OPT_ADMIN,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -131,6 +151,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "health-fall", required_argument, NULL, OPT_H_FALL },
 		{ "health-rise", required_argument, NULL, OPT_H_RISE },
 		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
+		{ "config-dir", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "admin-socket", required_argument, NULL, OPT_ADMIN },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -138,7 +161,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 	unsigned long v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "i:p:m:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:p:m:c:l:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (a->n_ifaces == MAX_IFACES) {
@@ -192,6 +215,15 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case OPT_KEEP_PINS:
 			a->keep_pins = true;
+			break;
+		case 'c':
+			a->config_dir = optarg;
+			break;
+		case 'l':
+			a->listen = optarg;
+			break;
+		case OPT_ADMIN:
+			a->admin_path = optarg;
 			break;
 		case 'v':
 			fg_log_set_level(FG_LOG_DEBUG);
@@ -382,6 +414,33 @@ static int on_netlink(const struct fg_nl_event *ev, void *ctx)
 	return 0;
 }
 
+static int start_control(struct agent *a)
+{
+	struct fg_control_opts copts = {
+		.config_dir = a->config_dir,
+		.listen = a->listen,
+	};
+	int err;
+
+	err = fg_control_new(&a->control, a->dp, &copts);
+	if (err)
+		return err;
+	fg_control_set_state(a->control, true, false);
+	err = fg_control_recompute(a->control);
+	if (err)
+		pr_warn("initial routes not applied: %s\n", strerror(-err));
+	if (!a->admin_path) {
+		err = fg_admin_socket_path(a->pin_path, a->admin_buf, sizeof(a->admin_buf));
+		if (err)
+			return err;
+		a->admin_path = a->admin_buf;
+	}
+	err = fg_admin_open(&a->admin, a->admin_path, fg_control_admin, a->control);
+	if (err)
+		pr_warn("cannot open the admin socket %s: %s\n", a->admin_path, strerror(-err));
+	return err;
+}
+
 static int setup_loop(struct agent *a)
 {
 	struct itimerspec its = {};
@@ -413,16 +472,24 @@ static int setup_loop(struct agent *a)
 	ev.data.fd = fg_nl_monitor_fd(a->mon);
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 		return -errno;
+	if (fg_control_fd(a->control) >= 0) {
+		ev.data.fd = fg_control_fd(a->control);
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+			return -errno;
+	}
+	ev.data.fd = fg_admin_fd(a->admin);
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+		return -errno;
 	return 0;
 }
 
 static int run_loop(struct agent *a)
 {
-	struct epoll_event evs[4];
+	struct epoll_event evs[8];
 	int n, i;
 
 	for (;;) {
-		n = epoll_wait(a->epfd, evs, 4, -1);
+		n = epoll_wait(a->epfd, evs, 8, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -444,6 +511,10 @@ static int run_loop(struct agent *a)
 				if (read(fd, &ticks, sizeof(ticks)) < 0)
 					continue;
 				fg_health_run_once(a->health);
+			} else if (fd == fg_control_fd(a->control)) {
+				fg_control_process(a->control);
+			} else if (fd == fg_admin_fd(a->admin)) {
+				fg_admin_process(a->admin);
 			} else {
 				fg_nl_monitor_process(a->mon, on_netlink, a);
 			}
@@ -483,15 +554,20 @@ int main(int argc, char **argv)
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;
+	err = start_control(&a);
+	if (err)
+		goto out;
 	err = setup_loop(&a);
 	if (err) {
 		pr_warn("cannot set up the event loop: %s\n", strerror(-err));
 		goto out;
 	}
-	pr_info("fleetgate-agent ready: %d interface(s), maps pinned under %s\n", a.n_ifaces,
-		a.pin_path);
+	pr_info("fleetgate-agent ready: %d interface(s), maps pinned under %s, admin socket %s\n",
+		a.n_ifaces, a.pin_path, a.admin_path);
 	err = run_loop(&a);
 out:
+	fg_admin_close(a.admin);
+	fg_control_free(a.control);
 	restore_reserved_ports(&a);
 	fg_health_free(a.health);
 	if (a.mon)

@@ -26,6 +26,7 @@
 #include <bpf/bpf.h>
 #include <jansson.h>
 
+#include "admin.h"
 #include "dataplane.h"
 #include "fleetgate.h"
 #include "log.h"
@@ -41,6 +42,7 @@ enum ctl_exit {
 
 struct ctl {
 	const char *pin_path;
+	const char *admin_path; /* NULL: derived from the pin path */
 	bool json;
 	long limit;     /* conntrack rows; 0: all */
 	bool limit_set;
@@ -1259,6 +1261,228 @@ static const struct command *command_find(const char *name)
 	return NULL;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Kinds served by the agent (admin socket)                            */
+/* ------------------------------------------------------------------ */
+
+struct agent_kind {
+	const char *name;
+	const char *aliases[3];
+	const char *help;
+	void (*render)(const json_t *items);
+};
+
+static void render_gateways(const json_t *items)
+{
+	struct table t;
+	const json_t *it;
+	size_t i;
+
+	tbl_init(&t, "NAME", "STATUS", "AGE", NULL);
+	json_array_foreach(items, i, it) {
+		tbl_cell(&t, "%s", js(it, "name"));
+		tbl_cell(&t, "%s", js(it, "status"));
+		tbl_cell(&t, "%s", js(it, "age"));
+	}
+	tbl_print(&t);
+	tbl_free(&t);
+}
+
+static void render_ingresses(const json_t *items)
+{
+	struct table t;
+	const json_t *it;
+	size_t i;
+
+	tbl_init(&t, "NAMESPACE", "NAME", "CLASS", "CANARY", "ADDRESS", "STATUS", NULL);
+	json_array_foreach(items, i, it) {
+		json_t *lb = json_object_get(it, "loadBalancer");
+		json_t *first = json_array_get(json_object_get(lb, "ingress"), 0);
+
+		tbl_cell(&t, "%s", js(it, "namespace"));
+		tbl_cell(&t, "%s", js(it, "name"));
+		tbl_cell(&t, "%s", *js(it, "class") ? js(it, "class") : "<none>");
+		tbl_cell(&t, "%s", jb(it, "canary") ? "yes" : "no");
+		tbl_cell(&t, "%s", first ? js(first, "ip") : "");
+		if (jb(it, "accepted"))
+			tbl_cell(&t, "Accepted");
+		else
+			tbl_cell(&t, "Rejected: %s", js(it, "reason"));
+	}
+	tbl_print(&t);
+	tbl_free(&t);
+}
+
+static void render_agent_clusters(const json_t *items)
+{
+	struct table t;
+	const json_t *it;
+	size_t i;
+
+	tbl_init(&t, "ID", "STATE", "SERVICES", "READY", "HEALTHY", "REASON", NULL);
+	json_array_foreach(items, i, it) {
+		tbl_cell(&t, "%s", js(it, "id"));
+		tbl_cell(&t, "%s", js(it, "state"));
+		tbl_cell(&t, "%lld", ji(it, "services"));
+		tbl_cell(&t, "%lld", ji(it, "readyEndpoints"));
+		tbl_cell(&t, "%lld/%lld", ji(it, "healthyEndpoints"), ji(it, "routedEndpoints"));
+		tbl_cell(&t, "%s", js(it, "reason"));
+	}
+	tbl_print(&t);
+	tbl_free(&t);
+}
+
+/* "c1 50% (2 ready), c2 50%" with the failover tiers in brackets. */
+static void target_cells(struct table *t, const json_t *target)
+{
+	char clusters[1024] = "", why[1024] = "";
+	const json_t *c;
+	size_t i, n = 0, w = 0;
+
+	json_array_foreach(json_object_get(target, "clusters"), i, c) {
+		long long tier = ji(c, "tier");
+
+		n += snprintf(clusters + n, n < sizeof(clusters) ? sizeof(clusters) - n : 0,
+			      "%s%s %.1f%%%s", i ? ", " : "", js(c, "cluster"), jf(c, "effective"),
+			      tier ? (tier == 1 ? " [failover 1]" : " [failover 2]") : "");
+		w += snprintf(why + w, w < sizeof(why) ? sizeof(why) - w : 0, "%s%s: %s",
+			      i ? "; " : "", js(c, "cluster"), js(c, "why"));
+	}
+	tbl_cell(t, "%s", n ? clusters : "(none: 503)");
+	tbl_cell(t, "%s", why);
+}
+
+static void render_routes(const json_t *items)
+{
+	struct table t;
+	const json_t *it, *c;
+	size_t i, j;
+
+	tbl_init(&t, "HOST", "PATH", "MATCH", "CLUSTERS", "WHY", NULL);
+	json_array_foreach(items, i, it) {
+		tbl_cell(&t, "%s", js(it, "host"));
+		tbl_cell(&t, "%s", js(it, "path"));
+		tbl_cell(&t, "%s%s", js(it, "pathType"), jb(it, "default") ? " (default)" : "");
+		target_cells(&t, json_object_get(it, "target"));
+		json_array_foreach(json_object_get(it, "canaries"), j, c) {
+			char match[512];
+			size_t n = 0;
+
+			n += snprintf(match + n, sizeof(match) - n, "canary");
+			if (*js(c, "header"))
+				n += snprintf(match + n, n < sizeof(match) ? sizeof(match) - n : 0,
+					      " header %s%s%s", js(c, "header"),
+					      *js(c, "headerValue") ? "=" : "",
+					      *js(c, "headerValue") ? js(c, "headerValue")
+								    : (*js(c, "headerPattern") ? "~" : ""));
+			if (*js(c, "headerPattern"))
+				n += snprintf(match + n, n < sizeof(match) ? sizeof(match) - n : 0,
+					      "%s", js(c, "headerPattern"));
+			if (*js(c, "cookie"))
+				n += snprintf(match + n, n < sizeof(match) ? sizeof(match) - n : 0,
+					      " cookie %s", js(c, "cookie"));
+			if (json_object_get(c, "weight"))
+				snprintf(match + n, n < sizeof(match) ? sizeof(match) - n : 0,
+					 " weight %lld/%lld", ji(c, "weight"), ji(c, "weightTotal"));
+			tbl_cell(&t, "%s", "");
+			tbl_cell(&t, "%s", "");
+			tbl_cell(&t, "%s", match);
+			target_cells(&t, json_object_get(c, "target"));
+		}
+	}
+	tbl_print(&t);
+	tbl_free(&t);
+}
+
+static const struct agent_kind agent_kinds[] = {
+	{ "mseingressconfig", { "mseingressconfigs", "mic", NULL },
+	  "gateways: NAME STATUS AGE (status.remoteClusters with -o json)", render_gateways },
+	{ "ingress", { "ingresses", "ing", NULL },
+	  "Ingresses: address, accepted or why not", render_ingresses },
+	{ "clusters", { "cluster", NULL, NULL },
+	  "attached clusters: state, services, ready and healthy endpoints", render_agent_clusters },
+	{ "routes", { "route", NULL, NULL },
+	  "routes: host, path, match, clusters with effective weights and why", render_routes },
+};
+
+#define N_AGENT_KINDS (sizeof(agent_kinds) / sizeof(agent_kinds[0]))
+
+static const struct agent_kind *agent_kind_find(const char *name)
+{
+	size_t i, j;
+
+	for (i = 0; i < N_AGENT_KINDS; i++) {
+		if (!strcmp(agent_kinds[i].name, name))
+			return &agent_kinds[i];
+		for (j = 0; j < 3 && agent_kinds[i].aliases[j]; j++)
+			if (!strcmp(agent_kinds[i].aliases[j], name))
+				return &agent_kinds[i];
+	}
+	return NULL;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int run_agent_get(struct ctl *ctl, const struct agent_kind *kind, int argc, char **argv)
+{
+	char path[108];
+	json_t *req, *ans, *items;
+	int err;
+
+	if (argc > 1)
+		return usage_error("get %s takes at most one NAME", kind->name);
+	if (ctl->admin_path) {
+		snprintf(path, sizeof(path), "%s", ctl->admin_path);
+	} else if (fg_admin_socket_path(ctl->pin_path, path, sizeof(path))) {
+		fprintf(stderr, CTL_NAME ": pin path %s is too long\n", ctl->pin_path);
+		return EXIT_FAIL;
+	}
+	req = json_pack("{s:s}", "get", kind->name);
+	if (argc == 1)
+		json_object_set_new(req, "name", json_string(argv[0]));
+	ans = fg_admin_call(path, req, 5000, &err);
+	json_decref(req);
+	if (!ans) {
+		fprintf(stderr, CTL_NAME ": cannot ask the agent on %s: %s\n"
+			"is fleetgate-agent running (with --pin-path %s)?\n",
+			path, strerror(-err), ctl->pin_path);
+		return EXIT_FAIL;
+	}
+	if (!jb(ans, "ok")) {
+		fprintf(stderr, CTL_NAME ": %s%s%s: %s\n", kind->name, argc ? " " : "",
+			argc ? argv[0] : "", js(ans, "error"));
+		json_decref(ans);
+		return EXIT_FAIL;
+	}
+	items = json_object_get(ans, "items");
+	if (ctl->json) {
+		json_t *doc;
+
+		if (!strcmp(kind->name, "mseingressconfig") && argc == 1)
+			doc = json_incref(json_object_get(json_array_get(items, 0), "object"));
+		else if (!strcmp(kind->name, "mseingressconfig")) {
+			const json_t *it;
+			size_t i;
+
+			doc = json_pack("{s:s, s:s, s:[]}", "apiVersion", "v1", "kind", "List",
+					"items");
+			json_array_foreach(items, i, it)
+				json_array_append(json_object_get(doc, "items"),
+						  json_object_get(it, "object"));
+		} else {
+			doc = json_pack("{s:s, s:O}", "kind", kind->name, "items", items);
+		}
+		json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+		putchar('\n');
+		json_decref(doc);
+	} else {
+		kind->render(items);
+	}
+	json_decref(ans);
+	return fflush(stdout) ? EXIT_FAIL : EXIT_OK;
+}
+
 static void usage(FILE *f)
 {
 	size_t i;
@@ -1277,12 +1501,21 @@ static void usage(FILE *f)
 		snprintf(head, sizeof(head), "%s %s", commands[i].name, commands[i].args);
 		fprintf(f, "  %-22s %s\n", head, commands[i].help);
 	}
+	fprintf(f, "\nKinds the running agent answers (admin socket):\n");
+	for (i = 0; i < N_AGENT_KINDS; i++) {
+		char head[48];
+
+		snprintf(head, sizeof(head), "get %s [NAME]", agent_kinds[i].name);
+		fprintf(f, "  %-22s %s\n", head, agent_kinds[i].help);
+	}
 	fprintf(f,
-		"  %-22s the same as COMMAND, for the kinds above\n"
+		"  %-22s the same as COMMAND, for the data plane commands above\n"
 		"  %-22s this text\n"
 		"\n"
 		"Options:\n"
 		"  -p, --pin-path PATH    where the agent pinned its maps (default %s)\n"
+		"  -s, --admin-socket P   the agent's socket (default /run/fleetgate/\n"
+		"                         <last part of the pin path>.sock)\n"
 		"  -o, --output FORMAT    table (default) or json\n"
 		"  -n, --limit N          conntrack: rows to show, 0 for all (default %d)\n"
 		"  -v, --verbose          print libbpf's messages\n"
@@ -1386,8 +1619,13 @@ static int dispatch(struct ctl *ctl, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (!strcmp(name, "get")) {
+		const struct agent_kind *kind;
+
 		if (argc < 2)
 			return usage_error("get needs a KIND");
+		kind = agent_kind_find(argv[1]);
+		if (kind)
+			return run_agent_get(ctl, kind, argc - 2, argv + 2);
 		cmd = command_find(argv[1]);
 		if (!cmd || !cmd->gettable)
 			return usage_error("unknown kind '%s'", argv[1]);
@@ -1416,6 +1654,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "pin-path", required_argument, NULL, 'p' },
+		{ "admin-socket", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "limit", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -1430,10 +1669,13 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":p:o:n:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":p:s:o:n:vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			ctl.pin_path = optarg;
+			break;
+		case 's':
+			ctl.admin_path = optarg;
 			break;
 		case 'o':
 			if (!strcmp(optarg, "json"))

@@ -55,6 +55,14 @@ static const char *jstr(json_t *obj, const char *path)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* One key that may itself contain dots (label and annotation keys). */
+static const char *jkey(json_t *obj, const char *key)
+{
+	json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
 static const char *jstr_or(json_t *obj, const char *path, const char *dflt)
 {
 	const char *s = jstr(obj, path);
@@ -443,7 +451,7 @@ static bool pod_in_subset(json_t *objs, const char *ns, const char *pod, const s
 	if (!json_is_object(labels))
 		labels = NULL;
 	for (i = 0; i < ss->n_filters; i++) {
-		const char *have = labels ? jstr(labels, ss->filters[i].key) : NULL;
+		const char *have = labels ? jkey(labels, ss->filters[i].key) : NULL;
 
 		if (!have || strcmp(have, ss->filters[i].value))
 			return false;
@@ -463,7 +471,7 @@ static bool pod_in_subset(json_t *objs, const char *ns, const char *pod, const s
 		const char *have;
 
 		snprintf(key, sizeof(key), "%s-%s", LABEL_CANARY_PREFIX, ss->name);
-		have = labels ? jstr(labels, key) : NULL;
+		have = labels ? jkey(labels, key) : NULL;
 		return have && !strcmp(have, ss->name);
 	}
 }
@@ -540,7 +548,7 @@ static int slice_endpoints(json_t *objs, const char *ns, const char *svc_name, c
 		if (!is_kind(obj, "EndpointSlice") ||
 		    strcmp(jstr_or(obj, "metadata.namespace", "default"), ns))
 			continue;
-		owner = json_is_object(labels) ? jstr(labels, "kubernetes.io/service-name") : NULL;
+		owner = jkey(labels, "kubernetes.io/service-name");
 		if (!owner || strcmp(owner, svc_name))
 			continue;
 		*found = true;

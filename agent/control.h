@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The control plane inside the agent: watches the config directory, builds
+ * a snapshot of the fleet's and clusters' objects, computes the plan
+ * (routes.c), writes it into the maps (apply.c), and answers fleetgatectl's
+ * `get` requests on the admin socket.
+ */
+#ifndef FG_CONTROL_H
+#define FG_CONTROL_H
+
+#include <jansson.h>
+
+#include "dataplane.h"
+#include "routes.h"
+
+struct fg_control_opts {
+	const char *config_dir;  /* NULL: no config directory */
+	const char *listen;      /* "ADDR:PORT" or "[ADDR6]:PORT", NULL: none */
+};
+
+struct fg_control;
+
+int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
+		   const struct fg_control_opts *opts);
+void fg_control_free(struct fg_control *c);
+/* The config directory's inotify fd, or -1. */
+int fg_control_fd(const struct fg_control *c);
+/* Handles config directory events; recomputes and applies on change. */
+int fg_control_process(struct fg_control *c);
+/* Recomputes the plan from the current objects and applies it. */
+int fg_control_recompute(struct fg_control *c);
+/* Lifecycle inputs of the gateway status. */
+void fg_control_set_state(struct fg_control *c, bool dataplane_ready, bool listening);
+/* The current plan (NULL before the first computation). */
+const struct fg_plan *fg_control_plan(const struct fg_control *c);
+/* Service id of a target in the data plane, or -ENOENT. */
+int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
+/* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */
+int fg_parse_listen(const char *s, struct fg_addr *addr, int *family, __u16 *port);
+/* Admin socket handler. */
+json_t *fg_control_admin(json_t *request, void *ctx);
+
+#endif

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Zero-copy HTTP/1.1 message head parser and body framer for the L7 proxy
+ * (RFC 9110, RFC 9112).
+ *
+ * The proxy reads bytes from a socket into a buffer and calls
+ * fg_http_parse_request() on it; the request refers into that buffer
+ * (method, target, header names and values are pointers + lengths, nothing
+ * is copied except the normalised host), so the buffer must outlive it.
+ * The return value is the length of the head: the body, if any, starts
+ * right after it and is delimited by a struct fg_http_framer, which also
+ * tells where the next pipelined request starts.
+ *
+ * The parsers allocate nothing, do not recurse, run in time linear in the
+ * bytes given, and never read buf[len] or beyond. A head that is not
+ * complete yet yields 0 ("read more"): every proper prefix of a valid head
+ * does. Errors may be reported before the head is complete (a bad line,
+ * a control byte, a limit already exceeded).
+ *
+ * Hardening (the request is refused, and the connection should be closed
+ * after the error response):
+ *   400  Content-Length together with Transfer-Encoding; Content-Length
+ *        values that differ (identical repeats are accepted, RFC 9110 §8.6);
+ *        Content-Length not 1*DIGIT or above 2^62; "chunked" not the final
+ *        (or repeated) transfer coding; Transfer-Encoding in an HTTP/1.0
+ *        request; whitespace between a field name and its colon; obs-fold
+ *        (a field line starting with SP/HTAB); a bare CR; NUL or another
+ *        control byte (HTAB apart) in a field value; a non-token byte in
+ *        the method or a field name; a request line that is not exactly
+ *        "METHOD SP target SP HTTP/x.y"; a target byte outside 0x21-0x7e or
+ *        a '#'; a target that is not origin-form ("/..."), absolute-form
+ *        ("http://" or "https://" authority [path]) or "*" (OPTIONS only);
+ *        userinfo ('@') in an absolute-form authority; a missing Host in
+ *        HTTP/1.1; more than one Host; an empty or invalid Host.
+ *   414  request line longer than max_request_line.
+ *   431  head longer than max_head, or more than max_headers fields.
+ *   501  a transfer coding other than "chunked" ("gzip, chunked",
+ *        "xchunked", "identity"); the CONNECT method.
+ *   505  an HTTP version other than 1.0 and 1.1 ("HTTP/2.0", "HTTP/0.9").
+ *
+ * Line endings: CRLF, or a bare LF (RFC 9112 §2.2 lets a recipient accept
+ * it; the head is always regenerated with CRLF by fg_http_rewrite_head, so
+ * the upstream never sees it). A bare CR is refused. Empty lines before
+ * the request line are skipped (RFC 9112 §2.2) and count in head_len.
+ * Chunked framing is strict: CRLF only, since those bytes are forwarded
+ * as they are.
+ */
+#ifndef FG_HTTP_H
+#define FG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define FG_HTTP_MAX_HEADERS 100             /* size of the headers arrays */
+#define FG_HTTP_DEF_MAX_HEAD (32 * 1024)
+#define FG_HTTP_DEF_MAX_REQUEST_LINE (8 * 1024)
+#define FG_HTTP_RESP_MAX_HEAD (64 * 1024)   /* response heads */
+#define FG_HTTP_MAX_LENGTH (1ULL << 62)     /* Content-Length and chunk size */
+#define FG_HTTP_MAX_CHUNK_LINE 4096         /* chunk-size line incl. extensions */
+#define FG_HTTP_MAX_TRAILER 8192            /* trailer section */
+
+/* A zero field (or a NULL pointer to the struct) takes the default. */
+struct fg_http_limits {
+	size_t max_head;         /* default 32 KiB -> 431 (at most 1 GiB) */
+	size_t max_request_line; /* default 8 KiB -> 414 (excluding CRLF) */
+	unsigned max_headers;    /* default and maximum 100 -> 431 */
+};
+
+/* A field line; the value has its leading and trailing OWS removed. */
+struct fg_http_header {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+};
+
+enum fg_http_body {
+	FG_BODY_NONE,    /* no body: the next message starts after the head */
+	FG_BODY_LENGTH,  /* content_length bytes (may be 0) */
+	FG_BODY_CHUNKED, /* chunked transfer coding (the final coding) */
+	FG_BODY_CLOSE,   /* responses only: until the upstream closes */
+};
+
+struct fg_http_request {
+	const char *method;
+	size_t method_len;
+	const char *target;      /* request-target as received */
+	size_t target_len;
+	const char *path;        /* the target up to '?' (absolute-form: the */
+	size_t path_len;         /* path after the authority, "/" if none),  */
+				 /* "*" for OPTIONS *; for routing           */
+	const char *query;       /* after '?' (excluded), NULL when no '?' */
+	size_t query_len;
+	int version_minor;       /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
+	bool absolute_form;      /* target was "http[s]://authority..." */
+	const char *authority;   /* Host value as received (with port), or */
+	size_t authority_len;    /* the absolute-form authority, which wins */
+	/* The host part of authority: port and one trailing dot stripped,
+	 * lower-cased, NUL-terminated in host_buf (IPv6 literals keep their
+	 * brackets: "[::1]"). host points to req->host_buf: re-point it if the
+	 * struct is copied. host_len is 0 only for HTTP/1.0 without Host. */
+	const char *host;
+	size_t host_len;
+	char host_buf[256];
+	unsigned port;           /* port of the authority, 0 when none */
+	struct fg_http_header headers[FG_HTTP_MAX_HEADERS];
+	unsigned n_headers;
+	enum fg_http_body body;  /* NONE, LENGTH or CHUNKED */
+	unsigned long long content_length; /* when body == FG_BODY_LENGTH */
+	bool keep_alive;         /* 1.1 unless "Connection: close"; 1.0 only
+				  * with "Connection: keep-alive" */
+	bool expect_continue;    /* HTTP/1.1 "Expect: 100-continue" */
+	size_t head_len;         /* leading empty lines + request line +
+				  * field lines + the final empty line */
+};
+
+/*
+ * Parses the request head at the start of buf[0..len). Returns the head
+ * length (> 0) when a whole head is there, 0 when more bytes are needed, or
+ * -STATUS (-400, -414, -431, -501, -505) with a short static reason in *why
+ * (why may be NULL). lim may be NULL (defaults). *req is overwritten.
+ */
+int fg_http_parse_request(const char *buf, size_t len,
+			  const struct fg_http_limits *lim,
+			  struct fg_http_request *req, const char **why);
+
+/* First field named NAME (case-insensitive), or NULL. */
+const struct fg_http_header *fg_http_find(const struct fg_http_request *req,
+					  const char *name);
+
+/*
+ * The value of cookie NAME (case-sensitive) in the Cookie field(s):
+ * "a=1; stage=gray; b=2" -> "gray" for "stage". Surrounding double quotes
+ * are removed. Returns false when there is no such cookie.
+ */
+bool fg_http_cookie(const struct fg_http_request *req, const char *name,
+		    const char **val, size_t *len);
+
+/*
+ * Writes the head for the upstream into out[0..cap):
+ *   - "METHOD origin-form-target HTTP/1.1" (an absolute-form target is
+ *     turned into origin-form, and its authority replaces the Host field);
+ *   - the fields in their order, minus the hop-by-hop ones (Connection,
+ *     Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade and every field
+ *     named in Connection, except Host which is never dropped), minus
+ *     X-Forwarded-For, X-Forwarded-Proto and X-Real-IP (set below, so a
+ *     client cannot spoof them), minus Content-Length and Transfer-Encoding
+ *     (re-emitted in normal form: "Content-Length: N" or
+ *     "Transfer-Encoding: chunked");
+ *   - "X-Forwarded-For: <received values, >CLIENT_IP", "X-Forwarded-Proto:
+ *     PROTO", "X-Real-IP: CLIENT_IP", "Connection: keep-alive" and CRLF.
+ * Returns the bytes written, -ENOSPC when cap is too small, or -EINVAL
+ * when client_ip or proto holds a byte that is not allowed there.
+ */
+int fg_http_rewrite_head(const struct fg_http_request *req,
+			 const char *client_ip, const char *proto,
+			 char *out, size_t cap);
+
+struct fg_http_response {
+	int version_minor;       /* 0 or 1 */
+	int status;              /* 100..599 */
+	const char *reason;
+	size_t reason_len;
+	struct fg_http_header headers[FG_HTTP_MAX_HEADERS];
+	unsigned n_headers;
+	/* NONE for 1xx (a final response follows on the connection), 204,
+	 * 304 and responses to HEAD; else CHUNKED when chunked is the final
+	 * transfer coding, LENGTH with Content-Length, CLOSE otherwise
+	 * (including a Transfer-Encoding whose final coding is not chunked). */
+	enum fg_http_body body;
+	unsigned long long content_length; /* the field's value, if present */
+	bool interim;            /* 1xx */
+	bool keep_alive;         /* per version and Connection; false with
+				  * FG_BODY_CLOSE */
+	size_t head_len;
+};
+
+/*
+ * Parses a response head from the upstream. Same conventions as
+ * fg_http_parse_request (limits: FG_HTTP_RESP_MAX_HEAD and
+ * FG_HTTP_MAX_HEADERS) except that every error is -502: the upstream sent
+ * something the proxy will not relay (malformed, Content-Length with
+ * Transfer-Encoding, differing Content-Lengths, Transfer-Encoding in
+ * HTTP/1.0, version other than 1.0 or 1.1, ...).
+ */
+int fg_http_parse_response(const char *buf, size_t len, bool request_was_head,
+			   struct fg_http_response *resp, const char **why);
+
+/*
+ * Incremental body framing. Initialise after the head, then feed the bytes
+ * that follow it, split anyhow; the framer keeps the chunked state across
+ * calls (size line, extensions, data, CRLF, trailer section).
+ */
+struct fg_http_framer {
+	enum fg_http_body body;
+	unsigned char state;         /* chunked: FR_* in http.c */
+	bool done;
+	bool error;
+	unsigned long long remaining; /* LENGTH: body bytes left; CHUNKED: data
+				       * bytes left in the current chunk */
+	unsigned long long size;      /* chunk size being read */
+	unsigned line;                /* bytes of the current chunk-size line */
+	unsigned trailer;             /* bytes of the trailer section */
+};
+
+void fg_http_framer_init(struct fg_http_framer *f,
+			 const struct fg_http_request *req);
+void fg_http_framer_init_response(struct fg_http_framer *f,
+				  const struct fg_http_response *resp);
+
+/*
+ * Consumes up to len bytes of body. Returns how many of them belong to the
+ * message (<= len; the rest is the next message) and sets *done once the
+ * message has ended (at once for FG_BODY_NONE and Content-Length 0; never
+ * for FG_BODY_CLOSE, which ends with the connection). Returns -400 on
+ * malformed chunked coding (bad hex digit, "0x10", "-1", missing CRLF, bare
+ * LF, chunk size above 2^62, chunk-size line longer than
+ * FG_HTTP_MAX_CHUNK_LINE, trailer section longer than FG_HTTP_MAX_TRAILER,
+ * malformed trailer field); the error is sticky.
+ */
+long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
+			 bool *done);
+
+/*
+ * For the splice path: how many body bytes are known to follow that need no
+ * inspection (Content-Length left, or the data bytes left in the current
+ * chunk; ~0ULL for FG_BODY_CLOSE; 0 when the framer must see the bytes).
+ */
+unsigned long long fg_http_framer_opaque(const struct fg_http_framer *f);
+
+/* Accounts for n opaque bytes forwarded without fg_http_framer_feed.
+ * Returns 0, or -EINVAL (nothing changed) when n > opaque. */
+int fg_http_framer_skip(struct fg_http_framer *f, unsigned long long n);
+
+bool fg_http_framer_done(const struct fg_http_framer *f);
+
+#endif /* FG_HTTP_H */
