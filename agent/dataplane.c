@@ -403,6 +403,11 @@ __u32 fg_dp_maglev_size(const struct fg_dataplane *dp)
 	return dp->maglev_size;
 }
 
+__u64 fg_dp_epoch(const struct fg_dataplane *dp)
+{
+	return routing_epoch;
+}
+
 int fg_dp_ncpus(const struct fg_dataplane *dp)
 {
 	return dp->ncpus;
@@ -475,13 +480,20 @@ int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
 	return -ENOENT;
 }
 
+/* Every routing write goes through update() or delete(): the epoch tells
+ * in-process readers (the HTTP proxy's caches) that routing state may have
+ * changed. One process drives one data plane, so one counter serves. */
+static __u64 routing_epoch;
+
 static int update(int fd, const void *key, const void *val, __u64 flags)
 {
+	routing_epoch++;
 	return bpf_map_update_elem(fd, key, val, flags) ? -errno : 0;
 }
 
 static int delete(int fd, const void *key)
 {
+	routing_epoch++;
 	if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
 		return -errno;
 	return 0;

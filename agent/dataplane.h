@@ -67,6 +67,10 @@ const struct fg_maps *fg_dp_maps(const struct fg_dataplane *dp);
 int fg_dp_prog_fd(const struct fg_dataplane *dp);
 __u32 fg_dp_maglev_size(const struct fg_dataplane *dp);
 int fg_dp_ncpus(const struct fg_dataplane *dp);
+/* Changes whenever this process writes routing state (services, clusters,
+ * backends, rings, listeners): in-process caches of the maps compare it to
+ * know when to reread them. */
+__u64 fg_dp_epoch(const struct fg_dataplane *dp);
 
 /* Attaches the XDP program to ifindex through a bpf_link; reports the mode
  * the kernel used. */
