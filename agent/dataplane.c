@@ -19,6 +19,11 @@
 #include "log.h"
 #include "xdp_gateway.skel.h"
 
+/* Every routing write goes through update() or delete(): the epoch tells
+ * in-process readers (the HTTP proxy's caches) that routing state may have
+ * changed. One process drives one data plane, so one counter serves. */
+static __u64 routing_epoch;
+
 struct fg_link {
 	int ifindex;
 	int link_fd;
@@ -480,10 +485,6 @@ int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
 	return -ENOENT;
 }
 
-/* Every routing write goes through update() or delete(): the epoch tells
- * in-process readers (the HTTP proxy's caches) that routing state may have
- * changed. One process drives one data plane, so one counter serves. */
-static __u64 routing_epoch;
 
 static int update(int fd, const void *key, const void *val, __u64 flags)
 {
