@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <bpf/bpf.h>
+#include <jansson.h>
 
 #include "health.h"
 #include "log.h"
@@ -98,6 +99,7 @@ struct probe {
 	__u32 id;
 	int fd;
 	bool ok;
+	int same_as; /* index of the probe of the same address:port, or -1 */
 	struct fg_backend be;
 };
 
@@ -105,11 +107,17 @@ static int collect(struct fg_health *h, struct probe **out, size_t *n_out)
 {
 	const struct fg_maps *maps = fg_dp_maps(h->dp);
 	struct probe *probes = NULL;
+	json_t *seen = json_object();
 	size_t n = 0, cap = 0;
 	struct fg_backend be;
 	__u32 id;
 
+	if (!seen)
+		return -ENOMEM;
 	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		char key[80], abuf[64];
+		json_t *first;
+
 		if (bpf_map_lookup_elem(maps->backends, &id, &be))
 			continue;
 		if (!(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_PROBE_TCP))
@@ -120,6 +128,7 @@ static int collect(struct fg_health *h, struct probe **out, size_t *n_out)
 
 			if (!p) {
 				free(probes);
+				json_decref(seen);
 				return -ENOMEM;
 			}
 			probes = p;
@@ -128,9 +137,21 @@ static int collect(struct fg_health *h, struct probe **out, size_t *n_out)
 		probes[n].id = id;
 		probes[n].be = be;
 		probes[n].ok = false;
-		probes[n].fd = probe_start(&be);
+		/* An endpoint serving several routes is probed once. */
+		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
+		snprintf(key, sizeof(key), "%s|%u", abuf, ntohs(be.port));
+		first = json_object_get(seen, key);
+		if (first) {
+			probes[n].same_as = (int)json_integer_value(first);
+			probes[n].fd = -1;
+		} else {
+			probes[n].same_as = -1;
+			probes[n].fd = probe_start(&be);
+			json_object_set_new(seen, key, json_integer(n));
+		}
 		n++;
 	}
+	json_decref(seen);
 	*out = probes;
 	*n_out = n;
 	return 0;
@@ -222,6 +243,9 @@ int fg_health_run_once(struct fg_health *h)
 	if (err)
 		return err;
 	wait_probes(h, probes, n);
+	for (i = 0; i < n; i++)
+		if (probes[i].same_as >= 0)
+			probes[i].ok = probes[probes[i].same_as].ok;
 	for (i = 0; i < n; i++) {
 		char abuf[64];
 		bool up;
