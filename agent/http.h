@@ -149,6 +149,9 @@ bool fg_http_cookie(const struct fg_http_request *req, const char *name,
  *     "Transfer-Encoding: chunked");
  *   - "X-Forwarded-For: <received values, >CLIENT_IP", "X-Forwarded-Proto:
  *     PROTO", "X-Real-IP: CLIENT_IP", "Connection: keep-alive" and CRLF.
+ * An HTTP/1.0 request without Host gets no Host (the caller may add one).
+ * Received XFF values are kept as they are: trusting them is the caller's
+ * policy.
  * Returns the bytes written, -ENOSPC when cap is too small, or -EINVAL
  * when client_ip or proto holds a byte that is not allowed there.
  */

@@ -504,7 +504,8 @@ static int add_endpoint(struct fg_target_cluster *tc, size_t *cap, const char *i
 
 /* The Service port (by number or name) in a cluster's Service: its name and
  * target port. Returns false when the Service has no such port. */
-static bool service_port(json_t *svc, __u16 number, const char *name, const char **port_name,
+static bool service_port(json_t *svc, __u16 number, const char *name, const char *proto,
+			 const char **port_name,
 			 __u16 *target_num, const char **target_name)
 {
 	json_t *ports = jget(svc, "spec.ports"), *p;
@@ -517,6 +518,8 @@ static bool service_port(json_t *svc, __u16 number, const char *name, const char
 
 		if (number ? (!json_is_integer(num) || json_integer_value(num) != number)
 			   : strcmp(pname, name))
+			continue;
+		if (proto && strcmp(jstr_or(p, "protocol", "TCP"), proto))
 			continue;
 		*port_name = pname;
 		*target_name = json_is_string(tp) ? json_string_value(tp) : NULL;
@@ -618,7 +621,7 @@ static int legacy_endpoints(json_t *objs, const char *ns, const char *svc_name,
 /* Fills tc with the ready endpoints of ns/svc:port in one cluster. Returns
  * 1 when the cluster has the Service (and port), 0 when not, or -errno. */
 static int cluster_endpoints(json_t *objs, const char *ns, const char *svc_name, __u16 port,
-			     const char *port_name, const struct subset *ss,
+			     const char *port_name, const char *proto, const struct subset *ss,
 			     struct fg_target_cluster *tc)
 {
 	json_t *svc = find_obj(objs, "Service", ns, svc_name);
@@ -628,7 +631,7 @@ static int cluster_endpoints(json_t *objs, const char *ns, const char *svc_name,
 	size_t cap = 0;
 	int err;
 
-	if (!svc || !service_port(svc, port, port_name, &pname, &tnum, &tname))
+	if (!svc || !service_port(svc, port, port_name, proto, &pname, &tnum, &tname))
 		return 0;
 	err = slice_endpoints(objs, ns, svc_name, pname, ss, tc, &cap, &slices);
 	if (!err && !slices)
@@ -685,6 +688,7 @@ struct target_req {
 	const char *port_name;
 	const struct subset *ss;
 	const struct fg_target *fallback; /* a canary's main target */
+	const char *proto; /* L4: "TCP"/"UDP"; NULL: any (Ingress backends) */
 };
 
 /* Adds the clusters serving req at one tier (skipping clusters already in
@@ -705,16 +709,28 @@ static int add_tier(struct builder *b, struct fg_target *t, size_t *cap,
 
 		if (only_cluster && strcmp(cid, only_cluster))
 			continue;
-		if (target_cluster(t, cid))
-			continue;
 		objs = json_object_get(b->snap->clusters, cid);
 		if (!json_is_array(objs))
 			continue;
+		if (target_cluster(t, cid)) {
+			/* Already in (a canary's failover to its main route):
+			 * it still counts as a cluster serving the Service. */
+			struct fg_target_cluster probe = {};
+
+			r = cluster_endpoints(objs, req->ns, req->service, req->port,
+					      req->port_name, req->proto, ss, &probe);
+			free(probe.eps);
+			if (r < 0)
+				return r;
+			have += r;
+			continue;
+		}
 		tc = target_add_cluster(t, cap);
 		if (!tc)
 			return -ENOMEM;
 		copy(tc->cluster, sizeof(tc->cluster), cid);
-		r = cluster_endpoints(objs, req->ns, req->service, req->port, req->port_name, ss, tc);
+		r = cluster_endpoints(objs, req->ns, req->service, req->port, req->port_name,
+				      req->proto, ss, tc);
 		if (r < 0)
 			return r;
 		if (r == 0) {
@@ -742,7 +758,7 @@ static bool subset_matches_any(struct builder *b, const struct target_req *req)
 		if (!json_is_array(objs))
 			continue;
 		if (cluster_endpoints(objs, req->ns, req->service, req->port, req->port_name,
-				      req->ss, &tc) > 0 && tc.n_eps)
+				      req->proto, req->ss, &tc) > 0 && tc.n_eps)
 			any = true;
 		free(tc.eps);
 		memset(&tc, 0, sizeof(tc));
@@ -762,10 +778,18 @@ static int build_target(struct builder *b, const struct target_req *req,
 
 	/* A canary's target also depends on its main route's (failover),
 	 * which a hash of that key stands for. */
-	snprintf(key, sizeof(key), "%s/%s:%u%s|%s|%s|%08x", req->ns, req->service, req->port,
-		 req->port_name ? req->port_name : "", ss->name, ss->cluster,
+	char sel[512] = "";
+	size_t off = 0;
+	int f;
+
+	for (f = 0; f < ss->n_filters && off < sizeof(sel); f++)
+		off += snprintf(sel + off, sizeof(sel) - off, "%s=%s,", ss->filters[f].key,
+				ss->filters[f].value);
+	snprintf(key, sizeof(key), "%s/%s:%u%s/%s|%s%s|%s|%08x|%s", req->ns, req->service,
+		 req->port, req->port_name ? req->port_name : "", req->proto ? req->proto : "",
+		 ss->opensergo ? "opensergo:" : "", ss->name, ss->cluster,
 		 req->fallback ? fg_bytes_hash(req->fallback->key, strlen(req->fallback->key), 0)
-			       : 0);
+			       : 0, sel);
 	t = find_target(b->plan, key);
 	if (t) {
 		*out = t;
@@ -987,7 +1011,7 @@ static int ingress_paths(json_t *ing, struct path_entry **out, char *reason)
 {
 	json_t *rules = jget(ing, "spec.rules"), *rule, *paths, *path;
 	json_t *dflt = jget(ing, "spec.defaultBackend");
-	struct path_entry *v = NULL;
+	struct path_entry *v = NULL, *nv;
 	size_t n = 0, cap = 0, i, j;
 	int err;
 
@@ -1000,9 +1024,12 @@ static int ingress_paths(json_t *ing, struct path_entry **out, char *reason)
 			const char *type = jstr(path, "pathType");
 			struct path_entry *pe;
 
-			v = grow(v, &cap, n, sizeof(*v));
-			if (!v)
-				return -ENOMEM;
+			nv = grow(v, &cap, n, sizeof(*v));
+			if (!nv) {
+				err = -ENOMEM;
+				goto err;
+			}
+			v = nv;
 			pe = &v[n++];
 			memset(pe, 0, sizeof(*pe));
 			err = parse_host(host, pe, reason);
@@ -1038,9 +1065,12 @@ static int ingress_paths(json_t *ing, struct path_entry **out, char *reason)
 	if (dflt) {
 		struct path_entry *pe;
 
-		v = grow(v, &cap, n, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
+		nv = grow(v, &cap, n, sizeof(*v));
+		if (!nv) {
+			err = -ENOMEM;
+			goto err;
+		}
+		v = nv;
 		pe = &v[n++];
 		memset(pe, 0, sizeof(*pe));
 		pe->is_default = true;
@@ -1286,8 +1316,16 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 			.port_name = pes[i].port_name, .ss = &ss,
 		};
 		const char *who;
+		int j;
 
 		routes[i] = find_route(b->plan, &pes[i]);
+		for (j = 0; routes[i] && j < i; j++) {
+			if (routes[j] == routes[i]) {
+				reasonf(st->reason, "path %s appears twice for host '%s'",
+					pes[i].path, pes[i].host);
+				goto out;
+			}
+		}
 		if (!routes[i]) {
 			reasonf(st->reason, "canary: no non-canary Ingress routes host '%s%s' path %s (%s)",
 				pes[i].wildcard ? "*." : "", pes[i].host, pes[i].path,
@@ -1422,7 +1460,8 @@ static int l4_services(struct builder *b)
 		json_array_foreach(jget(svcs[i], "spec.ports"), j, port) {
 			json_t *num = json_object_get(port, "port");
 			const char *proto = jstr_or(port, "protocol", "TCP");
-			struct target_req req = { .ns = ns, .service = name, .ss = &all };
+			struct target_req req = { .ns = ns, .service = name, .ss = &all,
+						  .proto = proto };
 			char reason[FG_REASON_LEN];
 			struct fg_l4_port *lp, *v;
 			struct fg_target *t;
@@ -1582,12 +1621,12 @@ static json_t *target_json(const struct fg_target *t)
 		__u32 tot = tier_total[c->tier];
 
 		json_array_append_new(clusters,
-			json_pack("{s:s, s:i, s:i, s:i, s:f, s:s}", "cluster", c->cluster,
-				  "tier", c->tier, "weight", (json_int_t)c->weight,
+			json_pack("{s:s, s:i, s:I, s:I, s:f, s:s}", "cluster", c->cluster,
+				  "tier", (int)c->tier, "weight", (json_int_t)c->weight,
 				  "ready", (json_int_t)c->ready,
 				  "share", tot ? 100.0 * c->weight / tot : 0.0, "why", c->why));
 	}
-	return json_pack("{s:s, s:s, s:i, s:s, s:s, s:o}", "namespace", t->ns, "service",
+	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o}", "namespace", t->ns, "service",
 			 t->service, "port", (json_int_t)t->port, "portName", t->port_name,
 			 "subset", t->subset, "clusters", clusters);
 }
