@@ -20,13 +20,13 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config \
-	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc
+	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	   -Wno-missing-field-initializers -D_GNU_SOURCE \
 	   -Iinclude -Iagent -I$(BUILD)
-LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lm -lpthread
+LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lcurl -lssl -lcrypto -lm -lpthread
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Imaps \
 	-Iinclude -Ibpf -I$(BUILD)
