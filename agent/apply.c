@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "apply.h"
+#include "fleetgate_hash.h"
 #include "log.h"
 
 /* Slot 0 of services is the L7 listener's own (allowlist, counters). */
@@ -21,12 +22,77 @@ struct fg_applier {
 	json_t *service_ids;  /* target key -> service id */
 	json_t *backend_ids;  /* "sid|cluster|addr|port" -> backend id */
 	json_t *listener_ids; /* "addr|port|proto" -> stats idx */
+	json_t *adopted_services; /* services map name -> id, from a previous agent */
 	bool used_clusters[FG_MAX_CLUSTERS];
 	bool used_services[FG_MAX_SERVICES];
 	bool used_backends[FG_MAX_BACKENDS];
 	bool used_stats[FG_MAX_LISTENERS];
 	char cluster_names[FG_MAX_CLUSTERS][FG_NAME_LEN];
 };
+
+/* The name a target's service gets in the services map: its key, or for a
+ * long key a prefix and a hash, so a restarted agent can find it again. */
+static void service_name(const char *key, char *buf)
+{
+	size_t n = strlen(key);
+
+	if (n < FG_NAME_LEN) {
+		memcpy(buf, key, n + 1);
+		return;
+	}
+	snprintf(buf, FG_NAME_LEN, "%.54s#%08x", key, fg_bytes_hash(key, n, 0));
+}
+
+/* A restarted agent (pins kept) takes over the ids the maps hold, so
+ * conntrack entries keep pointing at the same backends. */
+static void adopt(struct fg_applier *a)
+{
+	const struct fg_maps *maps = fg_dp_maps(a->dp);
+	struct fg_listener_key lk, next;
+	struct fg_listener lv;
+	struct fg_cluster cl;
+	struct fg_service svc;
+	struct fg_backend be;
+	char key[160], abuf[64];
+	void *prev = NULL;
+	__u32 i;
+
+	for (i = 0; i < FG_MAX_CLUSTERS; i++) {
+		if (bpf_map_lookup_elem(maps->clusters, &i, &cl) || !(cl.flags & FG_CLUSTER_F_ACTIVE))
+			continue;
+		cl.name[FG_NAME_LEN - 1] = '\0';
+		json_object_set_new(a->cluster_ids, cl.name, json_integer(i));
+		snprintf(a->cluster_names[i], FG_NAME_LEN, "%s", cl.name);
+		a->used_clusters[i] = true;
+	}
+	for (i = 1; i < FG_MAX_SERVICES; i++) {
+		if (bpf_map_lookup_elem(maps->services, &i, &svc) ||
+		    !(svc.flags & FG_SERVICE_F_ACTIVE))
+			continue;
+		svc.name[FG_NAME_LEN - 1] = '\0';
+		json_object_set_new(a->adopted_services, svc.name, json_integer(i));
+		a->used_services[i] = true;
+	}
+	for (i = 1; i < FG_MAX_BACKENDS; i++) {
+		if (bpf_map_lookup_elem(maps->backends, &i, &be) || !(be.flags & FG_BACKEND_F_ACTIVE))
+			continue;
+		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
+		snprintf(key, sizeof(key), "%u|%u|%s|%u", be.service_id, be.cluster_idx, abuf,
+			 ntohs(be.port));
+		json_object_set_new(a->backend_ids, key, json_integer(i));
+		a->used_backends[i] = true;
+	}
+	while (!bpf_map_get_next_key(maps->listeners, prev, &next)) {
+		lk = next;
+		prev = &lk;
+		if (bpf_map_lookup_elem(maps->listeners, &lk, &lv))
+			continue;
+		fg_addr_str(&lk.vip, lk.family, abuf, sizeof(abuf));
+		snprintf(key, sizeof(key), "%s|%u|%u", abuf, ntohs(lk.port), lk.proto);
+		json_object_set_new(a->listener_ids, key, json_integer(lv.stats_idx));
+		a->used_stats[lv.stats_idx] = true;
+	}
+}
 
 int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 		   const struct fg_applier_opts *opts)
@@ -41,11 +107,14 @@ int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 	a->service_ids = json_object();
 	a->backend_ids = json_object();
 	a->listener_ids = json_object();
-	if (!a->cluster_ids || !a->service_ids || !a->backend_ids || !a->listener_ids) {
+	a->adopted_services = json_object();
+	if (!a->cluster_ids || !a->service_ids || !a->backend_ids || !a->listener_ids ||
+	    !a->adopted_services) {
 		fg_applier_free(a);
 		return -ENOMEM;
 	}
 	a->used_services[L7_SERVICE_ID] = true;
+	adopt(a);
 	*out = a;
 	return 0;
 }
@@ -58,6 +127,7 @@ void fg_applier_free(struct fg_applier *a)
 	json_decref(a->service_ids);
 	json_decref(a->backend_ids);
 	json_decref(a->listener_ids);
+	json_decref(a->adopted_services);
 	free(a);
 }
 
@@ -189,12 +259,21 @@ static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 pr
 	size_t i, j;
 	int sid, err;
 
+	char name[FG_NAME_LEN];
+	json_t *adopted;
+
 	if (json_object_get(next_services, t->key))
 		return 0; /* shared by several routes: done already */
+	service_name(t->key, name);
+	adopted = json_object_get(a->adopted_services, name);
+	if (adopted && !json_object_get(a->service_ids, t->key)) {
+		json_object_set(a->service_ids, t->key, adopted);
+		json_object_del(a->adopted_services, name);
+	}
 	sid = id_for(a->service_ids, next_services, t->key, a->used_services, FG_MAX_SERVICES, 1);
 	if (sid < 0)
 		return sid;
-	err = fg_dp_set_service(a->dp, sid, t->key);
+	err = fg_dp_set_service(a->dp, sid, name);
 	if (err)
 		return err;
 	for (i = 0; i < t->n_clusters; i++) {
@@ -352,6 +431,9 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	}
 	remove_stale_listeners(a, next_listeners);
 	release_stale(a->service_ids, next_services, a->used_services, release_service, a);
+	/* Services a previous agent left that this plan does not have. */
+	release_stale(a->adopted_services, next_services, a->used_services, release_service, a);
+	json_object_clear(a->adopted_services);
 	json_decref(a->service_ids);
 	json_decref(a->listener_ids);
 	a->service_ids = next_services;

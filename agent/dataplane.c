@@ -370,14 +370,18 @@ err_close:
 	return err;
 }
 
+static int release_link(struct fg_dataplane *dp, int ifindex, bool unpin);
+
 void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
 {
 	size_t i;
 
 	if (!dp)
 		return;
+	/* Keeping the pins keeps the program attached through its pinned
+	 * links: the data plane runs on until the next agent adopts it. */
 	while (dp->n_links > 0)
-		fg_dp_detach(dp, dp->links[dp->n_links - 1].ifindex);
+		release_link(dp, dp->links[dp->n_links - 1].ifindex, remove_pins);
 	if (dp->skel) {
 		if (dp->pinned && remove_pins) {
 			bpf_object__unpin_maps(dp->skel->obj, NULL);
@@ -430,12 +434,47 @@ const char *fg_xdp_mode_name(enum fg_xdp_mode mode)
 	}
 }
 
+static void link_pin_path(const struct fg_dataplane *dp, int ifindex, char *buf, size_t len)
+{
+	/* pin_path is bounded well below PATH_MAX by the loader. */
+	if (snprintf(buf, len, "%.3900s/link_xdp_%d", dp->pin_path, ifindex) >= (int)len)
+		buf[0] = '\0';
+}
+
+/* A link pinned by an agent that exited with --keep-pins keeps the XDP
+ * program attached (and L4 flows flowing) while no agent runs; the next
+ * agent swaps its own program into that link without a gap. */
+static int adopt_link(struct fg_dataplane *dp, int ifindex, int prog_fd)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (!dp->pinned)
+		return -ENOENT;
+	link_pin_path(dp, ifindex, path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -ENOENT;
+	if (bpf_link_update(fd, prog_fd, NULL)) {
+		int err = -errno;
+
+		pr_warn("cannot update pinned XDP link %s: %s; attaching anew\n", path,
+			strerror(-err));
+		close(fd);
+		unlink(path);
+		return -ENOENT;
+	}
+	pr_info("adopted the XDP link pinned at %s\n", path);
+	return fd;
+}
+
 int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
 		 enum fg_xdp_mode *got)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, lopts);
 	LIBBPF_OPTS(bpf_xdp_query_opts, q);
 	int prog_fd = fg_dp_prog_fd(dp);
+	char path[PATH_MAX];
 	int fd, err;
 
 	if (prog_fd < 0)
@@ -446,13 +485,21 @@ int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
 		lopts.flags = XDP_FLAGS_DRV_MODE;
 	else if (want == FG_XDP_GENERIC)
 		lopts.flags = XDP_FLAGS_SKB_MODE;
-	fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lopts);
+	fd = adopt_link(dp, ifindex, prog_fd);
 	if (fd < 0) {
-		err = -errno;
-		pr_warn("cannot attach XDP (%s mode) to ifindex %d: %s%s\n",
-			fg_xdp_mode_name(want), ifindex, strerror(-err),
-			err == -EBUSY ? " (another XDP program is attached)" : "");
-		return err;
+		fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lopts);
+		if (fd < 0) {
+			err = -errno;
+			pr_warn("cannot attach XDP (%s mode) to ifindex %d: %s%s\n",
+				fg_xdp_mode_name(want), ifindex, strerror(-err),
+				err == -EBUSY ? " (another XDP program is attached)" : "");
+			return err;
+		}
+		if (dp->pinned) {
+			link_pin_path(dp, ifindex, path, sizeof(path));
+			if (bpf_obj_pin(fd, path))
+				pr_warn("cannot pin XDP link at %s: %s\n", path, strerror(errno));
+		}
 	}
 	err = bpf_xdp_query(ifindex, 0, &q);
 	if (err) {
@@ -470,19 +517,31 @@ int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
 	return 0;
 }
 
-int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
+/* Drops our reference to a link; with unpin the pinned reference goes too
+ * and the program is detached. */
+static int release_link(struct fg_dataplane *dp, int ifindex, bool unpin)
 {
+	char path[PATH_MAX];
 	int i;
 
 	for (i = 0; i < dp->n_links; i++) {
 		if (dp->links[i].ifindex != ifindex)
 			continue;
+		if (unpin && dp->pinned) {
+			link_pin_path(dp, ifindex, path, sizeof(path));
+			unlink(path);
+		}
 		close(dp->links[i].link_fd);
 		dp->links[i] = dp->links[dp->n_links - 1];
 		dp->n_links--;
 		return 0;
 	}
 	return -ENOENT;
+}
+
+int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
+{
+	return release_link(dp, ifindex, true);
 }
 
 

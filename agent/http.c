@@ -486,7 +486,7 @@ int fg_http_parse_request(const char *buf, size_t len,
 	struct framing fr;
 	size_t p = 0, end, content;
 	const char *lf;
-	unsigned i;
+	unsigned i, empty = 0;
 	int ret;
 
 	if (lim) {
@@ -511,8 +511,11 @@ int fg_http_parse_request(const char *buf, size_t len,
 	req->head_len = 0;
 	req->host = req->host_buf;
 
-	/* empty lines before the request line */
+	/* empty lines before the request line (a few: each is a LF that
+	 * would make a caller parse again) */
 	while (p < len && (buf[p] == '\r' || buf[p] == '\n')) {
+		if (++empty > FG_HTTP_MAX_EMPTY_LINES)
+			FAIL(400, "too many empty lines before request line");
 		if (buf[p] == '\r') {
 			if (p + 1 == len)
 				break;

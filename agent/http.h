@@ -17,6 +17,12 @@
  * does. Errors may be reported before the head is complete (a bad line,
  * a control byte, a limit already exceeded).
  *
+ * Each call parses from the start of the buffer. A caller reading in small
+ * pieces need only call again when the new bytes hold a LF (nothing else
+ * completes a head) or the buffer reached max_request_line / max_head; as
+ * a head has at most max_headers + FG_HTTP_MAX_EMPTY_LINES + 2 lines, that
+ * bounds the total work per head to O(lines * max_head), not O(max_head^2).
+ *
  * Hardening (the request is refused, and the connection should be closed
  * after the error response):
  *   400  Content-Length together with Transfer-Encoding; Content-Length
@@ -40,8 +46,9 @@
  *
  * Line endings: CRLF, or a bare LF (RFC 9112 §2.2 lets a recipient accept
  * it; the head is always regenerated with CRLF by fg_http_rewrite_head, so
- * the upstream never sees it). A bare CR is refused. Empty lines before
- * the request line are skipped (RFC 9112 §2.2) and count in head_len.
+ * the upstream never sees it). A bare CR is refused. Up to
+ * FG_HTTP_MAX_EMPTY_LINES empty lines before the request line are skipped
+ * (RFC 9112 §2.2) and count in head_len.
  * Chunked framing is strict: CRLF only, since those bytes are forwarded
  * as they are.
  */
@@ -58,6 +65,7 @@
 #define FG_HTTP_MAX_LENGTH (1ULL << 62)     /* Content-Length and chunk size */
 #define FG_HTTP_MAX_CHUNK_LINE 4096         /* chunk-size line incl. extensions */
 #define FG_HTTP_MAX_TRAILER 8192            /* trailer section */
+#define FG_HTTP_MAX_EMPTY_LINES 8           /* before a request line -> 400 */
 
 /* A zero field (or a NULL pointer to the struct) takes the default. */
 struct fg_http_limits {

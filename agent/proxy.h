@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The agent's HTTP/1.1 reverse proxy (the L7 listener on --listen).
+ *
+ * Each request is routed on its own: Host and path against the plan's
+ * routes (in match order), then the route's canaries (header, then cookie,
+ * then weight), then the chosen target's service in the data plane: a
+ * uniformly random slot of its cluster ring, then a random healthy backend
+ * of that cluster. Ring and backend lists are cached and reread only when
+ * fg_dp_epoch() changes.
+ *
+ * Userspace copy mode: every connection has bounded buffers and both
+ * directions are framed explicitly (fg_http_framer), forwarding "opaque"
+ * body bytes by count, which is what a later sockmap splice path needs.
+ *
+ * Upstream connections are kept alive in a LIFO pool per backend
+ * address:port. A failed connect, or a reset/EOF before any response byte,
+ * marks the backend down at once (passive health; the active checker brings
+ * it back) and the request is retried once on another healthy backend,
+ * another cluster of the same target when there is one, as long as the
+ * request (head and body up to 64 KiB) could be kept to be resent.
+ *
+ * Errors a client sees: 400/414/431/501/505 (bad request head, close),
+ * 404 "no route for HOST PATH", 408 (head not complete within
+ * header_timeout_ms, close), 502 (upstream failed before its response head;
+ * a failure mid-body closes the client connection), 503 "no healthy
+ * cluster for SERVICE" and "too many connections" (max_conns), 504
+ * (no response byte within upstream_timeout_ms). Bodies are short
+ * text/plain.
+ *
+ * Single-threaded: every function must be called from the same thread.
+ */
+#ifndef FG_PROXY_H
+#define FG_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include <linux/types.h>
+
+#include "control.h"
+#include "dataplane.h"
+#include "fleetgate.h"
+
+/* A zero field takes its default (in the comment), xff apart: call
+ * fg_proxy_opts_init() first to get every default. */
+struct fg_proxy_opts {
+	int family;              /* FG_AF_INET / FG_AF_INET6 */
+	struct fg_addr addr;
+	__u16 port;              /* host order; 0: a free port (fg_proxy_port) */
+	unsigned header_timeout_ms;           /* 10000: whole request head */
+	unsigned idle_timeout_ms;             /* 60000: keep-alive, stalled client */
+	unsigned upstream_connect_timeout_ms; /* 2000 */
+	unsigned upstream_timeout_ms;         /* 60000: first response byte, and
+					       * between response bytes */
+	unsigned max_conns;      /* 10000 client connections */
+	size_t max_head;         /* 32 KiB: request head -> 431 */
+	bool xff;                /* true: X-Forwarded-For/-Proto, X-Real-IP */
+	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
+	unsigned pool_idle_timeout_ms; /* 30000 */
+};
+
+struct fg_proxy;
+
+void fg_proxy_opts_init(struct fg_proxy_opts *opts);
+/* Opens the listening socket (SO_REUSEADDR) and the proxy's epoll fd. */
+int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_dataplane *dp,
+		  const struct fg_proxy_opts *opts);
+/* An epoll fd (level-triggered) for the agent's own epoll set: readable
+ * when fg_proxy_process has work. */
+int fg_proxy_fd(const struct fg_proxy *p);
+/* The port listened on (host order). */
+__u16 fg_proxy_port(const struct fg_proxy *p);
+/* Handles the ready events without blocking; checks timeouts too. */
+void fg_proxy_process(struct fg_proxy *p);
+/* Timeouts (header, idle, connect, upstream, pool); call it periodically. */
+void fg_proxy_tick(struct fg_proxy *p);
+/* Closes every connection and the listener. NULL is fine. */
+void fg_proxy_close(struct fg_proxy *p);
+
+struct fg_proxy_counters {
+	__u64 requests;          /* request heads received (valid or not) */
+	__u64 responses[6];      /* by status class: [1] 1xx .. [5] 5xx */
+	__u64 upstream_connects; /* new upstream connections attempted */
+	__u64 upstream_reuses;   /* requests sent on a pooled connection */
+	__u64 retries;           /* requests resent to another backend */
+	__u64 connect_failures;
+	__u64 passive_down;      /* backends marked down by the proxy */
+	__u64 timeouts;          /* header, upstream and connect timeouts */
+	__u64 accepted;
+	__u64 refused;           /* over max_conns */
+};
+
+void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out);
+/* Counters and gauges (connections, idle pooled upstreams) as JSON, for the
+ * admin socket. New reference. */
+json_t *fg_proxy_stats(const struct fg_proxy *p);
+
+#endif
