@@ -19,7 +19,7 @@ endif
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
-	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config \
+	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config libclang-rt-14-dev \
 	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl
 
 CFLAGS  ?= -O2 -g
@@ -45,9 +45,16 @@ BENCH_SRCS := $(wildcard selftests/bench/*.c)
 BENCH_BINS := $(patsubst selftests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 TEST_OBJS  := $(patsubst selftests/%.c,$(BUILD)/selftests/%.o,$(TEST_SRCS))
 
+# libFuzzer targets (clang, ASan, UBSan), each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard selftests/fuzz/*.c))
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD)
+FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/log.c
+
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
-.PHONY: all deps test bench clean install demo
+.PHONY: all deps test bench clean install demo fuzz
 all: $(BINS)
 
 deps:
@@ -100,11 +107,27 @@ $(BUILD)/bench/%: selftests/bench/%.c $(BUILD)/libfleetgate.a $(BUILD)/selftests
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(BUILD)/selftests/pktbuild.o $(BUILD)/libfleetgate.a $(LDLIBS) -o $@
 
-test: all
+test: all $(FUZZ_TARGETS)
 	$(BUILD)/test_progs $(TESTARGS)
 
 bench: all $(BENCH_BINS)
 	selftests/bench.sh
+
+$(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -ljansson -lyaml -lbpf -o $@
+
+fuzz: $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+		name=$$(basename $$t); mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+		echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+			-artifact_prefix=$(BUILD)/fuzz/$$name- \
+			$(BUILD)/fuzz/corpus-$$name selftests/fuzz/seeds-$$name \
+			>$(BUILD)/fuzz/$$name.log 2>&1 || { tail -50 $(BUILD)/fuzz/$$name.log; exit 1; }; \
+		tail -1 $(BUILD)/fuzz/$$name.log; \
+	done
 
 clean:
 	rm -rf $(BUILD)

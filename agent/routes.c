@@ -261,7 +261,8 @@ static json_t **sorted_of_kind(json_t *arr, const char *kind, size_t *n_out)
 	json_array_foreach(arr, i, obj)
 		if (is_kind(obj, kind))
 			v[n++] = obj;
-	qsort(v, n, sizeof(*v), obj_order);
+	if (n)
+		qsort(v, n, sizeof(*v), obj_order);
 	*n_out = n;
 	return v;
 }
@@ -1547,7 +1548,7 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 		err = ingresses(&b);
 	if (!err)
 		err = l4_services(&b);
-	if (!err)
+	if (!err && b.plan->n_routes)
 		qsort(b.plan->routes, b.plan->n_routes, sizeof(*b.plan->routes), route_order);
 out:
 	json_decref(b.served_classes);
