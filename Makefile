@@ -20,7 +20,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config libclang-rt-14-dev \
-	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl
+	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -54,7 +54,8 @@ FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/log.c
 
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
-.PHONY: all deps test bench clean install demo fuzz
+.PHONY: all deps test bench clean install demo fuzz man
+VERSION    ?= 0.1.0
 all: $(BINS)
 
 deps:
@@ -132,7 +133,36 @@ fuzz: $(FUZZ_TARGETS)
 clean:
 	rm -rf $(BUILD)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+# Man pages are generated from the programs' own --help text, so the two
+# never disagree.
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/fleetgate
+SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
+
+$(BUILD)/man/fleetgate-agent.8: $(BUILD)/fleetgate-agent
+	$(call msg,MAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)help2man --no-info --version-string=$(VERSION) --section=8 \
+		--name="fleetgate's agent: XDP data plane, control plane, HTTP proxy" \
+		--output=$@ $<
+
+$(BUILD)/man/fleetgatectl.8: $(BUILD)/fleetgatectl
+	$(call msg,MAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)help2man --no-info --no-discard-stderr --version-string=$(VERSION) --section=8 \
+		--name="inspect a running fleetgate gateway" --output=$@ $<
+
+man: $(BUILD)/man/fleetgate-agent.8 $(BUILD)/man/fleetgatectl.8
+
+install: all man
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(SYSTEMDDIR)
 	install -m 0755 $(BUILD)/fleetgate-agent $(DESTDIR)$(PREFIX)/sbin/
-	install -m 0755 $(BUILD)/fleetgatectl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/fleetgatectl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 $(BUILD)/man/fleetgate-agent.8 $(BUILD)/man/fleetgatectl.8 \
+		$(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		dist/fleetgate-agent.service.in > $(DESTDIR)$(SYSTEMDDIR)/fleetgate-agent.service
+	test -e $(DESTDIR)/etc/default/fleetgate || \
+		install -D -m 0644 dist/fleetgate.default $(DESTDIR)/etc/default/fleetgate

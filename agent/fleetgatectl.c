@@ -1491,8 +1491,9 @@ static void usage(FILE *f)
 		"Usage: " CTL_NAME " [OPTIONS] COMMAND [ARGS]\n"
 		"       " CTL_NAME " [OPTIONS] get KIND [ARGS]\n"
 		"\n"
-		"Shows the state of the fleetgate XDP data plane from the maps the agent\n"
-		"pinned under the pin path.\n"
+		"Shows a running fleetgate gateway: the data plane from the maps the agent\n"
+		"pinned under the pin path, and the control plane's view (gateways, Ingresses,\n"
+		"clusters, routes) from the agent's admin socket.\n"
 		"\n"
 		"Commands:\n");
 	for (i = 0; i < N_COMMANDS; i++) {
