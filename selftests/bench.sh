@@ -86,6 +86,8 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 stat_of() { in_ns "$1" cat "/sys/class/net/$2/statistics/$3"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0.00" }'; }
 
+log "machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at start (other load skews every figure)"
+
 # --- 1. BPF_PROG_TEST_RUN ------------------------------------------------
 log "xdp program cost: BPF_PROG_TEST_RUN, $PKTS packets per case"
 if [ "${BENCH_SKIP_XDP:-0}" = 0 ]; then
@@ -174,8 +176,9 @@ pps_test() {
 	done
 	grep -q ready "$TMP/sink1" && grep -q ready "$TMP/sink2" || { log "sinks failed"; PPS=0; return; }
 	# timeout(1) runs trafgen in its own process group and signals the
-	# whole group (trafgen forks one sender per CPU).
-	timeout -s INT -k 3 $((SECS + 3)) ip netns exec "$NS_CL" trafgen --dev "$IF_CE" \
+	# whole group (trafgen forks one sender per CPU). TERM, not INT:
+	# background jobs of a script start with SIGINT ignored.
+	timeout -s TERM -k 3 $((SECS + 3)) ip netns exec "$NS_CL" trafgen --dev "$IF_CE" \
 		--conf "$TMP/udp.trafgen" --cpus "$GEN_CPUS" >"$TMP/trafgen.$1" 2>&1 &
 	tg=$!; PIDS+=($tg)
 	sleep 1 # ramp up; flows set up
@@ -188,6 +191,9 @@ pps_test() {
 	c1=$(( $(sink_count $sink1 "$TMP/sink1") + $(sink_count $sink2 "$TMP/sink2") ))
 	local t1=$(date +%s.%N)
 	wait $tg 2>/dev/null
+	# No sender may outlive its measurement (it would load the next one):
+	# whatever still runs in the client namespace was started by us.
+	for p in $(ip netns pids "$NS_CL"); do kill -KILL "$p" 2>/dev/null; done
 	kill -TERM $sink1 $sink2 2>/dev/null; wait $sink1 $sink2 2>/dev/null
 	d=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a - 0.2 }')
 	off=$(awk -v a=$((tx1 - tx0 + dr1 - dr0)) -v d="$d" 'BEGIN { printf "%.0f", a / d }')
