@@ -192,6 +192,29 @@ struct {
 	__type(value, struct fg_new_flow_scratch);
 } new_flow_scratch SEC(".maps");
 
+/* A port held by a flow that idled out (or closed and lingered past its FIN
+ * timeout) is taken back: the stale flow's entries go, the new one takes the
+ * tuple. Nothing else reclaims them but LRU pressure, so without this the
+ * range would run dry under a steady stream of short connections. */
+static __always_inline bool snat_port_reclaim(const struct fg_flow *rkey,
+					      const struct fg_rnat *fresh, __u64 now)
+{
+	struct fg_rnat *old = bpf_map_lookup_elem(&reverse_nat, rkey);
+	struct fg_flow stale;
+	struct fg_ct *ct;
+
+	if (!old || !ct_expired(old->last_seen_ns, rkey->proto, old->state, now))
+		return false;
+	stale = old->client;
+	ct = bpf_map_lookup_elem(&conntrack, &stale);
+	/* Only the conntrack entry that owned this port goes: the client may
+	 * have opened a new flow on the same tuple since. */
+	if (ct && ct->snat_port == rkey->dport &&
+	    !__builtin_memcmp(&ct->snat_addr, &rkey->dst, sizeof(ct->snat_addr)))
+		bpf_map_delete_elem(&conntrack, &stale);
+	return !bpf_map_update_elem(&reverse_nat, rkey, fresh, BPF_EXIST);
+}
+
 static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 				  const struct fg_listener *lst, __u64 now, __u32 gen)
 {
@@ -250,6 +273,8 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 		ct_reverse_key(&rkey, ch.backend, &nct.snat_addr, bpf_htons(port),
 			       pkt->flow.proto, pkt->flow.family);
 		if (!bpf_map_update_elem(&reverse_nat, &rkey, &rn, BPF_NOEXIST))
+			break;
+		if (snat_port_reclaim(&rkey, &rn, now))
 			break;
 	}
 	if (i == FG_SNAT_TRIES)
@@ -324,7 +349,7 @@ static __always_inline void ct_close_reverse(const struct fg_pkt *pkt, const str
 static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 				      const struct fg_listener *lst)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = fg_now();
 	__u32 gen = fib_gen_now();
 	struct fg_backend *be = NULL;
 	struct fg_rewrite rw = {};
@@ -405,7 +430,7 @@ static __noinline int l4_reply(struct xdp_md *ctx, struct fg_pkt *pkt)
 	rn = bpf_map_lookup_elem(&reverse_nat, &pkt->flow);
 	if (!rn)
 		return verdict(pkt, FG_R_NO_LISTENER, XDP_PASS);
-	now = bpf_ktime_get_ns();
+	now = fg_now();
 	if (ct_expired(rn->last_seen_ns, pkt->flow.proto, rn->state, now)) {
 		bpf_map_delete_elem(&reverse_nat, &pkt->flow);
 		return verdict(pkt, FG_R_NO_LISTENER, XDP_PASS);
@@ -482,5 +507,5 @@ int xdp_gateway(struct xdp_md *ctx)
 	reason = l4_forward(ctx, &pkt, lst);
 	if (reason != FG_NEED_NEW_FLOW)
 		return reason;
-	return l4_new_flow(ctx, &pkt, lst, bpf_ktime_get_ns(), fib_gen_now());
+	return l4_new_flow(ctx, &pkt, lst, fg_now(), fib_gen_now());
 }

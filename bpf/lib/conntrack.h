@@ -19,6 +19,14 @@ const volatile __u64 ct_timeout_udp_ns = 120 * NSEC_PER_SEC;
  * line write per packet on busy flows. */
 #define FG_CT_REFRESH_NS (NSEC_PER_SEC / 4)
 
+/* Timeouts need no better than a few milliseconds: the coarse clock costs
+ * a fraction of bpf_ktime_get_ns() on every packet. Both are
+ * CLOCK_MONOTONIC based, which fleetgatectl compares ages against. */
+static __always_inline __u64 fg_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 static __always_inline __u64 ct_timeout(__u8 proto, __u8 state)
 {
 	if (proto != FG_PROTO_TCP)
