@@ -20,7 +20,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config libclang-rt-14-dev \
-	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping
+	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -110,6 +110,11 @@ $(BUILD)/bench/%: selftests/bench/%.c $(BUILD)/libfleetgate.a $(BUILD)/selftests
 
 test: all $(FUZZ_TARGETS)
 	$(BUILD)/test_progs $(TESTARGS)
+
+# The seed's five examples, live (README's first run). ARGS=--keep leaves it
+# running; ARGS=--teardown removes what --keep left.
+demo: all
+	demo/run.sh $(ARGS)
 
 bench: all $(BENCH_BINS)
 	selftests/bench.sh

@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+# The seed's web-demo pod: answers every GET with "This is env NAME ! Config
+# file is". Usage: web-demo.py NAME ADDR PORT
+import http.server
+import sys
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = ("This is env %s ! Config file is\n" % sys.argv[1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), Handler)
+server.daemon_threads = True
+server.serve_forever()
