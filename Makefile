@@ -55,6 +55,8 @@ FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/log.c
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
 .PHONY: all deps test bench clean install demo fuzz man
+# Keep the BPF object and skeleton: they are inputs of several targets.
+.SECONDARY:
 VERSION    ?= 0.1.0
 all: $(BINS)
 
@@ -171,3 +173,20 @@ install: all man
 		dist/fleetgate-agent.service.in > $(DESTDIR)$(SYSTEMDDIR)/fleetgate-agent.service
 	test -e $(DESTDIR)/etc/default/fleetgate || \
 		install -D -m 0644 dist/fleetgate.default $(DESTDIR)/etc/default/fleetgate
+
+# ---- vm-test: the test suite in qemu VMs on other kernels ------------------
+# `make deps-vm` installs qemu and busybox-static and fetches Debian's 6.1 LTS
+# kernel into $(BUILD)/vm/ (apt-get download, not installed on the host);
+# `make vm-test` runs $(BUILD)/test_progs per kernel (vm-test/README.md).
+# VMTEST_ARGS, VMTEST_KERNELS, VMTEST_TIMEOUT, ... come from the environment
+# or the command line: vm-test/vmtest.sh documents them.
+VMTEST_DEB_PACKAGES := qemu-system-x86 busybox-static
+
+.PHONY: deps-vm vm-test
+deps-vm:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(VMTEST_DEB_PACKAGES)
+	vm-test/fetch-kernel.sh $(BUILD)/vm
+
+vm-test: all $(FUZZ_TARGETS)
+	BUILD=$(BUILD) vm-test/vmtest.sh

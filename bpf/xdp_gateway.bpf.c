@@ -209,8 +209,9 @@ static __always_inline bool snat_port_reclaim(const struct fg_flow *rkey,
 	ct = bpf_map_lookup_elem(&conntrack, &stale);
 	/* Only the conntrack entry that owned this port goes: the client may
 	 * have opened a new flow on the same tuple since. */
-	if (ct && ct->snat_port == rkey->dport &&
-	    !__builtin_memcmp(&ct->snat_addr, &rkey->dst, sizeof(ct->snat_addr)))
+	if (ct && ct->snat_port == rkey->dport && ct->snat_addr.v6[0] == rkey->dst.v6[0] &&
+	    ct->snat_addr.v6[1] == rkey->dst.v6[1] && ct->snat_addr.v6[2] == rkey->dst.v6[2] &&
+	    ct->snat_addr.v6[3] == rkey->dst.v6[3])
 		bpf_map_delete_elem(&conntrack, &stale);
 	return !bpf_map_update_elem(&reverse_nat, rkey, fresh, BPF_EXIST);
 }
