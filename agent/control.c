@@ -4,17 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/epoll.h>
 #include <bpf/bpf.h>
 
 #include "apply.h"
 #include "configdir.h"
 #include "control.h"
+#include "kube.h"
 #include "log.h"
 
 struct fg_control {
 	struct fg_dataplane *dp;
 	struct fg_configdir *cd;
+	struct fg_kube *kube;
+	int epfd;             /* config directory + Kubernetes API */
+	json_t *cluster_errors; /* cluster id -> why it cannot be read */
+	json_t *kube_errors;  /* [{origin, reason}] for status */
 	struct fg_applier *applier;
 	struct fg_plan *plan;
 	json_t *fleet;        /* current snapshot */
@@ -67,6 +74,82 @@ static void drop_plan(struct fg_control *c)
 	c->plan = NULL;
 }
 
+static int add_cluster_source(struct fg_kube *k, const char *spec)
+{
+	struct fg_kube_source_opts o = {};
+	char *dup = strdup(spec), *eq, *hash;
+	int err;
+
+	if (!dup)
+		return -ENOMEM;
+	eq = strchr(dup, '=');
+	if (!eq || eq == dup || !eq[1]) {
+		pr_warn("invalid --cluster-kubeconfig '%s': expected ID=PATH[#CONTEXT]\n", spec);
+		free(dup);
+		return -EINVAL;
+	}
+	*eq = '\0';
+	hash = strchr(eq + 1, '#');
+	if (hash)
+		*hash++ = '\0';
+	o.origin = dup;
+	o.kubeconfig_path = eq + 1;
+	o.context = hash;
+	err = fg_kube_add_source(k, &o);
+	free(dup);
+	return err;
+}
+
+static int open_kube(struct fg_control *c, const struct fg_control_opts *opts)
+{
+	const char *const *spec;
+	int err;
+
+	if (!opts->kubeconfig && !(opts->cluster_kubeconfigs && opts->cluster_kubeconfigs[0]))
+		return 0;
+	err = fg_kube_new(&c->kube);
+	if (err)
+		return err;
+	if (opts->kubeconfig) {
+		struct fg_kube_source_opts o = {
+			.kubeconfig_path = strcmp(opts->kubeconfig, "in-cluster") ? opts->kubeconfig
+										  : NULL,
+			.context = opts->kube_context,
+			.cluster_secrets = opts->cluster_secrets,
+		};
+
+		err = fg_kube_add_source(c->kube, &o);
+		if (err)
+			return err;
+	}
+	for (spec = opts->cluster_kubeconfigs; spec && *spec; spec++) {
+		err = add_cluster_source(c->kube, *spec);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int open_epoll(struct fg_control *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->epfd < 0)
+		return -errno;
+	if (c->cd) {
+		ev.data.fd = fg_configdir_fd(c->cd);
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+			return -errno;
+	}
+	if (c->kube) {
+		ev.data.fd = fg_kube_fd(c->kube);
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+			return -errno;
+	}
+	return 0;
+}
+
 int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 		   const struct fg_control_opts *opts)
 {
@@ -79,10 +162,13 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 	if (!c)
 		return -ENOMEM;
 	c->dp = dp;
+	c->epfd = -1;
 	c->fleet = json_array();
 	c->clusters = json_object();
 	c->first_seen = json_object();
-	if (!c->fleet || !c->clusters || !c->first_seen) {
+	c->cluster_errors = json_object();
+	c->kube_errors = json_array();
+	if (!c->fleet || !c->clusters || !c->first_seen || !c->cluster_errors || !c->kube_errors) {
 		err = -ENOMEM;
 		goto err;
 	}
@@ -116,6 +202,12 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 			goto err;
 		}
 	}
+	err = open_kube(c, opts);
+	if (err)
+		goto err;
+	err = open_epoll(c);
+	if (err)
+		goto err;
 	*out = c;
 	return 0;
 err:
@@ -131,6 +223,11 @@ void fg_control_free(struct fg_control *c)
 	fg_applier_free(c->applier);
 	if (c->cd)
 		fg_configdir_close(c->cd);
+	fg_kube_free(c->kube);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	json_decref(c->cluster_errors);
+	json_decref(c->kube_errors);
 	json_decref(c->fleet);
 	json_decref(c->clusters);
 	json_decref(c->first_seen);
@@ -139,7 +236,7 @@ void fg_control_free(struct fg_control *c)
 
 int fg_control_fd(const struct fg_control *c)
 {
-	return c->cd ? fg_configdir_fd(c->cd) : -1;
+	return c->epfd;
 }
 
 void fg_control_set_state(struct fg_control *c, bool dataplane_ready, bool listening)
@@ -174,13 +271,56 @@ static int collect_obj(const char *origin, const char *path, json_t *obj, void *
 	return json_array_append(arr, obj) ? -ENOMEM : 0;
 }
 
+static int collect_kube(const char *origin, json_t *obj, void *ctx)
+{
+	return collect_obj(origin, NULL, obj, ctx);
+}
+
+static void kube_source(const char *origin, bool synced, void *ctx)
+{
+	struct fg_control *c = ctx;
+
+	if (!origin)
+		return;
+	/* A reachable cluster with no objects is readable, only empty. */
+	if (synced && !json_object_get(c->clusters, origin))
+		json_object_set_new(c->clusters, origin, json_array());
+	if (!synced && !json_object_get(c->cluster_errors, origin))
+		json_object_set_new(c->cluster_errors, origin,
+				    json_string("waiting for the first list from its API server"));
+}
+
+static void kube_error(const char *origin, const char *reason, void *ctx)
+{
+	struct fg_control *c = ctx;
+
+	json_array_append_new(c->kube_errors, json_pack("{s:s, s:s}", "origin",
+							origin ? origin : "fleet", "reason", reason));
+	if (origin)
+		json_object_set_new(c->cluster_errors, origin, json_string(reason));
+}
+
 static int snapshot(struct fg_control *c)
 {
+	int err;
+
 	json_array_clear(c->fleet);
 	json_object_clear(c->clusters);
-	if (!c->cd)
-		return 0;
-	return fg_configdir_foreach(c->cd, collect_obj, c);
+	json_object_clear(c->cluster_errors);
+	json_array_clear(c->kube_errors);
+	if (c->cd) {
+		err = fg_configdir_foreach(c->cd, collect_obj, c);
+		if (err)
+			return err;
+	}
+	if (c->kube) {
+		err = fg_kube_foreach(c->kube, collect_kube, c);
+		if (err)
+			return err;
+		fg_kube_foreach_error(c->kube, kube_error, c);
+		fg_kube_foreach_source(c->kube, kube_source, c);
+	}
+	return 0;
 }
 
 static void note_first_seen(struct fg_control *c)
@@ -238,7 +378,7 @@ int fg_control_recompute(struct fg_control *c)
 		return err;
 	snap.fleet = c->fleet;
 	snap.clusters = c->clusters;
-	snap.cluster_errors = NULL;
+	snap.cluster_errors = c->cluster_errors;
 	err = fg_plan_compute(&snap, &popts, &plan);
 	if (err) {
 		pr_warn("cannot compute routes: %s\n", strerror(-err));
@@ -267,15 +407,23 @@ int fg_control_recompute(struct fg_control *c)
 
 int fg_control_process(struct fg_control *c)
 {
-	bool changed = false;
+	struct epoll_event evs[4];
+	bool from_dir = false, from_kube = false;
 	int err;
 
-	if (!c->cd)
-		return 0;
-	err = fg_configdir_process(c->cd, &changed);
-	if (err)
-		return err;
-	return changed ? fg_control_recompute(c) : 0;
+	/* Drain the wakeups; the sources are read below whatever woke us. */
+	epoll_wait(c->epfd, evs, 4, 0);
+	if (c->cd) {
+		err = fg_configdir_process(c->cd, &from_dir);
+		if (err)
+			return err;
+	}
+	if (c->kube) {
+		err = fg_kube_process(c->kube, &from_kube);
+		if (err)
+			return err;
+	}
+	return from_dir || from_kube ? fg_control_recompute(c) : 0;
 }
 
 /* ---------- admin answers ---------- */
@@ -515,9 +663,9 @@ static json_t *answer_status(struct fg_control *c)
 
 	if (c->cd)
 		fg_configdir_foreach_error(c->cd, add_error, errors);
-	return json_pack("{s:b, s:s, s:b, s:b, s:o, s:i, s:i, s:i}", "ok", 1, "address",
+	return json_pack("{s:b, s:s, s:b, s:b, s:o, s:O, s:i, s:i, s:i}", "ok", 1, "address",
 			 c->address, "dataplaneReady", c->dataplane_ready, "listening",
-			 c->listening, "configErrors", errors, "routes",
+			 c->listening, "configErrors", errors, "kubeErrors", c->kube_errors, "routes",
 			 c->plan ? (int)c->plan->n_routes : 0, "l4Ports",
 			 c->plan ? (int)c->plan->n_l4 : 0, "clusters",
 			 c->plan ? (int)c->plan->n_clusters : 0);

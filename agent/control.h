@@ -16,6 +16,10 @@
 struct fg_control_opts {
 	const char *config_dir;  /* NULL: no config directory */
 	const char *listen;      /* "ADDR:PORT" or "[ADDR6]:PORT", NULL: none */
+	const char *kubeconfig;  /* the fleet's kubeconfig, "in-cluster", or NULL */
+	const char *kube_context; /* NULL: current-context */
+	const char *const *cluster_kubeconfigs; /* "ID=PATH[#CONTEXT]", NULL-terminated */
+	bool cluster_secrets;    /* member clusters from labelled fleet Secrets */
 };
 
 struct fg_control;
@@ -23,7 +27,7 @@ struct fg_control;
 int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 		   const struct fg_control_opts *opts);
 void fg_control_free(struct fg_control *c);
-/* The config directory's inotify fd, or -1. */
+/* One fd to poll for the config directory and the Kubernetes API. */
 int fg_control_fd(const struct fg_control *c);
 /* Handles config directory events; recomputes and applies on change. */
 int fg_control_process(struct fg_control *c);

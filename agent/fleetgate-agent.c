@@ -23,6 +23,7 @@
 #include "health.h"
 #include "log.h"
 #include "netlink.h"
+#include "proxy.h"
 
 #define MAX_IFACES 16
 #define RESERVED_PORTS "/proc/sys/net/ipv4/ip_local_reserved_ports"
@@ -38,6 +39,11 @@ struct agent {
 	unsigned int health_interval_ms;
 	struct fg_health_opts health_opts;
 	const char *config_dir;
+	const char *kubeconfig;
+	const char *kube_context;
+	const char *cluster_kubeconfigs[FG_MAX_CLUSTERS + 1];
+	int n_cluster_kubeconfigs;
+	bool cluster_secrets;
 	const char *listen;
 	const char *admin_path;
 	char admin_buf[108];
@@ -48,6 +54,7 @@ struct agent {
 	struct fg_nl_monitor *mon;
 	struct fg_health *health;
 	struct fg_control *control;
+	struct fg_proxy *proxy;
 	struct fg_admin *admin;
 	int epfd, sigfd, timerfd;
 };
@@ -70,6 +77,13 @@ static void usage(FILE *out)
 "                             (MseIngressConfig, Ingress, Service) and\n"
 "                             DIR/clusters/<cluster-id>/*.yaml|yml|json\n"
 "                             (Service, Endpoints, EndpointSlice, Pod)\n"
+"      --kubeconfig PATH      read the fleet's objects from its Kubernetes API\n"
+"                             (list + watch); PATH may be \"in-cluster\"\n"
+"      --kube-context NAME    context of that kubeconfig (default: current)\n"
+"      --cluster-kubeconfig ID=PATH[#CONTEXT]\n"
+"                             read member cluster ID from its API (repeatable)\n"
+"      --cluster-secrets      member clusters from fleet Secrets labelled\n"
+"                             fleetgate.io/cluster-id (see docs/kubernetes.md)\n"
 "  -l, --listen ADDR:PORT     the gateway's address ([ADDR6]:PORT for IPv6):\n"
 "                             HTTP on PORT, LoadBalancer Services' ports on\n"
 "                             ADDR balanced in XDP\n"
@@ -136,6 +150,10 @@ enum {
 	OPT_H_RISE,
 	OPT_KEEP_PINS,
 	OPT_ADMIN,
+	OPT_KUBECONFIG,
+	OPT_KUBE_CONTEXT,
+	OPT_CLUSTER_KUBECONFIG,
+	OPT_CLUSTER_SECRETS,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -154,6 +172,10 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "admin-socket", required_argument, NULL, OPT_ADMIN },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "kube-context", required_argument, NULL, OPT_KUBE_CONTEXT },
+		{ "cluster-kubeconfig", required_argument, NULL, OPT_CLUSTER_KUBECONFIG },
+		{ "cluster-secrets", no_argument, NULL, OPT_CLUSTER_SECRETS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -224,6 +246,22 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			break;
 		case OPT_ADMIN:
 			a->admin_path = optarg;
+			break;
+		case OPT_KUBECONFIG:
+			a->kubeconfig = optarg;
+			break;
+		case OPT_KUBE_CONTEXT:
+			a->kube_context = optarg;
+			break;
+		case OPT_CLUSTER_KUBECONFIG:
+			if (a->n_cluster_kubeconfigs == FG_MAX_CLUSTERS) {
+				pr_warn("at most %d --cluster-kubeconfig\n", FG_MAX_CLUSTERS);
+				return -E2BIG;
+			}
+			a->cluster_kubeconfigs[a->n_cluster_kubeconfigs++] = optarg;
+			break;
+		case OPT_CLUSTER_SECRETS:
+			a->cluster_secrets = true;
 			break;
 		case 'v':
 			fg_log_set_level(FG_LOG_DEBUG);
@@ -419,6 +457,10 @@ static int start_control(struct agent *a)
 	struct fg_control_opts copts = {
 		.config_dir = a->config_dir,
 		.listen = a->listen,
+		.kubeconfig = a->kubeconfig,
+		.kube_context = a->kube_context,
+		.cluster_kubeconfigs = a->cluster_kubeconfigs,
+		.cluster_secrets = a->cluster_secrets,
 	};
 	int err;
 
@@ -439,6 +481,31 @@ static int start_control(struct agent *a)
 	if (err)
 		pr_warn("cannot open the admin socket %s: %s\n", a->admin_path, strerror(-err));
 	return err;
+}
+
+/* The HTTP proxy on --listen, once the control plane has its routes; the
+ * gateway shows Listening from then on. */
+static int start_proxy(struct agent *a)
+{
+	struct fg_proxy_opts popts;
+	int err;
+
+	if (!a->listen)
+		return 0;
+	fg_proxy_opts_init(&popts);
+	err = fg_parse_listen(a->listen, &popts.addr, &popts.family, &popts.port);
+	if (err) {
+		pr_warn("invalid --listen '%s'\n", a->listen);
+		return err;
+	}
+	err = fg_proxy_open(&a->proxy, a->control, a->dp, &popts);
+	if (err)
+		return err;
+	fg_control_set_state(a->control, true, true);
+	err = fg_control_recompute(a->control);
+	if (err)
+		pr_warn("routes not recomputed after the listener opened: %s\n", strerror(-err));
+	return 0;
 }
 
 static int setup_loop(struct agent *a)
@@ -480,6 +547,11 @@ static int setup_loop(struct agent *a)
 	ev.data.fd = fg_admin_fd(a->admin);
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 		return -errno;
+	if (a->proxy) {
+		ev.data.fd = fg_proxy_fd(a->proxy);
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+			return -errno;
+	}
 	return 0;
 }
 
@@ -511,6 +583,10 @@ static int run_loop(struct agent *a)
 				if (read(fd, &ticks, sizeof(ticks)) < 0)
 					continue;
 				fg_health_run_once(a->health);
+				if (a->proxy)
+					fg_proxy_tick(a->proxy);
+			} else if (a->proxy && fd == fg_proxy_fd(a->proxy)) {
+				fg_proxy_process(a->proxy);
 			} else if (fd == fg_control_fd(a->control)) {
 				fg_control_process(a->control);
 			} else if (fd == fg_admin_fd(a->admin)) {
@@ -557,6 +633,9 @@ int main(int argc, char **argv)
 	err = start_control(&a);
 	if (err)
 		goto out;
+	err = start_proxy(&a);
+	if (err)
+		goto out;
 	err = setup_loop(&a);
 	if (err) {
 		pr_warn("cannot set up the event loop: %s\n", strerror(-err));
@@ -566,6 +645,7 @@ int main(int argc, char **argv)
 		a.n_ifaces, a.pin_path, a.admin_path);
 	err = run_loop(&a);
 out:
+	fg_proxy_close(a.proxy);
 	fg_admin_close(a.admin);
 	fg_control_free(a.control);
 	restore_reserved_ports(&a);

@@ -1,0 +1,2195 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The HTTP/1.1 reverse proxy, userspace copy mode. See proxy.h.
+ *
+ * Per client connection four bounded buffers:
+ *   in   client -> proxy (request heads, request body bytes, pipelined
+ *        requests; at most max_head bytes)
+ *   upo  proxy -> upstream (the rewritten head, then body bytes); kept whole
+ *        while the request is replayable (head + 64 KiB of body), so a
+ *        retry can resend it
+ *   rin  upstream -> proxy (response head, body bytes)
+ *   out  proxy -> client (response heads, body bytes, error responses)
+ * Body bytes move between them by the framers' counts: "opaque" bytes (a
+ * Content-Length or chunk data left) by fg_http_framer_skip, framing bytes
+ * through fg_http_framer_feed. Requests on a connection are handled one at
+ * a time, so answers stay in order; pipelined bytes wait in `in`.
+ *
+ * Everything is level-triggered; each connection's interest set is
+ * recomputed after every step from what its buffers can take. Objects
+ * closed while handling a batch of events are freed after the batch.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <bpf/bpf.h>
+
+#include "http.h"
+#include "log.h"
+#include "proxy.h"
+#include "routes.h"
+
+#define BODY_WINDOW (32 * 1024)   /* body bytes staged per buffer */
+#define REPLAY_MAX (64 * 1024)    /* request body kept for a retry */
+#define LINGER_MS 2000            /* reading leftovers after our FIN */
+#define MAX_EVENTS 128
+#define PROCESS_ROUNDS 4
+#define CHECK_EVERY_MS 100
+#define POOL_BUCKETS 1024
+#define MAX_ATTEMPTS 2            /* the first try and one retry */
+#define ACCEPT_BATCH 64
+
+enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM };
+
+struct tag {
+	enum tag_kind kind;
+	void *obj;
+};
+
+struct buf {
+	char *d;
+	size_t off, len, cap, max;
+};
+
+enum cstate {
+	C_HEAD,    /* reading a request head */
+	C_PROXY,   /* a request is being served */
+	C_CLOSING, /* flushing `out`, then lingering close */
+	C_LINGER,  /* FIN sent; discarding what the client still sends */
+};
+
+enum rstate { R_HEAD, R_BODY, R_DONE };
+
+struct pool_key {
+	struct fg_addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+struct upstream {
+	struct tag tag;
+	int fd;
+	unsigned events;
+	struct fg_proxy *p;
+	struct conn *conn;       /* owner; NULL while pooled */
+	struct pool_key key;
+	__u32 backend_id, service_id, cluster_idx;
+	bool connecting, reused, dead, pooled;
+	__u64 since;             /* connect start, or time pooled */
+	struct upstream *next;   /* pool stack / graveyard */
+};
+
+struct pool {
+	struct pool_key key;
+	struct upstream *top;
+	unsigned n;
+	struct pool *next;
+};
+
+struct conn {
+	struct tag tag;
+	int fd;
+	unsigned events;
+	struct fg_proxy *p;
+	struct conn *prev, *next; /* live list (next: graveyard when dead) */
+	char ip[INET6_ADDRSTRLEN];
+	enum cstate state;
+	bool eof, close_after, dead;
+	__u64 head_start;        /* first byte of the current head, 0: idle */
+	__u64 activity;          /* last byte from/to the client */
+	__u64 linger_start;
+	unsigned served;         /* exchanges finished */
+	struct buf in, out, upo, rin;
+
+	/* the current exchange */
+	bool is_head_req, req_ka;
+	int version_minor;
+	struct fg_http_framer rqf;
+	bool rq_done;
+	bool rq_abandoned;       /* the upstream stopped taking the request */
+	size_t upo_sent;         /* index into upo.d */
+	size_t upo_limit;        /* head + REPLAY_MAX while replayable */
+	bool replayable;
+	int attempts;
+	bool fresh_retry;
+	__u32 service_id;
+	char service[FG_ID_LEN * 8];
+	struct upstream *up;
+	__u64 up_activity;
+	bool up_eof;
+	int up_errno;
+	bool resp_bytes;         /* any byte came from the upstream */
+	bool resp_head_sent;     /* the final response head went to `out` */
+	bool resp_ka;
+	enum rstate rs;
+	struct fg_http_framer rsf;
+};
+
+struct cache {
+	bool valid;
+	__u64 epoch;
+	struct fg_backend *all; /* FG_MAX_BACKENDS */
+	__u32 *keys;            /* batch lookups */
+	__u32 *ids;             /* active, up backends sorted by (service, cluster) */
+	size_t n_ids;
+	__u32 *ring[FG_MAX_SERVICES];
+	__u64 ring_epoch[FG_MAX_SERVICES]; /* epoch + 1 when loaded */
+	bool ring_empty[FG_MAX_SERVICES];
+};
+
+struct fg_proxy {
+	struct fg_proxy_opts opts;
+	struct fg_control *control;
+	struct fg_dataplane *dp;
+	int epfd, lfd;
+	__u16 port;
+	struct tag ltag;
+	bool accept_paused;
+	__u64 accept_resume;
+	struct conn *conns;
+	unsigned n_conns;
+	unsigned n_upstreams;
+	unsigned n_pooled;
+	struct pool *pools[POOL_BUCKETS];
+	struct conn *dead_conns;
+	struct upstream *dead_ups;
+	struct fg_http_limits limits;
+	struct fg_http_request req;   /* scratch: only used while dispatching */
+	struct fg_http_response resp; /* scratch */
+	char *scratch;
+	size_t scratch_len;
+	struct cache cache;
+	__u64 rng;
+	__u64 next_check;
+	struct fg_proxy_counters st;
+};
+
+static void conn_progress(struct conn *c);
+static void dispatch(struct conn *c, __u32 bid, bool use_pool);
+
+/* ---------- small helpers ---------- */
+
+static __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static __u32 rnd(struct fg_proxy *p)
+{
+	/* xorshift64* */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return (__u32)((p->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+static __u32 rnd_below(struct fg_proxy *p, __u32 n)
+{
+	return (__u32)(((__u64)rnd(p) * n) >> 32);
+}
+
+static size_t buf_used(const struct buf *b)
+{
+	return b->len - b->off;
+}
+
+static char *buf_data(const struct buf *b)
+{
+	return b->d + b->off;
+}
+
+static void buf_consume(struct buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->d);
+	b->d = NULL;
+	b->off = b->len = b->cap = 0;
+}
+
+/* Makes room at the end so that up to `limit` bytes (capped at max) can be
+ * held; returns the room, 0 when full or out of memory. */
+static size_t buf_room(struct buf *b, size_t limit)
+{
+	size_t used = buf_used(b);
+
+	if (limit > b->max)
+		limit = b->max;
+	if (used >= limit)
+		return 0;
+	if (b->cap < limit) {
+		char *d = realloc(b->d, limit);
+
+		if (!d)
+			return 0;
+		b->d = d;
+		b->cap = limit;
+	}
+	if (b->off && b->cap - b->len < limit - used) {
+		memmove(b->d, b->d + b->off, used);
+		b->off = 0;
+		b->len = used;
+	}
+	return b->cap - b->len < limit - used ? b->cap - b->len : limit - used;
+}
+
+static int buf_append(struct buf *b, const void *data, size_t n)
+{
+	if (buf_room(b, buf_used(b) + n) < n)
+		return -ENOSPC;
+	memcpy(b->d + b->len, data, n);
+	b->len += n;
+	return 0;
+}
+
+static void ep_set(struct fg_proxy *p, int fd, struct tag *tag, unsigned *cur, unsigned want)
+{
+	struct epoll_event ev = { .events = want, .data.ptr = tag };
+
+	if (*cur == want)
+		return;
+	if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev))
+		pr_warn("proxy: epoll_ctl(MOD) on fd %d: %s\n", fd, strerror(errno));
+	*cur = want;
+}
+
+static int ep_add(struct fg_proxy *p, int fd, struct tag *tag, unsigned events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = tag };
+
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+static bool ieq(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !strncasecmp(s, lit, n);
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Error";
+	}
+}
+
+static void count_status(struct fg_proxy *p, int status)
+{
+	int cls = status / 100;
+
+	if (cls >= 1 && cls <= 5)
+		p->st.responses[cls]++;
+}
+
+/* ---------- data plane caches ---------- */
+
+static int cmp_ids(const void *a, const void *b, void *ctx)
+{
+	const struct fg_backend *all = ctx;
+	const struct fg_backend *x = &all[*(const __u32 *)a], *y = &all[*(const __u32 *)b];
+
+	if (x->service_id != y->service_id)
+		return x->service_id < y->service_id ? -1 : 1;
+	if (x->cluster_idx != y->cluster_idx)
+		return x->cluster_idx < y->cluster_idx ? -1 : 1;
+	return *(const __u32 *)a < *(const __u32 *)b ? -1 : 1;
+}
+
+static int cache_refresh(struct fg_proxy *p)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	struct cache *k = &p->cache;
+	__u64 epoch = fg_dp_epoch(p->dp);
+	int fd = fg_dp_maps(p->dp)->backends;
+	__u32 count = FG_MAX_BACKENDS, out_batch = 0, id;
+	int err;
+
+	if (k->valid && k->epoch == epoch)
+		return 0;
+	err = bpf_map_lookup_batch(fd, NULL, &out_batch, k->keys, k->all, &count, &bopts);
+	if ((err && errno != ENOENT) || count != FG_MAX_BACKENDS) {
+		for (id = 0; id < FG_MAX_BACKENDS; id++)
+			if (bpf_map_lookup_elem(fd, &id, &k->all[id]))
+				memset(&k->all[id], 0, sizeof(k->all[id]));
+	}
+	k->n_ids = 0;
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		const struct fg_backend *be = &k->all[id];
+
+		if ((be->flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) ==
+			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) &&
+		    be->service_id < FG_MAX_SERVICES && be->cluster_idx < FG_MAX_CLUSTERS)
+			k->ids[k->n_ids++] = id;
+	}
+	qsort_r(k->ids, k->n_ids, sizeof(*k->ids), cmp_ids, k->all);
+	k->epoch = epoch;
+	k->valid = true;
+	return 0;
+}
+
+/* The cluster ring of a service, NULL when it has none. */
+static const __u32 *ring_get(struct fg_proxy *p, __u32 sid)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	struct cache *k = &p->cache;
+	__u32 id, count = FG_CLUSTER_RING_SIZE, out_batch = 0, i;
+	int fd, err;
+
+	if (sid >= FG_MAX_SERVICES)
+		return NULL;
+	if (k->ring_epoch[sid] == k->epoch + 1)
+		return k->ring_empty[sid] ? NULL : k->ring[sid];
+	k->ring_epoch[sid] = k->epoch + 1;
+	k->ring_empty[sid] = true;
+	/* User space reads an outer map-in-map slot as the inner map's id. */
+	if (bpf_map_lookup_elem(fg_dp_maps(p->dp)->cluster_rings, &sid, &id))
+		return NULL;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return NULL;
+	if (!k->ring[sid]) {
+		k->ring[sid] = calloc(FG_CLUSTER_RING_SIZE, sizeof(__u32));
+		if (!k->ring[sid]) {
+			close(fd);
+			return NULL;
+		}
+	}
+	err = bpf_map_lookup_batch(fd, NULL, &out_batch, k->keys, k->ring[sid], &count, &bopts);
+	if ((err && errno != ENOENT) || count != FG_CLUSTER_RING_SIZE) {
+		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
+			if (bpf_map_lookup_elem(fd, &i, &k->ring[sid][i]))
+				k->ring[sid][i] = FG_NONE;
+	}
+	close(fd);
+	for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
+		if (k->ring[sid][i] < FG_MAX_CLUSTERS) {
+			k->ring_empty[sid] = false;
+			break;
+		}
+	return k->ring_empty[sid] ? NULL : k->ring[sid];
+}
+
+/* Index range of the up backends of (sid, cidx) in cache.ids. */
+static void backend_range(struct fg_proxy *p, __u32 sid, __u32 cidx, size_t *lo, size_t *hi)
+{
+	const struct cache *k = &p->cache;
+	__u64 want = ((__u64)sid << 32) | cidx;
+	size_t a = 0, b = k->n_ids;
+
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+		const struct fg_backend *be = &k->all[k->ids[m]];
+		__u64 key = ((__u64)be->service_id << 32) | be->cluster_idx;
+
+		if (key < want)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*lo = a;
+	for (b = a; b < k->n_ids; b++) {
+		const struct fg_backend *be = &k->all[k->ids[b]];
+
+		if (be->service_id != sid || be->cluster_idx != cidx)
+			break;
+	}
+	*hi = b;
+}
+
+static bool excluded(__u32 id, const __u32 *ex, size_t n_ex)
+{
+	size_t i;
+
+	for (i = 0; i < n_ex; i++)
+		if (ex[i] == id)
+			return true;
+	return false;
+}
+
+static bool pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *ex,
+			    size_t n_ex, __u32 *bid)
+{
+	size_t lo, hi, i, n = 0, want;
+
+	backend_range(p, sid, cidx, &lo, &hi);
+	for (i = lo; i < hi; i++)
+		n += !excluded(p->cache.ids[i], ex, n_ex);
+	if (!n)
+		return false;
+	want = rnd_below(p, n);
+	for (i = lo; i < hi; i++) {
+		if (excluded(p->cache.ids[i], ex, n_ex))
+			continue;
+		if (!want--) {
+			*bid = p->cache.ids[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A backend for service sid: a random slot of its cluster ring, then a
+ * random up backend of that cluster; avoid_cluster (or -1) is taken only
+ * when no other cluster can serve. */
+static int pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n_ex,
+			int avoid_cluster, __u32 *bid)
+{
+	bool tried[FG_MAX_CLUSTERS] = {};
+	const __u32 *ring;
+	__u32 start, i, c;
+	int pass, t;
+
+	cache_refresh(p);
+	ring = ring_get(p, sid);
+	if (!ring)
+		return -ENOENT;
+	for (t = 0; t < 16; t++) {
+		c = ring[rnd_below(p, FG_CLUSTER_RING_SIZE)];
+		if (c >= FG_MAX_CLUSTERS || (int)c == avoid_cluster)
+			continue;
+		if (pick_in_cluster(p, sid, c, ex, n_ex, bid))
+			return 0;
+		tried[c] = true;
+	}
+	/* Unlucky draws: every cluster of the ring once, the avoided last. */
+	start = rnd_below(p, FG_CLUSTER_RING_SIZE);
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++) {
+			c = ring[(start + i) % FG_CLUSTER_RING_SIZE];
+			if (c >= FG_MAX_CLUSTERS || tried[c] || (!pass && (int)c == avoid_cluster))
+				continue;
+			tried[c] = true;
+			if (pick_in_cluster(p, sid, c, ex, n_ex, bid))
+				return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why)
+{
+	const struct fg_backend *be = &p->cache.all[bid];
+	char abuf[INET6_ADDRSTRLEN];
+	int err;
+
+	err = fg_dp_set_backend_up(p->dp, bid, false);
+	if (err) {
+		pr_debug("proxy: cannot mark backend %u down: %s\n", bid, strerror(-err));
+		return;
+	}
+	err = fg_dp_rebuild_service(p->dp, sid);
+	if (err)
+		pr_warn("proxy: cannot rebuild the rings of service %u: %s\n", sid, strerror(-err));
+	p->st.passive_down++;
+	pr_warn("proxy: backend %u (%s:%u) of service %u marked down: %s\n", bid,
+		fg_addr_str(&be->addr, be->family, abuf, sizeof(abuf)), ntohs(be->port), sid, why);
+}
+
+/* ---------- upstream connections ---------- */
+
+static unsigned pool_hash(const struct pool_key *k)
+{
+	const unsigned char *b = (const unsigned char *)k;
+	unsigned h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < sizeof(*k); i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h % POOL_BUCKETS;
+}
+
+static struct pool **pool_find(struct fg_proxy *p, const struct pool_key *k)
+{
+	struct pool **pp = &p->pools[pool_hash(k)];
+
+	while (*pp && memcmp(&(*pp)->key, k, sizeof(*k)))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void up_close_fd(struct upstream *u)
+{
+	if (u->fd >= 0) {
+		close(u->fd);
+		u->fd = -1;
+	}
+}
+
+static void up_close(struct upstream *u)
+{
+	if (u->dead)
+		return;
+	up_close_fd(u);
+	u->dead = true;
+	u->conn = NULL;
+	u->next = u->p->dead_ups;
+	u->p->dead_ups = u;
+	u->p->n_upstreams--;
+}
+
+/* Takes u out of its pool (it must be pooled). */
+static void pool_unlink(struct upstream *u)
+{
+	struct fg_proxy *p = u->p;
+	struct pool **pp = pool_find(p, &u->key), *pl = *pp;
+	struct upstream **up;
+
+	if (!pl)
+		return;
+	for (up = &pl->top; *up; up = &(*up)->next) {
+		if (*up == u) {
+			*up = u->next;
+			u->next = NULL;
+			pl->n--;
+			p->n_pooled--;
+			break;
+		}
+	}
+	u->pooled = false;
+	if (!pl->n) {
+		*pp = pl->next;
+		free(pl);
+	}
+}
+
+static struct upstream *pool_get(struct fg_proxy *p, const struct pool_key *k)
+{
+	struct pool *pl = *pool_find(p, k);
+	struct upstream *u;
+
+	if (!pl || !pl->top)
+		return NULL;
+	u = pl->top;
+	pool_unlink(u);
+	return u;
+}
+
+static void pool_put(struct upstream *u)
+{
+	struct fg_proxy *p = u->p;
+	struct pool **pp = pool_find(p, &u->key), *pl = *pp;
+
+	if (!p->opts.pool_max_idle || (pl && pl->n >= p->opts.pool_max_idle)) {
+		up_close(u);
+		return;
+	}
+	if (!pl) {
+		pl = calloc(1, sizeof(*pl));
+		if (!pl) {
+			up_close(u);
+			return;
+		}
+		pl->key = u->key;
+		*pp = pl;
+	}
+	u->conn = NULL;
+	u->pooled = true;
+	u->since = now_ms();
+	u->next = pl->top;
+	pl->top = u;
+	pl->n++;
+	p->n_pooled++;
+	/* Watch it: an idle connection that becomes readable was closed (or
+	 * spoke out of turn) and is dropped. */
+	ep_set(p, u->fd, &u->tag, &u->events, EPOLLIN);
+}
+
+static void backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (k->family == FG_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = k->port;
+		sin->sin_addr.s_addr = k->addr.v4;
+		*len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = k->port;
+		memcpy(&sin6->sin6_addr, k->addr.bytes, 16);
+		*len = sizeof(*sin6);
+	}
+}
+
+static const char *key_str(const struct pool_key *k, char *buf, size_t len)
+{
+	char abuf[INET6_ADDRSTRLEN];
+
+	fg_addr_str(&k->addr, k->family, abuf, sizeof(abuf));
+	snprintf(buf, len, k->family == FG_AF_INET ? "%s:%u" : "[%s]:%u", abuf, ntohs(k->port));
+	return buf;
+}
+
+/* A new connection toward k. Returns it connecting (or connected), or NULL
+ * with *err: local failures (no socket) as -errno, the peer's refusal as a
+ * positive errno. */
+static struct upstream *up_connect(struct fg_proxy *p, const struct pool_key *k, int *err)
+{
+	struct sockaddr_storage ss;
+	struct upstream *u;
+	socklen_t slen;
+	int one = 1;
+
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	u->p = p;
+	u->tag.kind = T_UPSTREAM;
+	u->tag.obj = u;
+	u->key = *k;
+	u->fd = socket(k->family == FG_AF_INET ? AF_INET : AF_INET6,
+		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		*err = -errno;
+		free(u);
+		return NULL;
+	}
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p->st.upstream_connects++;
+	backend_sockaddr(k, &ss, &slen);
+	u->since = now_ms();
+	if (connect(u->fd, (struct sockaddr *)&ss, slen)) {
+		if (errno != EINPROGRESS) {
+			*err = errno;
+			close(u->fd);
+			free(u);
+			return NULL;
+		}
+		u->connecting = true;
+	}
+	u->events = u->connecting ? EPOLLOUT : EPOLLIN;
+	if (ep_add(p, u->fd, &u->tag, u->events)) {
+		*err = -errno;
+		close(u->fd);
+		free(u);
+		return NULL;
+	}
+	p->n_upstreams++;
+	return u;
+}
+
+/* ---------- client connections ---------- */
+
+static void conn_close(struct conn *c)
+{
+	struct fg_proxy *p = c->p;
+
+	if (c->dead)
+		return;
+	if (c->up) {
+		up_close(c->up);
+		c->up = NULL;
+	}
+	close(c->fd);
+	c->fd = -1;
+	c->dead = true;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = p->dead_conns;
+	p->dead_conns = c;
+	p->n_conns--;
+}
+
+static void conn_free(struct conn *c)
+{
+	buf_free(&c->in);
+	buf_free(&c->out);
+	buf_free(&c->upo);
+	buf_free(&c->rin);
+	free(c);
+}
+
+static void reap(struct fg_proxy *p)
+{
+	while (p->dead_conns) {
+		struct conn *c = p->dead_conns;
+
+		p->dead_conns = c->next;
+		conn_free(c);
+	}
+	while (p->dead_ups) {
+		struct upstream *u = p->dead_ups;
+
+		p->dead_ups = u->next;
+		free(u);
+	}
+}
+
+/* Ends the exchange's upstream side: discards what it sent. */
+static void drop_upstream(struct conn *c)
+{
+	if (c->up) {
+		up_close(c->up);
+		c->up = NULL;
+	}
+	c->rin.off = c->rin.len = 0;
+	c->up_eof = false;
+	c->up_errno = 0;
+}
+
+static void start_closing(struct conn *c)
+{
+	drop_upstream(c);
+	c->close_after = true;
+	c->state = C_CLOSING;
+	c->in.off = c->in.len = 0;
+}
+
+/* A short text/plain answer. With close, the connection ends after it. */
+static void respond_error(struct conn *c, int status, const char *text, bool close)
+{
+	char head[512];
+	size_t blen = strlen(text) + 1;
+	int n;
+
+	count_status(c->p, status);
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
+		     status, status_text(status), blen, close ? "Connection: close\r\n" : "");
+	if (buf_append(&c->out, head, n) ||
+	    (!c->is_head_req && (buf_append(&c->out, text, blen - 1) ||
+				 buf_append(&c->out, "\n", 1))))
+		close = true; /* cannot even say it: just close */
+	pr_debug("proxy: %s: %d %s\n", c->ip, status, text);
+	if (close) {
+		start_closing(c);
+		return;
+	}
+	drop_upstream(c);
+	c->state = C_HEAD;
+	c->head_start = 0;
+	c->served++;
+}
+
+/* The upstream failed after the response started: the client connection
+ * just ends (what arrived is flushed first). */
+static void abort_mid_response(struct conn *c, const char *why)
+{
+	pr_debug("proxy: %s: upstream failed mid-response (%s): closing\n", c->ip, why);
+	start_closing(c);
+}
+
+static void bad_gateway(struct conn *c, int status, const char *why)
+{
+	if (c->resp_head_sent) {
+		abort_mid_response(c, why);
+		return;
+	}
+	respond_error(c, status, why, true);
+}
+
+/* ---------- routing ---------- */
+
+static bool canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
+				const struct fg_http_header *h, bool *never)
+{
+	*never = false;
+	if (cn->header_value[0])
+		return ieq(h->value, h->value_len, cn->header_value) &&
+		       !strncmp(h->value, cn->header_value, h->value_len);
+	if (cn->has_pattern) {
+		if (h->value_len >= p->scratch_len)
+			return false;
+		memcpy(p->scratch, h->value, h->value_len);
+		p->scratch[h->value_len] = '\0';
+		return !regexec(&cn->pattern, p->scratch, 0, NULL, 0);
+	}
+	if (ieq(h->value, h->value_len, "always") && !strncmp(h->value, "always", 6))
+		return true;
+	*never = ieq(h->value, h->value_len, "never") && !strncmp(h->value, "never", 5);
+	return false;
+}
+
+/* The route's target or one of its canaries' for this request. */
+static const struct fg_target *choose_target(struct fg_proxy *p, const struct fg_route *r,
+					     const struct fg_http_request *req)
+{
+	bool never[FG_MAX_CANARIES] = {};
+	double draw, acc = 0;
+	size_t i;
+
+	/* Header rules first, in the canaries' order. */
+	for (i = 0; i < r->n_canaries; i++) {
+		const struct fg_canary *cn = &r->canaries[i];
+		const struct fg_http_header *h;
+
+		if (!cn->header[0] || !(h = fg_http_find(req, cn->header)))
+			continue;
+		if (canary_header_match(p, cn, h, &never[i]))
+			return cn->target;
+	}
+	/* Then cookies: "always" chooses, "never" excludes. */
+	for (i = 0; i < r->n_canaries; i++) {
+		const struct fg_canary *cn = &r->canaries[i];
+		const char *v;
+		size_t n;
+
+		if (never[i] || !cn->cookie[0] || !fg_http_cookie(req, cn->cookie, &v, &n))
+			continue;
+		if (n == 6 && !memcmp(v, "always", 6))
+			return cn->target;
+		if (n == 5 && !memcmp(v, "never", 5))
+			never[i] = true;
+	}
+	/* Then weights: consecutive slices of [0, 1); an excluded canary's
+	 * slice and the remainder go to the main target. */
+	draw = (double)rnd(p) / 4294967296.0;
+	for (i = 0; i < r->n_canaries; i++) {
+		const struct fg_canary *cn = &r->canaries[i];
+
+		if (!cn->has_weight || !cn->weight_total)
+			continue;
+		acc += (double)cn->weight / cn->weight_total;
+		if (draw < acc)
+			return never[i] ? r->target : cn->target;
+	}
+	return r->target;
+}
+
+static const struct fg_route *find_route(const struct fg_plan *plan, const char *host,
+					 const char *path)
+{
+	size_t i;
+
+	for (i = 0; plan && i < plan->n_routes; i++) {
+		const struct fg_route *r = &plan->routes[i];
+
+		if (fg_host_matches(r->host, r->wildcard, host) &&
+		    fg_path_matches(r->type, r->path, path))
+			return r;
+	}
+	return NULL;
+}
+
+/* Drops the forwarding fields fg_http_rewrite_head added (xff off). */
+static size_t strip_forwarded(char *h, size_t len)
+{
+	static const char *const names[] = { "x-forwarded-for:", "x-forwarded-proto:",
+					     "x-real-ip:" };
+	size_t pos = 0, i;
+
+	while (pos < len) {
+		char *eol = memchr(h + pos, '\n', len - pos);
+		size_t llen = eol ? (size_t)(eol - (h + pos)) + 1 : len - pos;
+		bool drop = false;
+
+		for (i = 0; i < 3; i++)
+			if (llen > strlen(names[i]) &&
+			    !strncasecmp(h + pos, names[i], strlen(names[i])))
+				drop = true;
+		if (drop) {
+			memmove(h + pos, h + pos + llen, len - pos - llen);
+			len -= llen;
+		} else {
+			pos += llen;
+		}
+	}
+	return len;
+}
+
+static void reset_exchange(struct conn *c)
+{
+	c->rq_done = false;
+	c->rq_abandoned = false;
+	c->upo_sent = 0;
+	c->upo.off = c->upo.len = 0;
+	c->replayable = true;
+	c->attempts = 0;
+	c->fresh_retry = false;
+	c->up_eof = false;
+	c->up_errno = 0;
+	c->resp_bytes = false;
+	c->resp_head_sent = false;
+	c->resp_ka = false;
+	c->rs = R_HEAD;
+	c->rin.off = c->rin.len = 0;
+}
+
+/* A complete head of hlen bytes is at the start of c->in (parsed into
+ * p->req): route it and start the exchange. */
+static void start_request(struct conn *c, size_t hlen)
+{
+	struct fg_proxy *p = c->p;
+	const struct fg_http_request *req = &p->req;
+	const struct fg_route *route;
+	const struct fg_target *t;
+	bool has_body;
+	char msg[FG_HOST_LEN + 600];
+	size_t plen;
+	__u32 bid;
+	int sid, n;
+
+	reset_exchange(c);
+	c->is_head_req = req->method_len == 4 && !memcmp(req->method, "HEAD", 4);
+	c->version_minor = req->version_minor;
+	c->req_ka = req->keep_alive;
+	c->close_after = !req->keep_alive || c->eof;
+	has_body = !(req->body == FG_BODY_NONE ||
+		     (req->body == FG_BODY_LENGTH && !req->content_length));
+
+	plen = req->path_len < p->scratch_len ? req->path_len : p->scratch_len - 1;
+	memcpy(p->scratch, req->path, plen);
+	p->scratch[plen] = '\0';
+	route = find_route(fg_control_plan(p->control), req->host_len ? req->host : "",
+			   p->scratch);
+	if (!route) {
+		snprintf(msg, sizeof(msg), "no route for %s %.512s",
+			 req->host_len ? req->host : "(no host)", p->scratch);
+		buf_consume(&c->in, hlen);
+		respond_error(c, 404, msg, has_body || c->close_after);
+		return;
+	}
+	t = choose_target(p, route, req);
+	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
+		 t->subset[0] ? " subset " : "", t->subset);
+	sid = fg_control_service_id(p->control, t);
+	if (sid < 0 || pick_backend(p, sid, NULL, 0, -1, &bid)) {
+		snprintf(msg, sizeof(msg), "no healthy cluster for %s", c->service);
+		buf_consume(&c->in, hlen);
+		respond_error(c, 503, msg, has_body || c->close_after);
+		return;
+	}
+	c->service_id = sid;
+
+	/* The head for the upstream; the body follows it in upo. */
+	c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
+	if (buf_room(&c->upo, hlen + 1024) < hlen + 1024) {
+		respond_error(c, 500, "out of memory", true);
+		return;
+	}
+	n = fg_http_rewrite_head(req, c->ip, "http", c->upo.d, c->upo.cap);
+	if (n == -ENOSPC && buf_room(&c->upo, 2 * hlen + 4096) >= 2 * hlen + 4096)
+		n = fg_http_rewrite_head(req, c->ip, "http", c->upo.d, c->upo.cap);
+	if (n < 0) {
+		respond_error(c, n == -ENOSPC ? 431 : 400,
+			      n == -ENOSPC ? "request head too large" : "cannot forward this request",
+			      true);
+		return;
+	}
+	if (!p->opts.xff)
+		n = strip_forwarded(c->upo.d, n);
+	c->upo.off = 0;
+	c->upo.len = n;
+	c->upo_limit = n + REPLAY_MAX;
+	fg_http_framer_init(&c->rqf, req);
+	c->rq_done = fg_http_framer_done(&c->rqf);
+	buf_consume(&c->in, hlen); /* req points into in: not used past here */
+	c->state = C_PROXY;
+	c->attempts = 1;
+	dispatch(c, bid, true);
+}
+
+/* After a failed try: one more on another backend (another cluster when
+ * there is one), or the error response. */
+static void upstream_failed(struct conn *c, int err, const char *what)
+{
+	struct fg_proxy *p = c->p;
+	struct upstream *u = c->up;
+	char why[256], kbuf[64];
+	__u32 bid, ex[1];
+	int cidx;
+	bool reused;
+
+	if (!u) {
+		bad_gateway(c, 502, what);
+		return;
+	}
+	bid = u->backend_id;
+	cidx = (int)u->cluster_idx;
+	reused = u->reused;
+	snprintf(why, sizeof(why), "upstream %s %s%s%s", key_str(&u->key, kbuf, sizeof(kbuf)),
+		 what, err ? ": " : "", err ? strerror(err) : "");
+	drop_upstream(c);
+	if (c->resp_bytes || !c->replayable) {
+		bad_gateway(c, 502, why);
+		return;
+	}
+	c->upo_sent = 0;
+	if (reused && !c->fresh_retry) {
+		/* A kept-alive connection the upstream had closed: not the
+		 * backend's fault; again on a new connection. */
+		c->fresh_retry = true;
+		dispatch(c, bid, false);
+		return;
+	}
+	mark_down(p, c->service_id, bid, why);
+	ex[0] = bid;
+	if (c->attempts < MAX_ATTEMPTS && !pick_backend(p, c->service_id, ex, 1, cidx, &bid)) {
+		c->attempts++;
+		p->st.retries++;
+		pr_debug("proxy: %s: %s; retrying on backend %u\n", c->ip, why, bid);
+		dispatch(c, bid, true);
+		return;
+	}
+	bad_gateway(c, 502, why);
+}
+
+/* Gets c an upstream connection to backend bid (pooled when use_pool). */
+static void dispatch(struct conn *c, __u32 bid, bool use_pool)
+{
+	struct fg_proxy *p = c->p;
+	const struct fg_backend *be = &p->cache.all[bid];
+	struct pool_key key = {};
+	struct upstream *u = NULL;
+	char msg[128];
+	int err = 0;
+
+	key.addr = be->addr;
+	key.port = be->port;
+	key.family = be->family;
+	if (use_pool) {
+		u = pool_get(p, &key);
+		if (u) {
+			u->reused = true;
+			p->st.upstream_reuses++;
+		}
+	}
+	if (!u) {
+		u = up_connect(p, &key, &err);
+		if (!u && err < 0) {
+			snprintf(msg, sizeof(msg), "cannot connect upstream: %s", strerror(-err));
+			bad_gateway(c, 502, msg);
+			return;
+		}
+	}
+	if (!u) {
+		/* Refused at once: as if the connection had been made. */
+		struct upstream tmp = { .key = key, .backend_id = bid, .service_id = c->service_id,
+					.cluster_idx = be->cluster_idx, .fd = -1, .p = p };
+
+		p->st.connect_failures++;
+		u = calloc(1, sizeof(*u));
+		if (!u) {
+			bad_gateway(c, 502, "out of memory");
+			return;
+		}
+		*u = tmp;
+		u->tag.kind = T_UPSTREAM;
+		u->tag.obj = u;
+		p->n_upstreams++;
+		c->up = u;
+		upstream_failed(c, err, "refused the connection");
+		return;
+	}
+	u->conn = c;
+	u->backend_id = bid;
+	u->service_id = c->service_id;
+	u->cluster_idx = be->cluster_idx;
+	c->up = u;
+	c->up_activity = now_ms();
+}
+
+/* ---------- moving bytes ---------- */
+
+static int client_read(struct conn *c)
+{
+	for (;;) {
+		size_t room = buf_room(&c->in, c->in.max);
+		ssize_t n;
+
+		if (!room)
+			return 0;
+		n = recv(c->fd, c->in.d + c->in.len, room, 0);
+		if (n > 0) {
+			c->in.len += n;
+			c->activity = now_ms();
+			if ((size_t)n < room)
+				return 0;
+			continue;
+		}
+		if (n == 0) {
+			c->eof = true;
+			return 0;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -errno;
+	}
+}
+
+static int client_flush(struct conn *c)
+{
+	while (buf_used(&c->out)) {
+		ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf_consume(&c->out, n);
+			c->activity = now_ms();
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return n < 0 ? -errno : -EPIPE;
+	}
+	/* Idle and empty: give the memory back. */
+	if (c->state == C_HEAD && c->out.cap > 4096)
+		buf_free(&c->out);
+	return 0;
+}
+
+/* Sends upo to the upstream; returns >0 when bytes went, 0, or -errno. */
+static int up_flush(struct conn *c)
+{
+	struct upstream *u = c->up;
+	int moved = 0;
+
+	while (u && u->fd >= 0 && !u->connecting && c->upo_sent < c->upo.len) {
+		ssize_t n = send(u->fd, c->upo.d + c->upo_sent, c->upo.len - c->upo_sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			c->upo_sent += n;
+			c->up_activity = now_ms();
+			moved = 1;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return n < 0 ? -errno : -EPIPE;
+	}
+	return moved;
+}
+
+static size_t rin_limit(const struct conn *c)
+{
+	if (c->rs == R_HEAD)
+		return FG_HTTP_RESP_MAX_HEAD;
+	return c->rs == R_BODY ? BODY_WINDOW : 0;
+}
+
+static void up_read(struct conn *c)
+{
+	struct upstream *u = c->up;
+
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof) {
+		size_t room = buf_room(&c->rin, rin_limit(c));
+		ssize_t n;
+
+		if (!room)
+			return;
+		n = recv(u->fd, c->rin.d + c->rin.len, room, 0);
+		if (n > 0) {
+			c->rin.len += n;
+			c->resp_bytes = true;
+			c->up_activity = now_ms();
+			if ((size_t)n < room)
+				return;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		c->up_eof = true;
+		c->up_errno = n < 0 ? errno : 0;
+		/* Nothing more will come: stop watching it now. */
+		up_close_fd(u);
+	}
+}
+
+/* Room in upo for body bytes; drops replayability when the body outgrows
+ * what a retry may resend. */
+static size_t upo_room(struct conn *c)
+{
+	size_t room;
+
+	if (c->replayable) {
+		/* upo.off stays 0 while replayable */
+		if (c->upo.len < c->upo_limit)
+			return buf_room(&c->upo, c->upo_limit);
+		if (c->upo_sent < c->upo.len)
+			return 0;
+		c->replayable = false;
+	}
+	/* Not replayable: what was sent can go (upo.off follows upo_sent). */
+	if (c->upo_sent > c->upo.off)
+		buf_consume(&c->upo, c->upo_sent - c->upo.off);
+	room = buf_room(&c->upo, BODY_WINDOW); /* may compact */
+	c->upo_sent = c->upo.off;
+	return room;
+}
+
+/* Request body: in -> upo, by the request framer. Returns true on progress. */
+static bool pump_request(struct conn *c)
+{
+	bool moved = false;
+
+	while (!c->rq_done && !c->rq_abandoned && buf_used(&c->in)) {
+		size_t room = upo_room(c), avail = buf_used(&c->in), k;
+		unsigned long long opaque;
+
+		if (!room)
+			break;
+		if (avail > room)
+			avail = room;
+		opaque = fg_http_framer_opaque(&c->rqf);
+		if (opaque) {
+			k = avail < opaque ? avail : (size_t)opaque;
+			fg_http_framer_skip(&c->rqf, k);
+		} else {
+			bool done;
+			long r = fg_http_framer_feed(&c->rqf, buf_data(&c->in), avail, &done);
+
+			if (r < 0) {
+				bad_gateway(c, 400, "malformed chunked request body");
+				return true;
+			}
+			k = r;
+		}
+		memcpy(c->upo.d + c->upo.len, buf_data(&c->in), k);
+		c->upo.len += k;
+		buf_consume(&c->in, k);
+		c->rq_done = fg_http_framer_done(&c->rqf);
+		if (!k)
+			break;
+		moved = true;
+	}
+	return moved;
+}
+
+static bool conn_lists(const struct fg_http_response *resp, const char *name, size_t nlen)
+{
+	unsigned i;
+
+	for (i = 0; i < resp->n_headers; i++) {
+		const struct fg_http_header *h = &resp->headers[i];
+		size_t pos = 0;
+
+		if (!ieq(h->name, h->name_len, "connection"))
+			continue;
+		while (pos < h->value_len) {
+			size_t st, en;
+
+			while (pos < h->value_len && (h->value[pos] == ',' || h->value[pos] == ' ' ||
+						      h->value[pos] == '\t'))
+				pos++;
+			st = pos;
+			while (pos < h->value_len && h->value[pos] != ',')
+				pos++;
+			en = pos;
+			while (en > st && (h->value[en - 1] == ' ' || h->value[en - 1] == '\t'))
+				en--;
+			if (en - st == nlen && !strncasecmp(h->value + st, name, nlen))
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool hop_by_hop(const struct fg_http_response *resp, const struct fg_http_header *h)
+{
+	return ieq(h->name, h->name_len, "connection") || ieq(h->name, h->name_len, "keep-alive") ||
+	       ieq(h->name, h->name_len, "proxy-connection") ||
+	       ieq(h->name, h->name_len, "upgrade") ||
+	       (!ieq(h->name, h->name_len, "transfer-encoding") &&
+		!ieq(h->name, h->name_len, "content-length") &&
+		conn_lists(resp, h->name, h->name_len));
+}
+
+/* The response head for the client, from p->resp. */
+static int put_response_head(struct conn *c, const struct fg_http_response *r)
+{
+	struct buf *o = &c->out;
+	size_t need = 64 + r->reason_len + 64;
+	char line[64];
+	unsigned i;
+	int n;
+
+	for (i = 0; i < r->n_headers; i++)
+		need += r->headers[i].name_len + r->headers[i].value_len + 4;
+	if (buf_room(o, buf_used(o) + need) < need)
+		return -ENOSPC;
+	n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", r->status);
+	buf_append(o, line, n);
+	buf_append(o, r->reason, r->reason_len);
+	buf_append(o, "\r\n", 2);
+	for (i = 0; i < r->n_headers; i++) {
+		const struct fg_http_header *h = &r->headers[i];
+
+		if (hop_by_hop(r, h))
+			continue;
+		buf_append(o, h->name, h->name_len);
+		buf_append(o, ": ", 2);
+		buf_append(o, h->value, h->value_len);
+		buf_append(o, "\r\n", 2);
+	}
+	if (!r->interim) {
+		if (c->close_after)
+			buf_append(o, "Connection: close\r\n", 19);
+		else if (c->version_minor == 0)
+			buf_append(o, "Connection: keep-alive\r\n", 24);
+	}
+	buf_append(o, "\r\n", 2);
+	return 0;
+}
+
+/* Response: rin -> out. Returns true on progress. */
+static bool pump_response(struct conn *c)
+{
+	struct fg_proxy *p = c->p;
+	struct fg_http_response *r = &p->resp;
+	bool moved = false;
+
+	while (c->rs == R_HEAD) {
+		size_t used = buf_used(&c->rin);
+		const char *why = NULL;
+		int n;
+
+		if (!used) {
+			if (c->up_eof)
+				upstream_failed(c, c->up_errno, c->up_errno ? "reset before responding"
+									    : "closed before responding");
+			return moved;
+		}
+		n = fg_http_parse_response(buf_data(&c->rin), used, c->is_head_req, r, &why);
+		if (n == 0) {
+			if (used >= FG_HTTP_RESP_MAX_HEAD)
+				bad_gateway(c, 502, "upstream response head too large");
+			else if (c->up_eof)
+				bad_gateway(c, 502, "upstream closed in the middle of its response head");
+			return true;
+		}
+		if (n < 0) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg), "invalid response from upstream: %s",
+				 why ? why : "malformed");
+			bad_gateway(c, 502, msg);
+			return true;
+		}
+		if (r->interim) {
+			if (r->status == 101) {
+				bad_gateway(c, 502, "upstream switched protocols");
+				return true;
+			}
+			/* 100 Continue and friends go to HTTP/1.1 clients. */
+			if (c->version_minor >= 1 && put_response_head(c, r))
+				return moved; /* wait for the client to drain out */
+			buf_consume(&c->rin, n);
+			moved = true;
+			continue;
+		}
+		/* A response before the whole request went: no reuse, and
+		 * the rest of the request cannot be told from a next one. */
+		if (!c->rq_done || r->body == FG_BODY_CLOSE ||
+		    (r->body == FG_BODY_CHUNKED && c->version_minor == 0))
+			c->close_after = true;
+		if (put_response_head(c, r))
+			return moved;
+		count_status(p, r->status);
+		c->resp_head_sent = true;
+		c->resp_ka = r->keep_alive && r->body != FG_BODY_CLOSE;
+		fg_http_framer_init_response(&c->rsf, r);
+		buf_consume(&c->rin, n);
+		c->rs = fg_http_framer_done(&c->rsf) ? R_DONE : R_BODY;
+		moved = true;
+	}
+	while (c->rs == R_BODY && buf_used(&c->rin)) {
+		size_t room = buf_room(&c->out, BODY_WINDOW), avail = buf_used(&c->rin), k;
+		unsigned long long opaque;
+
+		if (!room)
+			break;
+		if (avail > room)
+			avail = room;
+		opaque = fg_http_framer_opaque(&c->rsf);
+		if (opaque) {
+			k = avail < opaque ? avail : (size_t)opaque;
+			fg_http_framer_skip(&c->rsf, k);
+		} else {
+			bool done;
+			long n = fg_http_framer_feed(&c->rsf, buf_data(&c->rin), avail, &done);
+
+			if (n < 0) {
+				abort_mid_response(c, "malformed chunked response body");
+				return true;
+			}
+			k = n;
+		}
+		memcpy(c->out.d + c->out.len, buf_data(&c->rin), k);
+		c->out.len += k;
+		buf_consume(&c->rin, k);
+		moved = true;
+		if (fg_http_framer_done(&c->rsf))
+			c->rs = R_DONE;
+		else if (!k)
+			break;
+	}
+	if (c->rs == R_BODY && !buf_used(&c->rin) && c->up_eof) {
+		if (c->rsf.body == FG_BODY_CLOSE) {
+			c->rs = R_DONE;
+			c->close_after = true;
+		} else {
+			abort_mid_response(c, "upstream closed mid-body");
+		}
+		return true;
+	}
+	return moved;
+}
+
+/* The response is complete: the upstream goes back to the pool if it can,
+ * the client to its next request. */
+static void finish_exchange(struct conn *c)
+{
+	struct upstream *u = c->up;
+	bool reusable = u && u->fd >= 0 && c->resp_ka && c->rq_done &&
+			c->upo_sent == c->upo.len && !buf_used(&c->rin) && !c->up_eof;
+
+	c->up = NULL;
+	if (u) {
+		if (reusable)
+			pool_put(u);
+		else
+			up_close(u);
+	}
+	buf_free(&c->rin);
+	buf_free(&c->upo);
+	c->served++;
+	if (c->close_after || !c->rq_done) {
+		start_closing(c);
+		return;
+	}
+	c->state = C_HEAD;
+	c->head_start = 0;
+	c->activity = now_ms();
+}
+
+static bool step_head(struct conn *c)
+{
+	struct fg_proxy *p = c->p;
+	const char *why = NULL;
+	size_t used = buf_used(&c->in);
+	int r;
+
+	if (!used) {
+		if (c->eof && !buf_used(&c->out))
+			conn_close(c);
+		return false;
+	}
+	/* A client pipelining without reading waits until it reads. */
+	if (buf_used(&c->out) >= BODY_WINDOW)
+		return false;
+	if (!c->head_start)
+		c->head_start = now_ms();
+	r = fg_http_parse_request(buf_data(&c->in), used, &p->limits, &p->req, &why);
+	if (r == 0) {
+		if (used >= c->in.max) {
+			p->st.requests++;
+			c->is_head_req = false;
+			respond_error(c, 431, "request header fields too large", true);
+			return true;
+		}
+		if (c->eof) {
+			/* A partial head, then the end: nothing to answer. */
+			if (!buf_used(&c->out))
+				conn_close(c);
+			else
+				start_closing(c);
+			return false;
+		}
+		return false;
+	}
+	p->st.requests++;
+	if (r < 0) {
+		c->is_head_req = false;
+		respond_error(c, -r, why ? why : "bad request", true);
+		return true;
+	}
+	start_request(c, (size_t)r);
+	return true;
+}
+
+static bool step_proxy(struct conn *c)
+{
+	bool moved = false;
+	int r;
+
+	if (!c->rq_done)
+		moved |= pump_request(c);
+	if (c->state != C_PROXY)
+		return true;
+	if (!c->rq_done && !c->rq_abandoned && c->eof && !buf_used(&c->in)) {
+		/* The client went away in the middle of its request. */
+		conn_close(c);
+		return false;
+	}
+	if (c->up && c->up->fd >= 0 && !c->up->connecting) {
+		r = up_flush(c);
+		if (r < 0) {
+			if (c->resp_bytes) {
+				/* It answered already (an early response) and
+				 * takes no more: the request's rest is dropped,
+				 * the response still read. */
+				c->rq_abandoned = true;
+				c->upo_sent = c->upo.len;
+				c->close_after = true;
+			} else {
+				upstream_failed(c, -r, "failed while sending the request");
+				return true;
+			}
+		}
+		moved |= r > 0;
+		up_read(c);
+	}
+	moved |= pump_response(c);
+	if (c->state != C_PROXY)
+		return true;
+	if (c->rs == R_DONE) {
+		finish_exchange(c);
+		return true;
+	}
+	return moved;
+}
+
+static void start_linger(struct conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	c->state = C_LINGER;
+	c->linger_start = now_ms();
+}
+
+static void linger_read(struct conn *c)
+{
+	char sink[4096];
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		conn_close(c);
+		return;
+	}
+}
+
+static void update_events(struct conn *c)
+{
+	struct fg_proxy *p = c->p;
+	unsigned want = 0;
+
+	if (c->state == C_LINGER) {
+		want = EPOLLIN;
+	} else {
+		if (!c->eof && c->state != C_CLOSING && buf_used(&c->in) < c->in.max)
+			want |= EPOLLIN;
+		if (buf_used(&c->out))
+			want |= EPOLLOUT;
+	}
+	ep_set(p, c->fd, &c->tag, &c->events, want);
+	if (c->up && c->up->fd >= 0) {
+		struct upstream *u = c->up;
+		unsigned uw = 0;
+
+		if (u->connecting) {
+			uw = EPOLLOUT;
+		} else {
+			if (c->upo_sent < c->upo.len)
+				uw |= EPOLLOUT;
+			if (!c->up_eof && buf_used(&c->rin) < rin_limit(c))
+				uw |= EPOLLIN;
+		}
+		ep_set(p, u->fd, &u->tag, &u->events, uw);
+	}
+}
+
+static void conn_progress(struct conn *c)
+{
+	int guard;
+
+	for (guard = 0; guard < 64 && !c->dead; guard++) {
+		bool moved = false;
+
+		if (buf_used(&c->out)) {
+			int err = client_flush(c);
+
+			if (err) {
+				conn_close(c);
+				return;
+			}
+		}
+		switch (c->state) {
+		case C_HEAD:
+			moved = step_head(c);
+			break;
+		case C_PROXY:
+			moved = step_proxy(c);
+			break;
+		case C_CLOSING:
+			if (!buf_used(&c->out)) {
+				start_linger(c);
+				linger_read(c);
+			}
+			break;
+		case C_LINGER:
+			break;
+		}
+		if (!moved)
+			break;
+	}
+	if (!c->dead)
+		update_events(c);
+}
+
+/* ---------- events ---------- */
+
+static void on_client(struct conn *c, unsigned ev)
+{
+	if (ev & EPOLLERR) {
+		conn_close(c);
+		return;
+	}
+	if (c->state == C_LINGER) {
+		linger_read(c);
+		return;
+	}
+	if (ev & EPOLLHUP) {
+		/* Both ways shut: nobody left to answer. */
+		conn_close(c);
+		return;
+	}
+	if ((ev & EPOLLIN) && client_read(c)) {
+		conn_close(c);
+		return;
+	}
+	conn_progress(c);
+}
+
+static void on_upstream(struct upstream *u, unsigned ev)
+{
+	struct conn *c = u->conn;
+
+	if (!c) {
+		/* Pooled and readable: closed by the upstream, or it sent
+		 * something unasked. Either way it cannot be reused. */
+		pool_unlink(u);
+		up_close(u);
+		return;
+	}
+	if (u->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len))
+			err = errno;
+		if (!err && (ev & (EPOLLERR | EPOLLHUP)))
+			err = ECONNREFUSED;
+		if (err) {
+			c->p->st.connect_failures++;
+			upstream_failed(c, err, "connect failed");
+			conn_progress(c);
+			return;
+		}
+		if (!(ev & EPOLLOUT))
+			return;
+		u->connecting = false;
+		c->up_activity = now_ms();
+	}
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		up_read(c);
+	if ((ev & (EPOLLERR | EPOLLHUP)) && u->fd >= 0 && !c->up_eof) {
+		/* Could not read it all (rin full): the error is reported
+		 * over and over until the fd goes, so it goes now. */
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		c->up_eof = true;
+		c->up_errno = err ? err : ECONNRESET;
+		up_close_fd(u);
+	}
+	conn_progress(c);
+}
+
+static void refuse(struct fg_proxy *p, int fd)
+{
+	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\n"
+				  "Content-Type: text/plain\r\nContent-Length: 21\r\n"
+				  "Connection: close\r\n\r\ntoo many connections\n";
+
+	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		pr_debug("proxy: cannot refuse a connection politely: %s\n", strerror(errno));
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	p->st.refused++;
+	count_status(p, 503);
+}
+
+static void client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, len);
+	} else {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			inet_ntop(AF_INET, &a->s6_addr[12], buf, len);
+		else
+			inet_ntop(AF_INET6, a, buf, len);
+	}
+}
+
+static void do_accept(struct fg_proxy *p)
+{
+	int i;
+
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t slen = sizeof(ss);
+		struct conn *c;
+		int fd, one = 1;
+
+		fd = accept4(p->lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* The listener stays readable: pause it
+				 * rather than spin. */
+				struct epoll_event ev = { .events = 0, .data.ptr = &p->ltag };
+
+				pr_warn("proxy: accept: %s; pausing for 100 ms\n", strerror(errno));
+				epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
+				p->accept_paused = true;
+				p->accept_resume = now_ms() + 100;
+			}
+			return;
+		}
+		p->st.accepted++;
+		if (p->n_conns >= p->opts.max_conns) {
+			refuse(p, fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->p = p;
+		c->fd = fd;
+		c->tag.kind = T_CLIENT;
+		c->tag.obj = c;
+		c->in.max = p->opts.max_head;
+		c->out.max = FG_HTTP_RESP_MAX_HEAD + 4096 + BODY_WINDOW;
+		c->rin.max = FG_HTTP_RESP_MAX_HEAD;
+		c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
+		c->state = C_HEAD;
+		c->activity = c->head_start = now_ms();
+		client_ip(&ss, c->ip, sizeof(c->ip));
+		c->events = EPOLLIN;
+		if (ep_add(p, fd, &c->tag, c->events)) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = p->conns;
+		if (p->conns)
+			p->conns->prev = c;
+		p->conns = c;
+		p->n_conns++;
+	}
+}
+
+/* ---------- timeouts ---------- */
+
+/* The exchange waits for the upstream (not for the client): it has request
+ * bytes it does not take, or the whole request and no answer yet, or
+ * response body to send while the client is keeping up. */
+static bool waiting_on_upstream(const struct conn *c)
+{
+	if (c->upo_sent < c->upo.len)
+		return true;
+	if (c->rs == R_HEAD)
+		return c->rq_done || c->rq_abandoned;
+	return c->rs == R_BODY && !buf_used(&c->out);
+}
+
+static void check_conn(struct conn *c, __u64 now)
+{
+	const struct fg_proxy_opts *o = &c->p->opts;
+	struct upstream *u = c->up;
+
+	switch (c->state) {
+	case C_HEAD:
+		if (c->head_start && now - c->head_start >= o->header_timeout_ms) {
+			c->p->st.timeouts++;
+			c->is_head_req = false;
+			respond_error(c, 408, "request header timeout", true);
+			conn_progress(c);
+		} else if (now - c->activity >= o->idle_timeout_ms &&
+			   (!buf_used(&c->in) || buf_used(&c->out))) {
+			/* idle keep-alive, or a client that stopped reading */
+			conn_close(c);
+		}
+		break;
+	case C_PROXY:
+		if (u && u->connecting && now - u->since >= o->upstream_connect_timeout_ms) {
+			c->p->st.timeouts++;
+			c->p->st.connect_failures++;
+			upstream_failed(c, ETIMEDOUT, "connect");
+			conn_progress(c);
+		} else if (u && c->rs == R_HEAD && waiting_on_upstream(c) &&
+			   now - c->up_activity >= o->upstream_timeout_ms) {
+			char msg[128];
+
+			c->p->st.timeouts++;
+			snprintf(msg, sizeof(msg), "upstream did not answer within %u ms",
+				 o->upstream_timeout_ms);
+			bad_gateway(c, 504, msg);
+			conn_progress(c);
+		} else if (c->rs == R_BODY && waiting_on_upstream(c) &&
+			   now - c->up_activity >= o->upstream_timeout_ms) {
+			c->p->st.timeouts++;
+			abort_mid_response(c, "upstream stalled");
+			conn_progress(c);
+		} else if (now - c->activity >= o->idle_timeout_ms &&
+			   (buf_used(&c->out) || (!c->rq_done && !buf_used(&c->in)))) {
+			conn_close(c); /* the client stalled */
+		}
+		break;
+	case C_CLOSING:
+		if (now - c->activity >= o->idle_timeout_ms)
+			conn_close(c);
+		break;
+	case C_LINGER:
+		if (now - c->linger_start >= LINGER_MS)
+			conn_close(c);
+		break;
+	}
+}
+
+static void check_timeouts(struct fg_proxy *p)
+{
+	__u64 now = now_ms();
+	struct conn *c, *next;
+	size_t b;
+
+	p->next_check = now + CHECK_EVERY_MS;
+	if (p->accept_paused && now >= p->accept_resume) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
+
+		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
+		p->accept_paused = false;
+	}
+	for (c = p->conns; c; c = next) {
+		next = c->next;
+		check_conn(c, now);
+	}
+	for (b = 0; b < POOL_BUCKETS; b++) {
+		struct pool *pl = p->pools[b], *pn;
+
+		for (; pl; pl = pn) {
+			struct upstream *u, *un;
+
+			pn = pl->next;
+			for (u = pl->top; u; u = un) {
+				un = u->next;
+				if (now - u->since >= p->opts.pool_idle_timeout_ms) {
+					pool_unlink(u); /* may free pl when it empties */
+					up_close(u);
+				}
+			}
+		}
+	}
+}
+
+/* ---------- API ---------- */
+
+void fg_proxy_opts_init(struct fg_proxy_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->family = FG_AF_INET;
+	o->header_timeout_ms = 10000;
+	o->idle_timeout_ms = 60000;
+	o->upstream_connect_timeout_ms = 2000;
+	o->upstream_timeout_ms = 60000;
+	o->max_conns = 10000;
+	o->max_head = FG_HTTP_DEF_MAX_HEAD;
+	o->xff = true;
+	o->pool_max_idle = 32;
+	o->pool_idle_timeout_ms = 30000;
+}
+
+static int open_listener(struct fg_proxy *p)
+{
+	const struct fg_proxy_opts *o = &p->opts;
+	struct sockaddr_storage ss = {};
+	socklen_t slen;
+	int one = 1, fd;
+
+	if (o->family == FG_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(o->port);
+		sin->sin_addr.s_addr = o->addr.v4;
+		slen = sizeof(*sin);
+	} else if (o->family == FG_AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(o->port);
+		memcpy(&sin6->sin6_addr, o->addr.bytes, 16);
+		slen = sizeof(*sin6);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* The address may reach an interface only later (a VIP). */
+	if (ss.ss_family == AF_INET)
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+	else
+		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 1024)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
+		p->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							: ((struct sockaddr_in6 *)&ss)->sin6_port);
+	p->lfd = fd;
+	return 0;
+}
+
+int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_dataplane *dp,
+		  const struct fg_proxy_opts *opts)
+{
+	struct fg_proxy_opts def;
+	struct fg_proxy *p;
+	char abuf[INET6_ADDRSTRLEN];
+	int err;
+
+	fg_proxy_opts_init(&def);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->epfd = p->lfd = -1;
+	p->control = control;
+	p->dp = dp;
+	p->opts = *opts;
+#define DEF(f) do { if (!p->opts.f) p->opts.f = def.f; } while (0)
+	DEF(family);
+	DEF(header_timeout_ms);
+	DEF(idle_timeout_ms);
+	DEF(upstream_connect_timeout_ms);
+	DEF(upstream_timeout_ms);
+	DEF(max_conns);
+	DEF(max_head);
+	DEF(pool_idle_timeout_ms);
+#undef DEF
+	if (p->opts.max_head < 1024)
+		p->opts.max_head = 1024;
+	if (p->opts.max_head > (1 << 20))
+		p->opts.max_head = 1 << 20;
+	p->limits.max_head = p->opts.max_head;
+	p->scratch_len = p->opts.max_head + FG_HTTP_DEF_MAX_REQUEST_LINE + 1;
+	p->scratch = malloc(p->scratch_len);
+	p->cache.all = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.all));
+	p->cache.keys = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.keys));
+	p->cache.ids = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.ids));
+	if (!p->scratch || !p->cache.all || !p->cache.keys || !p->cache.ids) {
+		err = -ENOMEM;
+		goto err;
+	}
+	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
+		p->rng = now_ms() ^ ((__u64)getpid() << 32);
+	p->rng |= 1;
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0) {
+		err = -errno;
+		goto err;
+	}
+	err = open_listener(p);
+	if (err) {
+		pr_warn("proxy: cannot listen on %s port %u: %s\n",
+			fg_addr_str(&p->opts.addr, p->opts.family, abuf, sizeof(abuf)),
+			p->opts.port, strerror(-err));
+		goto err;
+	}
+	p->ltag.kind = T_LISTEN;
+	p->ltag.obj = p;
+	err = ep_add(p, p->lfd, &p->ltag, EPOLLIN);
+	if (err)
+		goto err;
+	pr_info("proxy: listening on %s%s%s:%u\n", p->opts.family == FG_AF_INET6 ? "[" : "",
+		fg_addr_str(&p->opts.addr, p->opts.family, abuf, sizeof(abuf)),
+		p->opts.family == FG_AF_INET6 ? "]" : "", p->port);
+	*out = p;
+	return 0;
+err:
+	fg_proxy_close(p);
+	return err;
+}
+
+int fg_proxy_fd(const struct fg_proxy *p)
+{
+	return p->epfd;
+}
+
+__u16 fg_proxy_port(const struct fg_proxy *p)
+{
+	return p->port;
+}
+
+void fg_proxy_process(struct fg_proxy *p)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	int round, n, i;
+
+	for (round = 0; round < PROCESS_ROUNDS; round++) {
+		n = epoll_wait(p->epfd, evs, MAX_EVENTS, 0);
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++) {
+			struct tag *t = evs[i].data.ptr;
+
+			switch (t->kind) {
+			case T_LISTEN:
+				do_accept(p);
+				break;
+			case T_CLIENT: {
+				struct conn *c = t->obj;
+
+				if (!c->dead)
+					on_client(c, evs[i].events);
+				break;
+			}
+			case T_UPSTREAM: {
+				struct upstream *u = t->obj;
+
+				if (!u->dead)
+					on_upstream(u, evs[i].events);
+				break;
+			}
+			}
+		}
+		reap(p);
+		if (n < MAX_EVENTS)
+			break;
+	}
+	if (now_ms() >= p->next_check)
+		check_timeouts(p);
+	reap(p);
+}
+
+void fg_proxy_tick(struct fg_proxy *p)
+{
+	check_timeouts(p);
+	reap(p);
+}
+
+void fg_proxy_close(struct fg_proxy *p)
+{
+	size_t b, i;
+
+	if (!p)
+		return;
+	while (p->conns)
+		conn_close(p->conns);
+	for (b = 0; b < POOL_BUCKETS; b++) {
+		while (p->pools[b]) {
+			struct upstream *u = p->pools[b]->top;
+
+			pool_unlink(u);
+			up_close(u);
+		}
+	}
+	reap(p);
+	if (p->lfd >= 0)
+		close(p->lfd);
+	if (p->epfd >= 0)
+		close(p->epfd);
+	for (i = 0; i < FG_MAX_SERVICES; i++)
+		free(p->cache.ring[i]);
+	free(p->cache.all);
+	free(p->cache.keys);
+	free(p->cache.ids);
+	free(p->scratch);
+	free(p);
+}
+
+void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out)
+{
+	*out = p->st;
+}
+
+json_t *fg_proxy_stats(const struct fg_proxy *p)
+{
+	const struct fg_proxy_counters *s = &p->st;
+
+	return json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+			 " s:I, s:i, s:i, s:i}",
+			 "requests", (json_int_t)s->requests, "responses",
+			 "1xx", (json_int_t)s->responses[1], "2xx", (json_int_t)s->responses[2],
+			 "3xx", (json_int_t)s->responses[3], "4xx", (json_int_t)s->responses[4],
+			 "5xx", (json_int_t)s->responses[5],
+			 "upstreamConnects", (json_int_t)s->upstream_connects,
+			 "upstreamReuses", (json_int_t)s->upstream_reuses,
+			 "retries", (json_int_t)s->retries,
+			 "connectFailures", (json_int_t)s->connect_failures,
+			 "passiveDown", (json_int_t)s->passive_down,
+			 "timeouts", (json_int_t)s->timeouts,
+			 "accepted", (json_int_t)s->accepted,
+			 "refused", (json_int_t)s->refused,
+			 "connections", (int)p->n_conns,
+			 "upstreams", (int)p->n_upstreams,
+			 "idleUpstreams", (int)p->n_pooled);
+}

@@ -1,0 +1,1278 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The L7 proxy end to end on loopback: a data plane loaded without pins, a
+ * control plane over a config directory (two clusters whose endpoints are
+ * python upstreams on 127.0.0.x, selftests/e2e/proxy_upstream.py), the
+ * proxy on 127.0.0.1:<free port> run by a thread, and raw-socket clients
+ * (so keep-alive and pipelining are the test's to decide).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <bpf/bpf.h>
+
+#include "control.h"
+#include "dataplane.h"
+#include "proxy.h"
+#include "test_progs.h"
+
+#define C1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
+#define C2 "c15d48ca9d1fd43f9bbb89c56a474843c"
+#define MAX_CONNS 16
+#define N_SERVERS 4
+
+static struct {
+	struct fg_dataplane *dp;
+	struct fg_control *control;
+	struct fg_proxy *proxy;
+	pthread_t thr;
+	bool thr_running;
+	volatile bool stop;
+	pthread_mutex_t lock;
+	__u16 port;      /* the proxy's */
+	int up_port;     /* every upstream's */
+	pid_t pids[N_SERVERS];
+	char scripts[PATH_MAX];
+	char cfg[PATH_MAX - 128];
+} T;
+
+static const struct {
+	const char *addr, *name, *mode;
+} servers[N_SERVERS] = {
+	{ "127.0.0.11", "cluster1", "normal" },
+	{ "127.0.0.12", "cluster1", "normal" },
+	{ "127.0.0.21", "cluster2", "normal" },
+	{ "127.0.0.31", "closer", "close" },
+};
+
+static __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---------- the proxy thread ---------- */
+
+static void *proxy_loop(void *arg)
+{
+	struct pollfd pfd = { .fd = fg_proxy_fd(T.proxy), .events = POLLIN };
+	__u64 last_tick = 0;
+
+	while (!T.stop) {
+		poll(&pfd, 1, 20);
+		pthread_mutex_lock(&T.lock);
+		fg_proxy_process(T.proxy);
+		if (now_ms() - last_tick >= 50) {
+			fg_proxy_tick(T.proxy);
+			last_tick = now_ms();
+		}
+		pthread_mutex_unlock(&T.lock);
+	}
+	return NULL;
+}
+
+static void counters(struct fg_proxy_counters *c)
+{
+	pthread_mutex_lock(&T.lock);
+	fg_proxy_counters(T.proxy, c);
+	pthread_mutex_unlock(&T.lock);
+}
+
+static int gauge(const char *name)
+{
+	json_t *j;
+	int v;
+
+	pthread_mutex_lock(&T.lock);
+	j = fg_proxy_stats(T.proxy);
+	pthread_mutex_unlock(&T.lock);
+	v = (int)json_integer_value(json_object_get(j, name));
+	json_decref(j);
+	return v;
+}
+
+/* ---------- upstream servers ---------- */
+
+static int find_scripts(void)
+{
+	char exe[1024], *slash;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -errno;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(T.scripts, sizeof(T.scripts), "%s/../selftests/e2e/proxy_upstream.py", exe);
+	if (access(T.scripts, R_OK))
+		snprintf(T.scripts, sizeof(T.scripts), "selftests/e2e/proxy_upstream.py");
+	return access(T.scripts, R_OK) ? -ENOENT : 0;
+}
+
+static pid_t spawn_server(int i, int port, const char *ready)
+{
+	char pbuf[16], log[PATH_MAX];
+	pid_t parent = getpid(), pid;
+	int fd;
+
+	snprintf(pbuf, sizeof(pbuf), "%d", port);
+	snprintf(log, sizeof(log), "%s/upstream%d.log", test__tmpdir(), i);
+	unlink(ready);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(126);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, 0);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	execlp("python3", "python3", T.scripts, "--addr", servers[i].addr, "--port", pbuf,
+	       "--name", servers[i].name, "--mode", servers[i].mode, "--ready", ready,
+	       (char *)NULL);
+	_exit(127);
+}
+
+static int wait_ready(int i, const char *ready, int *port)
+{
+	__u64 deadline = now_ms() + 5000;
+	int status;
+
+	while (now_ms() < deadline) {
+		FILE *f = fopen(ready, "r");
+
+		if (f) {
+			int ok = fscanf(f, "%d", port) == 1;
+
+			fclose(f);
+			if (ok)
+				return 0;
+		}
+		if (waitpid(T.pids[i], &status, WNOHANG) == T.pids[i]) {
+			T.pids[i] = 0;
+			break;
+		}
+		sleep_ms(10);
+	}
+	printf("upstream %s did not come up\n", servers[i].addr);
+	return -ETIMEDOUT;
+}
+
+static int start_servers(void)
+{
+	char ready[N_SERVERS][PATH_MAX];
+	int i, port, err;
+
+	for (i = 0; i < N_SERVERS; i++)
+		snprintf(ready[i], sizeof(ready[i]), "%s/upstream%d.ready", test__tmpdir(), i);
+	/* The first picks a free port; the others take the same port on
+	 * their own addresses, so every EndpointSlice names one port. */
+	T.pids[0] = spawn_server(0, 0, ready[0]);
+	if (T.pids[0] < 0)
+		return -errno;
+	err = wait_ready(0, ready[0], &T.up_port);
+	if (err)
+		return err;
+	for (i = 1; i < N_SERVERS; i++) {
+		T.pids[i] = spawn_server(i, T.up_port, ready[i]);
+		if (T.pids[i] < 0)
+			return -errno;
+	}
+	for (i = 1; i < N_SERVERS; i++) {
+		err = wait_ready(i, ready[i], &port);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void stop_servers(void)
+{
+	int i, status;
+
+	for (i = 0; i < N_SERVERS; i++) {
+		if (T.pids[i] <= 0)
+			continue;
+		kill(T.pids[i], SIGKILL);
+		waitpid(T.pids[i], &status, 0);
+		T.pids[i] = 0;
+	}
+}
+
+/* ---------- configuration ---------- */
+
+static int write_file(const char *dir, const char *name, const char *fmt, ...)
+{
+	char path[PATH_MAX];
+	va_list ap;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	return fclose(f) ? -errno : 0;
+}
+
+static const char *ingress(char *buf, size_t len, const char *name, const char *host,
+			   const char *path, const char *type, const char *svc,
+			   const char *annotations)
+{
+	snprintf(buf, len,
+		 "---\n"
+		 "apiVersion: networking.k8s.io/v1\n"
+		 "kind: Ingress\n"
+		 "metadata:\n"
+		 "  name: %s\n"
+		 "  namespace: web-demo\n"
+		 "%s"
+		 "spec:\n"
+		 "  ingressClassName: mse\n"
+		 "  rules:\n"
+		 "  - host: %s\n"
+		 "    http:\n"
+		 "      paths:\n"
+		 "      - path: %s\n"
+		 "        pathType: %s\n"
+		 "        backend:\n"
+		 "          service:\n"
+		 "            name: %s\n"
+		 "            port:\n"
+		 "              number: 80\n",
+		 name, annotations, host, path, type, svc);
+	return buf;
+}
+
+#define SUBSET(n, id)                                                          \
+	"  annotations:\n"                                                     \
+	"    mse.ingress.kubernetes.io/service-subset: cluster-demo-" n "\n"  \
+	"    mse.ingress.kubernetes.io/subset-labels: |\n"                     \
+	"      topology.istio.io/cluster " id "\n"
+
+static const char *service(char *buf, size_t len, const char *name, const char *addrs,
+			   bool ready)
+{
+	char eps[1024] = "";
+	char one[256];
+	const char *a = addrs;
+
+	while (*a) {
+		const char *sp = strchr(a, ' ');
+		int n = sp ? (int)(sp - a) : (int)strlen(a);
+
+		snprintf(one, sizeof(one),
+			 "- addresses:\n  - %.*s\n  conditions:\n    ready: %s\n", n, a,
+			 ready ? "true" : "false");
+		strncat(eps, one, sizeof(eps) - strlen(eps) - 1);
+		a += n;
+		while (*a == ' ')
+			a++;
+	}
+	snprintf(buf, len,
+		 "---\n"
+		 "apiVersion: v1\n"
+		 "kind: Service\n"
+		 "metadata:\n"
+		 "  name: %s\n"
+		 "  namespace: web-demo\n"
+		 "spec:\n"
+		 "  type: ClusterIP\n"
+		 "  ports:\n"
+		 "  - name: http\n"
+		 "    protocol: TCP\n"
+		 "    port: 80\n"
+		 "    targetPort: %d\n"
+		 "---\n"
+		 "apiVersion: discovery.k8s.io/v1\n"
+		 "kind: EndpointSlice\n"
+		 "metadata:\n"
+		 "  name: %s-abcde\n"
+		 "  namespace: web-demo\n"
+		 "  labels:\n"
+		 "    kubernetes.io/service-name: %s\n"
+		 "addressType: IPv4\n"
+		 "ports:\n"
+		 "- name: http\n"
+		 "  protocol: TCP\n"
+		 "  port: %d\n"
+		 "endpoints:\n%s",
+		 name, T.up_port, name, name, T.up_port, eps);
+	return buf;
+}
+
+static int write_config(void)
+{
+	char fleet[PATH_MAX + 16], c1[PATH_MAX + 64], c2[PATH_MAX + 64];
+	char i1[1024], i2[1024], i3[1024], i4[1024], i5[1024], i6[1024], i7[1024], i8[1024];
+	char s1[2048], s2[2048], s3[2048], s4[2048];
+	int err;
+
+	snprintf(T.cfg, sizeof(T.cfg), "%s/proxycfg", test__tmpdir());
+	snprintf(fleet, sizeof(fleet), "%s/fleet", T.cfg);
+	snprintf(c1, sizeof(c1), "%s/clusters/" C1, T.cfg);
+	snprintf(c2, sizeof(c2), "%s/clusters/" C2, T.cfg);
+	if (fg_sh("mkdir -p '%s' '%s' '%s'", fleet, c1, c2))
+		return -EIO;
+	err = write_file(fleet, "gateway.yaml",
+			 "apiVersion: mse.alibabacloud.com/v1alpha1\n"
+			 "kind: MseIngressConfig\n"
+			 "metadata:\n"
+			 "  name: ackone-gateway\n"
+			 "  annotations:\n"
+			 "    mse.alibabacloud.com/remote-clusters: " C1 "," C2 "\n"
+			 "spec:\n"
+			 "  ingress:\n"
+			 "    local:\n"
+			 "      ingressClass: mse\n"
+			 "  name: mse-ingress\n");
+	if (err)
+		return err;
+	err = write_file(fleet, "ingresses.yaml", "%s%s%s%s%s%s%s%s",
+		ingress(i1, sizeof(i1), "web-demo-cluster-one", "example.com", "/service1",
+			"Exact", "service1", SUBSET("1", C1)),
+		ingress(i2, sizeof(i2), "web-demo-cluster-second", "example.com", "/service1",
+			"Exact", "service1",
+			SUBSET("2", C2)
+			"    nginx.ingress.kubernetes.io/canary: \"true\"\n"
+			"    nginx.ingress.kubernetes.io/canary-by-header: \"stage\"\n"
+			"    nginx.ingress.kubernetes.io/canary-by-header-value: \"gray\"\n"),
+		ingress(i3, sizeof(i3), "web-demo-weight", "example.com", "/svc1-w", "Exact",
+			"service1", SUBSET("1", C1)),
+		ingress(i4, sizeof(i4), "web-demo-weight-canary", "example.com", "/svc1-w",
+			"Exact", "service1",
+			SUBSET("2", C2)
+			"    nginx.ingress.kubernetes.io/canary: \"true\"\n"
+			"    nginx.ingress.kubernetes.io/canary-weight: \"10\"\n"),
+		ingress(i5, sizeof(i5), "api", "api.example.com", "/", "Prefix", "service1", ""),
+		ingress(i6, sizeof(i6), "flaky", "flaky.example.com", "/", "Prefix", "flaky", ""),
+		ingress(i7, sizeof(i7), "closer", "closer.example.com", "/", "Prefix", "closer", ""),
+		ingress(i8, sizeof(i8), "nobody", "nobody.example.com", "/", "Prefix", "nobody", ""));
+	if (err)
+		return err;
+	err = write_file(c1, "apps.yaml", "%s%s%s%s",
+			 service(s1, sizeof(s1), "service1", "127.0.0.11 127.0.0.12", true),
+			 service(s2, sizeof(s2), "flaky", "127.0.0.31 127.0.0.41", true),
+			 service(s3, sizeof(s3), "closer", "127.0.0.31", true),
+			 service(s4, sizeof(s4), "nobody", "127.0.0.11", false));
+	if (err)
+		return err;
+	return write_file(c2, "apps.yaml", "%s%s",
+			  service(s1, sizeof(s1), "service1", "127.0.0.21", true),
+			  service(s2, sizeof(s2), "flaky", "127.0.0.21", true));
+}
+
+/* ---------- a raw HTTP client ---------- */
+
+struct hc {
+	int fd;
+	size_t len;
+	char buf[512 * 1024];
+};
+
+struct hresp {
+	int status;
+	char head[16384];
+	char *body;
+	size_t body_len;
+	bool chunked;
+};
+
+static struct hc *hc_open(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(T.port) };
+	struct timeval tv = { .tv_sec = 5 };
+	struct hc *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (h->fd < 0 || connect(h->fd, (struct sockaddr *)&sin, sizeof(sin))) {
+		if (h->fd >= 0)
+			close(h->fd);
+		free(h);
+		return NULL;
+	}
+	setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return h;
+}
+
+static void hc_close(struct hc *h)
+{
+	if (!h)
+		return;
+	close(h->fd);
+	free(h);
+}
+
+static int hc_write(struct hc *h, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = send(h->fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return -errno;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int hc_send(struct hc *h, const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int n, err;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	err = hc_write(h, s, n);
+	free(s);
+	return err;
+}
+
+/* Reads more; returns bytes read, 0 at EOF, -errno (-EAGAIN on timeout). */
+static ssize_t hc_fill(struct hc *h)
+{
+	ssize_t n;
+
+	if (h->len == sizeof(h->buf))
+		return -ENOBUFS;
+	n = recv(h->fd, h->buf + h->len, sizeof(h->buf) - h->len, 0);
+	if (n < 0)
+		return -errno;
+	h->len += n;
+	return n;
+}
+
+/* Decodes a complete chunked body at p; returns the bytes it took, 0 when
+ * incomplete, -1 when malformed. */
+static long dechunk(const char *p, size_t n, char *out, size_t *olen)
+{
+	size_t pos = 0;
+
+	*olen = 0;
+	for (;;) {
+		const char *eol = memmem(p + pos, n - pos, "\r\n", 2);
+		unsigned long size;
+		char *end;
+
+		if (!eol)
+			return 0;
+		size = strtoul(p + pos, &end, 16);
+		if (end == p + pos)
+			return -1;
+		pos = eol - p + 2;
+		if (!size) {
+			/* trailer fields, then the empty line */
+			for (;;) {
+				eol = memmem(p + pos, n - pos, "\r\n", 2);
+				if (!eol)
+					return 0;
+				if (eol == p + pos)
+					return (long)(pos + 2);
+				pos = eol - p + 2;
+			}
+		}
+		if (n - pos < size + 2)
+			return 0;
+		memcpy(out + *olen, p + pos, size);
+		*olen += size;
+		pos += size + 2;
+	}
+}
+
+static const char *find_field(const char *head, const char *name, char *val, size_t len)
+{
+	const char *p = head;
+	size_t n = strlen(name);
+
+	while ((p = strchr(p, '\n'))) {
+		p++;
+		if (!strncasecmp(p, name, n) && p[n] == ':') {
+			const char *v = p + n + 1, *e;
+
+			while (*v == ' ')
+				v++;
+			e = strpbrk(v, "\r\n");
+			snprintf(val, len, "%.*s", e ? (int)(e - v) : (int)strlen(v), v);
+			return val;
+		}
+	}
+	return NULL;
+}
+
+static void hresp_free(struct hresp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* Reads one final response (skipping 1xx). Returns 0 or -errno. */
+static int hc_response(struct hc *h, struct hresp *r, bool head_req)
+{
+	char val[64];
+	char *eoh;
+	size_t hlen;
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+again:
+	while (!(eoh = memmem(h->buf, h->len, "\r\n\r\n", 4))) {
+		n = hc_fill(h);
+		if (n <= 0)
+			return n ? (int)n : -ECONNRESET;
+	}
+	hlen = eoh - h->buf + 4;
+	snprintf(r->head, sizeof(r->head), "%.*s", (int)hlen, h->buf);
+	if (sscanf(r->head, "HTTP/1.%*d %d", &r->status) != 1)
+		return -EPROTO;
+	if (r->status < 200) {
+		memmove(h->buf, h->buf + hlen, h->len - hlen);
+		h->len -= hlen;
+		goto again;
+	}
+	r->body = calloc(1, sizeof(h->buf) + 1);
+	if (!r->body)
+		return -ENOMEM;
+	if (head_req || r->status == 204 || r->status == 304) {
+		memmove(h->buf, h->buf + hlen, h->len - hlen);
+		h->len -= hlen;
+		return 0;
+	}
+	if (find_field(r->head, "Content-Length", val, sizeof(val))) {
+		size_t cl = strtoul(val, NULL, 10);
+
+		while (h->len - hlen < cl) {
+			n = hc_fill(h);
+			if (n <= 0)
+				return n ? (int)n : -ECONNRESET;
+		}
+		memcpy(r->body, h->buf + hlen, cl);
+		r->body_len = cl;
+		memmove(h->buf, h->buf + hlen + cl, h->len - hlen - cl);
+		h->len -= hlen + cl;
+		return 0;
+	}
+	if (find_field(r->head, "Transfer-Encoding", val, sizeof(val))) {
+		long used;
+
+		r->chunked = true;
+		while (!(used = dechunk(h->buf + hlen, h->len - hlen, r->body, &r->body_len))) {
+			n = hc_fill(h);
+			if (n <= 0)
+				return n ? (int)n : -ECONNRESET;
+		}
+		if (used < 0)
+			return -EPROTO;
+		memmove(h->buf, h->buf + hlen + used, h->len - hlen - used);
+		h->len -= hlen + used;
+		return 0;
+	}
+	/* until close */
+	while ((n = hc_fill(h)) > 0)
+		;
+	memcpy(r->body, h->buf + hlen, h->len - hlen);
+	r->body_len = h->len - hlen;
+	h->len = 0;
+	return 0;
+}
+
+/* True when the peer closed the connection (nothing more to read). */
+static bool hc_closed(struct hc *h)
+{
+	ssize_t n = h->len ? 1 : hc_fill(h);
+
+	return n == 0 || n == -ECONNRESET;
+}
+
+/* One request on a new connection. */
+static int get1(const char *host, const char *path, const char *extra, struct hresp *r)
+{
+	struct hc *h = hc_open();
+	int err;
+
+	if (!h)
+		return -errno;
+	err = hc_send(h, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", path, host,
+		      extra);
+	if (!err)
+		err = hc_response(h, r, false);
+	hc_close(h);
+	return err;
+}
+
+static bool body_has(const struct hresp *r, const char *s)
+{
+	return r->body && strstr(r->body, s);
+}
+
+/* ---------- the data plane, read back ---------- */
+
+/* Active backends at addr: how many, and how many up. */
+static void backends_at(const char *addr, int *active, int *up)
+{
+	const struct fg_maps *m = fg_dp_maps(T.dp);
+	struct fg_backend be;
+	struct in_addr a;
+	__u32 id;
+
+	inet_pton(AF_INET, addr, &a);
+	*active = *up = 0;
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		if (bpf_map_lookup_elem(m->backends, &id, &be) || !(be.flags & FG_BACKEND_F_ACTIVE) ||
+		    be.addr.v4 != a.s_addr)
+			continue;
+		(*active)++;
+		*up += !!(be.flags & FG_BACKEND_F_UP);
+	}
+}
+
+/* ---------- subtests ---------- */
+
+static void subtest_routes(void)
+{
+	struct hresp r;
+
+	if (!ASSERT_OK(get1("example.com", "/service1", "", &r), "get /service1"))
+		return;
+	ASSERT_EQ(r.status, 200, "status");
+	ASSERT_TRUE(body_has(&r, "This is env cluster1 ! Config file is"), "cluster1 answers");
+	hresp_free(&r);
+
+	if (ASSERT_OK(get1("EXAMPLE.com:8080", "/service1?x=1", "", &r), "host with port"))
+		ASSERT_EQ(r.status, 200, "host case and port ignored, query too");
+	hresp_free(&r);
+
+	if (ASSERT_OK(get1("api.example.com", "/any/thing", "", &r), "prefix route")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(body_has(&r, "This is env cluster"), "answered");
+	}
+	hresp_free(&r);
+
+	if (ASSERT_OK(get1("unknown.example.com", "/x?q=1", "", &r), "unknown host")) {
+		ASSERT_EQ(r.status, 404, "status");
+		ASSERT_TRUE(body_has(&r, "no route for unknown.example.com /x"), "404 names it");
+		ASSERT_TRUE(strstr(r.head, "Content-Type: text/plain") != NULL, "text/plain");
+	}
+	hresp_free(&r);
+
+	if (ASSERT_OK(get1("example.com", "/service1/more", "", &r), "exact path only"))
+		ASSERT_EQ(r.status, 404, "status");
+	hresp_free(&r);
+}
+
+static void subtest_header_canary(void)
+{
+	struct hc *h = hc_open();
+	int i, gray_c2 = 0, plain_c1 = 0, n = 20;
+	struct hresp r;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	/* One keep-alive connection: every request routed on its own. */
+	for (i = 0; i < n; i++) {
+		bool gray = i % 2;
+
+		if (!ASSERT_OK(hc_send(h, "GET /service1 HTTP/1.1\r\nHost: example.com\r\n%s\r\n",
+				       gray ? "stage: gray\r\n" : (i % 4 ? "" : "stage: grey\r\n")),
+			       "send") ||
+		    !ASSERT_OK(hc_response(h, &r, false), "response"))
+			break;
+		if (gray)
+			gray_c2 += body_has(&r, "env cluster2");
+		else
+			plain_c1 += body_has(&r, "env cluster1");
+		hresp_free(&r);
+	}
+	ASSERT_EQ(gray_c2, n / 2, "stage: gray -> cluster2");
+	ASSERT_EQ(plain_c1, n / 2, "others -> cluster1");
+	hc_close(h);
+}
+
+static void subtest_weight_canary(void)
+{
+	struct hc *h = hc_open();
+	int i, c2 = 0, ok = 0, n = 1000;
+	struct hresp r;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	for (i = 0; i < n; i++) {
+		if (hc_send(h, "GET /svc1-w HTTP/1.1\r\nHost: example.com\r\n\r\n") ||
+		    hc_response(h, &r, false))
+			break;
+		ok += r.status == 200;
+		c2 += body_has(&r, "env cluster2");
+		hresp_free(&r);
+	}
+	ASSERT_EQ(ok, n, "all answered");
+	printf("weight canary: %d of %d to cluster2\n", c2, n);
+	ASSERT_GE(c2, 70, "about 10%% to the canary");
+	ASSERT_LE(c2, 130, "about 10%% to the canary");
+	hc_close(h);
+}
+
+static void subtest_pipelining(void)
+{
+	struct hc *h = hc_open();
+	char batch[4096] = "", one[256], want[32];
+	struct hresp r;
+	int i;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	for (i = 0; i < 6; i++) {
+		snprintf(one, sizeof(one), "GET /echo?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n", i,
+			 i % 2 ? "api.example.com" : "example.com");
+		strcat(batch, one);
+	}
+	/* the /service1 route does not take /echo: odd ones 404, in order */
+	if (!ASSERT_OK(hc_write(h, batch, strlen(batch)), "one write"))
+		goto out;
+	for (i = 0; i < 6; i++) {
+		if (!ASSERT_OK(hc_response(h, &r, false), "response"))
+			break;
+		if (i % 2) {
+			snprintf(want, sizeof(want), "GET /echo?n=%d\n", i);
+			ASSERT_EQ(r.status, 200, "status");
+			ASSERT_TRUE(body_has(&r, want), "answers in order");
+		} else {
+			snprintf(want, sizeof(want), "example.com /echo");
+			ASSERT_EQ(r.status, 404, "status");
+			ASSERT_TRUE(body_has(&r, want), "404 in its place");
+		}
+		hresp_free(&r);
+	}
+	/* a request split across writes, body in pieces */
+	if (ASSERT_OK(hc_send(h, "POST /echo HTTP/1.1\r\nHo"), "part 1")) {
+		sleep_ms(30);
+		hc_send(h, "st: api.example.com\r\nContent-Length: 11\r\n\r\nhello");
+		sleep_ms(30);
+		hc_send(h, " world");
+		if (ASSERT_OK(hc_response(h, &r, false), "split request")) {
+			ASSERT_EQ(r.status, 200, "status");
+			ASSERT_TRUE(body_has(&r, "\n\nhello world"), "body whole");
+		}
+		hresp_free(&r);
+	}
+out:
+	hc_close(h);
+}
+
+static void subtest_chunked(void)
+{
+	struct hc *h = hc_open();
+	struct hresp r;
+	char val[64];
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	/* chunked request body, echoed decoded by the upstream */
+	hc_send(h, "POST /echo HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "4\r\nWiki\r\n5;ext=1\r\npedia\r\n");
+	sleep_ms(20);
+	hc_send(h, "e\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, false), "chunked request")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(body_has(&r, "\n\nWikipedia in\r\n\r\nchunks."), "body decoded upstream");
+		ASSERT_TRUE(body_has(&r, "Transfer-Encoding: chunked"), "framing kept");
+	}
+	hresp_free(&r);
+	/* chunked response, with a trailer, on the same connection */
+	hc_send(h, "POST /chunked HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 30\r\n\r\n"
+		   "0123456789abcdefghijABCDEFGHIJ");
+	if (ASSERT_OK(hc_response(h, &r, false), "chunked response")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(r.chunked, "still chunked");
+		ASSERT_TRUE(find_field(r.head, "Transfer-Encoding", val, sizeof(val)) &&
+				    !strcmp(val, "chunked"), "Transfer-Encoding: chunked");
+		ASSERT_TRUE(body_has(&r, "Config file is\n0123456789abcdefghijABCDEFGHIJ"),
+			    "chunks intact");
+	}
+	hresp_free(&r);
+	/* and the connection still works */
+	hc_send(h, "GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, false), "after"))
+		ASSERT_EQ(r.status, 200, "status");
+	hresp_free(&r);
+	hc_close(h);
+}
+
+static void subtest_content_length(void)
+{
+	size_t big = 300 * 1024, i;
+	struct hc *h = hc_open();
+	char *body = malloc(big);
+	struct hresp r;
+
+	if (!ASSERT_OK_PTR(h, "connect") || !ASSERT_OK_PTR(body, "malloc"))
+		goto out;
+	for (i = 0; i < big; i++)
+		body[i] = 'a' + i % 26;
+	hc_send(h, "PUT /echo HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 5\r\n\r\nabcde");
+	if (ASSERT_OK(hc_response(h, &r, false), "small body")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(r.body_len >= 7 && !memcmp(r.body + r.body_len - 7, "\n\nabcde", 7),
+			    "echoed");
+	}
+	hresp_free(&r);
+	/* Expect: 100-continue: the interim answer comes through first */
+	hc_send(h, "POST /echo HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 3\r\n"
+		   "Expect: 100-continue\r\n\r\n");
+	while (!memmem(h->buf, h->len, "\r\n\r\n", 4) && hc_fill(h) > 0)
+		;
+	ASSERT_TRUE(h->len > 12 && !memcmp(h->buf, "HTTP/1.1 100", 12), "100 Continue");
+	hc_send(h, "xyz");
+	if (ASSERT_OK(hc_response(h, &r, false), "after 100")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(r.body_len >= 5 && !memcmp(r.body + r.body_len - 5, "\n\nxyz", 5),
+			    "echoed");
+	}
+	hresp_free(&r);
+	/* HEAD: no body even though the upstream gives a length */
+	hc_send(h, "HEAD /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, true), "HEAD")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(strstr(r.head, "Content-Length: ") != NULL, "length kept");
+	}
+	hresp_free(&r);
+	/* beyond what a retry keeps: streamed through */
+	hc_send(h, "POST /echo HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: %zu\r\n\r\n",
+		big);
+	if (ASSERT_OK(hc_write(h, body, big), "big body") &&
+	    ASSERT_OK(hc_response(h, &r, false), "big response")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(r.body_len > big && !memcmp(r.body + r.body_len - big, body, big),
+			    "300 KiB intact");
+	}
+	hresp_free(&r);
+out:
+	free(body);
+	hc_close(h);
+}
+
+static void subtest_forwarding_headers(void)
+{
+	struct hresp r;
+
+	if (!ASSERT_OK(get1("api.example.com", "/echo",
+			    "X-Forwarded-For: 10.9.8.7\r\nX-Real-IP: 6.6.6.6\r\n"
+			    "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n"
+			    "Connection: X-Secret\r\nX-Secret: s3cr3t\r\nTE: trailers\r\n"
+			    "Upgrade: websocket\r\nX-Kept: yes\r\n",
+			    &r), "echo"))
+		return;
+	ASSERT_EQ(r.status, 200, "status");
+	ASSERT_TRUE(body_has(&r, "X-Forwarded-For: 10.9.8.7, 127.0.0.1\n"), "X-Forwarded-For added");
+	ASSERT_TRUE(body_has(&r, "X-Real-IP: 127.0.0.1\n"), "X-Real-IP is the client");
+	ASSERT_TRUE(body_has(&r, "X-Forwarded-Proto: http\n"), "X-Forwarded-Proto");
+	ASSERT_TRUE(body_has(&r, "X-Kept: yes\n"), "end-to-end field kept");
+	ASSERT_TRUE(body_has(&r, "Host: api.example.com\n"), "Host kept");
+	ASSERT_FALSE(body_has(&r, "Keep-Alive:"), "Keep-Alive removed");
+	ASSERT_FALSE(body_has(&r, "Proxy-Connection:"), "Proxy-Connection removed");
+	ASSERT_FALSE(body_has(&r, "X-Secret"), "field named in Connection removed");
+	ASSERT_FALSE(body_has(&r, "TE:"), "TE removed");
+	ASSERT_FALSE(body_has(&r, "Upgrade:"), "Upgrade removed");
+	ASSERT_FALSE(body_has(&r, "6.6.6.6"), "spoofed X-Real-IP dropped");
+	ASSERT_TRUE(strstr(r.head, "Connection: close") != NULL, "client's close honoured");
+	hresp_free(&r);
+}
+
+static void subtest_upstream_errors(void)
+{
+	int active, up;
+	struct hresp r;
+	struct hc *h;
+
+	/* The only backend closes before answering: 502, marked down. */
+	if (ASSERT_OK(get1("closer.example.com", "/", "", &r), "closer")) {
+		ASSERT_EQ(r.status, 502, "status");
+		ASSERT_TRUE(body_has(&r, "closed before responding"), "502 says why");
+	}
+	hresp_free(&r);
+	/* Now nothing is left: 503 naming the service. */
+	if (ASSERT_OK(get1("closer.example.com", "/", "", &r), "closer again")) {
+		ASSERT_EQ(r.status, 503, "status");
+		ASSERT_TRUE(body_has(&r, "no healthy cluster for web-demo/closer"), "503 says why");
+	}
+	hresp_free(&r);
+
+	/* Mid-body: the client connection just ends. */
+	h = hc_open();
+	if (ASSERT_OK_PTR(h, "connect")) {
+		hc_send(h, "GET /half HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+		ASSERT_EQ(hc_response(h, &r, false), -ECONNRESET, "cut short");
+		ASSERT_EQ(r.status, 200, "head went");
+		hresp_free(&r);
+		hc_close(h);
+	}
+	backends_at("127.0.0.31", &active, &up);
+	ASSERT_GE(active, 1, "closer backends");
+}
+
+static void subtest_retry(void)
+{
+	struct fg_proxy_counters before, after;
+	int i, ok = 0, c2 = 0, active, up;
+	struct hresp r;
+
+	counters(&before);
+	/* flaky: cluster1's backends close unanswered (127.0.0.31) or refuse
+	 * the connection (127.0.0.41, nobody listens), cluster2's answers. */
+	for (i = 0; i < 20; i++) {
+		if (get1("flaky.example.com", "/", "", &r))
+			break;
+		ok += r.status == 200;
+		c2 += body_has(&r, "env cluster2");
+		hresp_free(&r);
+	}
+	counters(&after);
+	ASSERT_EQ(ok, 20, "every request answered 200");
+	ASSERT_EQ(c2, 20, "by cluster2");
+	ASSERT_GE(after.retries - before.retries, 1, "retried");
+	ASSERT_GE(after.passive_down - before.passive_down, 1, "marked down");
+	ASSERT_GE(after.connect_failures - before.connect_failures, 1, "a refused connect");
+	ASSERT_GE(after.passive_down - before.passive_down, 2, "both marked down");
+	backends_at("127.0.0.31", &active, &up);
+	ASSERT_EQ(up, 0, "127.0.0.31 down in the backends map");
+	backends_at("127.0.0.41", &active, &up);
+	ASSERT_EQ(active, 1, "127.0.0.41 routed");
+	ASSERT_EQ(up, 0, "127.0.0.41 down in the backends map");
+	backends_at("127.0.0.21", &active, &up);
+	ASSERT_EQ(up, active, "127.0.0.21 still up");
+}
+
+static void subtest_no_backend(void)
+{
+	struct hresp r;
+
+	if (ASSERT_OK(get1("nobody.example.com", "/", "", &r), "nobody")) {
+		ASSERT_EQ(r.status, 503, "status");
+		ASSERT_TRUE(body_has(&r, "no healthy cluster for web-demo/nobody"), "503 says why");
+	}
+	hresp_free(&r);
+}
+
+static void subtest_timeout_504(void)
+{
+	__u64 t0 = now_ms(), dt;
+	struct hresp r;
+
+	if (ASSERT_OK(get1("api.example.com", "/silent", "", &r), "silent")) {
+		dt = now_ms() - t0;
+		ASSERT_EQ(r.status, 504, "status");
+		ASSERT_TRUE(body_has(&r, "did not answer"), "504 says why");
+		ASSERT_GE(dt, 700, "waited for upstream_timeout");
+		ASSERT_LT(dt, 3000, "not much longer");
+	}
+	hresp_free(&r);
+}
+
+static void subtest_bad_requests(void)
+{
+	struct hc *h = hc_open();
+	char *huge = malloc(40 * 1024);
+	struct hresp r;
+
+	if (!ASSERT_OK_PTR(h, "connect") || !ASSERT_OK_PTR(huge, "malloc"))
+		goto out;
+	/* smuggling: Content-Length with Transfer-Encoding */
+	hc_send(h, "POST /echo HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 4\r\n"
+		   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, false), "CL+TE")) {
+		ASSERT_EQ(r.status, 400, "status");
+		ASSERT_TRUE(strstr(r.head, "Connection: close") != NULL, "closes");
+		ASSERT_TRUE(hc_closed(h), "connection closed, smuggled request unanswered");
+	}
+	hresp_free(&r);
+	hc_close(h);
+
+	/* a header block over 32 KiB */
+	h = hc_open();
+	if (!ASSERT_OK_PTR(h, "connect"))
+		goto out;
+	memset(huge, 'a', 40 * 1024 - 1);
+	huge[40 * 1024 - 1] = '\0';
+	hc_send(h, "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Big: %s\r\n\r\n", huge);
+	if (ASSERT_OK(hc_response(h, &r, false), "huge head")) {
+		ASSERT_EQ(r.status, 431, "status");
+		ASSERT_TRUE(strstr(r.head, "Connection: close") != NULL, "closes");
+	}
+	hresp_free(&r);
+out:
+	free(huge);
+	hc_close(h);
+}
+
+static void subtest_slowloris(void)
+{
+	struct hc *h = hc_open();
+	const char *part = "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Slow: ";
+	__u64 t0 = now_ms();
+	struct hresp r;
+	int i;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	hc_send(h, "%s", part);
+	/* a byte every 150 ms: each is progress, the head never ends */
+	for (i = 0; i < 12 && now_ms() - t0 < 1800; i++) {
+		if (hc_send(h, "a"))
+			break;
+		sleep_ms(150);
+	}
+	if (ASSERT_OK(hc_response(h, &r, false), "cut off")) {
+		ASSERT_EQ(r.status, 408, "status");
+		ASSERT_LT(now_ms() - t0, 2500, "within the header timeout");
+	}
+	hresp_free(&r);
+	hc_close(h);
+}
+
+static void subtest_max_conns(void)
+{
+	struct hc *hs[MAX_CONNS] = {}, *extra = NULL;
+	__u64 deadline = now_ms() + 2000;
+	struct hresp r;
+	int i;
+
+	while (gauge("connections") && now_ms() < deadline)
+		sleep_ms(10);
+	ASSERT_EQ(gauge("connections"), 0, "no connection left from before");
+	for (i = 0; i < MAX_CONNS; i++) {
+		hs[i] = hc_open();
+		if (!ASSERT_OK_PTR(hs[i], "connect"))
+			goto out;
+	}
+	deadline = now_ms() + 2000;
+	while (gauge("connections") < MAX_CONNS && now_ms() < deadline)
+		sleep_ms(10);
+	extra = hc_open();
+	if (!ASSERT_OK_PTR(extra, "one more connects"))
+		goto out;
+	if (ASSERT_OK(hc_response(extra, &r, false), "refusal")) {
+		ASSERT_EQ(r.status, 503, "status");
+		ASSERT_TRUE(body_has(&r, "too many connections"), "says why");
+		ASSERT_TRUE(hc_closed(extra), "closed");
+	}
+	hresp_free(&r);
+	/* the ones in still work */
+	hc_send(hs[0], "GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+	if (ASSERT_OK(hc_response(hs[0], &r, false), "admitted one"))
+		ASSERT_EQ(r.status, 200, "status");
+	hresp_free(&r);
+out:
+	hc_close(extra);
+	for (i = 0; i < MAX_CONNS; i++)
+		hc_close(hs[i]);
+}
+
+static void subtest_reuse(void)
+{
+	struct fg_proxy_counters before, after;
+	int i, ok = 0, n = 40;
+	struct hresp r;
+
+	counters(&before);
+	for (i = 0; i < n; i++) {
+		if (get1("api.example.com", "/", "", &r))
+			break;
+		ok += r.status == 200;
+		hresp_free(&r);
+	}
+	counters(&after);
+	ASSERT_EQ(ok, n, "answered");
+	printf("reuse: %llu connects, %llu reuses for %d requests\n",
+	       (unsigned long long)(after.upstream_connects - before.upstream_connects),
+	       (unsigned long long)(after.upstream_reuses - before.upstream_reuses), n);
+	ASSERT_LT(after.upstream_connects - before.upstream_connects, (unsigned)n / 2,
+		  "fewer connects than requests");
+	ASSERT_GE(after.upstream_reuses - before.upstream_reuses, (unsigned)n / 2, "reuses");
+	ASSERT_GE(gauge("idleUpstreams"), 1, "pooled");
+}
+
+static void subtest_stats(void)
+{
+	json_t *j;
+
+	pthread_mutex_lock(&T.lock);
+	j = fg_proxy_stats(T.proxy);
+	pthread_mutex_unlock(&T.lock);
+	if (!ASSERT_OK_PTR(j, "stats"))
+		return;
+	ASSERT_GT(json_integer_value(json_object_get(j, "requests")), 1000, "requests");
+	ASSERT_GT(json_integer_value(json_object_get(json_object_get(j, "responses"), "2xx")), 1000,
+		  "2xx");
+	ASSERT_GT(json_integer_value(json_object_get(json_object_get(j, "responses"), "4xx")), 3,
+		  "4xx");
+	ASSERT_GT(json_integer_value(json_object_get(json_object_get(j, "responses"), "5xx")), 3,
+		  "5xx");
+	if (test__verbose()) {
+		char *s = json_dumps(j, JSON_COMPACT);
+
+		printf("stats: %s\n", s);
+		free(s);
+	}
+	json_decref(j);
+}
+
+/* ---------- setup ---------- */
+
+static int setup(void)
+{
+	struct fg_control_opts copts = {};
+	struct fg_dp_opts dopts = {};
+	struct fg_proxy_opts popts;
+	int err;
+
+	err = start_servers();
+	if (err)
+		return err;
+	err = write_config();
+	if (!ASSERT_OK(err, "write config"))
+		return err;
+	err = fg_dp_load(&T.dp, &dopts);
+	if (err)
+		return err;
+	copts.config_dir = T.cfg;
+	err = fg_control_new(&T.control, T.dp, &copts);
+	if (!ASSERT_OK(err, "control"))
+		return err;
+	fg_control_set_state(T.control, true, true);
+	err = fg_control_recompute(T.control);
+	if (!ASSERT_OK(err, "recompute"))
+		return err;
+	if (!ASSERT_OK_PTR(fg_control_plan(T.control), "plan") ||
+	    !ASSERT_EQ(fg_control_plan(T.control)->n_routes, 6, "routes"))
+		return -EINVAL;
+
+	fg_proxy_opts_init(&popts);
+	popts.family = FG_AF_INET;
+	fg_addr_parse("127.0.0.1", &popts.addr, &popts.family);
+	popts.port = 0;
+	popts.header_timeout_ms = 800;
+	popts.upstream_timeout_ms = 800;
+	popts.upstream_connect_timeout_ms = 500;
+	popts.max_conns = MAX_CONNS;
+	err = fg_proxy_open(&T.proxy, T.control, T.dp, &popts);
+	if (!ASSERT_OK(err, "fg_proxy_open"))
+		return err;
+	T.port = fg_proxy_port(T.proxy);
+	pthread_mutex_init(&T.lock, NULL);
+	T.stop = false;
+	err = pthread_create(&T.thr, NULL, proxy_loop, NULL);
+	if (err)
+		return -err;
+	T.thr_running = true;
+	return 0;
+}
+
+static void teardown(void)
+{
+	if (T.thr_running) {
+		T.stop = true;
+		pthread_join(T.thr, NULL);
+		T.thr_running = false;
+		pthread_mutex_destroy(&T.lock);
+	}
+	fg_proxy_close(T.proxy);
+	fg_control_free(T.control);
+	if (T.dp)
+		fg_dp_close(T.dp, false);
+	stop_servers();
+}
+
+FG_TEST(proxy)
+{
+	int err;
+
+	memset(&T, 0, sizeof(T));
+	if (find_scripts()) {
+		test__skip("selftests/e2e/proxy_upstream.py not found");
+		return;
+	}
+	err = setup();
+	if (err) {
+		if (err == -EPERM || err == -ENOENT || err == -EOPNOTSUPP)
+			test__skip("cannot set up: %s", strerror(-err));
+		else
+			ASSERT_OK(err, "setup");
+		goto out;
+	}
+	if (test__start_subtest("routes"))
+		subtest_routes();
+	if (test__start_subtest("header_canary"))
+		subtest_header_canary();
+	if (test__start_subtest("weight_canary"))
+		subtest_weight_canary();
+	if (test__start_subtest("pipelining"))
+		subtest_pipelining();
+	if (test__start_subtest("chunked"))
+		subtest_chunked();
+	if (test__start_subtest("content_length"))
+		subtest_content_length();
+	if (test__start_subtest("forwarding_headers"))
+		subtest_forwarding_headers();
+	if (test__start_subtest("reuse"))
+		subtest_reuse();
+	if (test__start_subtest("timeout_504"))
+		subtest_timeout_504();
+	if (test__start_subtest("bad_requests"))
+		subtest_bad_requests();
+	if (test__start_subtest("slowloris_408"))
+		subtest_slowloris();
+	if (test__start_subtest("no_backend_503"))
+		subtest_no_backend();
+	if (test__start_subtest("upstream_errors"))
+		subtest_upstream_errors();
+	if (test__start_subtest("retry"))
+		subtest_retry();
+	if (test__start_subtest("max_conns"))
+		subtest_max_conns();
+	if (test__start_subtest("stats"))
+		subtest_stats();
+out:
+	teardown();
+}
