@@ -20,10 +20,17 @@ struct fg_probe_state {
 	__u16 oks;
 };
 
+struct probe;
+
 struct fg_health {
 	struct fg_dataplane *dp;
 	struct fg_health_opts opts;
 	struct fg_probe_state state[FG_MAX_BACKENDS];
+	/* The round in flight: probes started on one tick are collected on a
+	 * later one, so the agent's loop never waits for a probe. */
+	struct probe *inflight;
+	size_t n_inflight;
+	__u64 started_ms;
 };
 
 int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
@@ -45,8 +52,14 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 	return 0;
 }
 
+static void close_probes(struct probe *probes, size_t n);
+
 void fg_health_free(struct fg_health *h)
 {
+	if (!h)
+		return;
+	close_probes(h->inflight, h->n_inflight);
+	free(h->inflight);
 	free(h);
 }
 
@@ -165,45 +178,38 @@ static __u64 now_ms(void)
 	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until every probe finished or the deadline passed. */
-static void wait_probes(struct fg_health *h, struct probe *probes, size_t n)
+/* Collects what the round's probes found, without waiting: a connect that
+ * has not completed by now (the deadline passed) failed. */
+static void finish_probes(struct probe *probes, size_t n)
 {
 	struct pollfd *pfds = calloc(n ? n : 1, sizeof(*pfds));
-	__u64 deadline = now_ms() + h->opts.timeout_ms;
-	size_t i, pending;
+	size_t i;
 
 	if (!pfds)
 		return;
-	for (;;) {
-		__u64 t = now_ms();
+	for (i = 0; i < n; i++) {
+		pfds[i].fd = probes[i].fd; /* negative fds are ignored */
+		pfds[i].events = POLLOUT;
+	}
+	if (poll(pfds, n, 0) > 0) {
+		for (i = 0; i < n; i++)
+			if (probes[i].fd >= 0 && pfds[i].revents)
+				probes[i].ok = probe_ok(probes[i].fd);
+	}
+	free(pfds);
+	close_probes(probes, n);
+}
 
-		pending = 0;
-		for (i = 0; i < n; i++) {
-			pfds[i].fd = probes[i].fd; /* negative fds are ignored */
-			pfds[i].events = POLLOUT;
-			pfds[i].revents = 0;
-			if (probes[i].fd >= 0)
-				pending++;
-		}
-		if (!pending || t >= deadline)
-			break;
-		if (poll(pfds, n, (int)(deadline - t)) <= 0)
-			continue;
-		for (i = 0; i < n; i++) {
-			if (probes[i].fd < 0 || !pfds[i].revents)
-				continue;
-			probes[i].ok = probe_ok(probes[i].fd);
+static void close_probes(struct probe *probes, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (probes[i].fd >= 0) {
 			close(probes[i].fd);
 			probes[i].fd = -1;
 		}
 	}
-	for (i = 0; i < n; i++) {
-		if (probes[i].fd >= 0) {
-			close(probes[i].fd); /* timed out */
-			probes[i].fd = -1;
-		}
-	}
-	free(pfds);
 }
 
 /* Returns true when the backend's state flipped. */
@@ -232,17 +238,12 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 	return false;
 }
 
-int fg_health_run_once(struct fg_health *h)
+static int apply_round(struct fg_health *h, struct probe *probes, size_t n)
 {
-	struct probe *probes = NULL;
 	bool dirty[FG_MAX_SERVICES] = {};
-	size_t n = 0, i;
 	int changes = 0, err;
+	size_t i;
 
-	err = collect(h, &probes, &n);
-	if (err)
-		return err;
-	wait_probes(h, probes, n);
 	for (i = 0; i < n; i++)
 		if (probes[i].same_as >= 0)
 			probes[i].ok = probes[probes[i].same_as].ok;
@@ -265,7 +266,6 @@ int fg_health_run_once(struct fg_health *h)
 			dirty[probes[i].be.service_id] = true;
 		changes++;
 	}
-	free(probes);
 	if (changes) {
 		__u32 ids[FG_MAX_SERVICES];
 		size_t n_ids = 0;
@@ -278,5 +278,26 @@ int fg_health_run_once(struct fg_health *h)
 			pr_warn("health: cannot rebuild the rings after a health change: %s\n",
 				strerror(-err));
 	}
+	return changes;
+}
+
+int fg_health_run_once(struct fg_health *h)
+{
+	int changes = 0, err;
+
+	if (h->inflight) {
+		/* A round shorter than the probe deadline goes on. */
+		if (now_ms() - h->started_ms < h->opts.timeout_ms)
+			return 0;
+		finish_probes(h->inflight, h->n_inflight);
+		changes = apply_round(h, h->inflight, h->n_inflight);
+		free(h->inflight);
+		h->inflight = NULL;
+		h->n_inflight = 0;
+	}
+	err = collect(h, &h->inflight, &h->n_inflight);
+	if (err)
+		return err;
+	h->started_ms = now_ms();
 	return changes;
 }

@@ -21,8 +21,11 @@ struct fg_health;
 
 int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		  const struct fg_health_opts *opts);
-/* Probes every active TCP-probed backend once (blocks up to timeout_ms)
- * and applies state changes. Returns the number of changes or -errno. */
+/* Called on every tick: collects the previous round of probes (once
+ * timeout_ms has passed since it started; a connect not done by then
+ * failed), applies the state changes, and starts the next round of
+ * non-blocking connects. Never waits. Returns the number of changes or
+ * -errno. */
 int fg_health_run_once(struct fg_health *h);
 void fg_health_free(struct fg_health *h);
 
