@@ -23,6 +23,9 @@ CLUSTER2=c15d48ca9d1fd43f9bbb89c56a474843c
 GW=10.222.0.1
 REQUESTS=${REQUESTS:-50}
 KEEP=0
+# Debian's interpreter directly: a wrapper (pyenv's shim) would not be the
+# process whose PID we keep.
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 say() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
@@ -113,9 +116,11 @@ topology() {
 
 # pod NAME CLUSTER-NS ADDR: the seed's web-demo pod (envName NAME)
 start_pod() {
-	in_ns "$2" python3 "$ROOT/demo/web-demo.py" "$1" "$3" 8080 >/dev/null 2>&1 &
+	# ip netns exec execs the command: $! is the pod's own PID.
+	ip netns exec "$P-$2" "$PYTHON" "$ROOT/demo/web-demo.py" "$1" "$3" 8080 >/dev/null 2>&1 &
 	remember $!
 	echo $! > "$STATE/pod-$2-$3"
+	wait_for "pod $1 at $3" in_ns "$2" curl -s -m 1 -o /dev/null "http://$3:8080/"
 }
 
 stop_pod() {
@@ -176,6 +181,7 @@ wait_for() {
 }
 
 gateway_listening() { ctl get mseingressconfig ackone-gateway | grep -q Listening; }
+all_backends_up() { ctl backends | grep -q " up " && ! ctl backends | grep -q " down "; }
 
 apply() {
 	local file=$1
@@ -228,6 +234,7 @@ main() {
 	apply "$STATE/mseingressconfig.yaml"
 
 	say "Starting fleetgate-agent"
+	# nsenter, not ip netns exec: the agent must see /sys/fs/bpf.
 	nsenter --net=/var/run/netns/$P-gw "$BUILD/fleetgate-agent" --config-dir "$CONFIG" \
 		--listen $GW:80 --iface fgdgc --iface fgdg1 --iface fgdg2 --pin-path "$PIN" \
 		2> "$STATE/agent.log" &
@@ -241,6 +248,7 @@ main() {
 
 	example 1 "traffic spread over both clusters by pod count"
 	apply "$ROOT/demo/manifests/ingress-demo.yaml"
+	wait_for "every pod to pass its health checks" all_backends_up
 	requests /svc1
 	show
 
@@ -270,12 +278,12 @@ main() {
 		elif [ "$i" = 19 ]; then
 			echo "       ..."
 		fi
-		[ -z "$from" ] && [ "$i" -gt 16 ] && echo "$out" | grep -q cluster1 && from=$i
+		[ -z "$from" ] && [ "$i" -ge 16 ] && echo "$out" | grep -q cluster1 && from=$i
 	done
 	echo "    failover: from request ${from:-?} on, cluster 1 answers the gray traffic"
 	ctl get routes | sed 's/^/    /'
 	start_pod cluster2 c2 10.222.2.11
-	wait_for "cluster 2 to recover" sh -c "'$BUILD/fleetgatectl' -p '$PIN' backends | grep 10.222.2.11 | grep -q up"
+	wait_for "cluster 2 to recover" all_backends_up
 	echo "    cluster 2's pod is back: gray traffic returns to it"
 
 	example 5 "canary by weight: 10% to cluster 2"
