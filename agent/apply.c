@@ -343,19 +343,27 @@ static void remove_stale_listeners(struct fg_applier *a, json_t *next)
 	}
 }
 
-static int rebuild_all(struct fg_applier *a, json_t *services)
+static int rebuild_all(struct fg_applier *a, json_t *services, json_t *next_backends)
 {
 	size_t n = 0, cap = json_object_size(services);
 	__u32 *ids = calloc(cap ? cap : 1, sizeof(*ids));
+	bool *leaving = calloc(FG_MAX_BACKENDS, sizeof(*leaving));
 	const char *key;
 	json_t *v;
 	int err;
 
-	if (!ids)
+	if (!ids || !leaving) {
+		free(ids);
+		free(leaving);
 		return -ENOMEM;
+	}
 	json_object_foreach(services, key, v)
 		ids[n++] = json_integer_value(v);
-	err = fg_dp_rebuild_services(a->dp, ids, n);
+	json_object_foreach(a->backend_ids, key, v)
+		if (!json_object_get(next_backends, key))
+			leaving[json_integer_value(v)] = true;
+	err = fg_dp_rebuild_services_without(a->dp, ids, n, leaving);
+	free(leaving);
 	if (err)
 		pr_warn("apply: cannot rebuild the rings: %s\n", strerror(-err));
 	free(ids);
@@ -399,15 +407,15 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	if (err)
 		goto out;
 
-	/* Endpoints that are gone leave before the rings are rebuilt, and
-	 * the rings come last, once every backend they reference is written. */
+	/* The rings come once every backend they reference is written, and
+	 * without the endpoints that are gone; those are removed after. */
+	err = rebuild_all(a, next_services, next_backends);
+	if (err)
+		goto out;
 	release_stale(a->backend_ids, next_backends, a->used_backends, release_backend, a);
 	json_decref(a->backend_ids);
 	a->backend_ids = next_backends;
 	next_backends = NULL;
-	err = rebuild_all(a, next_services);
-	if (err)
-		goto out;
 	if (a->opts.listen_family) {
 		for (i = 0; i < plan->n_l4 && !err; i++) {
 			int sid = fg_applier_service_id(a, plan->l4[i].target);

@@ -849,6 +849,12 @@ static int rebuild_one(struct fg_dataplane *dp, __u32 service_id, const struct f
 
 int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, size_t n)
 {
+	return fg_dp_rebuild_services_without(dp, service_ids, n, NULL);
+}
+
+int fg_dp_rebuild_services_without(struct fg_dataplane *dp, const __u32 *service_ids, size_t n,
+				   const bool *leaving)
+{
 	struct fg_maglev_entry *bents;
 	struct fg_backend *all;
 	char (*keys)[64];
@@ -863,6 +869,11 @@ int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, si
 		goto out;
 	}
 	err = read_backends(dp, all);
+	/* Backends about to be removed are left out of the new rings, so no
+	 * ring ever points at a removed backend. */
+	for (i = 0; leaving && !err && i < FG_MAX_BACKENDS; i++)
+		if (leaving[i])
+			all[i].flags &= ~FG_BACKEND_F_ACTIVE;
 	for (i = 0; i < n && !err; i++)
 		err = rebuild_one(dp, service_ids[i], all, bents, keys);
 out:

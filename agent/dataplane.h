@@ -110,6 +110,10 @@ int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
 int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id);
 /* The same for several services, reading the backends map once. */
 int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, size_t n);
+/* The same, treating the backends marked in leaving[FG_MAX_BACKENDS] as
+ * gone: rings are rebuilt without them before they are removed. */
+int fg_dp_rebuild_services_without(struct fg_dataplane *dp, const __u32 *service_ids, size_t n,
+				   const bool *leaving);
 int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx);
 /* Allowlist of a service: CIDRs; family FG_AF_INET/FG_AF_INET6. */
 int fg_dp_allow_add(struct fg_dataplane *dp, __u32 service_id, int family,

@@ -18,6 +18,10 @@
 struct fg_probe_state {
 	__u16 fails;
 	__u16 oks;
+	/* Whose counts these are: a backend id reused for another endpoint
+	 * starts from zero. */
+	struct fg_addr addr;
+	__be16 port;
 };
 
 struct probe;
@@ -217,6 +221,12 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 {
 	struct fg_probe_state *st = &h->state[p->id];
 	bool up = p->be.flags & FG_BACKEND_F_UP;
+
+	if (st->port != p->be.port || memcmp(&st->addr, &p->be.addr, sizeof(st->addr))) {
+		memset(st, 0, sizeof(*st));
+		st->addr = p->be.addr;
+		st->port = p->be.port;
+	}
 
 	if (p->ok) {
 		st->fails = 0;
