@@ -452,6 +452,23 @@ static int on_netlink(const struct fg_nl_event *ev, void *ctx)
 	return 0;
 }
 
+/* The admin socket: the HTTP proxy's state here, the rest from the
+ * control plane. */
+static json_t *admin_request(json_t *request, void *ctx)
+{
+	struct agent *a = ctx;
+	const char *get = json_string_value(json_object_get(request, "get"));
+
+	if (get && !strcmp(get, "proxy")) {
+		if (!a->proxy)
+			return json_pack("{s:b, s:s}", "ok", 0, "error",
+					 "no HTTP listener (the agent runs without --listen)");
+		return json_pack("{s:b, s:o}", "ok", 1, "items",
+				 json_pack("[o]", fg_proxy_stats(a->proxy)));
+	}
+	return fg_control_admin(request, a->control);
+}
+
 static int start_control(struct agent *a)
 {
 	struct fg_control_opts copts = {
@@ -477,7 +494,7 @@ static int start_control(struct agent *a)
 			return err;
 		a->admin_path = a->admin_buf;
 	}
-	err = fg_admin_open(&a->admin, a->admin_path, fg_control_admin, a->control);
+	err = fg_admin_open(&a->admin, a->admin_path, admin_request, a);
 	if (err)
 		pr_warn("cannot open the admin socket %s: %s\n", a->admin_path, strerror(-err));
 	return err;

@@ -1395,6 +1395,27 @@ static void render_routes(const json_t *items)
 	tbl_free(&t);
 }
 
+static void render_proxy(const json_t *items)
+{
+	const json_t *it = json_array_get(items, 0);
+	const json_t *r = json_object_get(it, "responses");
+
+	if (!it)
+		return;
+	printf("Mode:              %s\n", *js(it, "mode") ? js(it, "mode") : "copy");
+	printf("Connections:       %lld open, %lld accepted, %lld refused\n",
+	       ji(it, "connections"), ji(it, "accepted"), ji(it, "refused"));
+	printf("Requests:          %lld\n", ji(it, "requests"));
+	printf("Responses:         1xx %lld  2xx %lld  3xx %lld  4xx %lld  5xx %lld\n",
+	       ji(r, "1xx"), ji(r, "2xx"), ji(r, "3xx"), ji(r, "4xx"), ji(r, "5xx"));
+	printf("Upstreams:         %lld open, %lld idle in pools, %lld connects, %lld reuses\n",
+	       ji(it, "upstreams"), ji(it, "idleUpstreams"), ji(it, "upstreamConnects"),
+	       ji(it, "upstreamReuses"));
+	printf("Failures:          %lld connect failures, %lld retries, %lld timeouts, "
+	       "%lld endpoints marked down\n", ji(it, "connectFailures"), ji(it, "retries"),
+	       ji(it, "timeouts"), ji(it, "passiveDown"));
+}
+
 static const struct agent_kind agent_kinds[] = {
 	{ "mseingressconfig", { "mseingressconfigs", "mic", NULL },
 	  "gateways: NAME STATUS AGE (status.remoteClusters with -o json)", render_gateways },
@@ -1404,6 +1425,8 @@ static const struct agent_kind agent_kinds[] = {
 	  "attached clusters: state, services, ready and healthy endpoints", render_agent_clusters },
 	{ "routes", { "route", NULL, NULL },
 	  "routes: host, path, match, clusters with effective weights and why", render_routes },
+	{ "proxy", { "http", NULL, NULL },
+	  "the HTTP proxy: data path mode, connections, requests, upstreams", render_proxy },
 };
 
 #define N_AGENT_KINDS (sizeof(agent_kinds) / sizeof(agent_kinds[0]))
