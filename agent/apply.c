@@ -219,7 +219,7 @@ static int apply_clusters(struct fg_applier *a, const struct fg_plan *plan, json
 
 /* Writes one endpoint as a backend of service sid, keeping its health. */
 static int apply_endpoint(struct fg_applier *a, json_t *next, int sid, int cidx,
-			  const struct fg_endpoint *ep, __u8 proto)
+			  const struct fg_endpoint *ep, __u8 proto, bool http)
 {
 	const struct fg_maps *maps = fg_dp_maps(a->dp);
 	struct fg_backend be = {}, old;
@@ -242,6 +242,8 @@ static int apply_endpoint(struct fg_applier *a, json_t *next, int sid, int cidx,
 	be.flags = FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP;
 	if (proto == FG_PROTO_TCP)
 		be.flags |= FG_BACKEND_F_PROBE_TCP;
+	if (http)
+		be.flags |= FG_BACKEND_F_PROBE_HTTP;
 	/* A backend the health checker marked down stays down until it
 	 * passes its probes again. */
 	if (!bpf_map_lookup_elem(maps->backends, &bid, &old) && (old.flags & FG_BACKEND_F_ACTIVE) &&
@@ -251,7 +253,7 @@ static int apply_endpoint(struct fg_applier *a, json_t *next, int sid, int cidx,
 	return fg_dp_set_backend(a->dp, bid, &be);
 }
 
-static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 proto,
+static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 proto, bool http,
 			json_t *next_services, json_t *next_backends)
 {
 	__u32 weights[FG_MAX_CLUSTERS] = {};
@@ -287,7 +289,7 @@ static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 pr
 		weights[cidx] = tc->weight;
 		tiers[cidx] = tc->tier;
 		for (j = 0; j < tc->n_eps; j++) {
-			err = apply_endpoint(a, next_backends, sid, cidx, &tc->eps[j], proto);
+			err = apply_endpoint(a, next_backends, sid, cidx, &tc->eps[j], proto, http);
 			if (err)
 				return err;
 		}
@@ -396,13 +398,13 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	for (i = 0; i < plan->n_routes && !err; i++) {
 		const struct fg_route *r = &plan->routes[i];
 
-		err = apply_target(a, r->target, FG_PROTO_TCP, next_services, next_backends);
+		err = apply_target(a, r->target, FG_PROTO_TCP, true, next_services, next_backends);
 		for (j = 0; j < r->n_canaries && !err; j++)
-			err = apply_target(a, r->canaries[j].target, FG_PROTO_TCP, next_services,
-					   next_backends);
+			err = apply_target(a, r->canaries[j].target, FG_PROTO_TCP, true,
+					   next_services, next_backends);
 	}
 	for (i = 0; i < plan->n_l4 && !err; i++)
-		err = apply_target(a, plan->l4[i].target, plan->l4[i].proto, next_services,
+		err = apply_target(a, plan->l4[i].target, plan->l4[i].proto, false, next_services,
 				   next_backends);
 	if (err)
 		goto out;

@@ -103,6 +103,9 @@ static void usage(FILE *out)
 "      --health-timeout MS    a probe's deadline (default 200)\n"
 "      --health-fall N        failed probes in a row to mark down (default 2)\n"
 "      --health-rise N        passed probes in a row to mark up (default 2)\n"
+"      --health-http-path PATH\n"
+"                             probe the endpoints of HTTP routes with GET PATH\n"
+"                             (2xx/3xx is healthy) instead of a TCP connect\n"
 "      --keep-pins            leave the pinned maps (and so the conntrack\n"
 "                             table) in place at exit, for a restart\n"
 "  -v, --verbose              debug messages, including libbpf's\n"
@@ -154,6 +157,7 @@ enum {
 	OPT_KUBE_CONTEXT,
 	OPT_CLUSTER_KUBECONFIG,
 	OPT_CLUSTER_SECRETS,
+	OPT_H_HTTP_PATH,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -168,6 +172,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "health-timeout", required_argument, NULL, OPT_H_TIMEOUT },
 		{ "health-fall", required_argument, NULL, OPT_H_FALL },
 		{ "health-rise", required_argument, NULL, OPT_H_RISE },
+		{ "health-http-path", required_argument, NULL, OPT_H_HTTP_PATH },
 		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -229,6 +234,14 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 1000, &v) || !v)
 				goto bad;
 			a->health_opts.fall = v;
+			break;
+		case OPT_H_HTTP_PATH:
+			if (optarg[0] != '/' || strpbrk(optarg, " \r\n")) {
+				pr_warn("invalid value '%s' for --health-http-path: a path starting with '/'\n",
+					optarg);
+				return -EINVAL;
+			}
+			a->health_opts.http_path = optarg;
 			break;
 		case OPT_H_RISE:
 			if (parse_uint(optarg, 1000, &v) || !v)
@@ -564,6 +577,9 @@ static int setup_loop(struct agent *a)
 	ev.data.fd = fg_admin_fd(a->admin);
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 		return -errno;
+	ev.data.fd = fg_health_fd(a->health);
+	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+		return -errno;
 	if (a->proxy) {
 		ev.data.fd = fg_proxy_fd(a->proxy);
 		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
@@ -599,7 +615,7 @@ static int run_loop(struct agent *a)
 
 				if (read(fd, &ticks, sizeof(ticks)) < 0)
 					continue;
-				fg_health_run_once(a->health);
+				fg_health_tick(a->health);
 				if (a->proxy)
 					fg_proxy_tick(a->proxy);
 			} else if (a->proxy && fd == fg_proxy_fd(a->proxy)) {
@@ -608,6 +624,8 @@ static int run_loop(struct agent *a)
 				fg_control_process(a->control);
 			} else if (fd == fg_admin_fd(a->admin)) {
 				fg_admin_process(a->admin);
+			} else if (fd == fg_health_fd(a->health)) {
+				fg_health_process(a->health);
 			} else {
 				fg_nl_monitor_process(a->mon, on_netlink, a);
 			}

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <bpf/bpf.h>
 #include <jansson.h>
@@ -24,18 +24,46 @@ struct fg_probe_state {
 	__be16 port;
 };
 
-struct probe;
+enum probe_phase {
+	PROBE_CONNECTING,
+	PROBE_SENDING, /* HTTP: the request is being written */
+	PROBE_READING, /* HTTP: waiting for the status line */
+	PROBE_DONE,
+};
+
+struct probe {
+	__u32 id;
+	int fd;
+	bool ok;
+	bool http;
+	enum probe_phase phase;
+	int same_as; /* index of the probe of the same endpoint, or -1 */
+	size_t sent;
+	size_t got;
+	char buf[64]; /* the start of the response: enough for the status */
+	struct fg_backend be;
+};
 
 struct fg_health {
 	struct fg_dataplane *dp;
 	struct fg_health_opts opts;
+	int epfd;
 	struct fg_probe_state state[FG_MAX_BACKENDS];
-	/* The round in flight: probes started on one tick are collected on a
-	 * later one, so the agent's loop never waits for a probe. */
-	struct probe *inflight;
-	size_t n_inflight;
+	struct probe *round;
+	size_t n_round;
+	size_t pending; /* probes of the round not done yet */
 	__u64 started_ms;
+	char request[512];
+	size_t request_len;
 };
+
+static __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		  const struct fg_health_opts *opts)
@@ -52,168 +80,166 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		h->opts.fall = 2;
 	if (!h->opts.rise)
 		h->opts.rise = 2;
+	if (h->opts.http_path) {
+		int n = snprintf(h->request, sizeof(h->request),
+				 "GET %s HTTP/1.1\r\nHost: fleetgate-health\r\n"
+				 "User-Agent: fleetgate-health\r\nConnection: close\r\n\r\n",
+				 h->opts.http_path);
+
+		if (n < 0 || (size_t)n >= sizeof(h->request) || h->opts.http_path[0] != '/') {
+			pr_warn("health: invalid HTTP probe path '%s'\n", h->opts.http_path);
+			free(h);
+			return -EINVAL;
+		}
+		h->request_len = n;
+	}
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (h->epfd < 0) {
+		int err = -errno;
+
+		free(h);
+		return err;
+	}
 	*out = h;
 	return 0;
 }
 
-static void close_probes(struct probe *probes, size_t n);
+int fg_health_fd(const struct fg_health *h)
+{
+	return h->epfd;
+}
+
+static void probe_finish(struct fg_health *h, struct probe *p, bool ok)
+{
+	if (p->phase == PROBE_DONE)
+		return;
+	p->ok = ok;
+	p->phase = PROBE_DONE;
+	if (p->fd >= 0) {
+		epoll_ctl(h->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+		close(p->fd);
+		p->fd = -1;
+	}
+	h->pending--;
+}
+
+static void free_round(struct fg_health *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n_round; i++)
+		if (h->round[i].phase != PROBE_DONE)
+			probe_finish(h, &h->round[i], false);
+	free(h->round);
+	h->round = NULL;
+	h->n_round = 0;
+	h->pending = 0;
+}
 
 void fg_health_free(struct fg_health *h)
 {
 	if (!h)
 		return;
-	close_probes(h->inflight, h->n_inflight);
-	free(h->inflight);
+	free_round(h);
+	close(h->epfd);
 	free(h);
 }
 
-/* Starts a non-blocking connect; returns the socket or -errno (an
- * immediate refusal counts as a failed probe). */
-static int probe_start(const struct fg_backend *be)
+/* Starts a non-blocking connect. Returns 0, or -errno when it failed at
+ * once (the probe then failed). */
+static int probe_start(struct fg_health *h, struct probe *p, size_t idx)
 {
+	struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = idx };
 	struct sockaddr_storage ss = {};
 	socklen_t len;
-	int fd;
 
-	if (be->family == FG_AF_INET) {
+	if (p->be.family == FG_AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
 		sin->sin_family = AF_INET;
-		sin->sin_port = be->port;
-		sin->sin_addr.s_addr = be->addr.v4;
+		sin->sin_port = p->be.port;
+		sin->sin_addr.s_addr = p->be.addr.v4;
 		len = sizeof(*sin);
 	} else {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = be->port;
-		memcpy(&sin6->sin6_addr, be->addr.bytes, 16);
+		sin6->sin6_port = p->be.port;
+		memcpy(&sin6->sin6_addr, p->be.addr.bytes, 16);
 		len = sizeof(*sin6);
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-static bool probe_ok(int fd)
-{
-	int soerr = 0;
-	socklen_t len = sizeof(soerr);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
-		return false;
-	return soerr == 0;
-}
-
-struct probe {
-	__u32 id;
-	int fd;
-	bool ok;
-	int same_as; /* index of the probe of the same address:port, or -1 */
-	struct fg_backend be;
-};
-
-static int collect(struct fg_health *h, struct probe **out, size_t *n_out)
-{
-	const struct fg_maps *maps = fg_dp_maps(h->dp);
-	struct probe *probes = NULL;
-	json_t *seen = json_object();
-	size_t n = 0, cap = 0;
-	struct fg_backend be;
-	__u32 id;
-
-	if (!seen)
-		return -ENOMEM;
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
-		char key[80], abuf[64];
-		json_t *first;
-
-		if (bpf_map_lookup_elem(maps->backends, &id, &be))
-			continue;
-		if (!(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_PROBE_TCP))
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			struct probe *p = realloc(probes, ncap * sizeof(*p));
-
-			if (!p) {
-				free(probes);
-				json_decref(seen);
-				return -ENOMEM;
-			}
-			probes = p;
-			cap = ncap;
-		}
-		probes[n].id = id;
-		probes[n].be = be;
-		probes[n].ok = false;
-		/* An endpoint serving several routes is probed once. */
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
-		snprintf(key, sizeof(key), "%s|%u", abuf, ntohs(be.port));
-		first = json_object_get(seen, key);
-		if (first) {
-			probes[n].same_as = (int)json_integer_value(first);
-			probes[n].fd = -1;
-		} else {
-			probes[n].same_as = -1;
-			probes[n].fd = probe_start(&be);
-			json_object_set_new(seen, key, json_integer(n));
-		}
-		n++;
-	}
-	json_decref(seen);
-	*out = probes;
-	*n_out = n;
+	if (connect(p->fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS)
+		return -errno;
+	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, p->fd, &ev))
+		return -errno;
 	return 0;
 }
 
-static __u64 now_ms(void)
+static bool status_ok(const struct probe *p)
 {
-	struct timespec ts;
+	int status;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* "HTTP/1.x NNN" */
+	if (p->got < 12 || strncmp(p->buf, "HTTP/1.", 7) || p->buf[8] != ' ')
+		return false;
+	if (sscanf(p->buf + 9, "%3d", &status) != 1)
+		return false;
+	return status >= 200 && status < 400;
 }
 
-/* Collects what the round's probes found, without waiting: a connect that
- * has not completed by now (the deadline passed) failed. */
-static void finish_probes(struct probe *probes, size_t n)
+static void probe_advance(struct fg_health *h, struct probe *p, __u32 events)
 {
-	struct pollfd *pfds = calloc(n ? n : 1, sizeof(*pfds));
-	size_t i;
+	struct epoll_event ev = { .data.u64 = p - h->round };
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	ssize_t n;
 
-	if (!pfds)
-		return;
-	for (i = 0; i < n; i++) {
-		pfds[i].fd = probes[i].fd; /* negative fds are ignored */
-		pfds[i].events = POLLOUT;
-	}
-	if (poll(pfds, n, 0) > 0) {
-		for (i = 0; i < n; i++)
-			if (probes[i].fd >= 0 && pfds[i].revents)
-				probes[i].ok = probe_ok(probes[i].fd);
-	}
-	free(pfds);
-	close_probes(probes, n);
-}
-
-static void close_probes(struct probe *probes, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (probes[i].fd >= 0) {
-			close(probes[i].fd);
-			probes[i].fd = -1;
+	switch (p->phase) {
+	case PROBE_CONNECTING:
+		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || soerr) {
+			probe_finish(h, p, false);
+			return;
 		}
+		if (!p->http) {
+			probe_finish(h, p, true);
+			return;
+		}
+		p->phase = PROBE_SENDING;
+		/* fall through */
+	case PROBE_SENDING:
+		n = send(p->fd, h->request + p->sent, h->request_len - p->sent,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno != EAGAIN)
+				probe_finish(h, p, false);
+			return;
+		}
+		p->sent += n;
+		if (p->sent < h->request_len)
+			return;
+		p->phase = PROBE_READING;
+		ev.events = EPOLLIN;
+		if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, p->fd, &ev))
+			probe_finish(h, p, false);
+		return;
+	case PROBE_READING:
+		n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - 1 - p->got, MSG_DONTWAIT);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n > 0)
+			p->got += n;
+		/* The status line is all we need: decide on 12 bytes, on EOF or
+		 * on an error. */
+		if (n <= 0 || p->got >= 12)
+			probe_finish(h, p, status_ok(p));
+		return;
+	case PROBE_DONE:
+		return;
 	}
+	(void)events;
 }
 
 /* Returns true when the backend's state flipped. */
@@ -227,7 +253,6 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 		st->addr = p->be.addr;
 		st->port = p->be.port;
 	}
-
 	if (p->ok) {
 		st->fails = 0;
 		if (st->oks < 0xffff)
@@ -248,32 +273,37 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 	return false;
 }
 
-static int apply_round(struct fg_health *h, struct probe *probes, size_t n)
+/* Applies the finished round: state changes, then one ring rebuild. */
+static int apply_round(struct fg_health *h)
 {
 	bool dirty[FG_MAX_SERVICES] = {};
+	struct fg_backend cur;
 	int changes = 0, err;
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (probes[i].same_as >= 0)
-			probes[i].ok = probes[probes[i].same_as].ok;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < h->n_round; i++) {
+		struct probe *p = &h->round[i];
 		char abuf[64];
 		bool up;
 
-		if (!account(h, &probes[i], &up))
+		if (p->same_as >= 0)
+			p->ok = h->round[p->same_as].ok;
+		/* The proxy may have marked it down since the round began. */
+		if (!bpf_map_lookup_elem(fg_dp_maps(h->dp)->backends, &p->id, &cur))
+			p->be.flags = cur.flags;
+		if (!account(h, p, &up))
 			continue;
-		fg_addr_str(&probes[i].be.addr, probes[i].be.family, abuf, sizeof(abuf));
-		err = fg_dp_set_backend_up(h->dp, probes[i].id, up);
+		fg_addr_str(&p->be.addr, p->be.family, abuf, sizeof(abuf));
+		err = fg_dp_set_backend_up(h->dp, p->id, up);
 		if (err) {
-			pr_warn("health: cannot mark backend %u (%s) %s: %s\n", probes[i].id,
-				abuf, up ? "up" : "down", strerror(-err));
+			pr_warn("health: cannot mark backend %u (%s) %s: %s\n", p->id, abuf,
+				up ? "up" : "down", strerror(-err));
 			continue;
 		}
-		pr_info("health: backend %u %s:%u of service %u is %s\n", probes[i].id, abuf,
-			ntohs(probes[i].be.port), probes[i].be.service_id, up ? "UP" : "DOWN");
-		if (probes[i].be.service_id < FG_MAX_SERVICES)
-			dirty[probes[i].be.service_id] = true;
+		pr_info("health: backend %u %s:%u of service %u is %s\n", p->id, abuf,
+			ntohs(p->be.port), p->be.service_id, up ? "UP" : "DOWN");
+		if (p->be.service_id < FG_MAX_SERVICES)
+			dirty[p->be.service_id] = true;
 		changes++;
 	}
 	if (changes) {
@@ -291,23 +321,92 @@ static int apply_round(struct fg_health *h, struct probe *probes, size_t n)
 	return changes;
 }
 
-int fg_health_run_once(struct fg_health *h)
+static int start_round(struct fg_health *h)
+{
+	const struct fg_maps *maps = fg_dp_maps(h->dp);
+	json_t *seen = json_object();
+	size_t n = 0, cap = 0;
+	struct fg_backend be;
+	__u32 id;
+
+	if (!seen)
+		return -ENOMEM;
+	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+		char key[96], abuf[64];
+		struct probe *p;
+		json_t *first;
+		bool http;
+
+		if (bpf_map_lookup_elem(maps->backends, &id, &be))
+			continue;
+		if (!(be.flags & FG_BACKEND_F_ACTIVE) ||
+		    !(be.flags & (FG_BACKEND_F_PROBE_TCP | FG_BACKEND_F_PROBE_HTTP)))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct probe *np = realloc(h->round, ncap * sizeof(*np));
+
+			if (!np) {
+				json_decref(seen);
+				return -ENOMEM;
+			}
+			h->round = np;
+			cap = ncap;
+		}
+		p = &h->round[n];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+		p->be = be;
+		p->fd = -1;
+		http = h->request_len && (be.flags & FG_BACKEND_F_PROBE_HTTP);
+		p->http = http;
+		/* An endpoint serving several routes is probed once per kind. */
+		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
+		snprintf(key, sizeof(key), "%s|%u|%d", abuf, ntohs(be.port), http);
+		first = json_object_get(seen, key);
+		h->n_round = ++n;
+		if (first) {
+			p->same_as = (int)json_integer_value(first);
+			p->phase = PROBE_DONE;
+			continue;
+		}
+		p->same_as = -1;
+		json_object_set_new(seen, key, json_integer(n - 1));
+		h->pending++;
+		if (probe_start(h, p, n - 1))
+			probe_finish(h, p, false);
+	}
+	json_decref(seen);
+	h->started_ms = now_ms();
+	return 0;
+}
+
+void fg_health_process(struct fg_health *h)
+{
+	struct epoll_event evs[64];
+	int n, i;
+
+	n = epoll_wait(h->epfd, evs, 64, 0);
+	for (i = 0; i < n; i++) {
+		size_t idx = evs[i].data.u64;
+
+		if (idx < h->n_round)
+			probe_advance(h, &h->round[idx], evs[i].events);
+	}
+}
+
+int fg_health_tick(struct fg_health *h)
 {
 	int changes = 0, err;
 
-	if (h->inflight) {
-		/* A round shorter than the probe deadline goes on. */
-		if (now_ms() - h->started_ms < h->opts.timeout_ms)
+	if (h->round) {
+		/* A round still going before its deadline goes on. */
+		if (h->pending && now_ms() - h->started_ms < h->opts.timeout_ms)
 			return 0;
-		finish_probes(h->inflight, h->n_inflight);
-		changes = apply_round(h, h->inflight, h->n_inflight);
-		free(h->inflight);
-		h->inflight = NULL;
-		h->n_inflight = 0;
+		fg_health_process(h);
+		changes = apply_round(h);
+		free_round(h);
 	}
-	err = collect(h, &h->inflight, &h->n_inflight);
-	if (err)
-		return err;
-	h->started_ms = now_ms();
-	return changes;
+	err = start_round(h);
+	return err ? err : changes;
 }

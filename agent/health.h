@@ -2,9 +2,16 @@
 /*
  * Active health checks of the backends in the backends map, and failover:
  * a backend that fails `fall` probes in a row is marked down and its
- * service's rings are rebuilt without it (fg_dp_rebuild_service); one that
+ * service's rings are rebuilt without it (fg_dp_rebuild_services); one that
  * passes `rise` probes in a row comes back. Flows pinned to a backend that
  * went down are re-selected by the XDP program on their next packet.
+ *
+ * A probe is a TCP connect, or, for the backends of HTTP routes when
+ * http_path is set, a GET of that path answered with a 2xx or 3xx status.
+ * Probes are event driven: the agent polls fg_health_fd() and calls
+ * fg_health_process(); fg_health_tick() on every interval closes the
+ * round (a probe not done by timeout_ms failed) and starts the next one.
+ * Nothing here ever waits.
  */
 #ifndef FG_HEALTH_H
 #define FG_HEALTH_H
@@ -15,18 +22,22 @@ struct fg_health_opts {
 	unsigned int timeout_ms; /* a probe's deadline (default 200) */
 	unsigned int fall;       /* failures in a row to go down (default 2) */
 	unsigned int rise;       /* successes in a row to come up (default 2) */
+	const char *http_path;   /* GET this path on HTTP backends; NULL: TCP only */
 };
 
 struct fg_health;
 
 int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		  const struct fg_health_opts *opts);
-/* Called on every tick: collects the previous round of probes (once
- * timeout_ms has passed since it started; a connect not done by then
- * failed), applies the state changes, and starts the next round of
- * non-blocking connects. Never waits. Returns the number of changes or
- * -errno. */
-int fg_health_run_once(struct fg_health *h);
+/* An epoll fd to poll for the probes' progress. */
+int fg_health_fd(const struct fg_health *h);
+/* Advances the probes that have events; finishes the round when all are
+ * done. */
+void fg_health_process(struct fg_health *h);
+/* On every interval: closes the round in flight once its deadline passed
+ * (applying the state changes) and starts the next. Returns the number of
+ * state changes applied, or -errno. */
+int fg_health_tick(struct fg_health *h);
 void fg_health_free(struct fg_health *h);
 
 #endif

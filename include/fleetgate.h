@@ -120,6 +120,7 @@ enum fg_backend_flags {
 	FG_BACKEND_F_ACTIVE = 1 << 0,
 	FG_BACKEND_F_UP = 1 << 1,
 	FG_BACKEND_F_PROBE_TCP = 1 << 2, /* the agent probes it with TCP connects */
+	FG_BACKEND_F_PROBE_HTTP = 1 << 3, /* an HTTP route's: GET probes when enabled */
 };
 
 /* backends: backend_id -> backend (array). */
