@@ -575,6 +575,32 @@ static void count_backends(struct fg_control *c, int cidx, int *active, int *up)
 	json_decref(seen);
 }
 
+/* Keeps the items whose `key` equals name; an error when none does. */
+static json_t *filter_named(json_t *answer, const char *key, const char *name, const char *kind)
+{
+	json_t *items = json_object_get(answer, "items"), *kept, *it;
+	size_t i;
+
+	if (!name || !items)
+		return answer;
+	kept = json_array();
+	json_array_foreach(items, i, it) {
+		const char *v = json_string_value(json_object_get(it, key));
+
+		if (v && !strcmp(v, name))
+			json_array_append(kept, it);
+	}
+	json_decref(answer);
+	if (!json_array_size(kept)) {
+		char msg[160];
+
+		json_decref(kept);
+		snprintf(msg, sizeof(msg), "%s %s not found", kind, name);
+		return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	}
+	return json_pack("{s:b, s:o}", "ok", 1, "items", kept);
+}
+
 static json_t *answer_clusters(struct fg_control *c)
 {
 	json_t *items = json_array(), *listed = json_object();
@@ -682,11 +708,11 @@ json_t *fg_control_admin(json_t *request, void *ctx)
 	if (!strcmp(get, "mseingressconfig"))
 		return answer_gateways(c, name);
 	if (!strcmp(get, "ingress"))
-		return answer_ingresses(c);
+		return filter_named(answer_ingresses(c), "name", name, "ingress");
 	if (!strcmp(get, "clusters"))
-		return answer_clusters(c);
+		return filter_named(answer_clusters(c), "id", name, "cluster");
 	if (!strcmp(get, "routes"))
-		return answer_routes(c);
+		return filter_named(answer_routes(c), "host", name, "routes for host");
 	if (!strcmp(get, "status"))
 		return answer_status(c);
 	return json_pack("{s:b, s:s}", "ok", 0, "error", "unknown kind");

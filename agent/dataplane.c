@@ -16,6 +16,7 @@
 #include <bpf/libbpf.h>
 
 #include "dataplane.h"
+#include "fleetgate_hash.h"
 #include "log.h"
 #include "xdp_gateway.skel.h"
 
@@ -40,6 +41,10 @@ struct fg_dataplane {
 	struct fg_link links[FG_MAX_IFACES];
 	int n_links;
 	__u32 *ring_keys; /* 0..max(maglev_size, cluster ring)-1, for batches */
+	/* What each backend ring this process wrote was built from (a hash
+	 * of its entries), so a rebuild skips the rings that would not
+	 * change: a health change touches one cluster's ring, not all. */
+	__u64 (*ring_sig)[FG_MAX_CLUSTERS];
 };
 
 static const struct {
@@ -190,6 +195,9 @@ static struct fg_dataplane *dp_alloc(void)
 
 static int alloc_ring_keys(struct fg_dataplane *dp)
 {
+	dp->ring_sig = calloc(FG_MAX_SERVICES, sizeof(*dp->ring_sig));
+	if (!dp->ring_sig)
+		return -ENOMEM;
 	__u32 n = dp->maglev_size > FG_CLUSTER_RING_SIZE ? dp->maglev_size
 							  : FG_CLUSTER_RING_SIZE;
 	__u32 i;
@@ -394,6 +402,7 @@ void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
 				close(*map_fd_slot(&dp->maps, i));
 	}
 	free(dp->ring_keys);
+	free(dp->ring_sig);
 	free(dp);
 }
 
@@ -800,9 +809,34 @@ static size_t collect_backends(const struct fg_backend *all, __u32 service_id, _
 	return n;
 }
 
+/* A hash of a ring's entries (ids, weights and keys, in order: the same
+ * backends in the same order give the same table). Never 0, which marks
+ * "no ring written". */
+static __u64 ring_signature(const struct fg_maglev_entry *ents, size_t n)
+{
+	__u64 h = 1469598103934665603ULL;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h = (h ^ ents[i].id) * 1099511628211ULL;
+		h = (h ^ ents[i].weight) * 1099511628211ULL;
+		h = (h ^ fg_bytes_hash(ents[i].key, ents[i].key_len, 0)) * 1099511628211ULL;
+	}
+	return h ? h : 1;
+}
+
+static bool backend_ring_exists(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx)
+{
+	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
+	__u32 id;
+
+	return !bpf_map_lookup_elem(dp->maps.backend_rings, &key, &id);
+}
+
 static int rebuild_one(struct fg_dataplane *dp, __u32 service_id, const struct fg_backend *all,
 		       struct fg_maglev_entry *bents, char (*keys)[64])
 {
+	__u64 sig;
 	struct fg_maglev_entry cents[FG_MAX_CLUSTERS];
 	struct fg_cluster clusters[FG_MAX_CLUSTERS];
 	bool usable[FG_MAX_CLUSTERS] = {};
@@ -824,9 +858,15 @@ static int rebuild_one(struct fg_dataplane *dp, __u32 service_id, const struct f
 		if (bpf_map_lookup_elem(dp->maps.clusters, &c, &clusters[c]))
 			return -errno;
 		n = collect_backends(all, service_id, c, bents, keys);
-		err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
-		if (err)
-			return err;
+		sig = ring_signature(bents, n);
+		if (!dp->ring_sig || dp->ring_sig[service_id][c] != sig ||
+		    !backend_ring_exists(dp, service_id, c)) {
+			err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
+			if (err)
+				return err;
+			if (dp->ring_sig)
+				dp->ring_sig[service_id][c] = sig;
+		}
 		/* A cluster without a healthy backend gets no share: its
 		 * traffic fails over to the others. */
 		usable[c] = n && (clusters[c].flags & FG_CLUSTER_F_UP);
@@ -905,6 +945,8 @@ int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 clus
 
 int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx)
 {
+	if (dp->ring_sig && service_id < FG_MAX_SERVICES && cluster_idx < FG_MAX_CLUSTERS)
+		dp->ring_sig[service_id][cluster_idx] = 0;
 	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
 
 	return delete(dp->maps.backend_rings, &key);

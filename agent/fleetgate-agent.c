@@ -24,6 +24,7 @@
 #include "log.h"
 #include "netlink.h"
 #include "proxy.h"
+#include "splice.h"
 
 #define MAX_IFACES 16
 #define RESERVED_PORTS "/proc/sys/net/ipv4/ip_local_reserved_ports"
@@ -45,6 +46,8 @@ struct agent {
 	int n_cluster_kubeconfigs;
 	bool cluster_secrets;
 	const char *listen;
+	enum fg_l7_mode l7_mode;
+	bool l7_mode_set;
 	const char *admin_path;
 	char admin_buf[108];
 	char saved_reserved[4096];
@@ -90,6 +93,10 @@ static void usage(FILE *out)
 "  -i, --iface IFNAME         attach to this interface (repeatable, required);\n"
 "                             both client-facing and cluster-facing ones\n"
 "  -p, --pin-path PATH        where maps are pinned (default %s)\n"
+"      --l7-mode MODE         how the HTTP proxy moves bodies: auto (default;\n"
+"                             splice if its start-up probe passes, else copy),\n"
+"                             splice, copy, or sockmap (probed and reported;\n"
+"                             bodies are still moved with splice for now)\n"
 "      --admin-socket PATH    fleetgatectl's socket (default\n"
 "                             /run/fleetgate/<last part of the pin path>.sock)\n"
 "  -m, --xdp-mode MODE        auto (native where the driver has it), native\n"
@@ -158,6 +165,7 @@ enum {
 	OPT_CLUSTER_KUBECONFIG,
 	OPT_CLUSTER_SECRETS,
 	OPT_H_HTTP_PATH,
+	OPT_L7_MODE,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -173,6 +181,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "health-fall", required_argument, NULL, OPT_H_FALL },
 		{ "health-rise", required_argument, NULL, OPT_H_RISE },
 		{ "health-http-path", required_argument, NULL, OPT_H_HTTP_PATH },
+		{ "l7-mode", required_argument, NULL, OPT_L7_MODE },
 		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -234,6 +243,13 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 1000, &v) || !v)
 				goto bad;
 			a->health_opts.fall = v;
+			break;
+		case OPT_L7_MODE:
+			if (fg_l7_mode_parse(optarg, &a->l7_mode)) {
+				pr_warn("invalid --l7-mode '%s' (auto, splice, copy, sockmap)\n", optarg);
+				return -EINVAL;
+			}
+			a->l7_mode_set = true;
 			break;
 		case OPT_H_HTTP_PATH:
 			if (optarg[0] != '/' || strpbrk(optarg, " \r\n")) {
@@ -523,6 +539,9 @@ static int start_proxy(struct agent *a)
 	if (!a->listen)
 		return 0;
 	fg_proxy_opts_init(&popts);
+	if (a->l7_mode_set)
+		popts.l7_mode = a->l7_mode;
+	popts.pin_path = a->pin_path;
 	err = fg_parse_listen(a->listen, &popts.addr, &popts.family, &popts.port);
 	if (err) {
 		pr_warn("invalid --listen '%s'\n", a->listen);

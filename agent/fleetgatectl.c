@@ -1482,8 +1482,22 @@ static int run_agent_get(struct ctl *ctl, const struct agent_kind *kind, int arg
 	if (ctl->json) {
 		json_t *doc;
 
-		if (!strcmp(kind->name, "mseingressconfig") && argc == 1)
+		if (!strcmp(kind->name, "mseingressconfig") && argc == 1) {
 			doc = json_incref(json_object_get(json_array_get(items, 0), "object"));
+		} else if (!strcmp(kind->name, "ingress") && argc == 1) {
+			/* The object's shape, so .status.loadBalancer reads as
+			 * with kubectl. */
+			json_t *it = json_array_get(items, 0);
+			json_t *lb = json_object_get(it, "loadBalancer");
+
+			doc = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:o}}", "apiVersion",
+					"networking.k8s.io/v1", "kind", "Ingress", "metadata", "name",
+					js(it, "name"), "namespace", js(it, "namespace"), "status",
+					"loadBalancer", lb ? json_incref(lb) : json_object());
+			if (!jb(it, "accepted"))
+				json_object_set_new(json_object_get(doc, "status"), "reason",
+						    json_string(js(it, "reason")));
+		}
 		else if (!strcmp(kind->name, "mseingressconfig")) {
 			const json_t *it;
 			size_t i;

@@ -288,9 +288,13 @@ static int apply_round(struct fg_health *h)
 
 		if (p->same_as >= 0)
 			p->ok = h->round[p->same_as].ok;
-		/* The proxy may have marked it down since the round began. */
-		if (!bpf_map_lookup_elem(fg_dp_maps(h->dp)->backends, &p->id, &cur))
-			p->be.flags = cur.flags;
+		/* The proxy may have marked it down since the round began, and
+		 * a new plan may have removed or reused the id. */
+		if (bpf_map_lookup_elem(fg_dp_maps(h->dp)->backends, &p->id, &cur) ||
+		    !(cur.flags & FG_BACKEND_F_ACTIVE) || cur.port != p->be.port ||
+		    memcmp(&cur.addr, &p->be.addr, sizeof(cur.addr)))
+			continue;
+		p->be.flags = cur.flags;
 		if (!account(h, p, &up))
 			continue;
 		fg_addr_str(&p->be.addr, p->be.family, abuf, sizeof(abuf));

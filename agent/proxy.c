@@ -39,6 +39,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "routes.h"
+#include "splice.h"
 
 #define BODY_WINDOW (32 * 1024)   /* body bytes staged per buffer */
 #define REPLAY_MAX (64 * 1024)    /* request body kept for a retry */
@@ -49,6 +50,7 @@
 #define POOL_BUCKETS 1024
 #define MAX_ATTEMPTS 2            /* the first try and one retry */
 #define ACCEPT_BATCH 64
+#define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
 
 enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM };
 
@@ -135,6 +137,12 @@ struct conn {
 	bool resp_ka;
 	enum rstate rs;
 	struct fg_http_framer rsf;
+
+	/* splice mode: upstream -> client (response), client -> upstream
+	 * (request); opened on first use. What a pipe holds was taken from
+	 * the source before anything now in out / upo past upo_sent. */
+	struct fg_pipe rp, qp;
+	bool no_splice;          /* a pipe could not be opened */
 };
 
 struct cache {
@@ -174,6 +182,11 @@ struct fg_proxy {
 	__u64 rng;
 	__u64 next_check;
 	struct fg_proxy_counters st;
+	enum fg_l7_mode mode;
+	char mode_why[512];
+	struct fg_sockmap *sm;
+	__u64 spliced_bytes;      /* splice + sockmap */
+	__u64 kernel_bytes;       /* sockmap */
 };
 
 static void conn_progress(struct conn *c);
@@ -310,6 +323,34 @@ static void count_status(struct fg_proxy *p, int status)
 
 	if (cls >= 1 && cls <= 5)
 		p->st.responses[cls]++;
+}
+
+/* Bytes the client has yet to get from us: out, and what the response
+ * pipe holds (sent before out, which was empty when it was filled). */
+static size_t out_pending(const struct conn *c)
+{
+	return buf_used(&c->out) + c->rp.len;
+}
+
+static bool splicing(const struct conn *c)
+{
+	return c->p->mode != FG_L7_COPY && !c->no_splice;
+}
+
+/* The response body's next bytes can skip the buffers. */
+static bool resp_spliceable(const struct conn *c)
+{
+	return splicing(c) && c->rs == R_BODY && !buf_used(&c->rin) &&
+	       fg_http_framer_opaque(&c->rsf) >= SPLICE_MIN;
+}
+
+/* The request body's next bytes can skip the buffers: it is no longer
+ * kept for a retry, and everything before them went. */
+static bool req_spliceable(const struct conn *c)
+{
+	return splicing(c) && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
+	       !c->replayable && !buf_used(&c->in) && c->upo_sent == c->upo.len && c->up &&
+	       c->up->fd >= 0 && !c->up->connecting && fg_http_framer_opaque(&c->rqf) >= SPLICE_MIN;
 }
 
 /* ---------- data plane caches ---------- */
@@ -736,6 +777,8 @@ static void conn_free(struct conn *c)
 	buf_free(&c->out);
 	buf_free(&c->upo);
 	buf_free(&c->rin);
+	fg_pipe_close(&c->rp);
+	fg_pipe_close(&c->qp);
 	free(c);
 }
 
@@ -1123,6 +1166,8 @@ static void dispatch(struct conn *c, __u32 bid, bool use_pool)
 
 static int client_read(struct conn *c)
 {
+	if (req_spliceable(c))
+		return 0; /* splice_request takes them */
 	for (;;) {
 		size_t room = buf_room(&c->in, c->in.max);
 		ssize_t n;
@@ -1151,6 +1196,16 @@ static int client_read(struct conn *c)
 
 static int client_flush(struct conn *c)
 {
+	if (c->rp.len) {
+		ssize_t n = fg_pipe_drain(&c->rp, c->fd);
+
+		if (n < 0)
+			return (int)n;
+		if (n > 0)
+			c->activity = now_ms();
+		if (c->rp.len)
+			return 0;
+	}
 	while (buf_used(&c->out)) {
 		ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out),
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1178,6 +1233,18 @@ static int up_flush(struct conn *c)
 	struct upstream *u = c->up;
 	int moved = 0;
 
+	if (u && u->fd >= 0 && !u->connecting && c->qp.len) {
+		ssize_t n = fg_pipe_drain(&c->qp, u->fd);
+
+		if (n < 0)
+			return (int)n;
+		if (n > 0) {
+			c->up_activity = now_ms();
+			moved = 1;
+		}
+		if (c->qp.len)
+			return moved;
+	}
 	while (u && u->fd >= 0 && !u->connecting && c->upo_sent < c->upo.len) {
 		ssize_t n = send(u->fd, c->upo.d + c->upo_sent, c->upo.len - c->upo_sent,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1201,6 +1268,8 @@ static size_t rin_limit(const struct conn *c)
 {
 	if (c->rs == R_HEAD)
 		return FG_HTTP_RESP_MAX_HEAD;
+	if (c->rs == R_BODY && resp_spliceable(c))
+		return 0; /* splice_response takes them */
 	return c->rs == R_BODY ? BODY_WINDOW : 0;
 }
 
@@ -1474,13 +1543,95 @@ static bool pump_response(struct conn *c)
 	return moved;
 }
 
+/* splice mode: response body bytes upstream -> pipe -> client. Returns true
+ * on progress. */
+static bool splice_response(struct conn *c)
+{
+	struct upstream *u = c->up;
+	bool moved = false;
+
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && resp_spliceable(c) &&
+	       !buf_used(&c->out)) {
+		unsigned long long opaque = fg_http_framer_opaque(&c->rsf);
+		ssize_t n;
+
+		if (c->rp.len) {
+			n = fg_pipe_drain(&c->rp, c->fd);
+			if (n > 0)
+				c->activity = now_ms();
+			if (n < 0 || c->rp.len)
+				break; /* client_flush reports the error */
+		}
+		if (c->rp.rd < 0 && fg_pipe_open(&c->rp)) {
+			c->no_splice = true;
+			break;
+		}
+		n = fg_pipe_fill(&c->rp, u->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			c->up_eof = true;
+			c->up_errno = n < 0 ? (int)-n : 0;
+			up_close_fd(u);
+			moved = true;
+			break;
+		}
+		fg_http_framer_skip(&c->rsf, n);
+		c->p->spliced_bytes += n;
+		c->resp_bytes = true;
+		c->up_activity = now_ms();
+		moved = true;
+		if (fg_http_framer_done(&c->rsf))
+			c->rs = R_DONE;
+		n = fg_pipe_drain(&c->rp, c->fd);
+		if (n > 0)
+			c->activity = now_ms();
+	}
+	return moved;
+}
+
+/* splice mode: request body bytes client -> pipe -> upstream. */
+static bool splice_request(struct conn *c)
+{
+	bool moved = false;
+
+	while (req_spliceable(c) && !c->qp.len) {
+		unsigned long long opaque = fg_http_framer_opaque(&c->rqf);
+		ssize_t n;
+
+		if (c->qp.rd < 0 && fg_pipe_open(&c->qp)) {
+			c->no_splice = true;
+			break;
+		}
+		n = fg_pipe_fill(&c->qp, c->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			c->eof = true;
+			moved = true;
+			break;
+		}
+		fg_http_framer_skip(&c->rqf, n);
+		c->p->spliced_bytes += n;
+		c->activity = now_ms();
+		c->rq_done = fg_http_framer_done(&c->rqf);
+		moved = true;
+		n = fg_pipe_drain(&c->qp, c->up->fd);
+		if (n > 0)
+			c->up_activity = now_ms();
+		if (n < 0)
+			break; /* up_flush reports it */
+	}
+	return moved;
+}
+
 /* The response is complete: the upstream goes back to the pool if it can,
  * the client to its next request. */
 static void finish_exchange(struct conn *c)
 {
 	struct upstream *u = c->up;
 	bool reusable = u && u->fd >= 0 && c->resp_ka && c->rq_done &&
-			c->upo_sent == c->upo.len && !buf_used(&c->rin) && !c->up_eof;
+			c->upo_sent == c->upo.len && !c->qp.len && !buf_used(&c->rin) && !c->up_eof;
 
 	c->up = NULL;
 	if (u) {
@@ -1509,7 +1660,7 @@ static bool step_head(struct conn *c)
 	int r;
 
 	if (!used) {
-		if (c->eof && !buf_used(&c->out))
+		if (c->eof && !out_pending(c))
 			conn_close(c);
 		return false;
 	}
@@ -1528,7 +1679,7 @@ static bool step_head(struct conn *c)
 		}
 		if (c->eof) {
 			/* A partial head, then the end: nothing to answer. */
-			if (!buf_used(&c->out))
+			if (!out_pending(c))
 				conn_close(c);
 			else
 				start_closing(c);
@@ -1551,8 +1702,11 @@ static bool step_proxy(struct conn *c)
 	bool moved = false;
 	int r;
 
-	if (!c->rq_done)
+	if (!c->rq_done) {
 		moved |= pump_request(c);
+		if (c->state == C_PROXY)
+			moved |= splice_request(c);
+	}
 	if (c->state != C_PROXY)
 		return true;
 	if (!c->rq_done && !c->rq_abandoned && c->eof && !buf_used(&c->in)) {
@@ -1569,6 +1723,7 @@ static bool step_proxy(struct conn *c)
 				 * the response still read. */
 				c->rq_abandoned = true;
 				c->upo_sent = c->upo.len;
+				fg_pipe_close(&c->qp);
 				c->close_after = true;
 			} else {
 				upstream_failed(c, -r, "failed while sending the request");
@@ -1577,6 +1732,7 @@ static bool step_proxy(struct conn *c)
 		}
 		moved |= r > 0;
 		up_read(c);
+		moved |= splice_response(c);
 	}
 	moved |= pump_response(c);
 	if (c->state != C_PROXY)
@@ -1622,9 +1778,10 @@ static void update_events(struct conn *c)
 	if (c->state == C_LINGER) {
 		want = EPOLLIN;
 	} else {
-		if (!c->eof && c->state != C_CLOSING && buf_used(&c->in) < c->in.max)
+		if (!c->eof && c->state != C_CLOSING && buf_used(&c->in) < c->in.max &&
+		    !(req_spliceable(c) && c->qp.len))
 			want |= EPOLLIN;
-		if (buf_used(&c->out))
+		if (out_pending(c))
 			want |= EPOLLOUT;
 	}
 	ep_set(p, c->fd, &c->tag, &c->events, want);
@@ -1635,9 +1792,11 @@ static void update_events(struct conn *c)
 		if (u->connecting) {
 			uw = EPOLLOUT;
 		} else {
-			if (c->upo_sent < c->upo.len)
+			if (c->upo_sent < c->upo.len || c->qp.len)
 				uw |= EPOLLOUT;
 			if (!c->up_eof && buf_used(&c->rin) < rin_limit(c))
+				uw |= EPOLLIN;
+			if (!c->up_eof && resp_spliceable(c) && !out_pending(c))
 				uw |= EPOLLIN;
 		}
 		ep_set(p, u->fd, &u->tag, &u->events, uw);
@@ -1651,7 +1810,7 @@ static void conn_progress(struct conn *c)
 	for (guard = 0; guard < 64 && !c->dead; guard++) {
 		bool moved = false;
 
-		if (buf_used(&c->out)) {
+		if (out_pending(c)) {
 			int err = client_flush(c);
 
 			if (err) {
@@ -1667,7 +1826,7 @@ static void conn_progress(struct conn *c)
 			moved = step_proxy(c);
 			break;
 		case C_CLOSING:
-			if (!buf_used(&c->out)) {
+			if (!out_pending(c)) {
 				start_linger(c);
 				linger_read(c);
 			}
@@ -1822,6 +1981,7 @@ static void do_accept(struct fg_proxy *p)
 		c->fd = fd;
 		c->tag.kind = T_CLIENT;
 		c->tag.obj = c;
+		c->rp.rd = c->rp.wr = c->qp.rd = c->qp.wr = -1;
 		c->in.max = p->opts.max_head;
 		c->out.max = FG_HTTP_RESP_MAX_HEAD + 4096 + BODY_WINDOW;
 		c->rin.max = FG_HTTP_RESP_MAX_HEAD;
@@ -1850,11 +2010,11 @@ static void do_accept(struct fg_proxy *p)
  * response body to send while the client is keeping up. */
 static bool waiting_on_upstream(const struct conn *c)
 {
-	if (c->upo_sent < c->upo.len)
+	if (c->upo_sent < c->upo.len || c->qp.len)
 		return true;
 	if (c->rs == R_HEAD)
 		return c->rq_done || c->rq_abandoned;
-	return c->rs == R_BODY && !buf_used(&c->out);
+	return c->rs == R_BODY && !out_pending(c);
 }
 
 static void check_conn(struct conn *c, __u64 now)
@@ -1870,7 +2030,7 @@ static void check_conn(struct conn *c, __u64 now)
 			respond_error(c, 408, "request header timeout", true);
 			conn_progress(c);
 		} else if (now - c->activity >= o->idle_timeout_ms &&
-			   (!buf_used(&c->in) || buf_used(&c->out))) {
+			   (!buf_used(&c->in) || out_pending(c))) {
 			/* idle keep-alive, or a client that stopped reading */
 			conn_close(c);
 		}
@@ -1896,7 +2056,7 @@ static void check_conn(struct conn *c, __u64 now)
 			abort_mid_response(c, "upstream stalled");
 			conn_progress(c);
 		} else if (now - c->activity >= o->idle_timeout_ms &&
-			   (buf_used(&c->out) || (!c->rq_done && !buf_used(&c->in)))) {
+			   (out_pending(c) || (!c->rq_done && !buf_used(&c->in)))) {
 			conn_close(c); /* the client stalled */
 		}
 		break;
@@ -1961,6 +2121,72 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 	o->xff = true;
 	o->pool_max_idle = 32;
 	o->pool_idle_timeout_ms = 30000;
+	o->l7_mode = FG_L7_AUTO;
+	if (getenv("FLEETGATE_L7_MODE") &&
+	    fg_l7_mode_parse(getenv("FLEETGATE_L7_MODE"), &o->l7_mode))
+		pr_warn("proxy: FLEETGATE_L7_MODE=%s is not auto|sockmap|splice|copy: ignored\n",
+			getenv("FLEETGATE_L7_MODE"));
+}
+
+/* The mode: the one asked for if its probe passes, else the next one down
+ * (sockmap -> splice -> copy); auto: fg_splice_choose.
+ *
+ * sockmap: the kernel path (bpf/sockmap.bpf.c, the window protocol of
+ * splice.h) is loaded and probed end to end, but the proxy's own event
+ * loop does not open windows yet (docs/architecture.md "L7 data path",
+ * what is left), so the proxy then moves bodies with splice(2) and says
+ * so in the reason. */
+static void choose_mode(struct fg_proxy *p)
+{
+	enum fg_l7_mode want = p->opts.l7_mode, m;
+	struct fg_splice_result r;
+	size_t off;
+	int err;
+
+	p->mode_why[0] = '\0';
+	if (want == FG_L7_AUTO) {
+		p->mode = fg_splice_choose(NULL, p->mode_why, sizeof(p->mode_why));
+		goto out;
+	}
+	if (want == FG_L7_COPY) {
+		p->mode = FG_L7_COPY;
+		snprintf(p->mode_why, sizeof(p->mode_why), "copy: asked for");
+		goto out;
+	}
+	if (want == FG_L7_SOCKMAP) {
+		err = fg_sockmap_open(&p->sm, p->opts.pin_path);
+		if (err) {
+			snprintf(p->mode_why, sizeof(p->mode_why),
+				 "sockmap: cannot load the sk_skb program: %s; ", strerror(-err));
+		} else {
+			err = fg_splice_probe(FG_L7_SOCKMAP, p->sm, 8 << 20, 1 << 20, 3000, &r);
+			snprintf(p->mode_why, sizeof(p->mode_why),
+				 "sockmap: kernel probe %s (%s, %.1f Gbit/s, %llu of %llu bytes "
+				 "redirected) but the proxy loop does not open windows yet; ",
+				 err ? "failed" : "passed", err ? r.why : "8 MiB intact", r.gbps,
+				 (unsigned long long)r.kernel_bytes, (unsigned long long)r.bytes);
+			fg_sockmap_close(p->sm, true);
+			p->sm = NULL;
+		}
+	}
+	for (m = FG_L7_SPLICE;; m = FG_L7_COPY) {
+		off = strlen(p->mode_why);
+		if (m == FG_L7_COPY) {
+			snprintf(p->mode_why + off, sizeof(p->mode_why) - off, "copy: fallback");
+			break;
+		}
+		err = fg_splice_probe(m, NULL, 8 << 20, 1 << 20, 2000, &r);
+		snprintf(p->mode_why + off, sizeof(p->mode_why) - off, "%s: probe %s (%.1f Gbit/s)%s",
+			 fg_l7_mode_name(m), err ? r.why : "passed", r.gbps, err ? "; " : "");
+		if (!err)
+			break;
+	}
+	p->mode = m;
+	if (m != want)
+		pr_warn("proxy: --l7-mode %s: using %s (%s)\n", fg_l7_mode_name(want),
+			fg_l7_mode_name(m), p->mode_why);
+out:
+	pr_info("proxy: L7 data path mode %s (%s)\n", fg_l7_mode_name(p->mode), p->mode_why);
 }
 
 static int open_listener(struct fg_proxy *p)
@@ -2052,6 +2278,7 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
 		p->rng = now_ms() ^ ((__u64)getpid() << 32);
 	p->rng |= 1;
+	choose_mode(p);
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (p->epfd < 0) {
 		err = -errno;
@@ -2163,7 +2390,18 @@ void fg_proxy_close(struct fg_proxy *p)
 	free(p->cache.keys);
 	free(p->cache.ids);
 	free(p->scratch);
+	fg_sockmap_close(p->sm, true);
 	free(p);
+}
+
+enum fg_l7_mode fg_proxy_mode(const struct fg_proxy *p)
+{
+	return p->mode;
+}
+
+const char *fg_proxy_mode_why(const struct fg_proxy *p)
+{
+	return p->mode_why;
 }
 
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out)
@@ -2176,7 +2414,7 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 	const struct fg_proxy_counters *s = &p->st;
 
 	return json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:i, s:i, s:i}",
+			 " s:I, s:i, s:i, s:i, s:s, s:s, s:I, s:I}",
 			 "requests", (json_int_t)s->requests, "responses",
 			 "1xx", (json_int_t)s->responses[1], "2xx", (json_int_t)s->responses[2],
 			 "3xx", (json_int_t)s->responses[3], "4xx", (json_int_t)s->responses[4],
@@ -2191,5 +2429,9 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 			 "refused", (json_int_t)s->refused,
 			 "connections", (int)p->n_conns,
 			 "upstreams", (int)p->n_upstreams,
-			 "idleUpstreams", (int)p->n_pooled);
+			 "idleUpstreams", (int)p->n_pooled,
+			 "mode", fg_l7_mode_name(p->mode),
+			 "modeReason", p->mode_why,
+			 "splicedBytes", (json_int_t)p->spliced_bytes,
+			 "kernelBytes", (json_int_t)p->kernel_bytes);
 }

@@ -9,9 +9,12 @@
  * of that cluster. Ring and backend lists are cached and reread only when
  * fg_dp_epoch() changes.
  *
- * Userspace copy mode: every connection has bounded buffers and both
- * directions are framed explicitly (fg_http_framer), forwarding "opaque"
- * body bytes by count, which is what a later sockmap splice path needs.
+ * Every connection has bounded buffers and both directions are framed
+ * explicitly (fg_http_framer): heads, chunk-size lines and trailers always
+ * pass through the agent; "opaque" body bytes (Content-Length left, chunk
+ * data) are moved by count, through the buffers (copy mode), through a
+ * pipe with splice(2) (splice mode) or by the kernel's sockmap redirect
+ * (sockmap mode) once at least 16 KiB of them are known to follow.
  *
  * Upstream connections are kept alive in a LIFO pool per backend
  * address:port. A failed connect, or a reset/EOF before any response byte,
@@ -41,6 +44,7 @@
 #include "control.h"
 #include "dataplane.h"
 #include "fleetgate.h"
+#include "splice.h"
 
 /* A zero field takes its default (in the comment), xff apart: call
  * fg_proxy_opts_init() first to get every default. */
@@ -58,6 +62,16 @@ struct fg_proxy_opts {
 	bool xff;                /* true: X-Forwarded-For/-Proto, X-Real-IP */
 	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
 	unsigned pool_idle_timeout_ms; /* 30000 */
+	/* How body bytes move (splice.h, docs/architecture.md "L7 data
+	 * path"): FG_L7_AUTO (0) probes at fg_proxy_open and takes the
+	 * fastest mode that passed; a forced mode that fails its probe falls
+	 * back (sockmap -> splice -> copy), logged. fg_proxy_opts_init takes
+	 * the environment variable FLEETGATE_L7_MODE (auto|sockmap|splice|
+	 * copy) when set, for tests. */
+	enum fg_l7_mode l7_mode;
+	/* Where the sockmap object's maps are pinned (by name, next to the
+	 * XDP maps); NULL: not pinned. */
+	const char *pin_path;
 };
 
 struct fg_proxy;
@@ -92,8 +106,14 @@ struct fg_proxy_counters {
 };
 
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out);
+/* The mode in use (never FG_L7_AUTO) and why it was chosen. */
+enum fg_l7_mode fg_proxy_mode(const struct fg_proxy *p);
+const char *fg_proxy_mode_why(const struct fg_proxy *p);
+
 /* Counters and gauges (connections, idle pooled upstreams) as JSON, for the
- * admin socket. New reference. */
+ * admin socket: also "mode" (sockmap|splice|copy), "modeReason",
+ * "splicedBytes" (body bytes that did not pass through user space) and
+ * "kernelBytes" (of those, moved by the sockmap redirect). New reference. */
 json_t *fg_proxy_stats(const struct fg_proxy *p);
 
 #endif

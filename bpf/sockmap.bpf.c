@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The L7 proxy's in-kernel splice: an sk_skb verdict program (no stream
+ * parser) on every proxied socket (include/fleetgate_sockmap.h).
+ *
+ * Each received skb is either passed to the agent (SK_PASS: it lands in
+ * the socket's psock queue, recv() reads it) or, while the agent has a
+ * window open on the socket, redirected to the peer socket's egress
+ * (bpf_sk_redirect_hash, flags 0): the body bytes the agent's framer
+ * calls opaque never reach user space.
+ *
+ * Positions count every byte received since the socket entered the map. A
+ * window [start, end) is adopted only when the position is exactly start,
+ * where the agent is: otherwise passed bytes it has not read yet would
+ * precede the redirected ones, and it would write them to the peer after
+ * the kernel did (reordering). A refused window is "stale"; the agent
+ * reads what is queued and opens a new one. Being absolute, a window the
+ * agent gave up on can never redirect bytes it does not account for.
+ *
+ * No stream parser: an skb is never split. One that goes past the end of
+ * the window (the next chunk-size line, a pipelined request) is passed
+ * whole and closes the window; the agent forwards the rest itself.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#include "fleetgate_sockmap.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define WRITE_ONCE_U64(x, v) (*(volatile __u64 *)&(x) = (v))
+#define WRITE_ONCE_U32(x, v) (*(volatile __u32 *)&(x) = (v))
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, FG_SK_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fg_sk_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_SK_MAX_SOCKS);
+	/* No prealloc: an update replaces the element and the old one is
+	 * freed after RCU, so the program never reads a torn window. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct fg_sk_window);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fg_sk_win SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_SK_MAX_SOCKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct fg_sk_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fg_sk_state SEC(".maps");
+
+/* "sk_skb" (not "sk_skb/verdict", unknown to libbpf 1.1); attached as
+ * BPF_SK_SKB_VERDICT by agent/splice.c. */
+SEC("sk_skb")
+int fg_sk_verdict(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct fg_sk_window *w;
+	struct fg_sk_state *s;
+	__u64 len = skb->len, pos, peer;
+
+	s = bpf_map_lookup_elem(&fg_sk_state, &cookie);
+	if (!s)
+		return SK_PASS;
+	pos = s->passed + s->total_redirected;
+	w = bpf_map_lookup_elem(&fg_sk_win, &cookie);
+	if (w && s->gen != w->gen) {
+		/* A window the program has not seen yet: it opens only where
+		 * the agent is, else bytes it has not read yet would precede
+		 * the redirected ones. */
+		s->stale = pos != w->start;
+		WRITE_ONCE_U64(s->redirected, 0);
+		WRITE_ONCE_U32(s->closed, s->stale);
+		WRITE_ONCE_U64(s->gen, w->gen);
+	}
+	if (w && !s->closed) {
+		if (pos + len <= w->end) {
+			peer = w->peer;
+			if (bpf_sk_redirect_hash(skb, &fg_sk_socks, &peer, 0) != SK_PASS) {
+				/* The peer left the map (closed). */
+				s->dropped += len;
+				WRITE_ONCE_U64(s->total_redirected, s->total_redirected + len);
+				WRITE_ONCE_U32(s->closed, 1);
+				return SK_DROP;
+			}
+			/* The agent reads the state without a lock: the counts
+			 * are final before closed says so (volatile keeps the
+			 * stores in this order, x86 keeps them ordered). */
+			WRITE_ONCE_U64(s->redirected, s->redirected + len);
+			WRITE_ONCE_U64(s->total_redirected, s->total_redirected + len);
+			if (pos + len == w->end)
+				WRITE_ONCE_U32(s->closed, 1);
+			return SK_PASS;
+		}
+		/* Goes past the window: the agent takes it from here. */
+		WRITE_ONCE_U32(s->closed, 1);
+	}
+	WRITE_ONCE_U64(s->passed, s->passed + len);
+	return SK_PASS;
+}
