@@ -269,6 +269,9 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 	if (range == 0 || range > 65536)
 		return verdict(pkt, FG_R_NO_SNAT_PORT, XDP_DROP);
 	base = fg_flow_hash(&pkt->flow, FG_SEED_SNAT);
+	/* Unrolled: older verifiers (6.1) refuse the back-edge clang lays out
+	 * for this loop. */
+#pragma unroll
 	for (i = 0; i < FG_SNAT_TRIES; i++) {
 		port = snat_port_min + (base + i * 7919) % range;
 		ct_reverse_key(&rkey, ch.backend, &nct.snat_addr, bpf_htons(port),

@@ -14,6 +14,7 @@
 #include <fnmatch.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -681,4 +682,34 @@ int main(int argc, char **argv)
 	free(tests);
 	free(env.globs);
 	return env.failed ? 1 : 0;
+}
+
+int test__netns_private(void)
+{
+	int saved = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	int err;
+
+	if (saved < 0)
+		return -errno;
+	if (unshare(CLONE_NEWNET)) {
+		err = -errno;
+		close(saved);
+		return err;
+	}
+	err = fg_sh("ip link set lo up");
+	if (err) {
+		test__netns_restore(saved);
+		return -EIO;
+	}
+	return saved;
+}
+
+void test__netns_restore(int handle)
+{
+	if (handle < 0)
+		return;
+	if (setns(handle, CLONE_NEWNET))
+		fprintf(stderr, "test_progs: cannot return to the original network namespace: %s\n",
+			strerror(errno));
+	close(handle);
 }

@@ -137,6 +137,13 @@ bool fg_assert_memeq(const void *actual, size_t actual_len,
 	fg_assert_memeq(actual, actual_len, expected, expected_len, name,     \
 			__func__, __LINE__)
 
+/* Moves the calling thread into a fresh network namespace with only
+ * loopback (up), so a test's sockets and the processes it starts can't
+ * meet anything outside it. Returns a handle for test__netns_restore(), or
+ * -errno (the test should then skip). */
+int test__netns_private(void);
+void test__netns_restore(int handle);
+
 /* Runs a shell command, capturing its output into the test's log; returns
  * its exit status (or -errno). Used by the end-to-end tests. */
 int fg_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

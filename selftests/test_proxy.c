@@ -1224,7 +1224,7 @@ static void teardown(void)
 	stop_servers();
 }
 
-FG_TEST(proxy)
+static void proxy_body(void)
 {
 	int err;
 
@@ -1275,4 +1275,18 @@ FG_TEST(proxy)
 		subtest_stats();
 out:
 	teardown();
+}
+
+/* In a private network namespace: the proxy, its upstreams and clients
+ * meet nothing else. */
+FG_TEST(proxy)
+{
+	int ns = test__netns_private();
+
+	if (ns < 0) {
+		test__skip("no private network namespace: %s", strerror(-ns));
+		return;
+	}
+	proxy_body();
+	test__netns_restore(ns);
 }

@@ -693,7 +693,7 @@ static void e2e_mode(enum fg_l7_mode mode)
 	proxy_stop();
 }
 
-FG_TEST(splice)
+static void splice_body(void)
 {
 	struct fg_control_opts copts = {};
 	struct fg_dp_opts dopts = {};
@@ -754,4 +754,18 @@ out:
 		waitpid(S.pid, NULL, 0);
 	}
 	pthread_mutex_destroy(&S.lock);
+}
+
+/* In a private network namespace: the proxy, its upstreams and clients
+ * meet nothing else. */
+FG_TEST(splice)
+{
+	int ns = test__netns_private();
+
+	if (ns < 0) {
+		test__skip("no private network namespace: %s", strerror(-ns));
+		return;
+	}
+	splice_body();
+	test__netns_restore(ns);
 }

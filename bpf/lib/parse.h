@@ -70,6 +70,17 @@ static __always_inline int parse_l4(void *pos, void *end, struct fg_pkt *pkt)
 	}
 }
 
+/* A byte-swapped 16-bit field, bounded where every verifier sees it: 6.1
+ * keeps no bounds through the byte-swap instruction, and then refuses the
+ * packet-pointer arithmetic that follows. */
+static __always_inline __u32 fg_ntohs_bounded(__u16 v)
+{
+	__u32 r = bpf_ntohs(v);
+
+	asm volatile("%[r] &= 0xffff" : [r] "+r"(r));
+	return r;
+}
+
 static __always_inline int parse_ipv4(void *data, void *pos, void *end,
 				      struct fg_pkt *pkt)
 {
@@ -84,7 +95,7 @@ static __always_inline int parse_ipv4(void *data, void *pos, void *end,
 	hdr_len = (iph->ihl * 4) & 0x3c;
 	if (pos + hdr_len > end)
 		return FG_R_TRUNC_IP;
-	tot_len = bpf_ntohs(iph->tot_len);
+	tot_len = fg_ntohs_bounded(iph->tot_len);
 	if (tot_len < hdr_len)
 		return FG_R_BAD_IP;
 	if (pos + tot_len > end)
@@ -118,7 +129,7 @@ static __always_inline int parse_ipv6(void *data, void *pos, void *end,
 		return FG_R_TRUNC_IP;
 	if (ip6h->version != 6)
 		return FG_R_BAD_IP;
-	if (pos + sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len) > end)
+	if (pos + sizeof(*ip6h) + fg_ntohs_bounded(ip6h->payload_len) > end)
 		return FG_R_TRUNC_IP;
 
 	pkt->flow.family = FG_AF_INET6;
