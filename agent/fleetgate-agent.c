@@ -664,6 +664,9 @@ int main(int argc, char **argv)
 	int err;
 
 	fg_log_setup_libbpf();
+	/* A peer closing while the proxy writes or splices to it is an error
+	 * to handle, not a reason to die: splice(2) has no MSG_NOSIGNAL. */
+	signal(SIGPIPE, SIG_IGN);
 	err = parse_args(&a, argc, argv);
 	if (err)
 		return 2;

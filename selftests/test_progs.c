@@ -475,6 +475,8 @@ int fg_sh(const char *fmt, ...)
 		fd = open("/dev/null", O_RDONLY);
 		if (fd >= 0)
 			dup2(fd, STDIN_FILENO);
+		/* Shell pipelines expect the default SIGPIPE. */
+		signal(SIGPIPE, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -633,6 +635,8 @@ static int parse_args(int argc, char **argv, bool *list)
 
 int main(int argc, char **argv)
 {
+	/* The proxy under test must survive peers that close: as the agent. */
+	signal(SIGPIPE, SIG_IGN);
 	struct fg_test_def **tests;
 	bool list = false, all_subs;
 	int i, nr_run = 0;
