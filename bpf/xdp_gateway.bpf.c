@@ -337,17 +337,25 @@ static __always_inline void ct_keep_port(const struct fg_pkt *pkt, struct fg_ct 
 /* l4_forward's answer when the flow has no usable conntrack entry. */
 #define FG_NEED_NEW_FLOW (-1)
 
-static __always_inline void ct_close_reverse(const struct fg_pkt *pkt, const struct fg_ct *ct,
-					     const struct fg_backend *be)
+/* A FIN from the client: both entries learn which sides have closed (the
+ * reverse entry holds the SNAT port and must time out with conntrack). */
+static __always_inline void ct_client_fin(const struct fg_pkt *pkt, struct fg_ct *ct,
+					  const struct fg_backend *be)
 {
 	struct fg_flow rkey;
 	struct fg_rnat *rn;
+	__u8 fins = ct->fins | FG_FIN_CLIENT;
 
 	ct_reverse_key(&rkey, be, &ct->snat_addr, ct->snat_port,
 		       pkt->flow.proto, pkt->flow.family);
 	rn = bpf_map_lookup_elem(&reverse_nat, &rkey);
-	if (rn)
-		rn->state = FG_CT_CLOSING;
+	if (rn) {
+		fins |= rn->fins;
+		rn->fins = fins;
+		rn->state = ct_state_after_fins(fins);
+	}
+	ct->fins = fins;
+	ct->state = ct_state_after_fins(fins);
 }
 
 static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
@@ -366,7 +374,7 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 	ct = bpf_map_lookup_elem(&conntrack, &pkt->flow);
 	if (ct) {
 		if (ct_expired(ct->last_seen_ns, pkt->flow.proto, ct->state, now) ||
-		    (syn && ct->state == FG_CT_CLOSING) ||
+		    (syn && ct->state >= FG_CT_CLOSING) ||
 		    ct->service_id != lst->service_id) {
 			flow_forget(&pkt->flow, ct);
 			ct = NULL;
@@ -397,12 +405,8 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 		ct_keep_port(pkt, ct, be, now);
 	}
 	if (pkt->flow.proto == FG_PROTO_TCP && (pkt->tcp_flags & FG_TCP_FIN) &&
-	    ct->state != FG_CT_CLOSING) {
-		ct->state = FG_CT_CLOSING;
-		/* The reverse entry holds the SNAT port: it must time out as
-		 * soon as the conntrack entry does. */
-		ct_close_reverse(pkt, ct, be);
-	}
+	    !(ct->fins & FG_FIN_CLIENT))
+		ct_client_fin(pkt, ct, be);
 
 	rw.saddr = ct->snat_addr;
 	rw.sport = ct->snat_port;
@@ -428,7 +432,7 @@ static __noinline int l4_reply(struct xdp_md *ctx, struct fg_pkt *pkt)
 	struct fg_ct *ct;
 	__u64 now;
 	__u32 gen;
-	__u8 state;
+	__u8 state, fins;
 	int rc;
 
 	rn = bpf_map_lookup_elem(&reverse_nat, &pkt->flow);
@@ -451,21 +455,29 @@ static __noinline int l4_reply(struct xdp_md *ctx, struct fg_pkt *pkt)
 	}
 
 	state = rn->state;
+	fins = rn->fins;
 	if (pkt->flow.proto == FG_PROTO_TCP) {
-		if (pkt->tcp_flags & FG_TCP_FIN)
-			state = FG_CT_CLOSING;
-		else if (state == FG_CT_NEW)
+		if (pkt->tcp_flags & FG_TCP_FIN) {
+			fins |= FG_FIN_BACKEND;
+			state = ct_state_after_fins(fins);
+		} else if (state == FG_CT_NEW) {
 			state = FG_CT_ESTABLISHED;
+		}
 	}
-	if (state != rn->state || now - rn->last_seen_ns > FG_CT_REFRESH_NS) {
-		rn->state = state;
+	if (state != rn->state || fins != rn->fins ||
+	    now - rn->last_seen_ns > FG_CT_REFRESH_NS) {
 		rn->last_seen_ns = now;
 		ct = bpf_map_lookup_elem(&conntrack, &client);
 		if (ct) {
 			ct->last_seen_ns = now;
-			if (ct->state != FG_CT_CLOSING)
-				ct->state = state;
+			fins |= ct->fins;
+			if (fins)
+				state = ct_state_after_fins(fins);
+			ct->fins = fins;
+			ct->state = state;
 		}
+		rn->fins = fins;
+		rn->state = state;
 	}
 	count(&backend_stats, rn->backend_id, pkt->len);
 

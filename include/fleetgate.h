@@ -169,8 +169,13 @@ _Static_assert(sizeof(struct fg_flow) == 40, "fg_flow size");
 enum fg_ct_state {
 	FG_CT_NEW = 1,         /* SYN seen, no reply yet */
 	FG_CT_ESTABLISHED = 2, /* reply seen */
-	FG_CT_CLOSING = 3,     /* FIN seen */
+	FG_CT_CLOSING = 3,     /* FIN seen from one side */
+	FG_CT_CLOSED = 4,      /* FIN seen from both sides */
 };
+
+/* Which sides sent a FIN (fins of conntrack and reverse_nat entries). */
+#define FG_FIN_CLIENT  1
+#define FG_FIN_BACKEND 2
 
 /* Next-hop cache kept in conntrack and reverse_nat entries, so an
  * established flow skips bpf_fib_lookup. Valid while fib_gen equals the
@@ -191,7 +196,7 @@ struct fg_ct {
 	__u32 service_id;
 	__u32 cluster_idx;
 	__u8 state; /* enum fg_ct_state */
-	__u8 pad0;
+	__u8 fins;  /* FG_FIN_CLIENT | FG_FIN_BACKEND */
 	__be16 snat_port;
 	struct fg_addr snat_addr;
 	struct fg_nexthop nh; /* toward the backend */
@@ -207,7 +212,8 @@ struct fg_rnat {
 	__u64 last_seen_ns;
 	__u32 backend_id;
 	__u8 state; /* enum fg_ct_state, mirrors conntrack */
-	__u8 pad0[3];
+	__u8 fins;  /* FG_FIN_CLIENT | FG_FIN_BACKEND, mirrors conntrack */
+	__u8 pad0[2];
 	struct fg_nexthop nh; /* toward the client */
 	__u32 pad1;
 };

@@ -1529,9 +1529,21 @@ static void test_rst_retires_flow(void)
 		if (reply_ok(&fx, &syn_b, &ct, PKT_TCP_ACK) &&
 		    ASSERT_TRUE(ct_get(&fx, &flow_b, &ct), "ct after reply"))
 			ASSERT_EQ(ct.state, FG_CT_CLOSING, "still closing after the reply");
+		/* The backend's FIN closes both sides: a short timeout frees
+		 * the tuple and its SNAT port soon. */
+		if (reply_ok(&fx, &syn_b, &ct, PKT_TCP_FIN | PKT_TCP_ACK) &&
+		    ASSERT_TRUE(ct_get(&fx, &flow_b, &ct), "ct after the backend's FIN")) {
+			ASSERT_EQ(ct.state, FG_CT_CLOSED, "closed after both FINs");
+			ASSERT_EQ(ct.fins, FG_FIN_CLIENT | FG_FIN_BACKEND, "both FINs recorded");
+			backend_get(&fx, ct.backend_id, &be);
+			rkey = reverse_key(&be, &ct, &flow_b);
+			if (ASSERT_TRUE(rnat_get(&fx, &rkey, &rn), "reverse entry after both FINs"))
+				ASSERT_EQ(rn.state, FG_CT_CLOSED, "reverse entry closed too");
+		}
 		/* A new SYN on the same tuple starts a new flow. */
 		if (forward_ok(&fx, &syn_b, SVC_WEB4, 1, &ct))
 			ASSERT_EQ(ct.state, FG_CT_NEW, "SYN after FIN: a new flow");
+		ASSERT_EQ(ct.fins, 0, "a new flow has no FINs");
 	}
 	fx_teardown(&fx);
 }

@@ -41,7 +41,7 @@
 /* Selection attempts when the chosen backend is down. */
 #define FG_SELECT_TRIES 4
 /* SNAT port probes before giving up. */
-#define FG_SNAT_TRIES 8
+#define FG_SNAT_TRIES 12
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

@@ -14,6 +14,10 @@
 const volatile __u64 ct_timeout_syn_ns = 60 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_tcp_ns = 7200 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_fin_ns = 10 * NSEC_PER_SEC;
+/* Both sides closed: the tuple (and its SNAT port) is free again soon.
+ * Reusing it is safe against a backend in TIME_WAIT thanks to TCP
+ * timestamps (RFC 6191), which Linux peers send by default. */
+const volatile __u64 ct_timeout_closed_ns = 2 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_udp_ns = 120 * NSEC_PER_SEC;
 /* How stale last_seen may get before we write it again: saves a cache
  * line write per packet on busy flows. */
@@ -36,6 +40,8 @@ static __always_inline __u64 ct_timeout(__u8 proto, __u8 state)
 		return ct_timeout_syn_ns;
 	case FG_CT_CLOSING:
 		return ct_timeout_fin_ns;
+	case FG_CT_CLOSED:
+		return ct_timeout_closed_ns;
 	default:
 		return ct_timeout_tcp_ns;
 	}
@@ -44,6 +50,11 @@ static __always_inline __u64 ct_timeout(__u8 proto, __u8 state)
 static __always_inline bool ct_expired(__u64 last_seen, __u8 proto, __u8 state, __u64 now)
 {
 	return now > last_seen && now - last_seen > ct_timeout(proto, state);
+}
+
+static __always_inline __u8 ct_state_after_fins(__u8 fins)
+{
+	return fins == (FG_FIN_CLIENT | FG_FIN_BACKEND) ? FG_CT_CLOSED : FG_CT_CLOSING;
 }
 
 /* The backend-side tuple of a NATed flow (the reverse_nat key). */
