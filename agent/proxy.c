@@ -30,9 +30,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <bpf/bpf.h>
 
 #include "http.h"
@@ -52,7 +54,9 @@
 #define ACCEPT_BATCH 64
 #define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
 
-enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM };
+enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM, T_TIMER };
+
+#define SM_TICK_NS 1000000       /* sockmap: window and barrier checks, 1 ms */
 
 struct tag {
 	enum tag_kind kind;
@@ -91,6 +95,13 @@ struct upstream {
 	bool connecting, reused, dead, pooled;
 	__u64 since;             /* connect start, or time pooled */
 	struct upstream *next;   /* pool stack / graveyard */
+	/* sockmap mode: in fg_sk_socks (verdict program) from before the
+	 * first request byte; positions as in fg_sk_state. */
+	bool sk_tried;
+	__u64 sk_cookie;         /* 0: not in the map (no kernel path) */
+	__u64 sk_read;           /* bytes recv()'d since it joined */
+	__u64 sk_kseen;          /* total_redirected accounted */
+	__u64 sk_gen;            /* last window generation */
 };
 
 struct pool {
@@ -143,6 +154,18 @@ struct conn {
 	 * the source before anything now in out / upo past upo_sent. */
 	struct fg_pipe rp, qp;
 	bool no_splice;          /* a pipe could not be opened */
+
+	/* sockmap mode (response bodies): the client is a redirect target
+	 * (fg_sk_peers); a window open on up->sk_cookie sends the next
+	 * opaque bytes of the response here in the kernel. */
+	__u64 sk_cookie;         /* 0: not in the map */
+	bool win;                /* a window is open (gen win_gen) */
+	__u64 win_gen;
+	/* Barrier: nothing is written to the client until its TCP stream
+	 * holds sm_target bytes (fg_tcp_written): the redirected ones go
+	 * through the psock's work queue. */
+	bool sm_barrier;
+	__u64 sm_target;
 };
 
 struct cache {
@@ -187,6 +210,11 @@ struct fg_proxy {
 	struct fg_sockmap *sm;
 	__u64 spliced_bytes;      /* splice + sockmap */
 	__u64 kernel_bytes;       /* sockmap */
+	__u64 windows;            /* sockmap: windows opened */
+	int tfd;                  /* sockmap: timerfd, armed while a window or
+				   * a barrier is pending */
+	bool tarmed;
+	struct tag ttag;
 };
 
 static void conn_progress(struct conn *c);
@@ -329,7 +357,13 @@ static void count_status(struct fg_proxy *p, int status)
  * pipe holds (sent before out, which was empty when it was filled). */
 static size_t out_pending(const struct conn *c)
 {
-	return buf_used(&c->out) + c->rp.len;
+	return buf_used(&c->out) + c->rp.len + (c->sm_barrier || c->win);
+}
+
+/* What client_flush can write now (EPOLLOUT interest). */
+static size_t out_writable(const struct conn *c)
+{
+	return c->sm_barrier || c->win ? 0 : buf_used(&c->out) + c->rp.len;
 }
 
 static bool splicing(const struct conn *c)
@@ -340,7 +374,9 @@ static bool splicing(const struct conn *c)
 /* The response body's next bytes can skip the buffers. */
 static bool resp_spliceable(const struct conn *c)
 {
-	return splicing(c) && c->rs == R_BODY && !buf_used(&c->rin) &&
+	/* An upstream socket with the verdict program is read by recv()
+	 * (the psock queue), never spliced from. */
+	return splicing(c) && !(c->up && c->up->sk_cookie) && c->rs == R_BODY && !buf_used(&c->rin) &&
 	       fg_http_framer_opaque(&c->rsf) >= SPLICE_MIN;
 }
 
@@ -582,6 +618,10 @@ static struct pool **pool_find(struct fg_proxy *p, const struct pool_key *k)
 static void up_close_fd(struct upstream *u)
 {
 	if (u->fd >= 0) {
+		if (u->sk_cookie) {
+			fg_sockmap_forget(u->p->sm, u->sk_cookie);
+			u->sk_cookie = 0;
+		}
 		close(u->fd);
 		u->fd = -1;
 	}
@@ -757,6 +797,9 @@ static void conn_close(struct conn *c)
 		up_close(c->up);
 		c->up = NULL;
 	}
+	c->win = c->sm_barrier = false;
+	if (c->sk_cookie)
+		fg_sockmap_forget(p->sm, c->sk_cookie);
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
@@ -799,8 +842,14 @@ static void reap(struct fg_proxy *p)
 }
 
 /* Ends the exchange's upstream side: discards what it sent. */
+static void sm_window_end(struct conn *c, bool withdraw);
+static bool sm_barrier_passed(struct conn *c);
+static void sm_join(struct upstream *u);
+
 static void drop_upstream(struct conn *c)
 {
+	if (c->win)
+		sm_window_end(c, true);
 	if (c->up) {
 		up_close(c->up);
 		c->up = NULL;
@@ -1196,6 +1245,8 @@ static int client_read(struct conn *c)
 
 static int client_flush(struct conn *c)
 {
+	if (c->win || !sm_barrier_passed(c))
+		return 0; /* the kernel's bytes first */
 	if (c->rp.len) {
 		ssize_t n = fg_pipe_drain(&c->rp, c->fd);
 
@@ -1245,6 +1296,8 @@ static int up_flush(struct conn *c)
 		if (c->qp.len)
 			return moved;
 	}
+	if (u && u->fd >= 0 && !u->connecting && !u->sk_tried)
+		sm_join(u);
 	while (u && u->fd >= 0 && !u->connecting && c->upo_sent < c->upo.len) {
 		ssize_t n = send(u->fd, c->upo.d + c->upo_sent, c->upo.len - c->upo_sent,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1266,6 +1319,8 @@ static int up_flush(struct conn *c)
 
 static size_t rin_limit(const struct conn *c)
 {
+	if (c->win)
+		return 0; /* the kernel has the upstream's bytes */
 	if (c->rs == R_HEAD)
 		return FG_HTTP_RESP_MAX_HEAD;
 	if (c->rs == R_BODY && resp_spliceable(c))
@@ -1284,8 +1339,17 @@ static void up_read(struct conn *c)
 		if (!room)
 			return;
 		n = recv(u->fd, c->rin.d + c->rin.len, room, 0);
+		if (n > 0 && u->sk_cookie && fg_sockmap_broken(c->p->sm, u->sk_cookie)) {
+			/* The verdict program met repeated TCP bytes it could
+			 * not cut: these may hold them. End the exchange. */
+			pr_warn("proxy: %s: sockmap: repeated upstream bytes not removed: "
+				"closing the upstream\n", c->ip);
+			n = -1;
+			errno = EPROTO;
+		}
 		if (n > 0) {
 			c->rin.len += n;
+			u->sk_read += n;
 			c->resp_bytes = true;
 			c->up_activity = now_ms();
 			if ((size_t)n < room)
@@ -1625,6 +1689,177 @@ static bool splice_request(struct conn *c)
 	return moved;
 }
 
+/* ---------- sockmap mode: response bodies by kernel windows ----------
+ *
+ * docs/architecture.md "L7 data path". The rules:
+ *  - a window opens only when the agent has read everything the program
+ *    passed on the upstream (its position is the program's), nothing the
+ *    agent wrote to the client is still in `out`, and covers exactly the
+ *    opaque bytes left (Content-Length rest, or the current chunk's data);
+ *  - while it is open the agent neither reads the upstream nor writes the
+ *    client;
+ *  - it ends when the program says so (closed), or is withdrawn
+ *    (fg_sockmap_withdraw) when its fate is unknown: the upstream is
+ *    readable before the program adopted it, or closed;
+ *  - after it the client gets nothing from the agent until its TCP stream
+ *    holds what the kernel redirected (the barrier). */
+
+static void sm_arm(struct fg_proxy *p)
+{
+	struct itimerspec its = { .it_interval = { 0, SM_TICK_NS }, .it_value = { 0, SM_TICK_NS } };
+
+	if (p->tfd >= 0 && !p->tarmed && !timerfd_settime(p->tfd, 0, &its, NULL))
+		p->tarmed = true;
+}
+
+/* The kernel moved k more bytes of the response to the client. */
+static void sm_account(struct conn *c, __u64 total_redirected)
+{
+	struct upstream *u = c->up;
+	__u64 k = total_redirected - u->sk_kseen;
+
+	if (!k)
+		return;
+	u->sk_kseen = total_redirected;
+	fg_http_framer_skip(&c->rsf, k);
+	c->p->kernel_bytes += k;
+	c->p->spliced_bytes += k;
+	c->sm_target += k;
+	c->sm_barrier = true;
+	c->resp_bytes = true;
+	c->up_activity = c->activity = now_ms();
+	/* R_DONE only once the window is over (sm_window_end). */
+	if (!c->win && fg_http_framer_done(&c->rsf))
+		c->rs = R_DONE;
+}
+
+static void sm_window_end(struct conn *c, bool withdraw)
+{
+	struct upstream *u = c->up;
+	struct fg_sk_state st;
+	int err;
+
+	c->win = false;
+	if (!u || !u->sk_cookie)
+		return;
+	if (withdraw)
+		err = fg_sockmap_withdraw(c->p->sm, u->sk_cookie, u->fd, &st);
+	else
+		err = fg_sockmap_state(c->p->sm, u->sk_cookie, &st);
+	if (err) {
+		/* Cannot know what the kernel moved: this exchange cannot go
+		 * on correctly. */
+		pr_warn("proxy: %s: sockmap window state: %s\n", c->ip, strerror(-err));
+		fg_sockmap_forget(c->p->sm, u->sk_cookie);
+		u->sk_cookie = 0;
+		c->close_after = true;
+		c->up_eof = true;
+		c->up_errno = -err;
+		up_close_fd(u);
+		return;
+	}
+	sm_account(c, st.total_redirected);
+	if (!withdraw)
+		fg_sockmap_withdraw(c->p->sm, u->sk_cookie, u->fd, &st); /* tidy: no entry left */
+	if (c->rs == R_BODY && fg_http_framer_done(&c->rsf))
+		c->rs = R_DONE;
+}
+
+/* The client's stream holds what the kernel redirected to it. */
+static bool sm_barrier_passed(struct conn *c)
+{
+	__u64 w;
+
+	if (!c->sm_barrier)
+		return true;
+	if (fg_tcp_written(c->fd, &w))
+		return false;
+	if (w < c->sm_target)
+		return false;
+	c->sm_barrier = false;
+	return true;
+}
+
+/* Puts the upstream into the verdict map before it carries a byte. */
+static void sm_join(struct upstream *u)
+{
+	struct fg_proxy *p = u->p;
+	int err;
+
+	if (!p->sm || u->sk_tried || u->connecting || u->fd < 0)
+		return;
+	u->sk_tried = true;
+	err = fg_sockmap_add(p->sm, u->fd, &u->sk_cookie);
+	if (err) {
+		pr_debug("proxy: cannot add an upstream socket to the sockhash: %s\n",
+			 strerror(-err));
+		u->sk_cookie = 0;
+	}
+}
+
+/* Checks the open window, or opens one. Returns true on progress. */
+static bool sockmap_response(struct conn *c)
+{
+	struct upstream *u = c->up;
+	struct fg_proxy *p = c->p;
+	struct fg_sk_state st;
+	unsigned long long opaque;
+	int err;
+
+	if (!p->sm || !c->sk_cookie || !u || !u->sk_cookie || u->fd < 0 || u->connecting)
+		return false;
+	if (c->win) {
+		struct pollfd pfd = { .fd = u->fd, .events = POLLIN | POLLRDHUP };
+		__u64 before = u->sk_kseen;
+
+		err = fg_sockmap_state(p->sm, u->sk_cookie, &st);
+		if (err == -EAGAIN)
+			return false;
+		if (err || (st.gen == c->win_gen && st.closed)) {
+			sm_window_end(c, false);
+			return true;
+		}
+		if (st.gen == c->win_gen) {
+			sm_account(c, st.total_redirected); /* progress */
+			if (fg_http_framer_done(&c->rsf)) {
+				/* All of it, `closed` not visible yet. */
+				sm_window_end(c, true);
+				return true;
+			}
+		}
+		if (poll(&pfd, 1, 0) > 0 &&
+		    ((pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) || st.gen != c->win_gen)) {
+			/* Closed, or readable before the program adopted
+			 * the window (a byte passed before it, or one the
+			 * program is about to see): withdraw it. */
+			sm_window_end(c, true);
+			return true;
+		}
+		return u->sk_kseen != before;
+	}
+	if (c->rs != R_BODY || c->rsf.body == FG_BODY_CLOSE || buf_used(&c->rin) ||
+	    buf_used(&c->out) || c->rp.len || c->up_eof)
+		return false;
+	opaque = fg_http_framer_opaque(&c->rsf);
+	if (opaque < SPLICE_MIN)
+		return false;
+	/* Only where the agent is: everything passed has been read. */
+	err = fg_sockmap_state(p->sm, u->sk_cookie, &st);
+	if (err || st.passed + st.total_redirected != u->sk_read + u->sk_kseen)
+		return false;
+	if (!c->sm_barrier && fg_tcp_written(c->fd, &c->sm_target))
+		return false;
+	c->win_gen = ++u->sk_gen;
+	err = fg_sockmap_window(p->sm, u->sk_cookie, c->win_gen, u->sk_read + u->sk_kseen, opaque,
+				c->sk_cookie);
+	if (err)
+		return false;
+	c->win = true;
+	p->windows++;
+	sm_arm(p);
+	return true;
+}
+
 /* The response is complete: the upstream goes back to the pool if it can,
  * the client to its next request. */
 static void finish_exchange(struct conn *c)
@@ -1731,8 +1966,11 @@ static bool step_proxy(struct conn *c)
 			}
 		}
 		moved |= r > 0;
-		up_read(c);
+		moved |= sockmap_response(c);
+		if (!c->win)
+			up_read(c);
 		moved |= splice_response(c);
+		moved |= sockmap_response(c);
 	}
 	moved |= pump_response(c);
 	if (c->state != C_PROXY)
@@ -1781,7 +2019,7 @@ static void update_events(struct conn *c)
 		if (!c->eof && c->state != C_CLOSING && buf_used(&c->in) < c->in.max &&
 		    !(req_spliceable(c) && c->qp.len))
 			want |= EPOLLIN;
-		if (out_pending(c))
+		if (out_writable(c))
 			want |= EPOLLOUT;
 	}
 	ep_set(p, c->fd, &c->tag, &c->events, want);
@@ -1798,6 +2036,9 @@ static void update_events(struct conn *c)
 				uw |= EPOLLIN;
 			if (!c->up_eof && resp_spliceable(c) && !out_pending(c))
 				uw |= EPOLLIN;
+			/* An open window is watched by the timer (sockmap_response
+			 * polls the upstream): level-triggered EPOLLIN would fire
+			 * for an skb queued but not yet through the verdict. */
 		}
 		ep_set(p, u->fd, &u->tag, &u->events, uw);
 	}
@@ -1911,6 +2152,29 @@ static void on_upstream(struct upstream *u, unsigned ev)
 	conn_progress(c);
 }
 
+/* sockmap: open windows and pending barriers are checked every tick. */
+static void on_timer(struct fg_proxy *p)
+{
+	struct itimerspec off = {};
+	struct conn *c, *next;
+	__u64 ticks;
+	unsigned n = 0;
+
+	if (read(p->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		pr_debug("proxy: timerfd: %s\n", strerror(errno));
+	for (c = p->conns; c; c = next) {
+		next = c->next;
+		if (c->dead || !(c->win || c->sm_barrier))
+			continue;
+		conn_progress(c);
+		n += !c->dead && (c->win || c->sm_barrier);
+	}
+	if (!n && p->tarmed) {
+		timerfd_settime(p->tfd, 0, &off, NULL);
+		p->tarmed = false;
+	}
+}
+
 static void refuse(struct fg_proxy *p, int fd)
 {
 	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\n"
@@ -1988,6 +2252,8 @@ static void do_accept(struct fg_proxy *p)
 		c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
 		c->state = C_HEAD;
 		c->activity = c->head_start = now_ms();
+		if (p->sm && p->mode == FG_L7_SOCKMAP && fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie))
+			c->sk_cookie = 0; /* this one's responses go through user space */
 		client_ip(&ss, c->ip, sizeof(c->ip));
 		c->events = EPOLLIN;
 		if (ep_add(p, fd, &c->tag, c->events)) {
@@ -2129,13 +2395,12 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 }
 
 /* The mode: the one asked for if its probe passes, else the next one down
- * (sockmap -> splice -> copy); auto: fg_splice_choose.
+ * (sockmap -> splice -> copy); auto: fg_splice_choose (never sockmap).
  *
  * sockmap: the kernel path (bpf/sockmap.bpf.c, the window protocol of
- * splice.h) is loaded and probed end to end, but the proxy's own event
- * loop does not open windows yet (docs/architecture.md "L7 data path",
- * what is left), so the proxy then moves bodies with splice(2) and says
- * so in the reason. */
+ * splice.h) is loaded and probed end to end; when it passes, response
+ * bodies move by kernel windows (sockmap_response) and request bodies by
+ * splice(2) (the client sockets carry no program). */
 static void choose_mode(struct fg_proxy *p)
 {
 	enum fg_l7_mode want = p->opts.l7_mode, m;
@@ -2162,9 +2427,17 @@ static void choose_mode(struct fg_proxy *p)
 			err = fg_splice_probe(FG_L7_SOCKMAP, p->sm, 8 << 20, 1 << 20, 3000, &r);
 			snprintf(p->mode_why, sizeof(p->mode_why),
 				 "sockmap: kernel probe %s (%s, %.1f Gbit/s, %llu of %llu bytes "
-				 "redirected) but the proxy loop does not open windows yet; ",
+				 "redirected)%s",
 				 err ? "failed" : "passed", err ? r.why : "8 MiB intact", r.gbps,
-				 (unsigned long long)r.kernel_bytes, (unsigned long long)r.bytes);
+				 (unsigned long long)r.kernel_bytes, (unsigned long long)r.bytes,
+				 err ? "; " : ": response bodies by kernel windows, request bodies "
+					      "by splice(2)");
+			if (!err) {
+				p->mode = FG_L7_SOCKMAP;
+				pr_info("proxy: sockmap: response bodies move in the kernel "
+					"(sk_skb redirect windows)\n");
+				goto out;
+			}
 			fg_sockmap_close(p->sm, true);
 			p->sm = NULL;
 		}
@@ -2247,7 +2520,7 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->epfd = p->lfd = -1;
+	p->epfd = p->lfd = p->tfd = -1;
 	p->control = control;
 	p->dp = dp;
 	p->opts = *opts;
@@ -2283,6 +2556,15 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	if (p->epfd < 0) {
 		err = -errno;
 		goto err;
+	}
+	if (p->sm) {
+		p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		p->ttag.kind = T_TIMER;
+		p->ttag.obj = p;
+		if (p->tfd < 0 || ep_add(p, p->tfd, &p->ttag, EPOLLIN)) {
+			err = -errno;
+			goto err;
+		}
 	}
 	err = open_listener(p);
 	if (err) {
@@ -2346,6 +2628,9 @@ void fg_proxy_process(struct fg_proxy *p)
 					on_upstream(u, evs[i].events);
 				break;
 			}
+			case T_TIMER:
+				on_timer(p);
+				break;
 			}
 		}
 		reap(p);
@@ -2384,6 +2669,8 @@ void fg_proxy_close(struct fg_proxy *p)
 		close(p->lfd);
 	if (p->epfd >= 0)
 		close(p->epfd);
+	if (p->tfd >= 0)
+		close(p->tfd);
 	for (i = 0; i < FG_MAX_SERVICES; i++)
 		free(p->cache.ring[i]);
 	free(p->cache.all);
@@ -2414,7 +2701,7 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 	const struct fg_proxy_counters *s = &p->st;
 
 	return json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:i, s:i, s:i, s:s, s:s, s:I, s:I}",
+			 " s:I, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:I}",
 			 "requests", (json_int_t)s->requests, "responses",
 			 "1xx", (json_int_t)s->responses[1], "2xx", (json_int_t)s->responses[2],
 			 "3xx", (json_int_t)s->responses[3], "4xx", (json_int_t)s->responses[4],
@@ -2433,5 +2720,6 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 			 "mode", fg_l7_mode_name(p->mode),
 			 "modeReason", p->mode_why,
 			 "splicedBytes", (json_int_t)p->spliced_bytes,
-			 "kernelBytes", (json_int_t)p->kernel_bytes);
+			 "kernelBytes", (json_int_t)p->kernel_bytes,
+			 "kernelWindows", (json_int_t)p->windows);
 }

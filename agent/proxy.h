@@ -13,8 +13,10 @@
  * explicitly (fg_http_framer): heads, chunk-size lines and trailers always
  * pass through the agent; "opaque" body bytes (Content-Length left, chunk
  * data) are moved by count, through the buffers (copy mode), through a
- * pipe with splice(2) (splice mode) or by the kernel's sockmap redirect
- * (sockmap mode) once at least 16 KiB of them are known to follow.
+ * pipe with splice(2) (splice mode) or, for response bodies, by the
+ * kernel's sockmap redirect in windows of exactly the opaque bytes left
+ * (sockmap mode; request bodies then use splice(2)) once at least 16 KiB
+ * of them are known to follow.
  *
  * Upstream connections are kept alive in a LIFO pool per backend
  * address:port. A failed connect, or a reset/EOF before any response byte,
@@ -63,9 +65,9 @@ struct fg_proxy_opts {
 	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
 	unsigned pool_idle_timeout_ms; /* 30000 */
 	/* How body bytes move (splice.h, docs/architecture.md "L7 data
-	 * path"): FG_L7_AUTO (0) probes at fg_proxy_open and takes the
-	 * fastest mode that passed; a forced mode that fails its probe falls
-	 * back (sockmap -> splice -> copy), logged. fg_proxy_opts_init takes
+	 * path"): FG_L7_AUTO (0) probes splice at fg_proxy_open and takes
+	 * it, or copy (never sockmap); a forced mode that fails its probe
+	 * falls back (sockmap -> splice -> copy), logged. fg_proxy_opts_init takes
 	 * the environment variable FLEETGATE_L7_MODE (auto|sockmap|splice|
 	 * copy) when set, for tests. */
 	enum fg_l7_mode l7_mode;
@@ -112,8 +114,9 @@ const char *fg_proxy_mode_why(const struct fg_proxy *p);
 
 /* Counters and gauges (connections, idle pooled upstreams) as JSON, for the
  * admin socket: also "mode" (sockmap|splice|copy), "modeReason",
- * "splicedBytes" (body bytes that did not pass through user space) and
- * "kernelBytes" (of those, moved by the sockmap redirect). New reference. */
+ * "splicedBytes" (body bytes that did not pass through user space),
+ * "kernelBytes" (of those, moved by the sockmap redirect) and
+ * "kernelWindows" (sockmap windows opened). New reference. */
 json_t *fg_proxy_stats(const struct fg_proxy *p);
 
 #endif

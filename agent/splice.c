@@ -61,7 +61,7 @@ int fg_l7_mode_parse(const char *s, enum fg_l7_mode *mode)
 
 struct fg_sockmap {
 	struct sockmap_bpf *skel;
-	int socks, win, state;
+	int socks, peers, win, state;
 	bool attached;
 	bool pinned;
 };
@@ -112,6 +112,7 @@ int fg_sockmap_open(struct fg_sockmap **out, const char *pin_path)
 		goto fail;
 	}
 	sm->socks = bpf_map__fd(sm->skel->maps.fg_sk_socks);
+	sm->peers = bpf_map__fd(sm->skel->maps.fg_sk_peers);
 	sm->win = bpf_map__fd(sm->skel->maps.fg_sk_win);
 	sm->state = bpf_map__fd(sm->skel->maps.fg_sk_state);
 	/* Pins of a previous run: their sockets are gone, so is their state. */
@@ -166,8 +167,21 @@ int fg_sockmap_add(struct fg_sockmap *sm, int fd, __u64 *cookie)
 	return 0;
 }
 
+int fg_sockmap_add_peer(struct fg_sockmap *sm, int fd, __u64 *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+	__u64 v = fd;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len))
+		return -errno;
+	if (bpf_map_update_elem(sm->peers, cookie, &v, BPF_NOEXIST))
+		return -errno;
+	return 0;
+}
+
 void fg_sockmap_forget(struct fg_sockmap *sm, __u64 cookie)
 {
+	bpf_map_delete_elem(sm->peers, &cookie);
 	bpf_map_delete_elem(sm->win, &cookie);
 	bpf_map_delete_elem(sm->state, &cookie);
 	bpf_map_delete_elem(sm->socks, &cookie); /* gone already when closed */
@@ -202,6 +216,34 @@ int fg_sockmap_state(struct fg_sockmap *sm, __u64 cookie, struct fg_sk_state *st
 		*st = a;
 	}
 	return -EAGAIN;
+}
+
+int fg_sockmap_withdraw(struct fg_sockmap *sm, __u64 cookie, int fd, struct fg_sk_state *st)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int err;
+
+	if (bpf_map_delete_elem(sm->win, &cookie) && errno != ENOENT)
+		return -errno;
+	/* The verdict program runs under the socket's lock (softirq with the
+	 * spinlock held, or the owner's backlog); TCP_INFO takes it too
+	 * (lock_sock_fast), so a run that had found the window before the
+	 * delete is over when this returns, and later runs find none. */
+	getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+	do {
+		err = fg_sockmap_state(sm, cookie, st);
+	} while (err == -EAGAIN);
+	return err;
+}
+
+bool fg_sockmap_broken(struct fg_sockmap *sm, __u64 cookie)
+{
+	struct fg_sk_state st;
+
+	if (bpf_map_lookup_elem(sm->state, &cookie, &st))
+		return true;
+	return st.broken;
 }
 
 long fg_sockmap_count(struct fg_sockmap *sm)
@@ -585,6 +627,12 @@ static int probe_move(struct probe *pr, __u64 rem, unsigned char *buf, size_t *h
 		if (n > 0) {
 			size_t take = (__u64)n < rem ? (size_t)n : (size_t)rem;
 
+			if (pr->mode == FG_L7_SOCKMAP && fg_sockmap_broken(pr->sm, pr->u_cookie)) {
+				snprintf(pr->why, sizeof(pr->why),
+					 "the program could not remove repeated bytes");
+				err = -EPROTO;
+				break;
+			}
 			pr->read_passed += n;
 			err = c_send(pr, buf, take);
 			if (err)
@@ -635,8 +683,15 @@ static int probe_move(struct probe *pr, __u64 rem, unsigned char *buf, size_t *h
 					break;
 				if (st.gen == gen && st.closed)
 					break;
-				if (ready > 0 && st.gen != gen)
-					break; /* passed before the window: read it */
+				if (ready > 0 && st.gen != gen) {
+					/* Readable: bytes passed before the window,
+					 * or one the program is about to see (the
+					 * skb is queued before the verdict runs).
+					 * Withdraw it and take the final word: it
+					 * may have been adopted after all. */
+					err = fg_sockmap_withdraw(pr->sm, pr->u_cookie, pr->u, &st);
+					break;
+				}
 				if (ms_now() >= pr->deadline) {
 					err = -ETIMEDOUT;
 					break;
@@ -696,7 +751,14 @@ static int probe_agent(struct probe *pr)
 				goto out;
 		}
 		if (memcmp(buf, "FGSP", 4)) {
-			snprintf(pr->why, sizeof(pr->why), "message header not where expected");
+			struct fg_sk_state st = {};
+
+			if (pr->mode == FG_L7_SOCKMAP)
+				fg_sockmap_state(pr->sm, pr->u_cookie, &st);
+			snprintf(pr->why, sizeof(pr->why),
+				 "message header not where expected (repeated bytes removed %llu, "
+				 "broken %u)",
+				 (unsigned long long)st.overlap, st.broken);
 			err = -EPROTO;
 			goto out;
 		}
@@ -789,7 +851,7 @@ int fg_splice_probe(enum fg_l7_mode mode, struct fg_sockmap *sm, __u64 bytes, __
 	if (mode == FG_L7_SOCKMAP) {
 		err = fg_sockmap_add(sm, pr->u, &pr->u_cookie);
 		if (!err)
-			err = fg_sockmap_add(sm, pr->c, &pr->c_cookie);
+			err = fg_sockmap_add_peer(sm, pr->c, &pr->c_cookie);
 		if (err) {
 			snprintf(pr->why, sizeof(pr->why), "cannot add sockets to the sockhash: %s",
 				 strerror(-err));
@@ -882,6 +944,10 @@ out:
 		snprintf(pr->why, sizeof(pr->why), "%s", strerror(-err));
 	snprintf(res->why, sizeof(res->why), "%s", pr->why);
 	if (mode == FG_L7_SOCKMAP && sm) {
+		struct fg_sk_state st;
+
+		if (pr->u_cookie && !fg_sockmap_state(sm, pr->u_cookie, &st))
+			res->repeated_bytes = st.overlap;
 		if (pr->u_cookie)
 			fg_sockmap_forget(sm, pr->u_cookie);
 		if (pr->c_cookie)

@@ -54,6 +54,9 @@ void fg_sockmap_close(struct fg_sockmap *sm, bool remove_pins);
  * queued before are seen by the program only when more arrive) and
  * creates its state. *cookie is its key. */
 int fg_sockmap_add(struct fg_sockmap *sm, int fd, __u64 *cookie);
+/* Puts a TCP socket into fg_sk_peers: a redirect target only (a psock, no
+ * program: its own receive path is untouched). *cookie is its key. */
+int fg_sockmap_add_peer(struct fg_sockmap *sm, int fd, __u64 *cookie);
 /* Deletes the state of a socket (closing it removes it from the map). */
 void fg_sockmap_forget(struct fg_sockmap *sm, __u64 cookie);
 /* Opens window gen on socket `cookie`: its stream bytes [start, start +
@@ -61,6 +64,15 @@ void fg_sockmap_forget(struct fg_sockmap *sm, __u64 cookie);
 int fg_sockmap_window(struct fg_sockmap *sm, __u64 cookie, __u64 gen, __u64 start, __u64 len,
 		      __u64 peer);
 int fg_sockmap_state(struct fg_sockmap *sm, __u64 cookie, struct fg_sk_state *st);
+/* Takes the window of `cookie` (fd: its socket) back and returns the
+ * final state: after it, the program redirects nothing more for that
+ * window, and st says whether it was adopted (st->gen) and what it moved
+ * (st->total_redirected). The agent's only way to give up on a window
+ * whose fate is not known yet (readable socket, upstream closed). */
+int fg_sockmap_withdraw(struct fg_sockmap *sm, __u64 cookie, int fd, struct fg_sk_state *st);
+/* The program met repeated bytes it could not remove (fg_sk_state.broken):
+ * what was read from the socket since may hold them. */
+bool fg_sockmap_broken(struct fg_sockmap *sm, __u64 cookie);
 /* Sockets in the map (for stats); -errno on failure. */
 long fg_sockmap_count(struct fg_sockmap *sm);
 
@@ -98,6 +110,7 @@ struct fg_splice_result {
 			      * /proc/stat): includes softirq and kworkers */
 	__u64 windows;       /* sockmap: windows opened */
 	__u64 kernel_bytes;  /* sockmap: bytes the kernel redirected */
+	__u64 repeated_bytes; /* sockmap: repeated TCP bytes the program cut */
 	char why[160];       /* why it failed */
 };
 

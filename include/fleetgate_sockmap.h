@@ -42,6 +42,17 @@ struct fg_sk_state {
 	__u32 closed;        /* the window of generation gen is over */
 	__u32 stale;         /* it was refused: start was not the position */
 	__u64 dropped;       /* bytes dropped: the peer was gone */
+	/* Repeated bytes: after a retransmission an skb in the receive queue
+	 * can start before what was already received (TCP readers skip that
+	 * prefix by sequence number; the verdict path hands over whole skbs),
+	 * so the program tracks the TCP sequence and cuts the repeated prefix
+	 * off (or drops an skb that is all repeat) before counting it. */
+	__u32 next_seq;      /* TCP sequence after the last skb seen */
+	__u32 seq_valid;
+	__u64 overlap;       /* repeated bytes removed */
+	__u32 broken;        /* a repeat that could not be removed, or a hole:
+			      * positions cannot be trusted any more */
+	__u32 pad;
 };
 
 #endif

@@ -7,7 +7,8 @@
 Keep-alive. Bodies are the byte pattern pat(i) = (i * 131 + i // 65536) & 0xff,
 so the client checks them without a copy. Answers:
   /big?n=N            Content-Length N, the pattern
-  /chunked?n=N&c=C    the pattern in chunks of C bytes (chunked coding)
+  /chunked?n=N&c=C    the pattern in chunks of C bytes (chunked coding);
+                      &pause=MS: each chunk-size line alone, then MS ms
   /upload             reads the request body (Content-Length or chunked)
                       and answers "LEN SHA256HEX"
   /cut?n=N            Content-Length N, N/2 bytes of the pattern, then closes
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -108,10 +110,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            pause = int(q.get("pause", "0")) / 1000.0
             off = 0
             while off < size:
                 k = min(c, size - off)
-                self.wfile.write(b"%x\r\n" % k + pat_bytes(off, k) + b"\r\n")
+                if pause:
+                    # A slower upstream: the chunk-size line, a pause,
+                    # then the data (the proxy can open a window in it).
+                    self.wfile.write(b"%x\r\n" % k)
+                    self.wfile.flush()
+                    time.sleep(pause)
+                    self.wfile.write(pat_bytes(off, k) + b"\r\n")
+                else:
+                    self.wfile.write(b"%x\r\n" % k + pat_bytes(off, k) + b"\r\n")
                 off += k
             self.wfile.write(b"0\r\n\r\n")
         elif u.path == "/upload":
