@@ -60,9 +60,18 @@ BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BEN
 VERSION    ?= 0.1.0
 all: $(BINS)
 
+# The bench peers (nginx, haproxy) are packages with services: they must
+# not start (and take port 80) while installed, so a policy-rc.d denies
+# service starts for the duration of the install when none is in place.
 deps:
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	@if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	else \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	fi
 
 $(BUILD)/vmlinux.h:
 	$(call msg,GEN,$@)
