@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,6 +37,7 @@ struct fg_dataplane {
 	struct fg_maps maps;
 	char pin_path[PATH_MAX];
 	bool pinned;
+	bool mounted_bpffs; /* this process mounted /sys/fs/bpf */
 	__u32 maglev_size;
 	int ncpus;
 	struct fg_link links[FG_MAX_IFACES];
@@ -158,13 +160,16 @@ static int check_bpffs(const char *path)
 	return 0;
 }
 
+#define BPFFS_ROOT "/sys/fs/bpf"
+
 /* Mounts the BPF file system at /sys/fs/bpf when the pin path is under it
  * and nothing is mounted there yet (as on a fresh boot without systemd's
- * mount). */
-static int ensure_bpffs(const char *pin_path)
+ * mount); *mounted says whether this call did. */
+static int ensure_bpffs(const char *pin_path, bool *mounted)
 {
-	static const char root[] = "/sys/fs/bpf";
+	static const char root[] = BPFFS_ROOT;
 
+	*mounted = false;
 	if (strncmp(pin_path, root, sizeof(root) - 1) ||
 	    (pin_path[sizeof(root) - 1] && pin_path[sizeof(root) - 1] != '/'))
 		return 0;
@@ -177,7 +182,33 @@ static int ensure_bpffs(const char *pin_path)
 		return err;
 	}
 	pr_info("mounted the BPF file system at %s\n", root);
+	*mounted = true;
 	return 0;
+}
+
+/* Unmounts the BPF file system this process mounted, once nothing but the
+ * kernel's own iterator files (maps.debug, progs.debug) is left in it: a
+ * pin of anyone else keeps it mounted. */
+static void release_bpffs(void)
+{
+	struct dirent *de;
+	bool idle = true;
+	DIR *dir;
+
+	dir = opendir(BPFFS_ROOT);
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !strcmp(de->d_name, "maps.debug") || !strcmp(de->d_name, "progs.debug"))
+			continue;
+		idle = false;
+		break;
+	}
+	closedir(dir);
+	if (idle && umount(BPFFS_ROOT))
+		pr_warn("cannot unmount the BPF file system at %s: %s\n", BPFFS_ROOT,
+			strerror(errno));
 }
 
 static struct fg_dataplane *dp_alloc(void)
@@ -265,7 +296,7 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 
 	if (opts->pin_path) {
 		snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", opts->pin_path);
-		err = ensure_bpffs(dp->pin_path);
+		err = ensure_bpffs(dp->pin_path, &dp->mounted_bpffs);
 		if (err)
 			goto err_free;
 		err = mkdir_p(dp->pin_path);
@@ -329,6 +360,10 @@ err_destroy:
 		bpf_object__unpin_maps(dp->skel->obj, NULL);
 	xdp_gateway_bpf__destroy(dp->skel);
 err_free:
+	if (dp->pinned)
+		rmdir(dp->pin_path);
+	if (dp->mounted_bpffs)
+		release_bpffs();
 	free(dp->ring_keys);
 	free(dp);
 	return err;
@@ -396,6 +431,8 @@ void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
 			rmdir(dp->pin_path);
 		}
 		xdp_gateway_bpf__destroy(dp->skel);
+		if (dp->mounted_bpffs && remove_pins)
+			release_bpffs();
 	} else {
 		for (i = 0; i < N_MAPS; i++)
 			if (*map_fd_slot(&dp->maps, i) >= 0)
