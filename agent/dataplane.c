@@ -762,8 +762,9 @@ int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
 			      FG_CLUSTER_RING_SIZE, "fg_cluster_ring");
 }
 
-int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
-			      const __u32 weights[FG_MAX_CLUSTERS])
+/* Rewrites one part of an active service's entry. */
+static int update_service(struct fg_dataplane *dp, __u32 service_id, size_t off,
+			  const void *val, size_t len)
 {
 	struct fg_service svc;
 
@@ -773,23 +774,22 @@ int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
 		return -errno;
 	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
 		return -ENOENT;
-	memcpy(svc.cluster_weight, weights, sizeof(svc.cluster_weight));
+	memcpy((char *)&svc + off, val, len);
 	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+}
+
+int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
+			      const __u32 weights[FG_MAX_CLUSTERS])
+{
+	return update_service(dp, service_id, offsetof(struct fg_service, cluster_weight),
+			      weights, sizeof(((struct fg_service *)0)->cluster_weight));
 }
 
 int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
 			    const __u8 tiers[FG_MAX_CLUSTERS])
 {
-	struct fg_service svc;
-
-	if (service_id >= FG_MAX_SERVICES)
-		return -ERANGE;
-	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
-		return -errno;
-	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
-		return -ENOENT;
-	memcpy(svc.cluster_tier, tiers, sizeof(svc.cluster_tier));
-	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+	return update_service(dp, service_id, offsetof(struct fg_service, cluster_tier),
+			      tiers, sizeof(((struct fg_service *)0)->cluster_tier));
 }
 
 /* Reads the whole backends array, in batches when the kernel can. */

@@ -578,8 +578,14 @@ static void mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why)
 {
 	const struct fg_backend *be = &p->cache.all[bid];
 	char abuf[INET6_ADDRSTRLEN];
+	struct fg_backend now;
 	int err;
 
+	/* Several requests in flight can fail on the same endpoint before the
+	 * cache refreshes: mark it and rebuild its rings once. */
+	if (!bpf_map_lookup_elem(fg_dp_maps(p->dp)->backends, &bid, &now) &&
+	    !(now.flags & FG_BACKEND_F_UP))
+		return;
 	err = fg_dp_set_backend_up(p->dp, bid, false);
 	if (err) {
 		pr_debug("proxy: cannot mark backend %u down: %s\n", bid, strerror(-err));

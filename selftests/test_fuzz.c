@@ -34,15 +34,15 @@ static void run_target(const char *name)
 		test__skip("%s not built (make fuzz needs clang's libFuzzer runtime)", bin);
 		return;
 	}
+	/* The fuzzer's own exit status decides (no pipeline to hide it); its
+	 * last lines go to the test's log. */
 	rc = fg_sh("mkdir -p %s/fuzz/corpus-%s && %s -max_total_time=%s -max_len=65536 "
 		   "-timeout=10 -artifact_prefix=%s/fuzz/%s- %s/fuzz/corpus-%s "
-		   "selftests/fuzz/seeds-%s 2>&1 | tail -5",
-		   dir, name, bin, secs ? secs : "20", dir, name, dir, name, name);
+		   "selftests/fuzz/seeds-%s >%s/fuzz/%s.log 2>&1; rc=$?; "
+		   "tail -5 %s/fuzz/%s.log; exit $rc",
+		   dir, name, bin, secs ? secs : "20", dir, name, dir, name, name, dir, name,
+		   dir, name);
 	ASSERT_EQ(rc, 0, name);
-	/* A pipeline reports tail's status: look for the fuzzer's artifact. */
-	ASSERT_OK(fg_sh("! ls %s/fuzz/%s-crash-* %s/fuzz/%s-leak-* %s/fuzz/%s-timeout-* "
-			"2>/dev/null | grep -q .", dir, name, dir, name, dir, name),
-		  "no crash, leak or timeout artifact");
 }
 
 FG_TEST(fuzz)
