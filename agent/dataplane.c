@@ -37,7 +37,6 @@ struct fg_dataplane {
 	struct fg_maps maps;
 	char pin_path[PATH_MAX];
 	bool pinned;
-	bool mounted_bpffs; /* this process mounted /sys/fs/bpf */
 	__u32 maglev_size;
 	int ncpus;
 	struct fg_link links[FG_MAX_IFACES];
@@ -161,15 +160,19 @@ static int check_bpffs(const char *path)
 }
 
 #define BPFFS_ROOT "/sys/fs/bpf"
+/* Left in a BPF file system fleetgate mounted, so whichever fleetgate
+ * process is last to leave it (an agent restarted with --keep-pins may not
+ * be the one that mounted it) unmounts it, and never one mounted by
+ * someone else. */
+#define BPFFS_MARK "fleetgate_mounted" /* bpffs refuses names with dots */
 
 /* Mounts the BPF file system at /sys/fs/bpf when the pin path is under it
  * and nothing is mounted there yet (as on a fresh boot without systemd's
- * mount); *mounted says whether this call did. */
-static int ensure_bpffs(const char *pin_path, bool *mounted)
+ * mount), marking it as fleetgate's. */
+static int ensure_bpffs(const char *pin_path)
 {
 	static const char root[] = BPFFS_ROOT;
 
-	*mounted = false;
 	if (strncmp(pin_path, root, sizeof(root) - 1) ||
 	    (pin_path[sizeof(root) - 1] && pin_path[sizeof(root) - 1] != '/'))
 		return 0;
@@ -182,23 +185,28 @@ static int ensure_bpffs(const char *pin_path, bool *mounted)
 		return err;
 	}
 	pr_info("mounted the BPF file system at %s\n", root);
-	*mounted = true;
+	if (mkdir(BPFFS_ROOT "/" BPFFS_MARK, 0700))
+		pr_debug("cannot mark %s as mounted by fleetgate: %s\n", root, strerror(errno));
 	return 0;
 }
 
-/* Unmounts the BPF file system this process mounted, once nothing but the
- * kernel's own iterator files (maps.debug, progs.debug) is left in it: a
- * pin of anyone else keeps it mounted. */
+/* Unmounts the BPF file system fleetgate mounted, once nothing but the
+ * kernel's own iterator files (maps.debug, progs.debug) and our mark is
+ * left in it: a pin of anyone else keeps it mounted. */
 static void release_bpffs(void)
 {
 	struct dirent *de;
-	bool idle = true;
+	bool idle = true, ours = false;
 	DIR *dir;
 
 	dir = opendir(BPFFS_ROOT);
 	if (!dir)
 		return;
 	while ((de = readdir(dir))) {
+		if (!strcmp(de->d_name, BPFFS_MARK)) {
+			ours = true;
+			continue;
+		}
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    !strcmp(de->d_name, "maps.debug") || !strcmp(de->d_name, "progs.debug"))
 			continue;
@@ -206,7 +214,10 @@ static void release_bpffs(void)
 		break;
 	}
 	closedir(dir);
-	if (idle && umount(BPFFS_ROOT))
+	if (!ours || !idle)
+		return;
+	rmdir(BPFFS_ROOT "/" BPFFS_MARK);
+	if (umount(BPFFS_ROOT))
 		pr_warn("cannot unmount the BPF file system at %s: %s\n", BPFFS_ROOT,
 			strerror(errno));
 }
@@ -296,7 +307,7 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 
 	if (opts->pin_path) {
 		snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", opts->pin_path);
-		err = ensure_bpffs(dp->pin_path, &dp->mounted_bpffs);
+		err = ensure_bpffs(dp->pin_path);
 		if (err)
 			goto err_free;
 		err = mkdir_p(dp->pin_path);
@@ -362,7 +373,7 @@ err_destroy:
 err_free:
 	if (dp->pinned)
 		rmdir(dp->pin_path);
-	if (dp->mounted_bpffs)
+	if (dp->pinned)
 		release_bpffs();
 	free(dp->ring_keys);
 	free(dp);
@@ -431,7 +442,7 @@ void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
 			rmdir(dp->pin_path);
 		}
 		xdp_gateway_bpf__destroy(dp->skel);
-		if (dp->mounted_bpffs && remove_pins)
+		if (dp->pinned && remove_pins)
 			release_bpffs();
 	} else {
 		for (i = 0; i < N_MAPS; i++)

@@ -40,6 +40,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define CLUSTER1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
@@ -88,21 +89,6 @@ struct ctl_e2e {
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 static long file_size(const char *path)
 {
@@ -241,114 +227,6 @@ static int cfg_unlink(struct ctl_e2e *e, const char *rel)
 /* processes                                                           */
 /* ------------------------------------------------------------------ */
 
-/* fork + exec, stdin from /dev/null, stdout and stderr appended to log.
- * The child gets SIGTERM if the runner dies. */
-static pid_t spawn(const char *log, char *const argv[])
-{
-	pid_t parent = getpid(), pid;
-	int fd;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(126);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0)
-		dup2(fd, STDIN_FILENO);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	execvp(argv[0], argv);
-	_exit(127);
-}
-
-static bool reap(pid_t pid, int *status, unsigned int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	pid_t r;
-
-	for (;;) {
-		r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR)
-			return false;
-		if (now_ms() >= deadline)
-			return false;
-		sleep_ms(10);
-	}
-}
-
-/* sig, then SIGKILL if the child lingers; its wait status or -1. */
-static int stop_child(pid_t *pidp, int sig, unsigned int timeout_ms)
-{
-	int status = -1;
-
-	if (*pidp <= 0)
-		return -1;
-	kill(*pidp, sig);
-	if (!reap(*pidp, &status, timeout_ms)) {
-		printf("e2e: pid %d ignored signal %d, killing it\n", *pidp, sig);
-		kill(*pidp, SIGKILL);
-		if (!reap(*pidp, &status, 2000))
-			status = -1;
-	}
-	*pidp = 0;
-	return status;
-}
-
-/* Runs a shell command and returns its stdout (+stderr), malloc'ed, and
- * its exit status in *status. quiet: do not echo the command/output. */
-static char *capture(int *status, bool quiet, const char *fmt, ...)
-{
-	char *cmd = NULL, *buf, *tmp;
-	size_t len = 0, cap = 8192, got;
-	va_list ap;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	st = vasprintf(&cmd, fmt, ap);
-	va_end(ap);
-	if (st < 0)
-		return NULL;
-	if (!quiet)
-		printf("+ %s\n", cmd);
-	fflush(stdout);
-	fflush(stderr);
-	buf = malloc(cap);
-	f = buf ? popen(cmd, "r") : NULL;
-	free(cmd);
-	if (!f) {
-		free(buf);
-		return NULL;
-	}
-	while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += got;
-		if (len + 1 == cap) {
-			tmp = realloc(buf, cap * 2);
-			if (!tmp)
-				break;
-			buf = tmp;
-			cap *= 2;
-		}
-	}
-	buf[len] = '\0';
-	st = pclose(f);
-	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	if (!quiet)
-		printf("%s%s(exit %d)\n", buf, len && buf[len - 1] != '\n' ? "\n" : "", *status);
-	return buf;
-}
-
 /* fleetgatectl -o json ARGS, parsed; NULL (reported unless quiet) on
  * failure. */
 static json_t *ctl_json(struct ctl_e2e *e, bool quiet, const char *args)
@@ -358,7 +236,7 @@ static json_t *ctl_json(struct ctl_e2e *e, bool quiet, const char *args)
 	char *out;
 	int status;
 
-	out = capture(&status, quiet, "%s -p %s -o json %s 2>&1", e->ctl_bin, e->pin, args);
+	out = e2e_capture(&status, quiet, "%s -p %s -o json %s 2>&1", e->ctl_bin, e->pin, args);
 	if (!out)
 		return NULL;
 	doc = status == 0 ? json_loads(out, 0, &jerr) : NULL;
@@ -427,12 +305,12 @@ static int server_start(struct ctl_e2e *e, int i)
 	snprintf(ready, sizeof(ready), "%s/%s.ready", test__tmpdir(), s->name);
 	snprintf(log, sizeof(log), "%s/%s.log", test__tmpdir(), s->name);
 	unlink(ready);
-	s->pid = spawn(log, s->echo ? argv_echo : argv_tcp);
+	s->pid = e2e_spawn(log, NULL, s->echo ? argv_echo : argv_tcp);
 	if (s->pid < 0) {
 		s->pid = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(10)) {
+	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(10)) {
 		if (access(ready, F_OK) == 0)
 			return 0;
 		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
@@ -443,7 +321,7 @@ static int server_start(struct ctl_e2e *e, int i)
 	printf("e2e: server %s did not come up\n", s->name);
 	show_file(s->name, log, 0);
 	if (s->pid)
-		stop_child(&s->pid, SIGKILL, 2000);
+		e2e_stop_child(&s->pid, SIGKILL, 2000);
 	return -ETIMEDOUT;
 }
 
@@ -530,12 +408,12 @@ static int agent_start(struct ctl_e2e *e, bool keep_pins)
 	e->agent_log_off = file_size(e->agent_log);
 	printf("e2e: starting the agent%s (log %s from byte %ld)\n",
 	       keep_pins ? " with --keep-pins" : "", e->agent_log, e->agent_log_off);
-	e->agent = spawn(e->agent_log, argv);
+	e->agent = e2e_spawn(e->agent_log, NULL, argv);
 	if (e->agent < 0) {
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 10000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (log_find(e->agent_log, e->agent_log_off, "fleetgate-agent ready", NULL, 0) &&
 		    access(e->sock, F_OK) == 0)
 			return 0;
@@ -554,7 +432,7 @@ static int agent_start(struct ctl_e2e *e, bool keep_pins)
 /* SIGTERM; the exit status (0 expected) or -1. */
 static int agent_stop(struct ctl_e2e *e)
 {
-	int status = stop_child(&e->agent, SIGTERM, 5000);
+	int status = e2e_stop_child(&e->agent, SIGTERM, 5000);
 
 	if (status == -1)
 		return -1;
@@ -786,17 +664,17 @@ static bool ring_has(const struct ring_view *v, int c, int want)
  * traffic from w1 and w2 healthy pods. Returns the ms it took, or -1. */
 static long wait_ring(struct ctl_e2e *e, int port, int w1, int w2, unsigned int timeout_ms)
 {
-	long long t0 = now_ms(), deadline = t0 + timeout_ms;
+	long long t0 = e2e_now_ms(), deadline = t0 + timeout_ms;
 	struct ring_view v;
 	bool ok;
 
 	for (;;) {
 		ok = ring_read(e, port, &v, true) && ring_has(&v, C1, w1) && ring_has(&v, C2, w2);
 		if (ok)
-			return (long)(now_ms() - t0);
-		if (now_ms() >= deadline)
+			return (long)(e2e_now_ms() - t0);
+		if (e2e_now_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		e2e_sleep_ms(10);
 	}
 	printf("e2e: port %d: wanted %d:%d pods in the rings; last seen weights %d:%d, slots %d:%d, up %d:%d\n",
 	       port, w1, w2, v.weight[C1], v.weight[C2], v.slots[C1], v.slots[C2], v.up[C1],
@@ -839,7 +717,7 @@ static void show_counters(struct ctl_e2e *e, const char *why)
 	int rc;
 
 	printf("e2e: verdict counters (%s):\n", why);
-	out = capture(&rc, false, "%s -p %s counters 2>&1", e->ctl_bin, e->pin);
+	out = e2e_capture(&rc, false, "%s -p %s counters 2>&1", e->ctl_bin, e->pin);
 	free(out);
 }
 
@@ -870,18 +748,18 @@ static bool run_client(struct ctl_e2e *e, int port, int n, struct ctl_result *r)
 	json_t *root, *answers, *v;
 	json_error_t jerr;
 	const char *name;
-	long long t0 = now_ms();
+	long long t0 = e2e_now_ms();
 	char *out;
 	int status, i;
 
 	memset(r, 0, sizeof(*r));
-	out = capture(&status, true,
+	out = e2e_capture(&status, true,
 		      "ip netns exec %s python3 %s/tcp_client.py %s %d %d --timeout 1 --max-time 10",
 		      e->ns_cli, e->scripts, e->listen_addr, port, n);
 	if (!out)
 		return false;
 	printf("e2e: client, %d connections to %s:%d (%lld ms): %s", n, e->listen_addr, port,
-	       now_ms() - t0, out);
+	       e2e_now_ms() - t0, out);
 	root = status == 0 ? json_loads(out, 0, &jerr) : NULL;
 	free(out);
 	if (!root) {
@@ -972,10 +850,10 @@ static pid_t watch_start(struct ctl_e2e *e, const char *out, double duration)
 	snprintf(ready, sizeof(ready), "%s.ready", out);
 	unlink(out);
 	unlink(ready);
-	pid = spawn(out, argv);
+	pid = e2e_spawn(out, NULL, argv);
 	if (pid <= 0)
 		return pid;
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(5)) {
+	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(5)) {
 		if (access(ready, F_OK) == 0)
 			return pid;
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -983,7 +861,7 @@ static pid_t watch_start(struct ctl_e2e *e, const char *out, double duration)
 	}
 	printf("e2e: the watcher did not start\n");
 	show_file("watcher", out, 0);
-	stop_child(&pid, SIGKILL, 1000);
+	e2e_stop_child(&pid, SIGKILL, 1000);
 	return -1;
 }
 
@@ -1003,8 +881,8 @@ static int watch_finish(struct ctl_e2e *e, pid_t *pid, const char *out, struct w
 	size_t i;
 
 	*evs = NULL;
-	if (!reap(*pid, &status, 15000)) {
-		stop_child(pid, SIGKILL, 1000);
+	if (!e2e_reap(*pid, &status, 15000)) {
+		e2e_stop_child(pid, SIGKILL, 1000);
 		printf("e2e: the watcher did not finish\n");
 		return -1;
 	}
@@ -1108,7 +986,7 @@ static void subtest_status(struct ctl_e2e *e)
 
 	if (!baseline(e))
 		return;
-	out = capture(&rc, false, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin, e->pin,
+	out = e2e_capture(&rc, false, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin, e->pin,
 		      GATEWAY);
 	if (!ASSERT_OK_PTR(out, "fleetgatectl ran"))
 		return;
@@ -1143,7 +1021,7 @@ static void subtest_status(struct ctl_e2e *e)
 		json_decref(doc);
 	}
 
-	out = capture(&rc, false, "%s -p %s get clusters 2>&1", e->ctl_bin, e->pin);
+	out = e2e_capture(&rc, false, "%s -p %s get clusters 2>&1", e->ctl_bin, e->pin);
 	free(out);
 	ASSERT_EQ(rc, 0, "get clusters exit status");
 	doc = ctl_json(e, false, "get clusters");
@@ -1193,13 +1071,13 @@ static void subtest_scale_shifts_ratio(struct ctl_e2e *e)
 	if (!ASSERT_OK(server_start(e, SRV_2B), "start cluster2-b") ||
 	    !ASSERT_OK(server_start(e, SRV_2C), "start cluster2-c"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	if (!ASSERT_OK(write_cluster_eps(e, C2, 3), "cluster2 EndpointSlice with 3 pods"))
 		return;
 	e->c2_pods = 3;
 	ms = wait_ring(e, L4_PORT, 2, 3, 3000);
 	if (ms >= 0)
-		ms = (long)(now_ms() - t0);
+		ms = (long)(e2e_now_ms() - t0);
 	printf("e2e: rings at 2:3 pods %ld ms after the rename\n", ms);
 	if (!_CHECK(ms < 0, "rings 2:3", "not within 3 s"))
 		return;
@@ -1232,7 +1110,7 @@ static void subtest_service_deleted_failover(struct ctl_e2e *e)
 	w = watch_start(e, out, 1.8);
 	if (!ASSERT_GT(w, 0, "watcher started"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	ASSERT_OK(cfg_unlink(e, rel), "delete cluster2 svc.yaml");
 	e->c2_svc = false;
 	ms = wait_ring(e, L4_PORT, 2, 0, 3000);
@@ -1259,7 +1137,7 @@ static void subtest_service_deleted_failover(struct ctl_e2e *e)
 	w = watch_start(e, out, 1.8);
 	if (!ASSERT_GT(w, 0, "watcher started"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	ASSERT_OK(write_cluster_svc(e, C2), "put cluster2 svc.yaml back");
 	e->c2_svc = true;
 	ms = wait_ring(e, L4_PORT, 2, 1, 3000);
@@ -1299,12 +1177,12 @@ static void subtest_pods_die_failover(struct ctl_e2e *e)
 	w = watch_start(e, out, 2.8);
 	if (!ASSERT_GT(w, 0, "watcher started"))
 		return;
-	t0 = now_ms();
-	stop_child(&e->srv[SRV_2A].pid, SIGKILL, 2000);
+	t0 = e2e_now_ms();
+	e2e_stop_child(&e->srv[SRV_2A].pid, SIGKILL, 2000);
 	printf("e2e: killed cluster2's only pod (%s)\n", e->srv[SRV_2A].name);
 	ms = wait_ring(e, L4_PORT, 2, 0, 3000);
 	printf("e2e: cluster2 out of the ring %lld ms after the kill\n",
-	       ms < 0 ? -1 : now_ms() - t0);
+	       ms < 0 ? -1 : e2e_now_ms() - t0);
 	n = watch_finish(e, &w, out, &evs);
 	if (ASSERT_GT(n, 0, "watcher events")) {
 		watch_summarize(e, evs, n, t0, C2, &s);
@@ -1333,7 +1211,7 @@ static void subtest_pods_die_failover(struct ctl_e2e *e)
 		return;
 	if (!ASSERT_OK(server_start(e, SRV_2A), "restart cluster2's pod"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	ms = wait_ring(e, L4_PORT, 2, 1, 3000);
 	printf("e2e: cluster2 back in the ring %ld ms after its pod listens\n", ms);
 	n = watch_finish(e, &w, out, &evs);
@@ -1358,7 +1236,7 @@ static void subtest_pods_die_failover(struct ctl_e2e *e)
 static bool log_parse_error(struct ctl_e2e *e, long off, const char *file, unsigned int timeout_ms,
 			    int *line_no, char *reason, size_t len)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = e2e_now_ms() + timeout_ms;
 	char needle[64], line[512], *p;
 	int n = 0;
 
@@ -1372,9 +1250,9 @@ static bool log_parse_error(struct ctl_e2e *e, long off, const char *file, unsig
 				return true;
 			}
 		}
-		if (now_ms() >= deadline)
+		if (e2e_now_ms() >= deadline)
 			return false;
-		sleep_ms(20);
+		e2e_sleep_ms(20);
 	}
 }
 
@@ -1438,7 +1316,7 @@ static void subtest_bad_yaml_keeps_routes(struct ctl_e2e *e)
 	off = file_size(e->agent_log);
 	if (!ASSERT_OK(cfg_write(e, "fleet/broken.yaml", fixed), "fix broken.yaml"))
 		return;
-	sleep_ms(300);
+	e2e_sleep_ms(300);
 	ASSERT_EQ(log_count_parse_errors(e->agent_log, off, "broken.yaml"), 0,
 		  "no parse error for the fixed file");
 	if (log_find(e->agent_log, off, "broken.yaml", buf, sizeof(buf)))
@@ -1488,7 +1366,7 @@ static bool echo_status(const char *path, int *echoed, int *errors, long *max_ga
  * started (false on an error or a timeout). */
 static bool echo_wait(const char *path, int want, unsigned int timeout_ms, int *echoed)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = e2e_now_ms() + timeout_ms;
 	int errors = 0;
 	long gap;
 
@@ -1496,9 +1374,9 @@ static bool echo_wait(const char *path, int want, unsigned int timeout_ms, int *
 	for (;;) {
 		if (echo_status(path, echoed, &errors, &gap, NULL, 0) && (errors || *echoed >= want))
 			return !errors;
-		if (now_ms() >= deadline)
+		if (e2e_now_ms() >= deadline)
 			return false;
-		sleep_ms(20);
+		e2e_sleep_ms(20);
 	}
 }
 
@@ -1564,7 +1442,7 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 	snprintf(status_file, sizeof(status_file), "%s/echo-client.json", test__tmpdir());
 	snprintf(log, sizeof(log), "%s/echo-client.log", test__tmpdir());
 	unlink(status_file);
-	e->echo_client = spawn(log, argv);
+	e->echo_client = e2e_spawn(log, NULL, argv);
 	if (!ASSERT_GT(e->echo_client, 0, "echo client started"))
 		return;
 	if (!ASSERT_TRUE(echo_wait(status_file, 3, 3000, &echoed0), "long-lived flow echoes")) {
@@ -1577,7 +1455,7 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 
 	/* Agent gone, pins kept: the data plane runs on. */
 	sid0 = l4_service_id(e, ECHO_PORT, false);
-	t_stop = now_ms();
+	t_stop = e2e_now_ms();
 	rc = agent_stop(e);
 	ASSERT_EQ(rc, 0, "--keep-pins agent exit status");
 	ASSERT_TRUE(log_find(e->agent_log, e->agent_log_off, "stopped (pins kept)", NULL, 0),
@@ -1587,11 +1465,11 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 		ASSERT_TRUE(xdp_attached(e, ifs[i]), tag);
 	}
 	ASSERT_EQ(access(e->pin, F_OK), 0, "pins kept");
-	if (now_ms() - t_stop < 1200)
-		sleep_ms(1200 - (now_ms() - t_stop));
+	if (e2e_now_ms() - t_stop < 1200)
+		e2e_sleep_ms(1200 - (e2e_now_ms() - t_stop));
 	echo_status(status_file, &echoed1, &errors, &gap, peer, sizeof(peer));
 	printf("e2e: %lld ms without an agent: %d more lines echoed, %d errors (%s)\n",
-	       now_ms() - t_stop, echoed1 - echoed0, errors, peer);
+	       e2e_now_ms() - t_stop, echoed1 - echoed0, errors, peer);
 	ASSERT_EQ(errors, 0, "flow errors without an agent");
 	ASSERT_GE(echoed1 - echoed0, 8, "lines echoed in 1.2 s without an agent");
 	if (ASSERT_TRUE(run_client(e, L4_PORT, 30, &r), "new connections without an agent")) {
@@ -1608,7 +1486,7 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 	ASSERT_GE(wait_ring(e, ECHO_PORT, 1, 1, 1000), 0, "line-echo rings under the new agent");
 	sid1 = l4_service_id(e, ECHO_PORT, false);
 	ASSERT_EQ(sid1, sid0, "line-echo keeps its service id across the restart");
-	sleep_ms(600);
+	e2e_sleep_ms(600);
 	echo_status(status_file, &echoed2, &errors, &gap, peer, sizeof(peer));
 	printf("e2e: under the new agent: %d more lines echoed, %d errors, longest gap %ld ms (%s)\n",
 	       echoed2 - echoed1, errors, gap, peer);
@@ -1617,7 +1495,7 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 	split_check(e, 300, 67, "new connections under the new agent", baseline_pods, 3);
 
 	/* The flow's own verdict, then a full stop. */
-	stop_child(&e->echo_client, SIGTERM, 3000);
+	e2e_stop_child(&e->echo_client, SIGTERM, 3000);
 	out = read_all(log, 0);
 	p = out ? strrchr(out, '{') : NULL;
 	printf("e2e: echo client summary: %s", p ?: "(none)\n");
@@ -1693,13 +1571,13 @@ static void ctl_cleanup(struct ctl_e2e *e)
 	char *ns[4] = { e->ns_cli, e->ns_gw, e->ns_c1, e->ns_c2 };
 	int i;
 
-	stop_child(&e->echo_client, SIGKILL, 2000);
+	e2e_stop_child(&e->echo_client, SIGKILL, 2000);
 	if (e->agent > 0)
-		stop_child(&e->agent, SIGTERM, 5000);
+		e2e_stop_child(&e->agent, SIGTERM, 5000);
 	if (e->agent_log[0])
 		show_file("agent log", e->agent_log, 0);
 	for (i = 0; i < NR_SRV; i++)
-		stop_child(&e->srv[i].pid, SIGKILL, 2000);
+		e2e_stop_child(&e->srv[i].pid, SIGKILL, 2000);
 	/* A crashed agent, or one stopped with --keep-pins, leaves pins that
 	 * hold the program on the interfaces. */
 	if (e->t[0]) {
@@ -1724,7 +1602,7 @@ FG_TEST(e2e_control)
 			[SRV_E2] = { "cluster2-echo", C2, 2, ECHO_POD_PORT, true },
 		},
 	};
-	long long t0 = now_ms(), ts;
+	long long t0 = e2e_now_ms(), ts;
 
 	if (geteuid() != 0) {
 		test__skip("needs root");
@@ -1744,12 +1622,12 @@ FG_TEST(e2e_control)
 		return;
 	}
 	if (ctl_setup(&e) == 0) {
-		printf("e2e: setup took %lld ms\n", now_ms() - t0);
+		printf("e2e: setup took %lld ms\n", e2e_now_ms() - t0);
 #define RUN(name)                                                                  \
 		if (test__start_subtest(#name)) {                                  \
-			ts = now_ms();                                             \
+			ts = e2e_now_ms();                                             \
 			subtest_##name(&e);                                        \
-			printf("e2e: " #name " took %lld ms\n", now_ms() - ts);   \
+			printf("e2e: " #name " took %lld ms\n", e2e_now_ms() - ts);   \
 		}
 		RUN(status)
 		RUN(split_by_pod_count)
@@ -1761,5 +1639,5 @@ FG_TEST(e2e_control)
 #undef RUN
 	}
 	ctl_cleanup(&e);
-	printf("e2e: total %lld ms\n", now_ms() - t0);
+	printf("e2e: total %lld ms\n", e2e_now_ms() - t0);
 }

@@ -37,6 +37,7 @@
 
 #include "dataplane.h"
 #include "fleetgate.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define E2E_VIP "10.99.0.100"
@@ -80,21 +81,6 @@ struct e2e_result {
 	int total;
 };
 
-static __u64 now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* The agent binary and the helper scripts, found from test_progs' own
  * location (build/test_progs -> build/fleetgate-agent, selftests/e2e). */
 static int find_paths(struct e2e *e)
@@ -125,73 +111,6 @@ static int find_paths(struct e2e *e)
 }
 
 /* ---- processes ---- */
-
-/* fork + exec, stdin from /dev/null, stdout and stderr appended to log.
- * The child gets SIGTERM if the test runner dies, so a crashed run does
- * not leave an agent or servers behind. */
-static pid_t spawn(const char *log, char *const argv[])
-{
-	pid_t parent = getpid(), pid;
-	int fd;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(126);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0)
-		dup2(fd, STDIN_FILENO);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	execvp(argv[0], argv);
-	_exit(127);
-}
-
-/* Waits up to timeout_ms for pid; returns true when reaped (status set). */
-static bool reap(pid_t pid, int *status, unsigned int timeout_ms)
-{
-	__u64 deadline = now_ms() + timeout_ms;
-	pid_t r;
-
-	for (;;) {
-		r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR)
-			return false;
-		if (now_ms() >= deadline)
-			return false;
-		sleep_ms(20);
-	}
-}
-
-/* Stops a child we started: sig, then SIGKILL if it lingers. Returns its
- * wait status, or -1. */
-static int stop_child(pid_t *pidp, int sig, unsigned int timeout_ms)
-{
-	int status = -1;
-
-	if (*pidp <= 0)
-		return -1;
-	kill(*pidp, sig);
-	if (!reap(*pidp, &status, timeout_ms)) {
-		printf("e2e: pid %d ignored signal %d, killing it\n", *pidp, sig);
-		kill(*pidp, SIGKILL);
-		if (!reap(*pidp, &status, 2000))
-			status = -1;
-	}
-	*pidp = 0;
-	return status;
-}
 
 static void show_file(const char *title, const char *path)
 {
@@ -238,7 +157,7 @@ static int server_start(struct e2e *e, int i)
 	char *argv[] = { "ip", "netns", "exec",
 			 s->cluster == E2E_C1 ? e->ns_c1 : e->ns_c2, "python3", script,
 			 (char *)s->name, port, addr, "--ready-file", ready, NULL };
-	__u64 deadline;
+	long long deadline;
 	int status;
 
 	snprintf(script, sizeof(script), "%s/tcp_server.py", e->scripts);
@@ -247,12 +166,12 @@ static int server_start(struct e2e *e, int i)
 	snprintf(ready, sizeof(ready), "%s/%s.ready", test__tmpdir(), s->name);
 	snprintf(log, sizeof(log), "%s/%s.log", test__tmpdir(), s->name);
 	unlink(ready);
-	s->pid = spawn(log, argv);
+	s->pid = e2e_spawn(log, NULL, argv);
 	if (s->pid < 0) {
 		s->pid = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (access(ready, F_OK) == 0)
 			return 0;
 		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
@@ -263,7 +182,7 @@ static int server_start(struct e2e *e, int i)
 	printf("e2e: server %s did not come up\n", s->name);
 	show_file(s->name, log);
 	if (s->pid)
-		stop_child(&s->pid, SIGKILL, 2000);
+		e2e_stop_child(&s->pid, SIGKILL, 2000);
 	return -ETIMEDOUT;
 }
 
@@ -329,7 +248,7 @@ static int agent_start(struct e2e *e)
 	char *argv[] = { "nsenter", netns, e->agent_bin, "-i", ifc[0], "-i", ifc[1],
 			 "-i", ifc[2], "-p", e->pin, "--health-interval", "300", NULL };
 	char verdicts[PATH_MAX + 16];
-	__u64 deadline;
+	long long deadline;
 
 	snprintf(netns, sizeof(netns), "--net=/run/netns/%s", e->ns_gw);
 	snprintf(ifc[0], sizeof(ifc[0]), "%sgc", e->p);
@@ -338,12 +257,12 @@ static int agent_start(struct e2e *e)
 	snprintf(verdicts, sizeof(verdicts), "%s/verdicts", e->pin);
 	snprintf(e->agent_log, sizeof(e->agent_log), "%s/agent.log", test__tmpdir());
 
-	e->agent = spawn(e->agent_log, argv);
+	e->agent = e2e_spawn(e->agent_log, NULL, argv);
 	if (e->agent < 0) {
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 10000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (access(verdicts, F_OK) == 0 && file_has(e->agent_log, "ready"))
 			return 0;
 		if (waitpid(e->agent, &e->agent_status, WNOHANG) == e->agent) {
@@ -449,12 +368,12 @@ static void e2e_cleanup(struct e2e *e)
 	fg_dp_close(e->dp, false);
 	e->dp = NULL;
 	if (e->agent > 0)
-		stop_child(&e->agent, SIGTERM, 5000);
+		e2e_stop_child(&e->agent, SIGTERM, 5000);
 	/* Into the captured log: shown on failure or with -v. */
 	if (e->agent_log[0])
 		show_file("agent log", e->agent_log);
 	for (i = 0; i < NR_SRV; i++)
-		stop_child(&e->srv[i].pid, SIGKILL, 2000);
+		e2e_stop_child(&e->srv[i].pid, SIGKILL, 2000);
 	for (i = 3; i >= 0; i--)
 		if (e->ns_made[i])
 			fg_sh("ip netns del %s", ns[i]);
@@ -476,7 +395,7 @@ static bool run_client(struct e2e *e, int n, struct e2e_result *r)
 	size_t len = 0, got;
 	FILE *f;
 	int i, status;
-	__u64 t0 = now_ms();
+	long long t0 = e2e_now_ms();
 
 	memset(r, 0, sizeof(*r));
 	snprintf(cmd, sizeof(cmd), "ip netns exec %s python3 %s/tcp_client.py %s %d %d --timeout 1 --max-time 8",
@@ -493,7 +412,7 @@ static bool run_client(struct e2e *e, int n, struct e2e_result *r)
 		len += got;
 	out[len] = '\0';
 	status = pclose(f);
-	printf("e2e: client (%llu ms): %s", (unsigned long long)(now_ms() - t0), out);
+	printf("e2e: client (%llu ms): %s", (unsigned long long)(e2e_now_ms() - t0), out);
 	if (status != 0) {
 		printf("e2e: client exit status 0x%x\n", status);
 		return false;
@@ -589,16 +508,16 @@ static int backend_flags(struct e2e *e, __u32 id)
  * when timeout_ms passed first. */
 static long wait_backend(struct e2e *e, __u32 id, bool up, unsigned int timeout_ms)
 {
-	__u64 t0 = now_ms(), deadline = t0 + timeout_ms;
+	long long t0 = e2e_now_ms(), deadline = t0 + timeout_ms;
 	int flags;
 
 	for (;;) {
 		flags = backend_flags(e, id);
 		if (flags >= 0 && !!(flags & FG_BACKEND_F_UP) == up)
-			return (long)(now_ms() - t0);
-		if (now_ms() >= deadline)
+			return (long)(e2e_now_ms() - t0);
+		if (e2e_now_ms() >= deadline)
 			return -1;
-		sleep_ms(50);
+		e2e_sleep_ms(50);
 	}
 }
 
@@ -691,7 +610,7 @@ static void subtest_failover(struct e2e *e)
 	if (!ASSERT_TRUE(backend_flags(e, c2_id) & FG_BACKEND_F_UP, "cluster2 backend up"))
 		return;
 
-	stop_child(&e->srv[SRV_C2A].pid, SIGKILL, 2000);
+	e2e_stop_child(&e->srv[SRV_C2A].pid, SIGKILL, 2000);
 	ms = wait_backend(e, c2_id, false, 5000);
 	printf("e2e: cluster2's backend marked down after %ld ms\n", ms);
 	if (!_CHECK(ms < 0, "cluster2 backend down within 5 s", "still up after 5 s"))
@@ -729,7 +648,7 @@ static void subtest_clean_shutdown(struct e2e *e)
 
 	if (!ASSERT_GT(e->agent, 0, "agent running"))
 		return;
-	status = stop_child(&e->agent, SIGTERM, 5000);
+	status = e2e_stop_child(&e->agent, SIGTERM, 5000);
 	if (!(ASSERT_TRUE(WIFEXITED(status), "agent exited") &&
 	      ASSERT_EQ(WEXITSTATUS(status), 0, "agent exit status")))
 		printf("e2e: agent wait status 0x%x\n", status);
@@ -751,7 +670,7 @@ FG_TEST(e2e_l4)
 			[SRV_C2A] = { "cluster2", E2E_C2, 2, 8080 },
 		},
 	};
-	__u64 t0 = now_ms();
+	long long t0 = e2e_now_ms();
 	int err;
 
 	if (geteuid() != 0) {
@@ -773,7 +692,7 @@ FG_TEST(e2e_l4)
 		return;
 	}
 	if (e2e_setup(&e) == 0) {
-		printf("e2e: setup took %llu ms\n", (unsigned long long)(now_ms() - t0));
+		printf("e2e: setup took %llu ms\n", (unsigned long long)(e2e_now_ms() - t0));
 		if (test__start_subtest("split_by_weight"))
 			subtest_split_by_weight(&e);
 		if (test__start_subtest("counters"))
@@ -785,5 +704,5 @@ FG_TEST(e2e_l4)
 	}
 	/* Still inside the last subtest: a failed cleanup fails it too. */
 	e2e_cleanup(&e);
-	printf("e2e: total %llu ms\n", (unsigned long long)(now_ms() - t0));
+	printf("e2e: total %llu ms\n", (unsigned long long)(e2e_now_ms() - t0));
 }

@@ -51,6 +51,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define CLUSTER1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
@@ -110,21 +111,6 @@ struct seed_e2e {
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* The whole file from offset off, NUL-terminated and malloc'ed. */
 static char *read_all(const char *path, long off)
@@ -246,119 +232,6 @@ static int cfg_unlink(struct seed_e2e *e, const char *rel)
 /* processes                                                           */
 /* ------------------------------------------------------------------ */
 
-/* fork + exec, stdin from /dev/null, stdout (and stderr, unless err_log)
- * to log. The child gets SIGTERM if the runner dies. */
-static pid_t spawn(const char *log, const char *err_log, char *const argv[])
-{
-	pid_t parent = getpid(), pid;
-	int fd;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(126);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0)
-		dup2(fd, STDIN_FILENO);
-	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-	}
-	if (err_log) {
-		fd = open(err_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-	}
-	execvp(argv[0], argv);
-	_exit(127);
-}
-
-static bool reap(pid_t pid, int *status, unsigned int timeout_ms)
-{
-	long long deadline = now_ms() + timeout_ms;
-	pid_t r;
-
-	for (;;) {
-		r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR)
-			return false;
-		if (now_ms() >= deadline)
-			return false;
-		sleep_ms(5);
-	}
-}
-
-/* sig, then SIGKILL if the child lingers; its wait status or -1. */
-static int stop_child(pid_t *pidp, int sig, unsigned int timeout_ms)
-{
-	int status = -1;
-
-	if (*pidp <= 0)
-		return -1;
-	kill(*pidp, sig);
-	if (!reap(*pidp, &status, timeout_ms)) {
-		printf("e2e: pid %d ignored signal %d, killing it\n", *pidp, sig);
-		kill(*pidp, SIGKILL);
-		if (!reap(*pidp, &status, 2000))
-			status = -1;
-	}
-	*pidp = 0;
-	return status;
-}
-
-/* A shell command's stdout (+stderr when the command says so), malloc'ed;
- * its exit status in *status. quiet: do not echo the command/output. */
-static char *capture(int *status, bool quiet, const char *fmt, ...)
-{
-	char *cmd = NULL, *buf, *tmp;
-	size_t len = 0, cap = 8192, got;
-	va_list ap;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	st = vasprintf(&cmd, fmt, ap);
-	va_end(ap);
-	if (st < 0)
-		return NULL;
-	if (!quiet)
-		printf("+ %s\n", cmd);
-	fflush(stdout);
-	fflush(stderr);
-	buf = malloc(cap);
-	f = buf ? popen(cmd, "r") : NULL;
-	free(cmd);
-	if (!f) {
-		free(buf);
-		return NULL;
-	}
-	while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += got;
-		if (len + 1 == cap) {
-			tmp = realloc(buf, cap * 2);
-			if (!tmp)
-				break;
-			buf = tmp;
-			cap *= 2;
-		}
-	}
-	buf[len] = '\0';
-	st = pclose(f);
-	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	if (!quiet)
-		printf("%s%s(exit %d)\n", buf, len && buf[len - 1] != '\n' ? "\n" : "", *status);
-	return buf;
-}
-
 /* fleetgatectl -o json ARGS, parsed; NULL on failure (reported unless
  * quiet). */
 static json_t *ctl_json(struct seed_e2e *e, bool quiet, const char *args)
@@ -368,7 +241,7 @@ static json_t *ctl_json(struct seed_e2e *e, bool quiet, const char *args)
 	char *out;
 	int status;
 
-	out = capture(&status, quiet, "%s -p %s -o json %s 2>&1", e->ctl_bin, e->pin, args);
+	out = e2e_capture(&status, quiet, "%s -p %s -o json %s 2>&1", e->ctl_bin, e->pin, args);
 	if (!out)
 		return NULL;
 	doc = status == 0 ? json_loads(out, 0, &jerr) : NULL;
@@ -383,7 +256,7 @@ static void ctl_show(struct seed_e2e *e, const char *args)
 {
 	int rc;
 
-	free(capture(&rc, false, "%s -p %s %s 2>&1", e->ctl_bin, e->pin, args));
+	free(e2e_capture(&rc, false, "%s -p %s %s 2>&1", e->ctl_bin, e->pin, args));
 }
 
 /* ------------------------------------------------------------------ */
@@ -491,12 +364,12 @@ static int pod_start(struct seed_e2e *e, int c, int i)
 	snprintf(port, sizeof(port), "%d", POD_PORT);
 	snprintf(log, sizeof(log), "%s/pod-%d-%d.log", test__tmpdir(), c + 1, i);
 	/* ip netns exec execs the command: the PID is the pod's own. */
-	e->pod[c][i] = spawn(log, NULL, argv);
+	e->pod[c][i] = e2e_spawn(log, NULL, argv);
 	if (e->pod[c][i] < 0) {
 		e->pod[c][i] = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(10)) {
+	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(10)) {
 		if (ns_can_connect(pod_ns(e, c), addr, POD_PORT, 100)) {
 			printf("e2e: pod %s at %s is pid %d\n", cluster_names[c], addr, e->pod[c][i]);
 			return 0;
@@ -510,7 +383,7 @@ static int pod_start(struct seed_e2e *e, int c, int i)
 	printf("e2e: pod %s at %s did not come up\n", cluster_names[c], addr);
 	show_file("pod", log, 0);
 	if (e->pod[c][i] > 0)
-		stop_child(&e->pod[c][i], SIGKILL, 2000);
+		e2e_stop_child(&e->pod[c][i], SIGKILL, 2000);
 	return -ETIMEDOUT;
 }
 
@@ -520,7 +393,7 @@ static void pod_kill(struct seed_e2e *e, int c, int i)
 	if (e->pod[c][i] <= 0)
 		return;
 	printf("e2e: killing pod %s #%d (pid %d)\n", cluster_names[c], i, e->pod[c][i]);
-	stop_child(&e->pod[c][i], SIGKILL, 2000);
+	e2e_stop_child(&e->pod[c][i], SIGKILL, 2000);
 }
 
 static int topo_setup(struct seed_e2e *e)
@@ -622,12 +495,12 @@ static int agent_start(struct seed_e2e *e)
 	snprintf(ifc[1], sizeof(ifc[1]), "%sg1", e->t);
 	snprintf(ifc[2], sizeof(ifc[2]), "%sg2", e->t);
 	printf("e2e: starting the agent (log %s)\n", e->agent_log);
-	e->agent = spawn(e->agent_log, NULL, argv);
+	e->agent = e2e_spawn(e->agent_log, NULL, argv);
 	if (e->agent < 0) {
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = now_ms() + 10000; now_ms() < deadline; sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
 		if (log_has(e->agent_log, 0, "fleetgate-agent ready") && access(e->sock, F_OK) == 0)
 			return 0;
 		if (waitpid(e->agent, &e->agent_status, WNOHANG) == e->agent) {
@@ -850,7 +723,7 @@ static bool clusters_read(struct seed_e2e *e, struct cluster_view *v, bool quiet
 static long wait_clusters(struct seed_e2e *e, int r1, int r2, int h1, int h2,
 			  unsigned int timeout_ms)
 {
-	long long t0 = now_ms(), deadline = t0 + timeout_ms;
+	long long t0 = e2e_now_ms(), deadline = t0 + timeout_ms;
 	int routed[2] = { r1, r2 }, healthy[2] = { h1, h2 }, c;
 	struct cluster_view v;
 	bool ok;
@@ -862,10 +735,10 @@ static long wait_clusters(struct seed_e2e *e, int r1, int r2, int h1, int h2,
 			    (healthy[c] >= 0 && v.healthy[c] != healthy[c]))
 				ok = false;
 		if (ok)
-			return (long)(now_ms() - t0);
-		if (now_ms() >= deadline)
+			return (long)(e2e_now_ms() - t0);
+		if (e2e_now_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		e2e_sleep_ms(10);
 	}
 	printf("e2e: wanted routed %d:%d, healthy %d:%d endpoints; last seen routed %d:%d, healthy %d:%d\n",
 	       r1, r2, h1, h2, v.routed[C1], v.routed[C2], v.healthy[C1], v.healthy[C2]);
@@ -877,7 +750,7 @@ static long wait_clusters(struct seed_e2e *e, int r1, int r2, int h1, int h2,
 /* Waits until every Ingress of the applied files is accepted. */
 static bool wait_ingresses(struct seed_e2e *e, unsigned int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = e2e_now_ms() + timeout_ms;
 	json_t *doc, *it;
 	size_t i;
 	int m, k;
@@ -903,9 +776,9 @@ static bool wait_ingresses(struct seed_e2e *e, unsigned int timeout_ms)
 		json_decref(doc);
 		if (ok)
 			return true;
-		if (now_ms() >= deadline)
+		if (e2e_now_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		e2e_sleep_ms(10);
 	}
 	printf("e2e: not every applied Ingress is accepted within %u ms\n", timeout_ms);
 	ctl_show(e, "get ingress");
@@ -923,7 +796,7 @@ static bool baseline(struct seed_e2e *e, unsigned int need)
 	if (!ASSERT_TRUE(agent_alive(e), "agent running"))
 		return false;
 	if (e->bg > 0)
-		stop_child(&e->bg, SIGKILL, 2000);
+		e2e_stop_child(&e->bg, SIGKILL, 2000);
 	for (c = 0; c < 2; c++) {
 		if (!e->svc[c]) {
 			if (!ASSERT_OK(write_service(e, c), "restore service1.yaml"))
@@ -1023,12 +896,12 @@ enum { F_KEEPALIVE = 1, F_ALTERNATE = 2, F_EVENTS = 4 };
 static bool requests(struct seed_e2e *e, const char *path, int n, const char *hdr, int flags,
 		     struct result *r)
 {
-	long long t0 = now_ms();
+	long long t0 = e2e_now_ms();
 	char *out;
 	int status;
 
 	memset(r, 0, sizeof(*r));
-	out = capture(&status, true,
+	out = e2e_capture(&status, true,
 		      "ip netns exec %s %s %s/seed_client.py %s %s %d -H '%s' %s%s%s %s %s %s "
 		      "--timeout %d --max-time 40 --parallel %d",
 		      e->ns_cli, e->python, e->scripts, e->gw, path, n, HOST_HDR, hdr ? "-H '" : "",
@@ -1044,7 +917,7 @@ static bool requests(struct seed_e2e *e, const char *path, int n, const char *hd
 	}
 	free(out);
 	printf("e2e: curl -H \"%s\"%s%s%s GW%s x%d took %lld ms\n", HOST_HDR, hdr ? " -H \"" : "",
-	       hdr ?: "", hdr ? "\"" : "", path, n, now_ms() - t0);
+	       hdr ?: "", hdr ? "\"" : "", path, n, e2e_now_ms() - t0);
 	return true;
 }
 
@@ -1092,10 +965,10 @@ static pid_t bg_start(struct seed_e2e *e, const char *out, const char *path, con
 	snprintf(err_log, sizeof(err_log), "%s.err", out);
 	unlink(out);
 	unlink(ready);
-	pid = spawn(out, err_log, argv);
+	pid = e2e_spawn(out, err_log, argv);
 	if (pid <= 0)
 		return pid;
-	for (deadline = now_ms() + 5000; now_ms() < deadline; sleep_ms(5)) {
+	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(5)) {
 		if (access(ready, F_OK) == 0)
 			return pid;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -1107,7 +980,7 @@ static pid_t bg_start(struct seed_e2e *e, const char *out, const char *path, con
 	show_file("client", out, 0);
 	show_file("client stderr", err_log, 0);
 	if (pid > 0)
-		stop_child(&pid, SIGKILL, 1000);
+		e2e_stop_child(&pid, SIGKILL, 1000);
 	return -1;
 }
 
@@ -1119,8 +992,8 @@ static bool bg_finish(struct seed_e2e *e, const char *out, struct result *r)
 	bool ok;
 
 	memset(r, 0, sizeof(*r));
-	if (!reap(e->bg, &status, 15000)) {
-		stop_child(&e->bg, SIGKILL, 1000);
+	if (!e2e_reap(e->bg, &status, 15000)) {
+		e2e_stop_child(&e->bg, SIGKILL, 1000);
 		printf("e2e: the background client did not finish\n");
 		return false;
 	}
@@ -1271,7 +1144,7 @@ static void subtest_gateway_listening(struct seed_e2e *e)
 	if (!baseline(e, 0))
 		return;
 	/* kubectl get mseingressconfig ackone-gateway */
-	out = capture(&rc, false, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin, e->pin,
+	out = e2e_capture(&rc, false, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin, e->pin,
 		      GATEWAY);
 	if (!ASSERT_OK_PTR(out, "fleetgatectl ran"))
 		return;
@@ -1322,7 +1195,7 @@ static void subtest_ingress_address(struct seed_e2e *e)
 
 	if (!baseline(e, NEED(M_DEMO) | NEED(M_CLUSTER_ONE) | NEED(M_HEADER) | NEED(M_WEIGHT)))
 		return;
-	out = capture(&rc, false, "%s -p %s get ingress 2>&1", e->ctl_bin, e->pin);
+	out = e2e_capture(&rc, false, "%s -p %s get ingress 2>&1", e->ctl_bin, e->pin);
 	if (!ASSERT_OK_PTR(out, "fleetgatectl get ingress ran"))
 		return;
 	ASSERT_EQ(rc, 0, "get ingress exit status");
@@ -1355,7 +1228,7 @@ static void subtest_ingress_address(struct seed_e2e *e)
 
 	/* kubectl get ingress web-demo: that one Ingress, as kubectl shows it
 	 * (the usage says "get ingress [NAME]") */
-	out = capture(&rc, false, "%s -p %s get ingress web-demo 2>&1", e->ctl_bin, e->pin);
+	out = e2e_capture(&rc, false, "%s -p %s get ingress web-demo 2>&1", e->ctl_bin, e->pin);
 	if (ASSERT_OK_PTR(out, "fleetgatectl get ingress web-demo ran")) {
 		ASSERT_EQ(rc, 0, "get ingress web-demo exit status");
 		ASSERT_TRUE(strstr(out, e->gw) != NULL, "get ingress web-demo shows the address");
@@ -1414,11 +1287,11 @@ static void subtest_example1_pod_counts(struct seed_e2e *e)
 	if (!ASSERT_OK(pod_start(e, C1, 1), "cluster1 pod 2") ||
 	    !ASSERT_OK(pod_start(e, C1, 2), "cluster1 pod 3"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	if (!ASSERT_OK(write_slice(e, C1, 3), "cluster1 EndpointSlice with 3 pods"))
 		return;
 	ms = wait_clusters(e, 3, 1, 3, 1, 5000);
-	printf("e2e: 3:1 healthy endpoints %lld ms after the rename\n", ms < 0 ? -1 : now_ms() - t0);
+	printf("e2e: 3:1 healthy endpoints %lld ms after the rename\n", ms < 0 ? -1 : e2e_now_ms() - t0);
 	if (!_CHECK(ms < 0, "3:1 healthy endpoints", "not within 5 s"))
 		return;
 	ctl_show(e, "get routes");
@@ -1504,11 +1377,11 @@ static void subtest_example4_failover_pods(struct seed_e2e *e)
 	e->bg = bg_start(e, out, "/service1", GRAY_HDR, 2.5);
 	if (!ASSERT_GT(e->bg, 0, "gray traffic started"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	pod_kill(e, C2, 0);
 	ms = wait_clusters(e, 1, 1, 1, 0, 3000);
 	printf("e2e: cluster2 has no healthy endpoint %lld ms after the kill\n",
-	       ms < 0 ? -1 : now_ms() - t0);
+	       ms < 0 ? -1 : e2e_now_ms() - t0);
 	if (!ASSERT_TRUE(bg_finish(e, out, &r), "gray traffic"))
 		return;
 	ev_summarize(&r, t0, &s);
@@ -1541,10 +1414,10 @@ static void subtest_example4_failover_pods(struct seed_e2e *e)
 		return;
 	if (!ASSERT_OK(pod_start(e, C2, 0), "restart cluster2's pod"))
 		return;
-	t1 = now_ms();
+	t1 = e2e_now_ms();
 	ms = wait_clusters(e, 1, 1, 1, 1, 3000);
 	printf("e2e: cluster2 healthy again %lld ms after its pod listens\n",
-	       ms < 0 ? -1 : now_ms() - t1);
+	       ms < 0 ? -1 : e2e_now_ms() - t1);
 	if (!ASSERT_TRUE(bg_finish(e, out, &r), "gray traffic"))
 		return;
 	ev_summarize(&r, t1, &s);
@@ -1582,13 +1455,13 @@ static void subtest_example4_failover_service_deleted(struct seed_e2e *e)
 	e->bg = bg_start(e, out, "/service1", GRAY_HDR, 2.0);
 	if (!ASSERT_GT(e->bg, 0, "gray traffic started"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	if (!ASSERT_OK(cfg_unlink(e, rel), "delete cluster2's service1.yaml"))
 		return;
 	e->svc[C2] = false;
 	ms = wait_clusters(e, 1, 0, 1, 0, 3000);
 	printf("e2e: cluster2 out of the routes %lld ms after the delete\n",
-	       ms < 0 ? -1 : now_ms() - t0);
+	       ms < 0 ? -1 : e2e_now_ms() - t0);
 	if (!ASSERT_TRUE(bg_finish(e, out, &r), "gray traffic"))
 		return;
 	ev_summarize(&r, t0, &s);
@@ -1610,11 +1483,11 @@ static void subtest_example4_failover_service_deleted(struct seed_e2e *e)
 	e->bg = bg_start(e, out, "/service1", GRAY_HDR, 2.5);
 	if (!ASSERT_GT(e->bg, 0, "gray traffic started"))
 		return;
-	t0 = now_ms();
+	t0 = e2e_now_ms();
 	if (!ASSERT_OK(write_service(e, C2), "restore cluster2's service1.yaml"))
 		return;
 	ms = wait_clusters(e, 1, 1, 1, 1, 3000);
-	printf("e2e: cluster2 back %lld ms after the restore\n", ms < 0 ? -1 : now_ms() - t0);
+	printf("e2e: cluster2 back %lld ms after the restore\n", ms < 0 ? -1 : e2e_now_ms() - t0);
 	if (!ASSERT_TRUE(bg_finish(e, out, &r), "gray traffic"))
 		return;
 	ev_summarize(&r, t0, &s);
@@ -1782,16 +1655,16 @@ static int seed_setup(struct seed_e2e *e)
 	if (!ASSERT_OK(err, "agent start"))
 		return err;
 	/* The seed's Step 1: wait for Listening. */
-	for (deadline = now_ms() + 5000;; sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + 5000;; e2e_sleep_ms(20)) {
 		int rc;
-		char *out = capture(&rc, true, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin,
+		char *out = e2e_capture(&rc, true, "%s -p %s get mseingressconfig %s 2>&1", e->ctl_bin,
 				    e->pin, GATEWAY);
 		bool ok = out && strstr(out, "Listening");
 
 		free(out);
 		if (ok)
 			break;
-		if (now_ms() >= deadline) {
+		if (e2e_now_ms() >= deadline) {
 			ctl_show(e, "get mseingressconfig " GATEWAY);
 			return _CHECK(true, "gateway Listening", "not within 5 s"), -ETIMEDOUT;
 		}
@@ -1805,9 +1678,9 @@ static void seed_cleanup(struct seed_e2e *e)
 	int i, c;
 
 	if (e->bg > 0)
-		stop_child(&e->bg, SIGKILL, 2000);
+		e2e_stop_child(&e->bg, SIGKILL, 2000);
 	if (e->agent > 0) {
-		int st = stop_child(&e->agent, SIGTERM, 5000);
+		int st = e2e_stop_child(&e->agent, SIGTERM, 5000);
 
 		ASSERT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 			    "agent exits 0 on SIGTERM");
@@ -1816,7 +1689,7 @@ static void seed_cleanup(struct seed_e2e *e)
 		show_file("agent log", e->agent_log, 0);
 	for (c = 0; c < 2; c++)
 		for (i = 0; i < MAX_PODS; i++)
-			stop_child(&e->pod[c][i], SIGKILL, 2000);
+			e2e_stop_child(&e->pod[c][i], SIGKILL, 2000);
 	if (e->t[0]) {
 		/* A crashed agent leaves pins that hold the program on the
 		 * interfaces. */
@@ -1837,7 +1710,7 @@ static void seed_cleanup(struct seed_e2e *e)
 FG_TEST(e2e_seed)
 {
 	struct seed_e2e e = {};
-	long long t0 = now_ms(), ts;
+	long long t0 = e2e_now_ms(), ts;
 
 	if (geteuid() != 0) {
 		test__skip("needs root");
@@ -1857,12 +1730,12 @@ FG_TEST(e2e_seed)
 		return;
 	}
 	if (seed_setup(&e) == 0) {
-		printf("e2e: setup took %lld ms\n", now_ms() - t0);
+		printf("e2e: setup took %lld ms\n", e2e_now_ms() - t0);
 #define RUN(name)                                                                  \
 		if (test__start_subtest(#name)) {                                  \
-			ts = now_ms();                                             \
+			ts = e2e_now_ms();                                             \
 			subtest_##name(&e);                                        \
-			printf("e2e: " #name " took %lld ms\n", now_ms() - ts);   \
+			printf("e2e: " #name " took %lld ms\n", e2e_now_ms() - ts);   \
 		}
 		RUN(gateway_listening)
 		RUN(ingress_address)
@@ -1876,5 +1749,5 @@ FG_TEST(e2e_seed)
 #undef RUN
 	}
 	seed_cleanup(&e);
-	printf("e2e: total %lld ms\n", now_ms() - t0);
+	printf("e2e: total %lld ms\n", e2e_now_ms() - t0);
 }

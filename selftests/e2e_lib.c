@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "e2e_lib.h"
+
+long long e2e_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void e2e_sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+pid_t e2e_spawn(const char *log, const char *err_log, char *const argv[])
+{
+	pid_t parent = getpid(), pid;
+	int fd;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(126);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, STDIN_FILENO);
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	if (err_log) {
+		fd = open(err_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			dup2(fd, STDERR_FILENO);
+	}
+	/* The runner ignores SIGPIPE; the child's programs expect it. */
+	signal(SIGPIPE, SIG_DFL);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+bool e2e_reap(pid_t pid, int *status, unsigned int timeout_ms)
+{
+	long long deadline = e2e_now_ms() + timeout_ms;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return true;
+		if (r < 0 && errno != EINTR)
+			return false;
+		if (e2e_now_ms() >= deadline)
+			return false;
+		e2e_sleep_ms(10);
+	}
+}
+
+int e2e_stop_child(pid_t *pidp, int sig, unsigned int timeout_ms)
+{
+	int status = -1;
+
+	if (*pidp <= 0)
+		return -1;
+	kill(*pidp, sig);
+	if (!e2e_reap(*pidp, &status, timeout_ms)) {
+		printf("e2e: pid %d ignored signal %d, killing it\n", *pidp, sig);
+		kill(*pidp, SIGKILL);
+		if (!e2e_reap(*pidp, &status, 2000))
+			status = -1;
+	}
+	*pidp = 0;
+	return status;
+}
+
+char *e2e_capture(int *status, bool quiet, const char *fmt, ...)
+{
+	char *cmd = NULL, *buf, *tmp;
+	size_t len = 0, cap = 8192, got;
+	va_list ap;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	st = vasprintf(&cmd, fmt, ap);
+	va_end(ap);
+	if (st < 0)
+		return NULL;
+	if (!quiet)
+		printf("+ %s\n", cmd);
+	fflush(stdout);
+	fflush(stderr);
+	buf = malloc(cap);
+	f = buf ? popen(cmd, "r") : NULL;
+	free(cmd);
+	if (!f) {
+		free(buf);
+		return NULL;
+	}
+	while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += got;
+		if (len + 1 == cap) {
+			tmp = realloc(buf, cap * 2);
+			if (!tmp)
+				break;
+			buf = tmp;
+			cap *= 2;
+		}
+	}
+	buf[len] = '\0';
+	st = pclose(f);
+	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	if (!quiet)
+		printf("%s%s(exit %d)\n", buf, len && buf[len - 1] != '\n' ? "\n" : "", *status);
+	return buf;
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What the end-to-end tests share: a monotonic clock, child processes
+ * started and stopped by PID, and shell commands whose output is kept.
+ */
+#ifndef FG_E2E_LIB_H
+#define FG_E2E_LIB_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+long long e2e_now_ms(void);
+void e2e_sleep_ms(unsigned int ms);
+/* fork + exec, stdin from /dev/null, stdout (and stderr, unless err_log)
+ * appended to log. The child gets SIGTERM if the runner dies. Returns the
+ * child's PID or -errno. */
+pid_t e2e_spawn(const char *log, const char *err_log, char *const argv[]);
+/* Waits up to timeout_ms for pid; true when reaped (status set). */
+bool e2e_reap(pid_t pid, int *status, unsigned int timeout_ms);
+/* sig, then SIGKILL if the child lingers; its wait status or -1. *pidp is
+ * cleared. */
+int e2e_stop_child(pid_t *pidp, int sig, unsigned int timeout_ms);
+/* Runs a shell command and returns its stdout (+stderr if redirected),
+ * malloc'ed, and its exit status in *status. quiet: no echo of the
+ * command and its output into the test's log. */
+char *e2e_capture(int *status, bool quiet, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif
