@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -546,10 +547,15 @@ int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
 	if (fd < 0) {
 		fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lopts);
 		if (fd < 0) {
+			char name[IF_NAMESIZE] = "?";
+
 			err = -errno;
-			pr_warn("cannot attach XDP (%s mode) to ifindex %d: %s%s\n",
-				fg_xdp_mode_name(want), ifindex, strerror(-err),
-				err == -EBUSY ? " (another XDP program is attached)" : "");
+			if_indextoname(ifindex, name);
+			pr_warn("cannot attach XDP (%s mode) to %s: %s\n", fg_xdp_mode_name(want),
+				name, strerror(-err));
+			if (err == -EBUSY)
+				pr_warn("another XDP program is attached to %s (ip link show %s); "
+					"remove it with: ip link set dev %s xdp off\n", name, name, name);
 			return err;
 		}
 		if (dp->pinned) {
