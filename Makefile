@@ -19,14 +19,14 @@ endif
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
-	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev pkg-config libclang-rt-14-dev \
+	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libpcre2-dev pkg-config libclang-rt-14-dev \
 	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl nginx haproxy wrk
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	   -Wno-missing-field-initializers -D_GNU_SOURCE \
 	   -Iinclude -Iagent -I$(BUILD)
-LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lcurl -lssl -lcrypto -lm -lpthread
+LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lcurl -lssl -lcrypto -lpcre2-8 -lm -lpthread
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Imaps \
 	-Iinclude -Ibpf -I$(BUILD)
@@ -50,7 +50,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard selftests/fuzz/*.c))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD)
-FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/log.c
+FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/fg_regex.c agent/log.c
 
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
@@ -134,7 +134,7 @@ bench: all $(BENCH_BINS)
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -ljansson -lyaml -lbpf -o $@
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -ljansson -lyaml -lbpf -lpcre2-8 -o $@
 
 fuzz: $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "netlink.h"
 #include "proxy.h"
+#include "resources.h"
 #include "splice.h"
 
 #define MAX_IFACES 16
@@ -48,6 +49,10 @@ struct agent {
 	const char *listen;
 	enum fg_l7_mode l7_mode;
 	bool l7_mode_set;
+	unsigned max_conns;
+	unsigned max_conns_per_client;
+	unsigned client_body_timeout_ms;
+	bool snat_ports_set;
 	const char *admin_path;
 	char admin_buf[108];
 	char saved_reserved[4096];
@@ -104,9 +109,17 @@ static void usage(FILE *out)
 "                             or generic (default auto)\n"
 "      --maglev-size N        slots of each backend ring, a prime\n"
 "                             (default %u)\n"
-"      --snat-ports MIN-MAX   source ports used for SNAT toward backends\n"
-"                             (default 40000-59999); reserved from the local\n"
-"                             stack while the agent runs\n"
+"      --snat-ports MIN-MAX   source ports used for SNAT toward backends; must\n"
+"                             not overlap net.ipv4.ip_local_port_range\n"
+"                             (default: the larger range outside it, from\n"
+"                             10000: 10000-32767 with Linux's default range)\n"
+"      --max-conns N          HTTP client connections at most (default 10000)\n"
+"      --max-conns-per-client N\n"
+"                             HTTP client connections from one address at\n"
+"                             most (default 1000); more get a 503\n"
+"      --client-body-timeout MS\n"
+"                             a request body that stalls this long gets a 408\n"
+"                             (default 60000)\n"
 "      --health-interval MS   time between backend probes (default 250)\n"
 "      --health-timeout MS    a probe's deadline (default 200)\n"
 "      --health-fall N        failed probes in a row to mark down (default 2)\n"
@@ -167,6 +180,9 @@ enum {
 	OPT_CLUSTER_SECRETS,
 	OPT_H_HTTP_PATH,
 	OPT_L7_MODE,
+	OPT_MAX_CONNS,
+	OPT_MAX_CONNS_PER_CLIENT,
+	OPT_CLIENT_BODY_TIMEOUT,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -183,6 +199,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "health-rise", required_argument, NULL, OPT_H_RISE },
 		{ "health-http-path", required_argument, NULL, OPT_H_HTTP_PATH },
 		{ "l7-mode", required_argument, NULL, OPT_L7_MODE },
+		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+		{ "max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT },
+		{ "client-body-timeout", required_argument, NULL, OPT_CLIENT_BODY_TIMEOUT },
 		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -229,6 +248,22 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_port_range(optarg, &a->dp_opts.snat_port_min,
 					     &a->dp_opts.snat_port_max))
 				goto bad;
+			a->snat_ports_set = true;
+			break;
+		case OPT_MAX_CONNS:
+			if (parse_uint(optarg, 10000000, &v) || !v)
+				goto bad;
+			a->max_conns = v;
+			break;
+		case OPT_MAX_CONNS_PER_CLIENT:
+			if (parse_uint(optarg, 10000000, &v) || !v)
+				goto bad;
+			a->max_conns_per_client = v;
+			break;
+		case OPT_CLIENT_BODY_TIMEOUT:
+			if (parse_uint(optarg, 3600000, &v) || v < 100)
+				goto bad;
+			a->client_body_timeout_ms = v;
 			break;
 		case OPT_H_INTERVAL:
 			if (parse_uint(optarg, 3600000, &v) || v < 10)
@@ -316,8 +351,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 	}
 	return 0;
 bad:
-	pr_warn("invalid value '%s' for --%s\n", optarg,
-		c == 'm' ? "xdp-mode" : opts[c - OPT_MAGLEV + 3].name);
+	for (v = 0; opts[v].name && opts[v].val != c; v++)
+		;
+	pr_warn("invalid value '%s' for --%s\n", optarg, opts[v].name ? opts[v].name : "?");
 	return -EINVAL;
 }
 
@@ -372,10 +408,55 @@ static void iface_sysctls(const char *ifname)
 	}
 }
 
+/*
+ * The SNAT ports must never be ports the gateway's own sockets (health
+ * probes, the proxy's upstream connections, the Kubernetes client) take
+ * from the local range: the XDP program would take their replies. Without
+ * --snat-ports the agent takes the larger range outside ip_local_port_range;
+ * an overlapping --snat-ports is refused.
+ */
+static int choose_snat_ports(struct agent *a)
+{
+	__u16 lmin, lmax;
+	int err;
+
+	err = fg_local_port_range(&lmin, &lmax);
+	if (err) {
+		pr_warn("cannot read net.ipv4.ip_local_port_range: %s\n", strerror(-err));
+		return err;
+	}
+	if (a->snat_ports_set) {
+		if (a->dp_opts.snat_port_min <= lmax && lmin <= a->dp_opts.snat_port_max) {
+			pr_warn("--snat-ports %u-%u overlaps the gateway's own local port range "
+				"%u-%u (net.ipv4.ip_local_port_range): its health probes and "
+				"upstream connections would run out of ports or lose replies to "
+				"SNAT; choose ports outside %u-%u, or narrow the local range "
+				"(sysctl -w net.ipv4.ip_local_port_range=\"LOW HIGH\")\n",
+				a->dp_opts.snat_port_min, a->dp_opts.snat_port_max, lmin, lmax,
+				lmin, lmax);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	err = fg_snat_default_range(lmin, lmax, &a->dp_opts.snat_port_min,
+				    &a->dp_opts.snat_port_max);
+	if (err) {
+		pr_warn("the local port range %u-%u (net.ipv4.ip_local_port_range) leaves fewer "
+			"than %u ports from %u for SNAT: give --snat-ports outside it, or narrow it\n",
+			lmin, lmax, FG_SNAT_MIN_PORTS, FG_SNAT_LOWEST);
+		return err;
+	}
+	pr_info("SNAT ports %u-%u (outside the local port range %u-%u)\n",
+		a->dp_opts.snat_port_min, a->dp_opts.snat_port_max, lmin, lmax);
+	return 0;
+}
+
+/* The SNAT range is outside the local range; reserving it as well keeps
+ * it free of the stack's ephemeral ports should the local range be
+ * widened while the agent runs. */
 static void reserve_snat_ports(struct agent *a)
 {
-	__u16 min = a->dp_opts.snat_port_min ? a->dp_opts.snat_port_min : 40000;
-	__u16 max = a->dp_opts.snat_port_max ? a->dp_opts.snat_port_max : 59999;
+	__u16 min = a->dp_opts.snat_port_min, max = a->dp_opts.snat_port_max;
 	char val[4200];
 	int err;
 
@@ -394,6 +475,37 @@ static void reserve_snat_ports(struct agent *a)
 		return;
 	}
 	a->reserved_changed = true;
+}
+
+/*
+ * Started by hand, the agent has the shell's soft file limit (1024 on
+ * Debian): far below what its connections need. The hard limit is the
+ * ceiling an unprivileged raise may reach; what the settings need beyond
+ * it is said once, with the fix.
+ */
+static void raise_file_limit(struct agent *a)
+{
+	unsigned conns = a->max_conns ? a->max_conns : 10000;
+	__u64 soft = 0, hard = 0, need;
+	int err;
+
+	err = fg_raise_nofile(&soft, &hard);
+	if (err)
+		pr_warn("cannot raise the soft file limit to the hard limit %llu: %s\n",
+			(unsigned long long)hard, strerror(-err));
+	else
+		pr_debug("file limit: %llu open files (the hard limit)\n", (unsigned long long)soft);
+	/* Two per HTTP connection (client, upstream), the probes in flight,
+	 * and room for maps, watches and the admin socket. */
+	need = 2ULL * (a->listen ? conns : 0) + FG_HEALTH_DEF_MAX_INFLIGHT + 64 + 256;
+	if (soft < need)
+		pr_warn("the file limit is %llu open files (hard limit %llu) but --max-conns %u "
+			"needs about %llu (2 per HTTP connection + %u health probes + 320 for the "
+			"rest): the proxy will refuse clients beyond its share; raise it (ulimit -n "
+			"%llu, LimitNOFILE=%llu in a systemd unit) or lower --max-conns\n",
+			(unsigned long long)soft, (unsigned long long)hard, conns,
+			(unsigned long long)need, FG_HEALTH_DEF_MAX_INFLIGHT,
+			(unsigned long long)need, (unsigned long long)need);
 }
 
 static void restore_reserved_ports(struct agent *a)
@@ -493,8 +605,13 @@ static json_t *admin_request(json_t *request, void *ctx)
 		if (!a->proxy)
 			return json_pack("{s:b, s:s}", "ok", 0, "error",
 					 "no HTTP listener (the agent runs without --listen)");
-		return json_pack("{s:b, s:o}", "ok", 1, "items",
-				 json_pack("[o]", fg_proxy_stats(a->proxy)));
+		json_t *st = fg_proxy_stats(a->proxy);
+
+		/* The prober's local errors sit with the proxy's: both are the
+		 * gateway's own, never a backend's. */
+		if (st && a->health)
+			json_object_set_new(st, "health", fg_health_stats(a->health));
+		return json_pack("{s:b, s:o}", "ok", 1, "items", json_pack("[o]", st));
 	}
 	return fg_control_admin(request, a->control);
 }
@@ -542,6 +659,12 @@ static int start_proxy(struct agent *a)
 	fg_proxy_opts_init(&popts);
 	if (a->l7_mode_set)
 		popts.l7_mode = a->l7_mode;
+	if (a->max_conns)
+		popts.max_conns = a->max_conns;
+	if (a->max_conns_per_client)
+		popts.max_conns_per_client = a->max_conns_per_client;
+	if (a->client_body_timeout_ms)
+		popts.client_body_timeout_ms = a->client_body_timeout_ms;
 	popts.pin_path = a->pin_path;
 	err = fg_parse_listen(a->listen, &popts.addr, &popts.family, &popts.port);
 	if (err) {
@@ -672,6 +795,9 @@ int main(int argc, char **argv)
 	if (err)
 		return 2;
 	a.dp_opts.pin_path = a.pin_path;
+	raise_file_limit(&a);
+	if (choose_snat_ports(&a))
+		return 2;
 
 	err = fg_dp_load(&a.dp, &a.dp_opts);
 	if (err)

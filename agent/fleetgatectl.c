@@ -1395,6 +1395,19 @@ static void render_routes(const json_t *items)
 	tbl_free(&t);
 }
 
+/* The gateway's own failures (no descriptor, no port): never a backend's. */
+static void local_errors_line(const char *label, const json_t *le)
+{
+	if (!le)
+		return;
+	printf("%-18s %lld", label, ji(le, "total"));
+	if (ji(le, "total"))
+		printf(" (EMFILE %lld, ENFILE %lld, ENOBUFS %lld, ENOMEM %lld, EADDRNOTAVAIL %lld; "
+		       "last: %s)", ji(le, "EMFILE"), ji(le, "ENFILE"), ji(le, "ENOBUFS"),
+		       ji(le, "ENOMEM"), ji(le, "EADDRNOTAVAIL"), js(le, "last"));
+	printf("\n");
+}
+
 static void render_proxy(const json_t *items)
 {
 	const json_t *it = json_array_get(items, 0);
@@ -1414,6 +1427,15 @@ static void render_proxy(const json_t *items)
 	printf("Failures:          %lld connect failures, %lld retries, %lld timeouts, "
 	       "%lld endpoints marked down\n", ji(it, "connectFailures"), ji(it, "retries"),
 	       ji(it, "timeouts"), ji(it, "passiveDown"));
+	printf("Not the backend's: %lld client body timeouts (408), %lld not resent "
+	       "(not idempotent)\n", ji(it, "clientTimeouts"), ji(it, "notRetried"));
+	printf("Refused:           %lld from one address over %lld, %lld at the file "
+	       "descriptor budget (%lld of %lld reserved)\n", ji(it, "refusedPerClient"),
+	       ji(it, "maxConnsPerClient"), ji(it, "refusedFds"), ji(it, "fdsReserved"),
+	       ji(it, "fdBudget"));
+	local_errors_line("Local errors:", json_object_get(it, "localErrors"));
+	local_errors_line("Probe local errs:",
+			  json_object_get(json_object_get(it, "health"), "localErrors"));
 }
 
 static const struct agent_kind agent_kinds[] = {

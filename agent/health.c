@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "health.h"
+#include "resources.h"
 #include "log.h"
 
 struct fg_probe_state {
@@ -35,6 +36,8 @@ struct probe {
 	__u32 id;
 	int fd;
 	bool ok;
+	bool local;    /* failed for a reason of the gateway's own: not counted */
+	__u64 started; /* ms, when its connect began */
 	bool http;
 	enum probe_phase phase;
 	int same_as; /* index of the probe of the same endpoint, or -1 */
@@ -52,7 +55,10 @@ struct fg_health {
 	struct probe *round;
 	size_t n_round;
 	size_t pending; /* probes of the round not done yet */
+	size_t next;    /* the next probe of the round to start */
+	size_t inflight;
 	__u64 started_ms;
+	struct fg_local_errors local;
 	char request[512];
 	size_t request_len;
 };
@@ -80,6 +86,9 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		h->opts.fall = 2;
 	if (!h->opts.rise)
 		h->opts.rise = 2;
+	if (!h->opts.max_inflight)
+		h->opts.max_inflight = FG_HEALTH_DEF_MAX_INFLIGHT;
+	fg_local_errors_init(&h->local, "health");
 	if (h->opts.http_path) {
 		int n = snprintf(h->request, sizeof(h->request),
 				 "GET %s HTTP/1.1\r\nHost: fleetgate-health\r\n"
@@ -120,7 +129,23 @@ static void probe_finish(struct fg_health *h, struct probe *p, bool ok)
 		close(p->fd);
 		p->fd = -1;
 	}
+	if (p->started)
+		h->inflight--;
 	h->pending--;
+}
+
+/* The probe could not run for want of something local (a file descriptor,
+ * a port, memory): it says nothing about the backend. */
+static void probe_local_error(struct fg_health *h, struct probe *p, int err)
+{
+	char what[96], abuf[64];
+
+	fg_addr_str(&p->be.addr, p->be.family, abuf, sizeof(abuf));
+	snprintf(what, sizeof(what), p->be.family == FG_AF_INET ? "probe of %s:%u" : "probe of [%s]:%u",
+		 abuf, ntohs(p->be.port));
+	fg_local_error(&h->local, err, what);
+	p->local = true;
+	probe_finish(h, p, false);
 }
 
 static void free_round(struct fg_health *h)
@@ -134,6 +159,19 @@ static void free_round(struct fg_health *h)
 	h->round = NULL;
 	h->n_round = 0;
 	h->pending = 0;
+	h->next = 0;
+	h->inflight = 0;
+}
+
+json_t *fg_health_stats(const struct fg_health *h)
+{
+	return json_pack("{s:o, s:I, s:I}", "localErrors", fg_local_errors_json(&h->local),
+			 "roundProbes", (json_int_t)h->n_round, "inflight", (json_int_t)h->inflight);
+}
+
+const struct fg_local_errors *fg_health_local_errors(const struct fg_health *h)
+{
+	return &h->local;
 }
 
 void fg_health_free(struct fg_health *h)
@@ -168,6 +206,8 @@ static int probe_start(struct fg_health *h, struct probe *p, size_t idx)
 		memcpy(&sin6->sin6_addr, p->be.addr.bytes, 16);
 		len = sizeof(*sin6);
 	}
+	p->started = now_ms();
+	h->inflight++;
 	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (p->fd < 0)
 		return -errno;
@@ -176,6 +216,26 @@ static int probe_start(struct fg_health *h, struct probe *p, size_t idx)
 	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, p->fd, &ev))
 		return -errno;
 	return 0;
+}
+
+/* Starts the round's next probes, at most max_inflight at a time. */
+static void start_more(struct fg_health *h)
+{
+	while (h->next < h->n_round && h->inflight < h->opts.max_inflight) {
+		struct probe *p = &h->round[h->next];
+		int err;
+
+		h->next++;
+		if (p->phase == PROBE_DONE)
+			continue; /* same endpoint as an earlier probe */
+		err = probe_start(h, p, p - h->round);
+		if (!err)
+			continue;
+		if (fg_local_errno(err))
+			probe_local_error(h, p, err);
+		else
+			probe_finish(h, p, false);
+	}
 }
 
 static bool status_ok(const struct probe *p)
@@ -199,8 +259,13 @@ static void probe_advance(struct fg_health *h, struct probe *p, __u32 events)
 
 	switch (p->phase) {
 	case PROBE_CONNECTING:
-		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || soerr) {
-			probe_finish(h, p, false);
+		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+			soerr = errno;
+		if (soerr) {
+			if (fg_local_errno(soerr))
+				probe_local_error(h, p, soerr);
+			else
+				probe_finish(h, p, false);
 			return;
 		}
 		if (!p->http) {
@@ -213,7 +278,9 @@ static void probe_advance(struct fg_health *h, struct probe *p, __u32 events)
 		n = send(p->fd, h->request + p->sent, h->request_len - p->sent,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno != EAGAIN)
+			if (fg_local_errno(errno))
+				probe_local_error(h, p, errno);
+			else if (errno != EAGAIN)
 				probe_finish(h, p, false);
 			return;
 		}
@@ -286,8 +353,12 @@ static int apply_round(struct fg_health *h)
 		char abuf[64];
 		bool up;
 
-		if (p->same_as >= 0)
+		if (p->same_as >= 0) {
 			p->ok = h->round[p->same_as].ok;
+			p->local = h->round[p->same_as].local;
+		}
+		if (p->local)
+			continue;
 		/* The proxy may have marked it down since the round began, and
 		 * a new plan may have removed or reused the id. */
 		if (bpf_map_lookup_elem(fg_dp_maps(h->dp)->backends, &p->id, &cur) ||
@@ -377,11 +448,10 @@ static int start_round(struct fg_health *h)
 		p->same_as = -1;
 		json_object_set_new(seen, key, json_integer(n - 1));
 		h->pending++;
-		if (probe_start(h, p, n - 1))
-			probe_finish(h, p, false);
 	}
 	json_decref(seen);
 	h->started_ms = now_ms();
+	start_more(h);
 	return 0;
 }
 
@@ -397,17 +467,36 @@ void fg_health_process(struct fg_health *h)
 		if (idx < h->n_round)
 			probe_advance(h, &h->round[idx], evs[i].events);
 	}
+	start_more(h);
+}
+
+/* Probes past their deadline failed; their slots go to the next ones. */
+static void expire(struct fg_health *h)
+{
+	__u64 now = now_ms();
+	size_t i;
+
+	for (i = 0; i < h->next; i++) {
+		struct probe *p = &h->round[i];
+
+		if (p->phase != PROBE_DONE && p->started && now - p->started >= h->opts.timeout_ms)
+			probe_finish(h, p, false);
+	}
+	start_more(h);
 }
 
 int fg_health_tick(struct fg_health *h)
 {
 	int changes = 0, err;
 
+	fg_local_errors_flush(&h->local);
 	if (h->round) {
-		/* A round still going before its deadline goes on. */
-		if (h->pending && now_ms() - h->started_ms < h->opts.timeout_ms)
-			return 0;
+		/* A round still going goes on: each probe has its own
+		 * deadline, and at most max_inflight run at once. */
 		fg_health_process(h);
+		expire(h);
+		if (h->pending)
+			return 0;
 		changes = apply_round(h);
 		free_round(h);
 	}

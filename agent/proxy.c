@@ -32,14 +32,18 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <dirent.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <bpf/bpf.h>
 
+#include "health.h"
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "resources.h"
 #include "routes.h"
 #include "splice.h"
 
@@ -50,7 +54,8 @@
 #define PROCESS_ROUNDS 4
 #define CHECK_EVERY_MS 100
 #define POOL_BUCKETS 1024
-#define MAX_ATTEMPTS 2            /* the first try and one retry */
+#define CLIENT_BUCKETS 4096
+#define FD_HEADROOM 2             /* a new client and its upstream */
 #define ACCEPT_BATCH 64
 #define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
 
@@ -76,6 +81,26 @@ enum cstate {
 };
 
 enum rstate { R_HEAD, R_BODY, R_DONE };
+
+/* Why an upstream try ended without a response for the client. */
+enum fail_kind {
+	F_CONNECT,         /* refused, unreachable: not sent */
+	F_CONNECT_TIMEOUT, /* not sent */
+	F_LOCAL,           /* the gateway's own resources: not sent */
+	F_SEND,            /* error while sending the request */
+	F_NO_RESPONSE,     /* closed or reset before a response byte */
+	F_HEAD_TIMEOUT,    /* no response head in time */
+	F_INVALID_HEADER,  /* a response head we will not relay */
+	F_STATUS,          /* a status the route retries (http_502, ...) */
+};
+
+/* Connections per client address (max_conns_per_client). */
+struct client_slot {
+	struct fg_addr addr;
+	__u8 family;
+	unsigned n;
+	struct client_slot *next;
+};
 
 struct pool_key {
 	struct fg_addr addr;
@@ -120,8 +145,10 @@ struct conn {
 	char ip[INET6_ADDRSTRLEN];
 	enum cstate state;
 	bool eof, close_after, dead;
+	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
+	__u64 last_rx;           /* last byte from the client */
 	__u64 linger_start;
 	unsigned served;         /* exchanges finished */
 	struct buf in, out, upo, rin;
@@ -135,7 +162,11 @@ struct conn {
 	size_t upo_sent;         /* index into upo.d */
 	size_t upo_limit;        /* head + REPLAY_MAX while replayable */
 	bool replayable;
-	int attempts;
+	bool idempotent;         /* RFC 9110 §9.2.2 */
+	bool req_sent;           /* a byte of it reached this try's upstream */
+	struct fg_route_policy policy;
+	unsigned attempts;
+	__u32 tried[FG_NU_MAX_TRIES]; /* backends of the failed tries */
 	bool fresh_retry;
 	__u32 service_id;
 	char service[FG_ID_LEN * 8];
@@ -193,6 +224,11 @@ struct fg_proxy {
 	unsigned n_conns;
 	unsigned n_upstreams;
 	unsigned n_pooled;
+	unsigned n_pipes;
+	unsigned fd_base;         /* descriptors open at fg_proxy_open */
+	unsigned fd_budget;       /* ours at most; 0: no limit known */
+	struct client_slot *clients[CLIENT_BUCKETS];
+	struct fg_local_errors local;
 	struct pool *pools[POOL_BUCKETS];
 	struct conn *dead_conns;
 	struct upstream *dead_ups;
@@ -351,6 +387,142 @@ static void count_status(struct fg_proxy *p, int status)
 
 	if (cls >= 1 && cls <= 5)
 		p->st.responses[cls]++;
+}
+
+/* ---------- the gateway's own resources ---------- */
+
+/* Descriptors the proxy holds or has promised: two per client (itself and
+ * the upstream it will need), the idle pooled upstreams, the pipes. */
+static unsigned fds_reserved(const struct fg_proxy *p)
+{
+	return 2 * p->n_conns + p->n_pooled + 2 * p->n_pipes;
+}
+
+static bool fds_allow(const struct fg_proxy *p, unsigned more)
+{
+	return !p->fd_budget || fds_reserved(p) + more <= p->fd_budget;
+}
+
+static unsigned count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+/* The budget follows the soft file limit, which may change under us
+ * (prlimit), so it is read again on every timeout check. */
+static void fd_budget_update(struct fg_proxy *p)
+{
+	struct rlimit rl;
+	__u64 other;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY) {
+		p->fd_budget = 0;
+		return;
+	}
+	other = (__u64)p->fd_base + p->opts.fd_reserve;
+	p->fd_budget = rl.rlim_cur > other + FD_HEADROOM ? (unsigned)(rl.rlim_cur - other)
+							  : FD_HEADROOM;
+}
+
+static int pipe_open(struct conn *c, struct fg_pipe *pp)
+{
+	struct fg_proxy *p = c->p;
+	int err;
+
+	if (!fds_allow(p, 2))
+		return -EMFILE; /* the copy path needs no descriptor */
+	err = fg_pipe_open(pp);
+	if (!err)
+		p->n_pipes++;
+	return err;
+}
+
+static void pipe_close(struct fg_proxy *p, struct fg_pipe *pp)
+{
+	if (pp->rd >= 0)
+		p->n_pipes--;
+	fg_pipe_close(pp);
+}
+
+static void sockaddr_key(const struct sockaddr_storage *ss, struct fg_addr *a, __u8 *family)
+{
+	memset(a, 0, sizeof(*a));
+	if (ss->ss_family == AF_INET) {
+		a->v4 = ((const struct sockaddr_in *)ss)->sin_addr.s_addr;
+		*family = FG_AF_INET;
+		return;
+	}
+	memcpy(a->bytes, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	*family = FG_AF_INET6;
+	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)a->bytes)) {
+		__be32 v4 = a->v6[3];
+
+		memset(a, 0, sizeof(*a));
+		a->v4 = v4;
+		*family = FG_AF_INET;
+	}
+}
+
+static struct client_slot **client_find(struct fg_proxy *p, const struct fg_addr *a, __u8 family)
+{
+	unsigned h = 2166136261u;
+	struct client_slot **sp;
+	size_t i;
+
+	for (i = 0; i < sizeof(*a); i++)
+		h = (h ^ a->bytes[i]) * 16777619u;
+	h = (h ^ family) * 16777619u;
+	for (sp = &p->clients[h % CLIENT_BUCKETS]; *sp; sp = &(*sp)->next)
+		if ((*sp)->family == family && !memcmp(&(*sp)->addr, a, sizeof(*a)))
+			break;
+	return sp;
+}
+
+/* Takes a connection slot of the client's address; NULL when it has
+ * max_conns_per_client already (or no memory). */
+static struct client_slot *client_take(struct fg_proxy *p, const struct sockaddr_storage *ss)
+{
+	struct client_slot **sp, *cs;
+	struct fg_addr a;
+	__u8 family;
+
+	sockaddr_key(ss, &a, &family);
+	sp = client_find(p, &a, family);
+	cs = *sp;
+	if (!cs) {
+		cs = calloc(1, sizeof(*cs));
+		if (!cs)
+			return NULL;
+		cs->addr = a;
+		cs->family = family;
+		*sp = cs;
+	}
+	if (cs->n >= p->opts.max_conns_per_client)
+		return NULL;
+	cs->n++;
+	return cs;
+}
+
+static void client_release(struct fg_proxy *p, struct client_slot *cs)
+{
+	struct client_slot **sp;
+
+	if (!cs || --cs->n)
+		return;
+	sp = client_find(p, &cs->addr, cs->family);
+	if (*sp == cs) {
+		*sp = cs->next;
+		free(cs);
+	}
 }
 
 /* Bytes the client has yet to get from us: out, and what the response
@@ -742,8 +914,8 @@ static const char *key_str(const struct pool_key *k, char *buf, size_t len)
 }
 
 /* A new connection toward k. Returns it connecting (or connected), or NULL
- * with *err: local failures (no socket) as -errno, the peer's refusal as a
- * positive errno. */
+ * with *err: local failures (fg_local_errno: no descriptor, no local port,
+ * no memory) as -errno, the peer's refusal as a positive errno. */
 static struct upstream *up_connect(struct fg_proxy *p, const struct pool_key *k, int *err)
 {
 	struct sockaddr_storage ss;
@@ -773,7 +945,8 @@ static struct upstream *up_connect(struct fg_proxy *p, const struct pool_key *k,
 	u->since = now_ms();
 	if (connect(u->fd, (struct sockaddr *)&ss, slen)) {
 		if (errno != EINPROGRESS) {
-			*err = errno;
+			/* No local port (EADDRNOTAVAIL) is ours, not the peer's. */
+			*err = fg_local_errno(errno) ? -errno : errno;
 			close(u->fd);
 			free(u);
 			return NULL;
@@ -809,6 +982,8 @@ static void conn_close(struct conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
+	client_release(p, c->slot);
+	c->slot = NULL;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -826,8 +1001,8 @@ static void conn_free(struct conn *c)
 	buf_free(&c->out);
 	buf_free(&c->upo);
 	buf_free(&c->rin);
-	fg_pipe_close(&c->rp);
-	fg_pipe_close(&c->qp);
+	pipe_close(c->p, &c->rp);
+	pipe_close(c->p, &c->qp);
 	free(c);
 }
 
@@ -925,13 +1100,9 @@ static bool canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
 	if (cn->header_value[0])
 		return ieq(h->value, h->value_len, cn->header_value) &&
 		       !strncmp(h->value, cn->header_value, h->value_len);
-	if (cn->has_pattern) {
-		if (h->value_len >= p->scratch_len)
-			return false;
-		memcpy(p->scratch, h->value, h->value_len);
-		p->scratch[h->value_len] = '\0';
-		return !regexec(&cn->pattern, p->scratch, 0, NULL, 0);
-	}
+	/* PCRE2, unanchored, bounded work (fg_regex.h): no copy needed. */
+	if (cn->has_pattern)
+		return fg_regex_match(cn->pattern, h->value, h->value_len);
 	if (ieq(h->value, h->value_len, "always") && !strncmp(h->value, "always", 6))
 		return true;
 	*never = ieq(h->value, h->value_len, "never") && !strncmp(h->value, "never", 5);
@@ -1032,6 +1203,7 @@ static void reset_exchange(struct conn *c)
 	c->upo_sent = 0;
 	c->upo.off = c->upo.len = 0;
 	c->replayable = true;
+	c->req_sent = false;
 	c->attempts = 0;
 	c->fresh_retry = false;
 	c->up_eof = false;
@@ -1041,6 +1213,18 @@ static void reset_exchange(struct conn *c)
 	c->resp_ka = false;
 	c->rs = R_HEAD;
 	c->rin.off = c->rin.len = 0;
+}
+
+/* RFC 9110 §9.2.2: the methods a proxy may send again. */
+static bool method_idempotent(const char *m, size_t n)
+{
+	static const char *const idem[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE" };
+	size_t i;
+
+	for (i = 0; i < sizeof(idem) / sizeof(idem[0]); i++)
+		if (strlen(idem[i]) == n && !memcmp(m, idem[i], n))
+			return true;
+	return false;
 }
 
 /* A complete head of hlen bytes is at the start of c->in (parsed into
@@ -1059,6 +1243,7 @@ static void start_request(struct conn *c, size_t hlen)
 
 	reset_exchange(c);
 	c->is_head_req = req->method_len == 4 && !memcmp(req->method, "HEAD", 4);
+	c->idempotent = method_idempotent(req->method, req->method_len);
 	c->version_minor = req->version_minor;
 	c->req_ka = req->keep_alive;
 	c->close_after = !req->keep_alive || c->eof;
@@ -1077,6 +1262,7 @@ static void start_request(struct conn *c, size_t hlen)
 		respond_error(c, 404, msg, has_body || c->close_after);
 		return;
 	}
+	c->policy = route->policy;
 	t = choose_target(p, route, req);
 	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
 		 t->subset[0] ? " subset " : "", t->subset);
@@ -1117,19 +1303,73 @@ static void start_request(struct conn *c, size_t hlen)
 	dispatch(c, bid, true);
 }
 
-/* After a failed try: one more on another backend (another cluster when
- * there is one), or the error response. */
-static void upstream_failed(struct conn *c, int err, const char *what)
+/* The try's request bytes reached the upstream: may they go to another? */
+static bool may_resend(const struct conn *c)
+{
+	return !c->req_sent || c->idempotent || (c->policy.next_upstream & FG_NU_NON_IDEMPOTENT);
+}
+
+/* The route's proxy-next-upstream word for a failure. */
+static __u32 retry_flag(enum fail_kind kind)
+{
+	switch (kind) {
+	case F_CONNECT_TIMEOUT:
+	case F_HEAD_TIMEOUT:
+		return FG_NU_TIMEOUT;
+	case F_INVALID_HEADER:
+		return FG_NU_INVALID_HEADER;
+	case F_STATUS:
+		return 0; /* decided by the caller, from the status */
+	default:
+		return FG_NU_ERROR;
+	}
+}
+
+/* The client has to send more of its body and the upstream has all we
+ * had: whatever the upstream did next, the client was the slow side. */
+static bool waiting_on_client(const struct conn *c)
+{
+	return !c->rq_done && !c->rq_abandoned && c->upo_sent == c->upo.len && !c->qp.len &&
+	       !buf_used(&c->in);
+}
+
+static void final_error(struct conn *c, enum fail_kind kind, const char *why)
+{
+	char msg[320];
+
+	switch (kind) {
+	case F_LOCAL:
+		snprintf(msg, sizeof(msg), "gateway out of local resources (%s)", why);
+		bad_gateway(c, 503, msg);
+		break;
+	case F_HEAD_TIMEOUT:
+		bad_gateway(c, 504, why);
+		break;
+	default:
+		bad_gateway(c, 502, why);
+		break;
+	}
+}
+
+/*
+ * After a failed try: the next one on another backend (another cluster
+ * when there is one) when the route's policy and the request allow it, or
+ * the error response. Only the backend's own failures mark it down: a
+ * connect refused or timed out, a close or reset before any response byte
+ * once the request was complete. F_STATUS and F_INVALID_HEADER come with
+ * a response head in rin that is dropped here.
+ */
+static void upstream_failed(struct conn *c, enum fail_kind kind, int err, const char *what)
 {
 	struct fg_proxy *p = c->p;
 	struct upstream *u = c->up;
 	char why[256], kbuf[64];
-	__u32 bid, ex[1];
+	__u32 bid;
 	int cidx;
-	bool reused;
+	bool reused, own_fault, retry;
 
 	if (!u) {
-		bad_gateway(c, 502, what);
+		final_error(c, kind, what);
 		return;
 	}
 	bid = u->backend_id;
@@ -1137,29 +1377,86 @@ static void upstream_failed(struct conn *c, int err, const char *what)
 	reused = u->reused;
 	snprintf(why, sizeof(why), "upstream %s %s%s%s", key_str(&u->key, kbuf, sizeof(kbuf)),
 		 what, err ? ": " : "", err ? strerror(err) : "");
+	if (kind == F_HEAD_TIMEOUT && !c->rq_done) {
+		/* It stopped taking the request: what is left of it cannot
+		 * be resent. */
+		drop_upstream(c);
+		final_error(c, kind, why);
+		return;
+	}
+	if (kind != F_STATUS && kind != F_INVALID_HEADER && !c->rq_done && c->req_sent) {
+		/* It gave up in the middle of the request body. When the
+		 * client was the one keeping it waiting, the client gets the
+		 * blame (408); either way the backend keeps its place. */
+		bool slow_client = waiting_on_client(c);
+
+		drop_upstream(c);
+		if (slow_client) {
+			p->st.client_timeouts++;
+			pr_debug("proxy: %s: %s while waiting for the client's body: 408\n", c->ip, why);
+			respond_error(c, 408, "request body not received in time", true);
+		} else {
+			bad_gateway(c, 502, why);
+		}
+		return;
+	}
 	drop_upstream(c);
-	if (c->resp_bytes || !c->replayable) {
+	if ((c->resp_bytes && kind != F_STATUS && kind != F_INVALID_HEADER) || !c->replayable) {
 		bad_gateway(c, 502, why);
 		return;
 	}
-	c->upo_sent = 0;
-	if (reused && !c->fresh_retry) {
+	if (reused && !c->fresh_retry && (kind == F_SEND || kind == F_NO_RESPONSE)) {
 		/* A kept-alive connection the upstream had closed: not the
-		 * backend's fault; again on a new connection. */
+		 * backend's fault; again on a new connection, when it may be
+		 * sent again. */
+		if (!may_resend(c)) {
+			p->st.not_retried++;
+			bad_gateway(c, 502, why);
+			return;
+		}
 		c->fresh_retry = true;
+		c->req_sent = false;
+		c->upo_sent = 0;
+		c->resp_bytes = false;
 		dispatch(c, bid, false);
 		return;
 	}
-	mark_down(p, c->service_id, bid, why);
-	ex[0] = bid;
-	if (c->attempts < MAX_ATTEMPTS && !pick_backend(p, c->service_id, ex, 1, cidx, &bid)) {
+	own_fault = kind == F_CONNECT || kind == F_CONNECT_TIMEOUT ||
+		    (kind == F_NO_RESPONSE || kind == F_SEND);
+	if (own_fault)
+		mark_down(p, c->service_id, bid, why);
+	retry = kind == F_STATUS || (c->policy.next_upstream & retry_flag(kind));
+	if (retry && !may_resend(c)) {
+		p->st.not_retried++;
+		pr_debug("proxy: %s: %s; not resent: the request reached it and its method is "
+			 "not idempotent\n", c->ip, why);
+		retry = false;
+	}
+	if (c->attempts <= FG_NU_MAX_TRIES)
+		c->tried[c->attempts - 1] = bid;
+	if (retry && c->attempts < c->policy.next_upstream_tries &&
+	    !pick_backend(p, c->service_id, c->tried, c->attempts, cidx, &bid)) {
 		c->attempts++;
 		p->st.retries++;
+		c->req_sent = false;
+		c->upo_sent = 0;
+		c->resp_bytes = false;
+		c->rs = R_HEAD;
 		pr_debug("proxy: %s: %s; retrying on backend %u\n", c->ip, why, bid);
 		dispatch(c, bid, true);
 		return;
 	}
-	bad_gateway(c, 502, why);
+	final_error(c, kind, why);
+}
+
+/* A pooled connection the upstream closed while it idled reads as EOF:
+ * checked before a request that may not be sent twice goes on it. */
+static bool pooled_alive(const struct upstream *u)
+{
+	char b;
+	ssize_t n = recv(u->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* Gets c an upstream connection to backend bid (pooled when use_pool). */
@@ -1169,36 +1466,37 @@ static void dispatch(struct conn *c, __u32 bid, bool use_pool)
 	const struct fg_backend *be = &p->cache.all[bid];
 	struct pool_key key = {};
 	struct upstream *u = NULL;
-	char msg[128];
+	char kbuf[64], what[96];
 	int err = 0;
 
 	key.addr = be->addr;
 	key.port = be->port;
 	key.family = be->family;
-	if (use_pool) {
-		u = pool_get(p, &key);
-		if (u) {
+	while (use_pool && (u = pool_get(p, &key))) {
+		if (c->idempotent || pooled_alive(u)) {
 			u->reused = true;
 			p->st.upstream_reuses++;
+			break;
 		}
+		up_close(u);
 	}
 	if (!u) {
 		u = up_connect(p, &key, &err);
 		if (!u && err < 0) {
-			snprintf(msg, sizeof(msg), "cannot connect upstream: %s", strerror(-err));
-			bad_gateway(c, 502, msg);
-			return;
+			snprintf(what, sizeof(what), "connect to %s", key_str(&key, kbuf, sizeof(kbuf)));
+			fg_local_error(&p->local, err, what);
 		}
 	}
 	if (!u) {
-		/* Refused at once: as if the connection had been made. */
+		/* Failed at once: as if the connection had been made. */
 		struct upstream tmp = { .key = key, .backend_id = bid, .service_id = c->service_id,
 					.cluster_idx = be->cluster_idx, .fd = -1, .p = p };
 
-		p->st.connect_failures++;
+		if (err > 0)
+			p->st.connect_failures++;
 		u = calloc(1, sizeof(*u));
 		if (!u) {
-			bad_gateway(c, 502, "out of memory");
+			bad_gateway(c, 503, "gateway out of memory");
 			return;
 		}
 		*u = tmp;
@@ -1206,7 +1504,10 @@ static void dispatch(struct conn *c, __u32 bid, bool use_pool)
 		u->tag.obj = u;
 		p->n_upstreams++;
 		c->up = u;
-		upstream_failed(c, err, "refused the connection");
+		if (err < 0)
+			upstream_failed(c, F_LOCAL, -err, "could not be connected to");
+		else
+			upstream_failed(c, F_CONNECT, err, "refused the connection");
 		return;
 	}
 	u->conn = c;
@@ -1232,7 +1533,7 @@ static int client_read(struct conn *c)
 		n = recv(c->fd, c->in.d + c->in.len, room, 0);
 		if (n > 0) {
 			c->in.len += n;
-			c->activity = now_ms();
+			c->activity = c->last_rx = now_ms();
 			if ((size_t)n < room)
 				return 0;
 			continue;
@@ -1297,6 +1598,7 @@ static int up_flush(struct conn *c)
 			return (int)n;
 		if (n > 0) {
 			c->up_activity = now_ms();
+			c->req_sent = true;
 			moved = 1;
 		}
 		if (c->qp.len)
@@ -1311,6 +1613,7 @@ static int up_flush(struct conn *c)
 		if (n > 0) {
 			c->upo_sent += n;
 			c->up_activity = now_ms();
+			c->req_sent = true;
 			moved = 1;
 			continue;
 		}
@@ -1509,6 +1812,37 @@ static int put_response_head(struct conn *c, const struct fg_http_response *r)
 	return 0;
 }
 
+/* The route sends a request answered with this status to another
+ * endpoint (proxy-next-upstream http_NNN), and this one can go: nothing
+ * went to the client yet, it can be resent, tries and endpoints are left.
+ * When it cannot, the response is relayed as it is. */
+static bool status_retry(struct conn *c, int status)
+{
+	static const struct { int status; __u32 flag; } map[] = {
+		{ 500, FG_NU_HTTP_500 }, { 502, FG_NU_HTTP_502 }, { 503, FG_NU_HTTP_503 },
+		{ 504, FG_NU_HTTP_504 }, { 403, FG_NU_HTTP_403 }, { 404, FG_NU_HTTP_404 },
+		{ 429, FG_NU_HTTP_429 },
+	};
+	__u32 ex[FG_NU_MAX_TRIES], bid;
+	size_t i;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (map[i].status == status)
+			break;
+	if (i == sizeof(map) / sizeof(map[0]) || !(c->policy.next_upstream & map[i].flag))
+		return false;
+	if (!c->up || c->resp_head_sent || !c->rq_done || !c->replayable ||
+	    c->attempts >= c->policy.next_upstream_tries || c->attempts > FG_NU_MAX_TRIES)
+		return false;
+	if (!may_resend(c)) {
+		c->p->st.not_retried++;
+		return false;
+	}
+	memcpy(ex, c->tried, (c->attempts - 1) * sizeof(ex[0]));
+	ex[c->attempts - 1] = c->up->backend_id;
+	return !pick_backend(c->p, c->service_id, ex, c->attempts, (int)c->up->cluster_idx, &bid);
+}
+
 /* Response: rin -> out. Returns true on progress. */
 static bool pump_response(struct conn *c)
 {
@@ -1523,8 +1857,9 @@ static bool pump_response(struct conn *c)
 
 		if (!used) {
 			if (c->up_eof)
-				upstream_failed(c, c->up_errno, c->up_errno ? "reset before responding"
-									    : "closed before responding");
+				upstream_failed(c, F_NO_RESPONSE, c->up_errno,
+						c->up_errno ? "reset before responding"
+							    : "closed before responding");
 			return moved;
 		}
 		n = fg_http_parse_response(buf_data(&c->rin), used, c->is_head_req, r, &why);
@@ -1538,9 +1873,9 @@ static bool pump_response(struct conn *c)
 		if (n < 0) {
 			char msg[200];
 
-			snprintf(msg, sizeof(msg), "invalid response from upstream: %s",
+			snprintf(msg, sizeof(msg), "sent an invalid response: %s",
 				 why ? why : "malformed");
-			bad_gateway(c, 502, msg);
+			upstream_failed(c, F_INVALID_HEADER, 0, msg);
 			return true;
 		}
 		if (r->interim) {
@@ -1554,6 +1889,13 @@ static bool pump_response(struct conn *c)
 			buf_consume(&c->rin, n);
 			moved = true;
 			continue;
+		}
+		if (status_retry(c, r->status)) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "answered %d", r->status);
+			upstream_failed(c, F_STATUS, 0, msg);
+			return true;
 		}
 		/* A response before the whole request went: no reuse, and
 		 * the rest of the request cannot be told from a next one. */
@@ -1632,7 +1974,7 @@ static bool splice_response(struct conn *c)
 			if (n < 0 || c->rp.len)
 				break; /* client_flush reports the error */
 		}
-		if (c->rp.rd < 0 && fg_pipe_open(&c->rp)) {
+		if (c->rp.rd < 0 && pipe_open(c, &c->rp)) {
 			c->no_splice = true;
 			break;
 		}
@@ -1669,7 +2011,7 @@ static bool splice_request(struct conn *c)
 		unsigned long long opaque = fg_http_framer_opaque(&c->rqf);
 		ssize_t n;
 
-		if (c->qp.rd < 0 && fg_pipe_open(&c->qp)) {
+		if (c->qp.rd < 0 && pipe_open(c, &c->qp)) {
 			c->no_splice = true;
 			break;
 		}
@@ -1683,12 +2025,14 @@ static bool splice_request(struct conn *c)
 		}
 		fg_http_framer_skip(&c->rqf, n);
 		c->p->spliced_bytes += n;
-		c->activity = now_ms();
+		c->activity = c->last_rx = now_ms();
 		c->rq_done = fg_http_framer_done(&c->rqf);
 		moved = true;
 		n = fg_pipe_drain(&c->qp, c->up->fd);
-		if (n > 0)
+		if (n > 0) {
 			c->up_activity = now_ms();
+			c->req_sent = true;
+		}
 		if (n < 0)
 			break; /* up_flush reports it */
 	}
@@ -1964,10 +2308,13 @@ static bool step_proxy(struct conn *c)
 				 * the response still read. */
 				c->rq_abandoned = true;
 				c->upo_sent = c->upo.len;
-				fg_pipe_close(&c->qp);
+				pipe_close(c->p, &c->qp);
 				c->close_after = true;
 			} else {
-				upstream_failed(c, -r, "failed while sending the request");
+				if (fg_local_errno(-r))
+					fg_local_error(&c->p->local, -r, "send to an upstream");
+				upstream_failed(c, fg_local_errno(-r) ? F_LOCAL : F_SEND, -r,
+						"failed while sending the request");
 				return true;
 			}
 		}
@@ -2132,8 +2479,17 @@ static void on_upstream(struct upstream *u, unsigned ev)
 		if (!err && (ev & (EPOLLERR | EPOLLHUP)))
 			err = ECONNREFUSED;
 		if (err) {
-			c->p->st.connect_failures++;
-			upstream_failed(c, err, "connect failed");
+			if (fg_local_errno(err)) {
+				char kbuf[64], what[96];
+
+				snprintf(what, sizeof(what), "connect to %s",
+					 key_str(&u->key, kbuf, sizeof(kbuf)));
+				fg_local_error(&c->p->local, err, what);
+				upstream_failed(c, F_LOCAL, err, "could not be connected to");
+			} else {
+				c->p->st.connect_failures++;
+				upstream_failed(c, F_CONNECT, err, "connect failed");
+			}
 			conn_progress(c);
 			return;
 		}
@@ -2181,13 +2537,18 @@ static void on_timer(struct fg_proxy *p)
 	}
 }
 
-static void refuse(struct fg_proxy *p, int fd)
+/* A 503 at once and the connection closed: nothing of the client's is
+ * read, so this costs no buffer. */
+static void refuse(struct fg_proxy *p, int fd, const char *why)
 {
-	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\n"
-				  "Content-Type: text/plain\r\nContent-Length: 21\r\n"
-				  "Connection: close\r\n\r\ntoo many connections\n";
+	char msg[256];
+	int n;
 
-	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	n = snprintf(msg, sizeof(msg),
+		     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+		     strlen(why) + 1, why);
+	if (send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		pr_debug("proxy: cannot refuse a connection politely: %s\n", strerror(errno));
 	shutdown(fd, SHUT_WR);
 	close(fd);
@@ -2238,12 +2599,24 @@ static void do_accept(struct fg_proxy *p)
 		}
 		p->st.accepted++;
 		if (p->n_conns >= p->opts.max_conns) {
-			refuse(p, fd);
+			refuse(p, fd, "too many connections");
+			continue;
+		}
+		if (!fds_allow(p, FD_HEADROOM)) {
+			p->st.refused_fds++;
+			refuse(p, fd, "too many connections: the gateway is at its file descriptor limit");
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
+			continue;
+		}
+		c->slot = client_take(p, &ss);
+		if (!c->slot) {
+			free(c);
+			p->st.refused_per_client++;
+			refuse(p, fd, "too many connections from your address");
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -2257,12 +2630,13 @@ static void do_accept(struct fg_proxy *p)
 		c->rin.max = FG_HTTP_RESP_MAX_HEAD;
 		c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
 		c->state = C_HEAD;
-		c->activity = c->head_start = now_ms();
+		c->activity = c->last_rx = c->head_start = now_ms();
 		if (p->sm && p->mode == FG_L7_SOCKMAP && fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie))
 			c->sk_cookie = 0; /* this one's responses go through user space */
 		client_ip(&ss, c->ip, sizeof(c->ip));
 		c->events = EPOLLIN;
 		if (ep_add(p, fd, &c->tag, c->events)) {
+			client_release(p, c->slot);
 			close(fd);
 			free(c);
 			continue;
@@ -2311,16 +2685,24 @@ static void check_conn(struct conn *c, __u64 now)
 		if (u && u->connecting && now - u->since >= o->upstream_connect_timeout_ms) {
 			c->p->st.timeouts++;
 			c->p->st.connect_failures++;
-			upstream_failed(c, ETIMEDOUT, "connect");
+			upstream_failed(c, F_CONNECT_TIMEOUT, ETIMEDOUT, "connect");
 			conn_progress(c);
 		} else if (u && c->rs == R_HEAD && waiting_on_upstream(c) &&
 			   now - c->up_activity >= o->upstream_timeout_ms) {
 			char msg[128];
 
 			c->p->st.timeouts++;
-			snprintf(msg, sizeof(msg), "upstream did not answer within %u ms",
+			snprintf(msg, sizeof(msg), "did not answer within %u ms",
 				 o->upstream_timeout_ms);
-			bad_gateway(c, 504, msg);
+			upstream_failed(c, F_HEAD_TIMEOUT, 0, msg);
+			conn_progress(c);
+		} else if (c->rs == R_HEAD && !c->resp_bytes && waiting_on_client(c) &&
+			   now - c->last_rx >= o->client_body_timeout_ms) {
+			/* nginx's client_body_timeout: the client's fault, not
+			 * the upstream's that waits for the rest. */
+			c->p->st.client_timeouts++;
+			c->p->st.timeouts++;
+			respond_error(c, 408, "request body not received in time", true);
 			conn_progress(c);
 		} else if (c->rs == R_BODY && waiting_on_upstream(c) &&
 			   now - c->up_activity >= o->upstream_timeout_ms) {
@@ -2350,6 +2732,8 @@ static void check_timeouts(struct fg_proxy *p)
 	size_t b;
 
 	p->next_check = now + CHECK_EVERY_MS;
+	fd_budget_update(p);
+	fg_local_errors_flush(&p->local);
 	if (p->accept_paused && now >= p->accept_resume) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
 
@@ -2389,6 +2773,9 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 	o->upstream_connect_timeout_ms = 2000;
 	o->upstream_timeout_ms = 60000;
 	o->max_conns = 10000;
+	o->max_conns_per_client = 1000;
+	o->fd_reserve = FG_HEALTH_DEF_MAX_INFLIGHT + 64;
+	o->client_body_timeout_ms = 60000;
 	o->max_head = FG_HTTP_DEF_MAX_HEAD;
 	o->xff = true;
 	o->pool_max_idle = 32;
@@ -2537,6 +2924,9 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	DEF(upstream_connect_timeout_ms);
 	DEF(upstream_timeout_ms);
 	DEF(max_conns);
+	DEF(max_conns_per_client);
+	DEF(fd_reserve);
+	DEF(client_body_timeout_ms);
 	DEF(max_head);
 	DEF(pool_idle_timeout_ms);
 #undef DEF
@@ -2554,6 +2944,7 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 		err = -ENOMEM;
 		goto err;
 	}
+	fg_local_errors_init(&p->local, "proxy");
 	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
 		p->rng = now_ms() ^ ((__u64)getpid() << 32);
 	p->rng |= 1;
@@ -2584,6 +2975,11 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	err = ep_add(p, p->lfd, &p->ltag, EPOLLIN);
 	if (err)
 		goto err;
+	p->fd_base = count_open_fds();
+	fd_budget_update(p);
+	if (p->fd_budget)
+		pr_debug("proxy: file descriptor budget %u (%u open at start, %u left to the "
+			 "rest of the agent)\n", p->fd_budget, p->fd_base, p->opts.fd_reserve);
 	pr_info("proxy: listening on %s%s%s:%u\n", p->opts.family == FG_AF_INET6 ? "[" : "",
 		fg_addr_str(&p->opts.addr, p->opts.family, abuf, sizeof(abuf)),
 		p->opts.family == FG_AF_INET6 ? "]" : "", p->port);
@@ -2700,13 +3096,15 @@ const char *fg_proxy_mode_why(const struct fg_proxy *p)
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out)
 {
 	*out = p->st;
+	out->local_errors = p->local.total;
 }
 
 json_t *fg_proxy_stats(const struct fg_proxy *p)
 {
 	const struct fg_proxy_counters *s = &p->st;
+	json_t *j;
 
-	return json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+	j = json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
 			 " s:I, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:I}",
 			 "requests", (json_int_t)s->requests, "responses",
 			 "1xx", (json_int_t)s->responses[1], "2xx", (json_int_t)s->responses[2],
@@ -2728,4 +3126,15 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 			 "splicedBytes", (json_int_t)p->spliced_bytes,
 			 "kernelBytes", (json_int_t)p->kernel_bytes,
 			 "kernelWindows", (json_int_t)p->windows);
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "refusedPerClient", json_integer((json_int_t)s->refused_per_client));
+	json_object_set_new(j, "refusedFds", json_integer((json_int_t)s->refused_fds));
+	json_object_set_new(j, "clientTimeouts", json_integer((json_int_t)s->client_timeouts));
+	json_object_set_new(j, "notRetried", json_integer((json_int_t)s->not_retried));
+	json_object_set_new(j, "localErrors", fg_local_errors_json(&p->local));
+	json_object_set_new(j, "fdBudget", json_integer(p->fd_budget));
+	json_object_set_new(j, "fdsReserved", json_integer(fds_reserved(p)));
+	json_object_set_new(j, "maxConnsPerClient", json_integer(p->opts.max_conns_per_client));
+	return j;
 }

@@ -19,19 +19,28 @@
  * of them are known to follow.
  *
  * Upstream connections are kept alive in a LIFO pool per backend
- * address:port. A failed connect, or a reset/EOF before any response byte,
- * marks the backend down at once (passive health; the active checker brings
- * it back) and the request is retried once on another healthy backend,
- * another cluster of the same target when there is one, as long as the
- * request (head and body up to 64 KiB) could be kept to be resent.
+ * address:port. Only an endpoint's own failures mark it down at once
+ * (passive health; the active checker brings it back): a connect refused
+ * or timed out, a reset/EOF before any response byte once the whole
+ * request was sent. Not a failure of the gateway's own (no file
+ * descriptor, no local port: counted as local errors) nor one caused by a
+ * client that stalled in the middle of its body (408 to that client).
+ * The route's policy (proxy-next-upstream, -tries) says which failures
+ * send the request to another healthy endpoint, another cluster of the
+ * same target when there is one, as long as the request (head and body up
+ * to 64 KiB) could be kept to be resent; a request that reached an
+ * endpoint is resent only when its method is idempotent or the route has
+ * non_idempotent (nginx's rule).
  *
  * Errors a client sees: 400/414/431/501/505 (bad request head, close),
  * 404 "no route for HOST PATH", 408 (head not complete within
  * header_timeout_ms, close), 502 (upstream failed before its response head;
  * a failure mid-body closes the client connection), 503 "no healthy
- * cluster for SERVICE" and "too many connections" (max_conns), 504
- * (no response byte within upstream_timeout_ms). Bodies are short
- * text/plain.
+ * cluster for SERVICE", "gateway out of local resources" (a local error
+ * on every try) and, at accept, "too many connections" (max_conns,
+ * max_conns_per_client, the file descriptor budget), 504 (no response
+ * byte within upstream_timeout_ms), 408 (a request body that stalled
+ * client_body_timeout_ms). Bodies are short text/plain.
  *
  * Single-threaded: every function must be called from the same thread.
  */
@@ -60,6 +69,15 @@ struct fg_proxy_opts {
 	unsigned upstream_timeout_ms;         /* 60000: first response byte, and
 					       * between response bytes */
 	unsigned max_conns;      /* 10000 client connections */
+	unsigned max_conns_per_client; /* 1000 from one client address */
+	/* File descriptors the proxy leaves to the rest of the agent (health
+	 * probes, control plane, admin socket). It refuses new clients (503,
+	 * closed) when its own descriptors would pass the soft RLIMIT_NOFILE
+	 * minus those open at fg_proxy_open minus this reserve; the limit is
+	 * read again every 100 ms. 320 when 0. */
+	unsigned fd_reserve;
+	unsigned client_body_timeout_ms; /* 60000: between two request body
+					  * reads -> 408 */
 	size_t max_head;         /* 32 KiB: request head -> 431 */
 	bool xff;                /* true: X-Forwarded-For/-Proto, X-Real-IP */
 	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
@@ -104,7 +122,14 @@ struct fg_proxy_counters {
 	__u64 passive_down;      /* backends marked down by the proxy */
 	__u64 timeouts;          /* header, upstream and connect timeouts */
 	__u64 accepted;
-	__u64 refused;           /* over max_conns */
+	__u64 refused;           /* every refusal below, and over max_conns */
+	__u64 refused_per_client; /* over max_conns_per_client */
+	__u64 refused_fds;       /* near the file descriptor budget */
+	__u64 client_timeouts;   /* request bodies that stalled (408) */
+	__u64 not_retried;       /* failures not retried: the request had
+				  * reached an endpoint and is not idempotent */
+	__u64 local_errors;      /* upstream connects that failed for a
+				  * reason of the gateway's own */
 };
 
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out);

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 
 #include "fleetgate_hash.h"
+#include "fg_regex.h"
 #include "routes.h"
 
 #define ANN_REMOTE_CLUSTERS "mse.alibabacloud.com/remote-clusters"
@@ -204,7 +205,7 @@ static void route_free_canaries(struct fg_route *r)
 
 	for (i = 0; i < r->n_canaries; i++)
 		if (r->canaries[i].has_pattern)
-			regfree(&r->canaries[i].pattern);
+			fg_regex_free(r->canaries[i].pattern);
 	r->n_canaries = 0;
 }
 
@@ -1133,8 +1134,108 @@ static const char *ingress_class(json_t *ing)
 	return cls ? cls : annotation_raw(ing, ANN_INGRESS_CLASS);
 }
 
+static const struct {
+	const char *word;
+	__u32 bit;
+} next_upstream_words[] = {
+	{ "error", FG_NU_ERROR },
+	{ "timeout", FG_NU_TIMEOUT },
+	{ "invalid_header", FG_NU_INVALID_HEADER },
+	{ "http_500", FG_NU_HTTP_500 },
+	{ "http_502", FG_NU_HTTP_502 },
+	{ "http_503", FG_NU_HTTP_503 },
+	{ "http_504", FG_NU_HTTP_504 },
+	{ "http_403", FG_NU_HTTP_403 },
+	{ "http_404", FG_NU_HTTP_404 },
+	{ "http_429", FG_NU_HTTP_429 },
+	{ "non_idempotent", FG_NU_NON_IDEMPOTENT },
+};
+#define N_NEXT_UPSTREAM_WORDS (sizeof(next_upstream_words) / sizeof(next_upstream_words[0]))
+
+bool fg_next_upstream_parse(const char *s, __u32 *out, char *bad, size_t bad_len)
+{
+	__u32 nu = 0;
+	bool off = false, any = false;
+
+	while (*s) {
+		size_t n, i;
+
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		n = strcspn(s, " \t,");
+		if (!n)
+			break;
+		any = true;
+		if (n == 3 && !strncmp(s, "off", 3)) {
+			off = true;
+		} else {
+			for (i = 0; i < N_NEXT_UPSTREAM_WORDS; i++)
+				if (strlen(next_upstream_words[i].word) == n &&
+				    !strncmp(s, next_upstream_words[i].word, n))
+					break;
+			if (i == N_NEXT_UPSTREAM_WORDS) {
+				snprintf(bad, bad_len, "%.*s", (int)(n < 64 ? n : 64), s);
+				return false;
+			}
+			nu |= next_upstream_words[i].bit;
+		}
+		s += n;
+	}
+	if (!any || (off && nu)) {
+		snprintf(bad, bad_len, "%s", any ? "off with other values" : "(empty)");
+		return false;
+	}
+	*out = off ? 0 : nu;
+	return true;
+}
+
+void fg_next_upstream_str(__u32 nu, char *buf, size_t len)
+{
+	size_t i, o = 0;
+
+	buf[0] = '\0';
+	if (!nu) {
+		snprintf(buf, len, "off");
+		return;
+	}
+	for (i = 0; i < N_NEXT_UPSTREAM_WORDS && o < len; i++)
+		if (nu & next_upstream_words[i].bit)
+			o += snprintf(buf + o, len - o, "%s%s", o ? " " : "",
+				      next_upstream_words[i].word);
+}
+
+/* The Ingress's proxy policy annotations (docs/annotations.md). */
+static int parse_policy(json_t *ing, struct fg_route_policy *pol, char *reason)
+{
+	const char *nu = fg_annotation(ing, "proxy-next-upstream");
+	const char *tries = fg_annotation(ing, "proxy-next-upstream-tries");
+	char bad[72];
+
+	pol->next_upstream = FG_NU_DEFAULT;
+	pol->next_upstream_tries = FG_NU_DEFAULT_TRIES;
+	if (nu && !fg_next_upstream_parse(nu, &pol->next_upstream, bad, sizeof(bad))) {
+		reasonf(reason, "proxy-next-upstream '%.64s': '%s' is not one of error, timeout, "
+			"invalid_header, http_500, http_502, http_503, http_504, http_403, "
+			"http_404, http_429, non_idempotent, off", nu, bad);
+		return -EINVAL;
+	}
+	if (tries) {
+		if (!parse_u32(tries, &pol->next_upstream_tries) ||
+		    pol->next_upstream_tries > FG_NU_MAX_TRIES) {
+			reasonf(reason, "proxy-next-upstream-tries '%.32s' is not an integer from 0 "
+				"to %d", tries, FG_NU_MAX_TRIES);
+			return -EINVAL;
+		}
+		/* 0 is ingress-nginx's "no limit": as many as we ever try. */
+		if (!pol->next_upstream_tries)
+			pol->next_upstream_tries = FG_NU_MAX_TRIES;
+	}
+	return 0;
+}
+
 static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status *st)
 {
+	struct fg_route_policy policy;
 	struct path_entry *pes = NULL;
 	struct fg_target *targets[64];
 	struct subset ss;
@@ -1143,6 +1244,8 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 	err = parse_subset(b, ing, &ss, st->reason);
 	if (err)
 		return err == -ENOMEM ? err : 0;
+	if (parse_policy(ing, &policy, st->reason))
+		return 0;
 	n = ingress_paths(ing, &pes, st->reason);
 	if (n < 0)
 		return n == -ENOMEM ? n : 0;
@@ -1198,6 +1301,7 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		copy(r->path, sizeof(r->path), pes[i].path);
 		r->type = pes[i].type;
 		r->is_default = pes[i].is_default;
+		r->policy = policy;
 		snprintf(r->ingress, sizeof(r->ingress), "%s/%s", st->ns, st->name);
 		r->target = targets[i];
 	}
@@ -1247,12 +1351,14 @@ static int parse_canary(struct builder *b, json_t *ing, struct fg_canary *c, cha
 		c->has_weight = true;
 	}
 	if (pattern && !value) {
-		copy(c->header_pattern, sizeof(c->header_pattern), pattern);
-		rc = regcomp(&c->pattern, pattern, REG_EXTENDED | REG_NOSUB);
-		if (rc) {
-			char msg[128];
+		char msg[FG_REGEX_ERR_LEN];
 
-			regerror(rc, &c->pattern, msg, sizeof(msg));
+		/* PCRE2, like ingress-nginx (fg_regex.h). */
+		copy(c->header_pattern, sizeof(c->header_pattern), pattern);
+		rc = fg_regex_compile(&c->pattern, pattern, msg, sizeof(msg));
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc) {
 			reasonf(reason, "canary-by-header-pattern '%.64s' is not a valid regex: %s",
 				pattern, msg);
 			return -EINVAL;
@@ -1301,7 +1407,7 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 		return err == -ENOMEM ? err : 0;
 	err = parse_canary(b, ing, &proto, st->reason);
 	if (err)
-		return 0;
+		return err == -ENOMEM ? err : 0;
 	n = ingress_paths(ing, &pes, st->reason);
 	if (n < 0) {
 		err = n == -ENOMEM ? n : 0;
@@ -1358,9 +1464,9 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 		*c = proto;
 		if (proto.has_pattern) {
 			/* Each route owns its compiled copy. */
-			if (regcomp(&c->pattern, proto.header_pattern, REG_EXTENDED | REG_NOSUB)) {
+			err = fg_regex_dup(&c->pattern, proto.pattern);
+			if (err) {
 				c->has_pattern = false;
-				err = -ENOMEM;
 				goto out;
 			}
 		}
@@ -1371,7 +1477,7 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 	st->accepted = true;
 out:
 	if (proto.has_pattern)
-		regfree(&proto.pattern);
+		fg_regex_free(proto.pattern);
 	free(pes);
 	return err;
 }

@@ -13,13 +13,13 @@
 #ifndef FG_ROUTES_H
 #define FG_ROUTES_H
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 #include <linux/types.h>
 
 #include "fleetgate.h"
+#include "fg_regex.h" /* struct fg_canary's pattern */
 
 #define FG_ID_LEN 64     /* cluster ids, namespaces, names (DNS labels) */
 #define FG_HOST_LEN 254
@@ -83,7 +83,7 @@ struct fg_canary {
 	char header_value[256];
 	char header_pattern[256];
 	bool has_pattern;
-	regex_t pattern;
+	struct fg_regex *pattern; /* PCRE2 (regex.h), owned; set when has_pattern */
 	char cookie[256];
 	bool has_weight;
 	__u32 weight;
@@ -91,7 +91,42 @@ struct fg_canary {
 	struct fg_target *target;
 };
 
+/*
+ * What the proxy does when an endpoint fails a request: ingress-nginx's
+ * proxy-next-upstream and proxy-next-upstream-tries (docs/annotations.md).
+ * A request whose bytes reached an endpoint is sent to another one only
+ * when its method is idempotent (RFC 9110 §9.2.2) or FG_NU_NON_IDEMPOTENT
+ * is set.
+ */
+enum fg_next_upstream {
+	FG_NU_ERROR = 1u << 0,          /* connect error, error before the response head */
+	FG_NU_TIMEOUT = 1u << 1,        /* connect or response head timeout */
+	FG_NU_INVALID_HEADER = 1u << 2, /* an invalid response head */
+	FG_NU_HTTP_500 = 1u << 3,
+	FG_NU_HTTP_502 = 1u << 4,
+	FG_NU_HTTP_503 = 1u << 5,
+	FG_NU_HTTP_504 = 1u << 6,
+	FG_NU_HTTP_403 = 1u << 7,
+	FG_NU_HTTP_404 = 1u << 8,
+	FG_NU_HTTP_429 = 1u << 9,
+	FG_NU_NON_IDEMPOTENT = 1u << 10,
+};
+#define FG_NU_DEFAULT (FG_NU_ERROR | FG_NU_TIMEOUT)
+#define FG_NU_DEFAULT_TRIES 2 /* the first try and one more */
+#define FG_NU_MAX_TRIES 16
+
+struct fg_route_policy {
+	__u32 next_upstream;       /* FG_NU_*; 0: "off" */
+	__u32 next_upstream_tries; /* tries in all, the first included (1..16) */
+};
+
+/* proxy-next-upstream "error timeout http_502 ..." into FG_NU_* bits, and
+ * back; false (with *bad set to the offending word) on an unknown word. */
+bool fg_next_upstream_parse(const char *s, __u32 *out, char *bad, size_t bad_len);
+void fg_next_upstream_str(__u32 nu, char *buf, size_t len);
+
 struct fg_route {
+	struct fg_route_policy policy;
 	char host[FG_HOST_LEN]; /* "" matches any host */
 	bool wildcard;          /* host is "*.suffix" */
 	char path[FG_PATH_LEN];

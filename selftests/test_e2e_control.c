@@ -1232,6 +1232,160 @@ static void subtest_pods_die_failover(struct ctl_e2e *e)
 	split_check(e, 300, 67, "after recovery", baseline_pods, 3);
 }
 
+/* Open descriptors of a process. */
+static int count_fds(pid_t pid)
+{
+	char *out;
+	int rc, n = -1;
+
+	out = e2e_capture(&rc, true, "ls /proc/%d/fd | wc -l", (int)pid);
+	if (out && rc == 0)
+		n = atoi(out);
+	free(out);
+	return n;
+}
+
+/* hold_conns.py's status once it wrote it: its counts. */
+static bool hold_status(const char *path, unsigned int timeout_ms, json_t **doc)
+{
+	long long deadline = e2e_now_ms() + timeout_ms;
+	json_error_t jerr;
+
+	while (e2e_now_ms() < deadline) {
+		*doc = json_load_file(path, 0, &jerr);
+		if (*doc)
+			return true;
+		e2e_sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * Issue: started by hand (soft limit 1,024 files), 1,100 idle HTTP clients
+ * exhausted the agent's descriptors; the prober then took its own EMFILE
+ * for failed probes and marked every backend down, L4 included. Now the
+ * proxy refuses clients at its budget (the limit is read again, so
+ * prlimit on the running agent counts), and a probe that cannot get a
+ * socket marks nothing down.
+ */
+static void subtest_fd_limit_keeps_backends(struct ctl_e2e *e)
+{
+	char status_path[PATH_MAX], log[PATH_MAX], netns[64], n_arg[16], srcs[128], port[16];
+	char *argv[] = { "nsenter", netns, "python3", NULL, e->listen_addr, port, n_arg,
+			 "--src", srcs, "--status", status_path, "--hold", "30", NULL };
+	char script[PATH_MAX + 32];
+	json_t *st = NULL, *proxy = NULL;
+	struct ring_view v;
+	pid_t holder = 0;
+	long off;
+	int rc, fds;
+	char *out, *limits;
+
+	if (!baseline(e))
+		return;
+	limits = e2e_capture(&rc, true, "prlimit --pid %d --nofile --raw --noheadings -o SOFT,HARD",
+			     (int)e->agent);
+	if (!ASSERT_TRUE(limits && rc == 0, "the agent's file limit"))
+		goto out;
+	printf("e2e: the agent's file limit (soft, hard): %s", limits);
+	snprintf(status_path, sizeof(status_path), "%s/hold-status.json", test__tmpdir());
+	snprintf(log, sizeof(log), "%s/hold.log", test__tmpdir());
+	snprintf(script, sizeof(script), "%s/hold_conns.py", e->scripts);
+	argv[3] = script;
+	snprintf(netns, sizeof(netns), "--net=/run/netns/%s", e->ns_cli);
+	snprintf(n_arg, sizeof(n_arg), "%d", 1100);
+	snprintf(port, sizeof(port), "%d", HTTP_PORT);
+	snprintf(srcs, sizeof(srcs), "10.%d.0.2,10.%d.0.3,10.%d.0.4", e->o, e->o, e->o);
+	unlink(status_path);
+	if (!ASSERT_OK(fg_sh("ip -n %s addr add 10.%d.0.3/24 dev %scg && "
+			     "ip -n %s addr add 10.%d.0.4/24 dev %scg",
+			     e->ns_cli, e->o, e->t, e->ns_cli, e->o, e->t), "client addresses"))
+		goto out;
+	off = file_size(e->agent_log);
+
+	/* The soft limit of an agent started from a Debian shell. */
+	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=1024:1024", (int)e->agent), "prlimit 1024"))
+		goto out;
+	e2e_sleep_ms(300); /* the proxy reads the limit every 100 ms */
+	holder = e2e_spawn(log, NULL, argv);
+	if (!ASSERT_GT(holder, 0, "client holding 1,100 connections"))
+		goto out;
+	if (!ASSERT_TRUE(hold_status(status_path, 20000, &st), "client status")) {
+		show_file("hold_conns", log, 0);
+		goto out;
+	}
+	out = json_dumps(st, JSON_COMPACT);
+	printf("e2e: 1,100 idle clients at a limit of 1,024 files: %s\n", out ? out : "?");
+	free(out);
+	ASSERT_GT(json_integer_value(json_object_get(st, "refused")), 0, "some clients refused");
+	ASSERT_GT(json_integer_value(json_object_get(st, "held")), 100, "many clients admitted");
+	/* Several probe rounds (250 ms) with the clients held: a backend
+	 * marked down shows within two. */
+	e2e_sleep_ms(1500);
+	if (!ASSERT_TRUE(agent_alive(e), "agent running"))
+		goto out;
+	ASSERT_TRUE(ring_read(e, L4_PORT, &v, false) && ring_has(&v, C1, 2) && ring_has(&v, C2, 1),
+		    "every backend still up while the clients are held");
+	ASSERT_FALSE(log_find(e->agent_log, off, "is DOWN", NULL, 0), "no backend logged DOWN");
+	split_check(e, 60, 67, "clients held at the file limit", baseline_pods, 3);
+	proxy = ctl_json(e, true, "get proxy");
+	{
+		json_t *it = json_array_get(json_object_get(proxy, "items"), 0);
+
+		ASSERT_GT(json_integer_value(json_object_get(it, "refusedFds")), 0,
+			  "get proxy counts refusals at the budget");
+		ASSERT_GT(json_integer_value(json_object_get(it, "fdBudget")), 0, "budget shown");
+	}
+	json_decref(proxy);
+	proxy = NULL;
+
+	/* Tighter still: no descriptor left at all. The probes cannot get a
+	 * socket: local errors, nothing marked down, L4 keeps flowing. */
+	fds = count_fds(e->agent);
+	if (!ASSERT_GT(fds, 0, "agent descriptors"))
+		goto out;
+	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=%d:%d", (int)e->agent, fds, fds),
+		       "prlimit to what is open"))
+		goto out;
+	e2e_sleep_ms(1500);
+	ASSERT_TRUE(ring_read(e, L4_PORT, &v, false) && ring_has(&v, C1, 2) && ring_has(&v, C2, 1),
+		    "every backend still up without a descriptor to probe with");
+	ASSERT_FALSE(log_find(e->agent_log, off, "is DOWN", NULL, 0), "no backend logged DOWN");
+	ASSERT_TRUE(log_find(e->agent_log, off, "no backend is marked down for it", NULL, 0),
+		    "the prober logged its local error");
+	split_check(e, 60, 67, "no descriptor left", baseline_pods, 3);
+
+out:
+	if (limits) {
+		unsigned long long soft = 0, hard = 0;
+
+		if (sscanf(limits, "%llu %llu", &soft, &hard) == 2)
+			fg_sh("prlimit --pid %d --nofile=%llu:%llu", (int)e->agent, soft, hard);
+		free(limits);
+	}
+	if (holder > 0)
+		e2e_stop_child(&holder, SIGTERM, 3000);
+	fg_sh("ip -n %s addr del 10.%d.0.3/24 dev %scg; ip -n %s addr del 10.%d.0.4/24 dev %scg",
+	      e->ns_cli, e->o, e->t, e->ns_cli, e->o, e->t);
+	json_decref(st);
+	/* Afterwards: the proxy takes clients again and counts what the
+	 * prober met. */
+	e2e_sleep_ms(300);
+	out = e2e_capture(&rc, true, "ip netns exec %s curl -s -m 3 -o /dev/null -w '%%{http_code}' "
+			  "http://%s:%d/", e->ns_cli, e->listen_addr, HTTP_PORT);
+	ASSERT_TRUE(out && !strcmp(out, "404"), "HTTP answers again (404: no route here)");
+	free(out);
+	proxy = ctl_json(e, true, "get proxy");
+	{
+		json_t *it = json_array_get(json_object_get(proxy, "items"), 0);
+		json_t *le = json_object_get(json_object_get(it, "health"), "localErrors");
+
+		ASSERT_GT(json_integer_value(json_object_get(le, "EMFILE")), 0,
+			  "get proxy: the prober's EMFILE counted as local errors");
+	}
+	json_decref(proxy);
+}
+
 /* A line "...NAME:LINE: REASON" of the agent's log after off. */
 static bool log_parse_error(struct ctl_e2e *e, long off, const char *file, unsigned int timeout_ms,
 			    int *line_no, char *reason, size_t len)
@@ -1635,6 +1789,7 @@ FG_TEST(e2e_control)
 		RUN(service_deleted_failover)
 		RUN(pods_die_failover)
 		RUN(bad_yaml_keeps_routes)
+		RUN(fd_limit_keeps_backends)
 		RUN(restart_keeps_flows)
 #undef RUN
 	}

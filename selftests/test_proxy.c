@@ -340,6 +340,7 @@ static int write_config(void)
 {
 	char fleet[PATH_MAX + 16], c1[PATH_MAX + 64], c2[PATH_MAX + 64];
 	char i1[1024], i2[1024], i3[1024], i4[1024], i5[1024], i6[1024], i7[1024], i8[1024];
+	char i9[1024];
 	char s1[2048], s2[2048], s3[2048], s4[2048];
 	int err;
 
@@ -363,7 +364,7 @@ static int write_config(void)
 			 "  name: mse-ingress\n");
 	if (err)
 		return err;
-	err = write_file(fleet, "ingresses.yaml", "%s%s%s%s%s%s%s%s",
+	err = write_file(fleet, "ingresses.yaml", "%s%s%s%s%s%s%s%s%s",
 		ingress(i1, sizeof(i1), "web-demo-cluster-one", "example.com", "/service1",
 			"Exact", "service1", SUBSET("1", C1)),
 		ingress(i2, sizeof(i2), "web-demo-cluster-second", "example.com", "/service1",
@@ -382,7 +383,14 @@ static int write_config(void)
 		ingress(i5, sizeof(i5), "api", "api.example.com", "/", "Prefix", "service1", ""),
 		ingress(i6, sizeof(i6), "flaky", "flaky.example.com", "/", "Prefix", "flaky", ""),
 		ingress(i7, sizeof(i7), "closer", "closer.example.com", "/", "Prefix", "closer", ""),
-		ingress(i8, sizeof(i8), "nobody", "nobody.example.com", "/", "Prefix", "nobody", ""));
+		ingress(i8, sizeof(i8), "nobody", "nobody.example.com", "/", "Prefix", "nobody", ""),
+		/* A second canary on /service1: by header pattern (PCRE2). */
+		ingress(i9, sizeof(i9), "web-demo-pattern-canary", "example.com", "/service1",
+			"Exact", "service1",
+			SUBSET("2", C2)
+			"    nginx.ingress.kubernetes.io/canary: \"true\"\n"
+			"    nginx.ingress.kubernetes.io/canary-by-header: \"version\"\n"
+			"    nginx.ingress.kubernetes.io/canary-by-header-pattern: '^v\\d+$'\n"));
 	if (err)
 		return err;
 	err = write_file(c1, "apps.yaml", "%s%s%s%s",
@@ -728,6 +736,46 @@ static void subtest_header_canary(void)
 	}
 	ASSERT_EQ(gray_c2, n / 2, "stage: gray -> cluster2");
 	ASSERT_EQ(plain_c1, n / 2, "others -> cluster1");
+	hc_close(h);
+}
+
+/* canary-by-header-pattern '^v\d+$' (the ingress-nginx PCRE dialect): a
+ * header value it matches reaches the canary, others the main route. */
+static void subtest_pattern_canary(void)
+{
+	static const struct {
+		const char *header;
+		bool canary;
+	} cases[] = {
+		{ "version: v12\r\n", true },
+		{ "Version: v7\r\n", true },
+		{ "version: v1a\r\n", false },
+		{ "version: V12\r\n", false },
+		{ "version: xv12\r\n", false },
+		{ "version:\r\n", false },
+		{ "", false },
+		{ "version: v2024\r\n", true },
+	};
+	struct hc *h = hc_open();
+	struct hresp r;
+	size_t i;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	/* One keep-alive connection: every request routed on its own. */
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char tag[64];
+
+		snprintf(tag, sizeof(tag), "'%.*s'", (int)strcspn(cases[i].header, "\r"),
+			 cases[i].header);
+		if (!ASSERT_OK(hc_send(h, "GET /service1 HTTP/1.1\r\nHost: example.com\r\n%s\r\n",
+				       cases[i].header), tag) ||
+		    !ASSERT_OK(hc_response(h, &r, false), tag))
+			break;
+		ASSERT_EQ(r.status, 200, tag);
+		ASSERT_TRUE(body_has(&r, cases[i].canary ? "env cluster2" : "env cluster1"), tag);
+		hresp_free(&r);
+	}
 	hc_close(h);
 }
 
@@ -1245,6 +1293,8 @@ static void proxy_body(void)
 		subtest_routes();
 	if (test__start_subtest("header_canary"))
 		subtest_header_canary();
+	if (test__start_subtest("pattern_canary"))
+		subtest_pattern_canary();
 	if (test__start_subtest("weight_canary"))
 		subtest_weight_canary();
 	if (test__start_subtest("pipelining"))

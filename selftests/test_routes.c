@@ -12,13 +12,13 @@
  */
 #include <arpa/inet.h>
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdlib.h>
 
 #include <jansson.h>
 
 #include "fleetgate.h"
+#include "fg_regex.h"
 #include "routes.h"
 #include "test_progs.h"
 
@@ -1244,6 +1244,7 @@ static void subtest_canary_semantics(void)
 		const char *anns[12];
 		const char *header, *value, *pattern, *cookie;
 		int weight, total; /* weight < 0: no weight */
+		const char *yes[4], *no[4]; /* header values the pattern matches, and not */
 	} one[] = {
 		{ "header_only", { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "X-Canary" },
 		  "X-Canary", "", NULL, "", -1, 100 },
@@ -1252,7 +1253,26 @@ static void subtest_canary_semantics(void)
 		  "stage", "gray", NULL, "", -1, 100 },
 		{ "header_pattern", { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
 				      "nginx.ingress.kubernetes.io/canary-by-header-pattern", "^gr(a|e)y$" },
-		  "stage", "", "^gr(a|e)y$", "", -1, 100 },
+		  "stage", "", "^gr(a|e)y$", "", -1, 100,
+		  { "gray", "grey" }, { "blue", "grayish" } },
+		/* The ingress-nginx (PCRE) dialect: POSIX ERE rejected or
+		 * never matched these. */
+		{ "header_pattern_pcre_digit", { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "version",
+						 "nginx.ingress.kubernetes.io/canary-by-header-pattern", "^v\\d+$" },
+		  "version", "", "^v\\d+$", "", -1, 100,
+		  { "v12", "v1", "v2024" }, { "v1a", "v", "xv12", "V12" } },
+		{ "header_pattern_pcre_caseless", { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
+						    "nginx.ingress.kubernetes.io/canary-by-header-pattern", "(?i)^gray$" },
+		  "stage", "", "(?i)^gray$", "", -1, 100,
+		  { "GRAY", "gray", "Gray" }, { "grey", "grayish", " gray" } },
+		{ "header_pattern_unanchored", { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
+						 "nginx.ingress.kubernetes.io/canary-by-header-pattern", "gr[ae]y" },
+		  "stage", "", "gr[ae]y", "", -1, 100,
+		  { "gray", "light-grey-2", "grayish" }, { "GRAY", "blue" } },
+		{ "higress_alias_pattern", { "higress.io/canary", "true", "higress.io/canary-by-header", "x-user",
+					     "higress.io/canary-by-header-pattern", "^(alice|bob)\\b" },
+		  "x-user", "", "^(alice|bob)\\b", "", -1, 100,
+		  { "alice", "bob-smith" }, { "bobby", "carol" } },
 		{ "cookie", { CANARY, "nginx.ingress.kubernetes.io/canary-by-cookie", "canary_user" },
 		  "", "", NULL, "canary_user", -1, 100 },
 		{ "weight_total_1000", { CANARY, "nginx.ingress.kubernetes.io/canary-weight", "50",
@@ -1300,12 +1320,23 @@ static void subtest_canary_semantics(void)
 		ASSERT_STREQ(cn->header_value, one[i].value, tag);
 		ASSERT_STREQ(cn->cookie, one[i].cookie, tag);
 		ASSERT_EQ(cn->has_pattern, one[i].pattern != NULL, tag);
-		if (one[i].pattern && cn->has_pattern) {
+		if (one[i].pattern && cn->has_pattern && ASSERT_OK_PTR(cn->pattern, tag)) {
 			ASSERT_STREQ(cn->header_pattern, one[i].pattern, tag);
-			ASSERT_EQ(regexec(&cn->pattern, "gray", 0, NULL, 0), 0, tag);
-			ASSERT_EQ(regexec(&cn->pattern, "grey", 0, NULL, 0), 0, tag);
-			ASSERT_NEQ(regexec(&cn->pattern, "blue", 0, NULL, 0), 0, tag);
-			ASSERT_NEQ(regexec(&cn->pattern, "grayish", 0, NULL, 0), 0, tag);
+			ASSERT_STREQ(fg_regex_pattern(cn->pattern), one[i].pattern, tag);
+			for (k = 0; k < 4 && one[i].yes[k]; k++) {
+				char t[128];
+
+				snprintf(t, sizeof(t), "%s: matches '%s'", tag, one[i].yes[k]);
+				ASSERT_TRUE(fg_regex_match(cn->pattern, one[i].yes[k],
+							   strlen(one[i].yes[k])), t);
+			}
+			for (k = 0; k < 4 && one[i].no[k]; k++) {
+				char t[128];
+
+				snprintf(t, sizeof(t), "%s: does not match '%s'", tag, one[i].no[k]);
+				ASSERT_FALSE(fg_regex_match(cn->pattern, one[i].no[k],
+							    strlen(one[i].no[k])), t);
+			}
 		}
 		ASSERT_EQ(cn->has_weight, one[i].weight >= 0, tag);
 		if (one[i].weight >= 0) {
@@ -1470,6 +1501,21 @@ static void subtest_invalid_inputs(void)
 			.anns = { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
 				  "nginx.ingress.kubernetes.io/canary-by-header-pattern", "(" } },
 		  "not a valid regex", true },
+		/* PCRE2's own message and where. */
+		{ "bad_regex_offset", {}, { .name = "bad",
+			.anns = { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
+				  "nginx.ingress.kubernetes.io/canary-by-header-pattern", "(abc" } },
+		  "canary-by-header-pattern '(abc' is not a valid regex: "
+		  "missing closing parenthesis at offset 4", true },
+		{ "bad_regex_higress", {}, { .name = "bad",
+			.anns = { "higress.io/canary", "true", "higress.io/canary-by-header", "stage",
+				  "higress.io/canary-by-header-pattern", "a{2,1}" } },
+		  "is not a valid regex: numbers out of order in {} quantifier at offset 5", true },
+		{ "bad_regex_range", {}, { .name = "bad",
+			.anns = { CANARY, "nginx.ingress.kubernetes.io/canary-by-header", "stage",
+				  "nginx.ingress.kubernetes.io/canary-by-header-pattern", "^[z-a]" } },
+		  "'^[z-a]' is not a valid regex: range out of order in character class at offset 4",
+		  true },
 		{ "value_without_header", {}, { .name = "bad",
 			.anns = { CANARY, "nginx.ingress.kubernetes.io/canary-by-header-value", "gray" } },
 		  "needs canary-by-header", true },

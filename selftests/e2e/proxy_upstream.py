@@ -2,22 +2,28 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 """A tiny HTTP/1.1 upstream for the proxy tests (keep-alive, like web-demo).
 
-  proxy_upstream.py --addr 127.0.0.11 --port 0 --name cluster1 --ready FILE
-                    [--mode normal|close]
+  proxy_upstream.py --addr 127.0.0.11[,127.0.0.12...] --port 0 --name cluster1
+                    --ready FILE [--mode normal|close] [--read-timeout S]
 
-Writes the bound port into FILE once listening. Answers:
+Listens on every address given (the same port), writes the bound port into
+FILE once listening, and prints "REQ ADDR METHOD PATH" for every request
+head it reads (so a test can count which endpoint got what). Answers:
   /echo     the request line, its header fields and its body (decoded when
-            chunked) after the usual greeting
+            chunked, then "trailer: NAME: VALUE" lines for its trailer
+            fields) after the usual greeting
   /chunked  a chunked response: the greeting, then the request body in
             7-byte chunks
   /silent   nothing (holds the connection for 30 s)
   /half     Content-Length: 1000 but 10 bytes, then closes
   anything  "This is env NAME ! Config file is"
 --mode close reads each request and closes the connection unanswered.
+--read-timeout S closes a connection that sends nothing for S seconds (a
+request body that stalls included), like a server's body timeout.
 """
 import argparse
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,7 +35,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet
         pass
 
+    def setup(self):
+        if self.server.read_timeout:
+            self.timeout = self.server.read_timeout
+        super().setup()
+
     def read_body(self):
+        self.trailers = []
         te = self.headers.get("Transfer-Encoding", "")
         if "chunked" in te.lower():
             body = b""
@@ -37,8 +49,11 @@ class Handler(BaseHTTPRequestHandler):
                 line = self.rfile.readline(65537)
                 size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
+                    while True:
+                        t = self.rfile.readline(65537)
+                        if t in (b"\r\n", b"\n", b""):
+                            break
+                        self.trailers.append(t.decode("latin-1").rstrip("\r\n"))
                     return body
                 body += self.rfile.read(size)
                 self.rfile.readline(3)
@@ -57,6 +72,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_any(self):
+        print("REQ %s %s %s" % (self.server.server_address[0], self.command, self.path),
+              flush=True)
         body = self.read_body()
         if self.server.mode == "close":
             self.close_connection = True
@@ -67,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in self.headers.items():
                 out += ("%s: %s\n" % (k, v)).encode()
             out += b"\n" + body
+            for t in self.trailers:
+                out += ("\ntrailer: %s" % t).encode("latin-1")
             self.send_plain(out)
         elif path == "/chunked":
             self.send_response(200)
@@ -107,17 +126,26 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--name", default="cluster1")
     ap.add_argument("--mode", default="normal", choices=["normal", "close"])
+    ap.add_argument("--read-timeout", type=float, default=0)
     ap.add_argument("--ready", required=True)
     args = ap.parse_args()
-    srv = Server((args.addr, args.port), Handler)
-    srv.name = args.name
-    srv.mode = args.mode
+    port = args.port
+    servers = []
+    for addr in args.addr.split(","):
+        srv = Server((addr, port), Handler)
+        srv.name = args.name
+        srv.mode = args.mode
+        srv.read_timeout = args.read_timeout
+        port = srv.server_address[1]
+        servers.append(srv)
+    for srv in servers[1:]:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
     tmp = args.ready + ".tmp"
     with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
+        f.write("%d\n" % port)
     os.rename(tmp, args.ready)
     try:
-        srv.serve_forever()
+        servers[0].serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
