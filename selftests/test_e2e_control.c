@@ -1303,8 +1303,9 @@ static void subtest_fd_limit_keeps_backends(struct ctl_e2e *e)
 		goto out;
 	off = file_size(e->agent_log);
 
-	/* The soft limit of an agent started from a Debian shell. */
-	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=1024:1024", (int)e->agent), "prlimit 1024"))
+	/* The soft limit of an agent started from a Debian shell. Only the
+	 * soft one: raising a hard limit back needs CAP_SYS_RESOURCE. */
+	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=1024:", (int)e->agent), "prlimit 1024"))
 		goto out;
 	e2e_sleep_ms(300); /* the proxy reads the limit every 100 ms */
 	holder = e2e_spawn(log, NULL, argv);
@@ -1327,7 +1328,7 @@ static void subtest_fd_limit_keeps_backends(struct ctl_e2e *e)
 	ASSERT_TRUE(ring_read(e, L4_PORT, &v, false) && ring_has(&v, C1, 2) && ring_has(&v, C2, 1),
 		    "every backend still up while the clients are held");
 	ASSERT_FALSE(log_find(e->agent_log, off, "is DOWN", NULL, 0), "no backend logged DOWN");
-	split_check(e, 60, 67, "clients held at the file limit", baseline_pods, 3);
+	split_check(e, 300, 67, "clients held at the file limit", baseline_pods, 3);
 	proxy = ctl_json(e, true, "get proxy");
 	{
 		json_t *it = json_array_get(json_object_get(proxy, "items"), 0);
@@ -1344,7 +1345,7 @@ static void subtest_fd_limit_keeps_backends(struct ctl_e2e *e)
 	fds = count_fds(e->agent);
 	if (!ASSERT_GT(fds, 0, "agent descriptors"))
 		goto out;
-	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=%d:%d", (int)e->agent, fds, fds),
+	if (!ASSERT_OK(fg_sh("prlimit --pid %d --nofile=%d:", (int)e->agent, fds),
 		       "prlimit to what is open"))
 		goto out;
 	e2e_sleep_ms(1500);
@@ -1353,14 +1354,14 @@ static void subtest_fd_limit_keeps_backends(struct ctl_e2e *e)
 	ASSERT_FALSE(log_find(e->agent_log, off, "is DOWN", NULL, 0), "no backend logged DOWN");
 	ASSERT_TRUE(log_find(e->agent_log, off, "no backend is marked down for it", NULL, 0),
 		    "the prober logged its local error");
-	split_check(e, 60, 67, "no descriptor left", baseline_pods, 3);
+	split_check(e, 300, 67, "no descriptor left", baseline_pods, 3);
 
 out:
 	if (limits) {
 		unsigned long long soft = 0, hard = 0;
 
 		if (sscanf(limits, "%llu %llu", &soft, &hard) == 2)
-			fg_sh("prlimit --pid %d --nofile=%llu:%llu", (int)e->agent, soft, hard);
+			fg_sh("prlimit --pid %d --nofile=%llu:", (int)e->agent, soft);
 		free(limits);
 	}
 	if (holder > 0)

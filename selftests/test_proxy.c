@@ -34,7 +34,10 @@
 #define C1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
 #define C2 "c15d48ca9d1fd43f9bbb89c56a474843c"
 #define MAX_CONNS 16
-#define N_SERVERS 4
+#define MAX_CONNS_PER_CLIENT 12
+#define CLIENT_BODY_TIMEOUT_MS 600
+#define N_SERVERS 7
+#define SRV_CLOSERS 4   /* servers[] index of the replay endpoints */
 
 static struct {
 	struct fg_dataplane *dp;
@@ -52,12 +55,19 @@ static struct {
 } T;
 
 static const struct {
-	const char *addr, *name, *mode;
+	const char *addr, *name, *mode, *read_timeout;
 } servers[N_SERVERS] = {
-	{ "127.0.0.11", "cluster1", "normal" },
-	{ "127.0.0.12", "cluster1", "normal" },
-	{ "127.0.0.21", "cluster2", "normal" },
-	{ "127.0.0.31", "closer", "close" },
+	{ "127.0.0.11", "cluster1", "normal", "0" },
+	{ "127.0.0.12", "cluster1", "normal", "0" },
+	{ "127.0.0.21", "cluster2", "normal", "0" },
+	{ "127.0.0.31", "closer", "close", "0" },
+	/* Read each request and close: the replay tests count who got it. */
+	{ "127.0.0.33,127.0.0.34,127.0.0.35,127.0.0.36,127.0.0.37,127.0.0.38", "closers",
+	  "close", "0" },
+	/* Give up on a client that sends nothing for 0.5 s (body timeout). */
+	{ "127.0.0.51,127.0.0.52", "slowbody", "normal", "0.5" },
+	/* Only the local error test goes there: no pooled connection. */
+	{ "127.0.0.61,127.0.0.62", "localerr", "normal", "0" },
 };
 
 static __u64 now_ms(void)
@@ -161,8 +171,8 @@ static pid_t spawn_server(int i, int port, const char *ready)
 		dup2(fd, 2);
 	}
 	execlp("python3", "python3", T.scripts, "--addr", servers[i].addr, "--port", pbuf,
-	       "--name", servers[i].name, "--mode", servers[i].mode, "--ready", ready,
-	       (char *)NULL);
+	       "--name", servers[i].name, "--mode", servers[i].mode, "--read-timeout",
+	       servers[i].read_timeout, "--ready", ready, (char *)NULL);
 	_exit(127);
 }
 
@@ -340,8 +350,9 @@ static int write_config(void)
 {
 	char fleet[PATH_MAX + 16], c1[PATH_MAX + 64], c2[PATH_MAX + 64];
 	char i1[1024], i2[1024], i3[1024], i4[1024], i5[1024], i6[1024], i7[1024], i8[1024];
-	char i9[1024];
-	char s1[2048], s2[2048], s3[2048], s4[2048];
+	char i9[1024], i10[1024], i11[1024], i12[1400], i13[1024], i14[1400], i15[1024];
+	char s1[2048], s2[2048], s3[2048], s4[2048], s5[2048], s6[2048], s7[2048], s8[2048];
+	char s9[2048];
 	int err;
 
 	snprintf(T.cfg, sizeof(T.cfg), "%s/proxycfg", test__tmpdir());
@@ -364,7 +375,7 @@ static int write_config(void)
 			 "  name: mse-ingress\n");
 	if (err)
 		return err;
-	err = write_file(fleet, "ingresses.yaml", "%s%s%s%s%s%s%s%s%s",
+	err = write_file(fleet, "ingresses.yaml", "%s%s%s%s%s%s%s%s%s%s%s%s%s%s%s",
 		ingress(i1, sizeof(i1), "web-demo-cluster-one", "example.com", "/service1",
 			"Exact", "service1", SUBSET("1", C1)),
 		ingress(i2, sizeof(i2), "web-demo-cluster-second", "example.com", "/service1",
@@ -390,14 +401,34 @@ static int write_config(void)
 			SUBSET("2", C2)
 			"    nginx.ingress.kubernetes.io/canary: \"true\"\n"
 			"    nginx.ingress.kubernetes.io/canary-by-header: \"version\"\n"
-			"    nginx.ingress.kubernetes.io/canary-by-header-pattern: '^v\\d+$'\n"));
+			"    nginx.ingress.kubernetes.io/canary-by-header-pattern: '^v\\d+$'\n"),
+		/* The retry rule: endpoints that read the request and close. */
+		ingress(i10, sizeof(i10), "replay", "replay.example.com", "/", "Prefix", "replay", ""),
+		ingress(i11, sizeof(i11), "replayget", "replayget.example.com", "/", "Prefix",
+			"replayget", ""),
+		ingress(i12, sizeof(i12), "replayni", "replayni.example.com", "/", "Prefix",
+			"replayni",
+			"  annotations:\n"
+			"    nginx.ingress.kubernetes.io/proxy-next-upstream: \"error timeout non_idempotent\"\n"),
+		ingress(i13, sizeof(i13), "slow", "slow.example.com", "/", "Prefix", "slowbody", ""),
+		ingress(i14, sizeof(i14), "status", "status.example.com", "/", "Prefix", "service1",
+			"  annotations:\n"
+			"    nginx.ingress.kubernetes.io/proxy-next-upstream: \"error timeout http_503\"\n"
+			"    nginx.ingress.kubernetes.io/proxy-next-upstream-tries: \"3\"\n"),
+		ingress(i15, sizeof(i15), "localerr", "local.example.com", "/", "Prefix", "localerr",
+			""));
 	if (err)
 		return err;
-	err = write_file(c1, "apps.yaml", "%s%s%s%s",
+	err = write_file(c1, "apps.yaml", "%s%s%s%s%s%s%s%s%s",
 			 service(s1, sizeof(s1), "service1", "127.0.0.11 127.0.0.12", true),
 			 service(s2, sizeof(s2), "flaky", "127.0.0.31 127.0.0.41", true),
 			 service(s3, sizeof(s3), "closer", "127.0.0.31", true),
-			 service(s4, sizeof(s4), "nobody", "127.0.0.11", false));
+			 service(s4, sizeof(s4), "nobody", "127.0.0.11", false),
+			 service(s5, sizeof(s5), "replay", "127.0.0.33 127.0.0.34", true),
+			 service(s6, sizeof(s6), "replayget", "127.0.0.35 127.0.0.36", true),
+			 service(s7, sizeof(s7), "replayni", "127.0.0.37 127.0.0.38", true),
+			 service(s8, sizeof(s8), "slowbody", "127.0.0.51 127.0.0.52", true),
+			 service(s9, sizeof(s9), "localerr", "127.0.0.61 127.0.0.62", true));
 	if (err)
 		return err;
 	return write_file(c2, "apps.yaml", "%s%s",
@@ -421,9 +452,11 @@ struct hresp {
 	bool chunked;
 };
 
-static struct hc *hc_open(void)
+/* A client connection from source address src (NULL: the kernel's). */
+static struct hc *hc_open_from(const char *src)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(T.port) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 5 };
 	struct hc *h = calloc(1, sizeof(*h));
 
@@ -431,6 +464,11 @@ static struct hc *hc_open(void)
 		return NULL;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (h->fd >= 0 && src && (inet_pton(AF_INET, src, &from.sin_addr) != 1 ||
+				  bind(h->fd, (struct sockaddr *)&from, sizeof(from)))) {
+		close(h->fd);
+		h->fd = -1;
+	}
 	if (h->fd < 0 || connect(h->fd, (struct sockaddr *)&sin, sizeof(sin))) {
 		if (h->fd >= 0)
 			close(h->fd);
@@ -439,6 +477,11 @@ static struct hc *hc_open(void)
 	}
 	setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return h;
+}
+
+static struct hc *hc_open(void)
+{
+	return hc_open_from(NULL);
 }
 
 static void hc_close(struct hc *h)
@@ -1129,15 +1172,16 @@ static void subtest_max_conns(void)
 	while (gauge("connections") && now_ms() < deadline)
 		sleep_ms(10);
 	ASSERT_EQ(gauge("connections"), 0, "no connection left from before");
+	/* From two addresses: each stays under max_conns_per_client. */
 	for (i = 0; i < MAX_CONNS; i++) {
-		hs[i] = hc_open();
+		hs[i] = hc_open_from(i % 2 ? "127.0.0.2" : "127.0.0.1");
 		if (!ASSERT_OK_PTR(hs[i], "connect"))
 			goto out;
 	}
 	deadline = now_ms() + 2000;
 	while (gauge("connections") < MAX_CONNS && now_ms() < deadline)
 		sleep_ms(10);
-	extra = hc_open();
+	extra = hc_open_from("127.0.0.3");
 	if (!ASSERT_OK_PTR(extra, "one more connects"))
 		goto out;
 	if (ASSERT_OK(hc_response(extra, &r, false), "refusal")) {
@@ -1179,6 +1223,292 @@ static void subtest_reuse(void)
 		  "fewer connects than requests");
 	ASSERT_GE(after.upstream_reuses - before.upstream_reuses, (unsigned)n / 2, "reuses");
 	ASSERT_GE(gauge("idleUpstreams"), 1, "pooled");
+}
+
+/* ---------- hardening ---------- */
+
+/* Request heads the upstream at addr logged ("REQ ADDR METHOD PATH"). */
+static int upstream_requests(int server, const char *addr, const char *method, const char *path)
+{
+	char log[PATH_MAX], line[512], want[256];
+	int n = 0;
+	FILE *f;
+
+	snprintf(log, sizeof(log), "%s/upstream%d.log", test__tmpdir(), server);
+	snprintf(want, sizeof(want), "REQ %s %s %s\n", addr, method, path);
+	f = fopen(log, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += !strcmp(line, want);
+	fclose(f);
+	return n;
+}
+
+static int requests_at(int server, const char *a, const char *b, const char *method,
+		       const char *path)
+{
+	return upstream_requests(server, a, method, path) + upstream_requests(server, b, method, path);
+}
+
+/* Issue: a POST whose upstream closed after reading it was resent to a
+ * second backend. nginx's rule: resend only what is idempotent, or what
+ * the route opts in for (non_idempotent). */
+static void subtest_no_replay_non_idempotent(void)
+{
+	struct fg_proxy_counters before, after;
+	struct hresp r;
+	struct hc *h;
+
+	counters(&before);
+	h = hc_open();
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	hc_send(h, "POST /order HTTP/1.1\r\nHost: replay.example.com\r\nContent-Length: 5\r\n"
+		   "Connection: close\r\n\r\nhello");
+	if (ASSERT_OK(hc_response(h, &r, false), "POST")) {
+		ASSERT_EQ(r.status, 502, "status");
+		ASSERT_TRUE(body_has(&r, "closed before responding"), "says why");
+	}
+	hresp_free(&r);
+	hc_close(h);
+	sleep_ms(100); /* the upstream's log line */
+	ASSERT_EQ(requests_at(SRV_CLOSERS, "127.0.0.33", "127.0.0.34", "POST", "/order"), 1,
+		  "the POST reached one backend only");
+	counters(&after);
+	ASSERT_EQ(after.not_retried - before.not_retried, 1, "counted as not resent");
+	ASSERT_EQ(after.retries - before.retries, 0, "no retry");
+
+	/* GET is idempotent: the second backend gets it too. */
+	if (ASSERT_OK(get1("replayget.example.com", "/item", "", &r), "GET")) {
+		ASSERT_EQ(r.status, 502, "status");
+	}
+	hresp_free(&r);
+	sleep_ms(100);
+	ASSERT_EQ(requests_at(SRV_CLOSERS, "127.0.0.35", "127.0.0.36", "GET", "/item"), 2,
+		  "the GET was tried on both backends");
+
+	/* proxy-next-upstream non_idempotent: the POST goes on too. */
+	h = hc_open();
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	hc_send(h, "POST /order HTTP/1.1\r\nHost: replayni.example.com\r\nContent-Length: 5\r\n"
+		   "Connection: close\r\n\r\nhello");
+	if (ASSERT_OK(hc_response(h, &r, false), "POST, non_idempotent"))
+		ASSERT_EQ(r.status, 502, "status");
+	hresp_free(&r);
+	hc_close(h);
+	sleep_ms(100);
+	ASSERT_EQ(requests_at(SRV_CLOSERS, "127.0.0.37", "127.0.0.38", "POST", "/order"), 2,
+		  "with non_idempotent the POST was tried on both");
+}
+
+/* proxy-next-upstream http_503, tries 3: each try answers 503, the last
+ * try's response is relayed as it is (not turned into a 502). */
+static void subtest_status_retry(void)
+{
+	struct fg_proxy_counters before, after;
+	struct hresp r;
+	int n;
+
+	counters(&before);
+	if (ASSERT_OK(get1("status.example.com", "/status/503", "", &r), "GET")) {
+		ASSERT_EQ(r.status, 503, "the upstream's 503 relayed");
+		ASSERT_TRUE(body_has(&r, "upstream status 503"), "its own body");
+	}
+	hresp_free(&r);
+	counters(&after);
+	sleep_ms(100);
+	n = upstream_requests(0, "127.0.0.11", "GET", "/status/503") +
+	    upstream_requests(1, "127.0.0.12", "GET", "/status/503") +
+	    upstream_requests(2, "127.0.0.21", "GET", "/status/503");
+	ASSERT_EQ(n, 3, "three tries, three backends");
+	ASSERT_EQ(after.retries - before.retries, 2, "two retries");
+	ASSERT_EQ(after.passive_down - before.passive_down, 0, "a 503 marks nothing down");
+	/* A status the route does not retry goes through at once. */
+	if (ASSERT_OK(get1("status.example.com", "/status/500", "", &r), "GET 500"))
+		ASSERT_EQ(r.status, 500, "relayed");
+	hresp_free(&r);
+}
+
+/* Issue: request bodies stream, so a client that sends 10 of 100 promised
+ * bytes and stalls made the backend time out, and the backend took the
+ * blame: everyone else got 503. */
+static void subtest_slow_client_408(void)
+{
+	struct fg_proxy_counters before, after;
+	struct hc *hs[8] = {};
+	int i, n408 = 0, active, up;
+	__u64 t0;
+	struct hresp r;
+
+	counters(&before);
+	for (i = 0; i < 8; i++) {
+		hs[i] = hc_open_from(i % 2 ? "127.0.0.5" : "127.0.0.6");
+		if (!ASSERT_OK_PTR(hs[i], "connect"))
+			goto out;
+		hc_send(hs[i], "POST /echo HTTP/1.1\r\nHost: slow.example.com\r\n"
+			       "Content-Length: 100\r\n\r\n0123456789");
+	}
+	t0 = now_ms();
+	/* The backends give up after 0.5 s of silence. */
+	for (i = 0; i < 8; i++) {
+		if (!hc_response(hs[i], &r, false))
+			n408 += r.status == 408;
+		hresp_free(&r);
+	}
+	ASSERT_EQ(n408, 8, "every stalled client got a 408");
+	ASSERT_LT(now_ms() - t0, 3000, "soon");
+	counters(&after);
+	ASSERT_EQ(after.client_timeouts - before.client_timeouts, 8, "counted as client timeouts");
+	ASSERT_EQ(after.passive_down - before.passive_down, 0, "no backend marked down");
+	backends_at("127.0.0.51", &active, &up);
+	ASSERT_EQ(up, active, "127.0.0.51 still up");
+	backends_at("127.0.0.52", &active, &up);
+	ASSERT_EQ(up, active, "127.0.0.52 still up");
+	for (i = 0; i < 4; i++) {
+		if (ASSERT_OK(get1("slow.example.com", "/", "", &r), "others are served"))
+			ASSERT_EQ(r.status, 200, "status");
+		hresp_free(&r);
+	}
+
+	/* A patient backend: the proxy's own client body timeout. */
+	hc_close(hs[0]);
+	hs[0] = hc_open();
+	if (!ASSERT_OK_PTR(hs[0], "connect"))
+		goto out;
+	counters(&before);
+	t0 = now_ms();
+	hc_send(hs[0], "POST /echo HTTP/1.1\r\nHost: api.example.com\r\n"
+		       "Content-Length: 100\r\n\r\n0123456789");
+	if (ASSERT_OK(hc_response(hs[0], &r, false), "stalled body")) {
+		ASSERT_EQ(r.status, 408, "status");
+		ASSERT_TRUE(body_has(&r, "request body not received in time"), "says why");
+		ASSERT_GE(now_ms() - t0, CLIENT_BODY_TIMEOUT_MS - 50, "after the body timeout");
+	}
+	hresp_free(&r);
+	counters(&after);
+	ASSERT_EQ(after.client_timeouts - before.client_timeouts, 1, "counted");
+	ASSERT_EQ(after.passive_down - before.passive_down, 0, "no backend marked down");
+out:
+	for (i = 0; i < 8; i++)
+		hc_close(hs[i]);
+}
+
+/* Issue: 10,000 idle connections from one client made everyone else get
+ * 503 until they timed out. */
+static void subtest_per_client_cap(void)
+{
+	struct hc *hs[MAX_CONNS_PER_CLIENT] = {}, *extra = NULL, *other = NULL;
+	struct fg_proxy_counters before, after;
+	__u64 deadline = now_ms() + 2000;
+	struct hresp r;
+	int i;
+
+	while (gauge("connections") && now_ms() < deadline)
+		sleep_ms(10);
+	counters(&before);
+	for (i = 0; i < MAX_CONNS_PER_CLIENT; i++) {
+		hs[i] = hc_open_from("127.0.0.3");
+		if (!ASSERT_OK_PTR(hs[i], "connect"))
+			goto out;
+	}
+	deadline = now_ms() + 2000;
+	while (gauge("connections") < MAX_CONNS_PER_CLIENT && now_ms() < deadline)
+		sleep_ms(10);
+	extra = hc_open_from("127.0.0.3");
+	if (ASSERT_OK_PTR(extra, "one more from the same address") &&
+	    ASSERT_OK(hc_response(extra, &r, false), "refusal")) {
+		ASSERT_EQ(r.status, 503, "status");
+		ASSERT_TRUE(body_has(&r, "too many connections from your address"), "says why");
+		ASSERT_TRUE(hc_closed(extra), "closed");
+	}
+	hresp_free(&r);
+	other = hc_open_from("127.0.0.4");
+	if (ASSERT_OK_PTR(other, "another address")) {
+		hc_send(other, "GET /x HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+		if (ASSERT_OK(hc_response(other, &r, false), "served"))
+			ASSERT_EQ(r.status, 200, "status");
+		hresp_free(&r);
+	}
+	counters(&after);
+	ASSERT_EQ(after.refused_per_client - before.refused_per_client, 1, "counted");
+out:
+	hc_close(extra);
+	hc_close(other);
+	for (i = 0; i < MAX_CONNS_PER_CLIENT; i++)
+		hc_close(hs[i]);
+}
+
+/* Issue: the proxy logged EADDRNOTAVAIL (no free local port) as "refused
+ * the connection" and marked healthy backends down. With one local port,
+ * held by a bound socket, every upstream connect fails that way. */
+static void subtest_local_error_not_backend(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(50000) };
+	struct fg_proxy_counters before, after;
+	char saved[64] = "";
+	int fd = -1, active, up, one = 1;
+	struct hc *h = hc_open(); /* the client needs its port before */
+	struct hresp r;
+	FILE *f;
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (!ASSERT_OK_PTR(f, "ip_local_port_range")) {
+		hc_close(h);
+		return;
+	}
+	if (!fgets(saved, sizeof(saved), f))
+		saved[0] = '\0';
+	fclose(f);
+	if (!ASSERT_OK(fg_sh("sysctl -qw net.ipv4.ip_local_port_range='50000 50000'"), "one port")) {
+		hc_close(h);
+		return;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (!ASSERT_OK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), "hold the port"))
+		goto out;
+	counters(&before);
+	hc_send(h, "GET / HTTP/1.1\r\nHost: local.example.com\r\nConnection: close\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, false), "GET")) {
+		ASSERT_EQ(r.status, 503, "status");
+		ASSERT_TRUE(body_has(&r, "gateway out of local resources"), "says whose fault");
+	}
+	hresp_free(&r);
+	counters(&after);
+	ASSERT_GE(after.local_errors - before.local_errors, 1, "local errors counted");
+	ASSERT_EQ(after.passive_down - before.passive_down, 0, "no backend marked down");
+	ASSERT_EQ(after.connect_failures - before.connect_failures, 0, "no connect failure");
+	backends_at("127.0.0.61", &active, &up);
+	ASSERT_EQ(up, active, "127.0.0.61 still up");
+	ASSERT_EQ(active, 1, "127.0.0.61 routed");
+	{
+		json_t *j;
+		const char *last;
+
+		pthread_mutex_lock(&T.lock);
+		j = fg_proxy_stats(T.proxy);
+		pthread_mutex_unlock(&T.lock);
+		last = json_string_value(json_object_get(json_object_get(j, "localErrors"), "last"));
+		ASSERT_TRUE(last && strstr(last, "Cannot assign requested address"),
+			    "stats name the errno");
+		ASSERT_GE(json_integer_value(json_object_get(json_object_get(j, "localErrors"),
+							     "EADDRNOTAVAIL")), 1, "by errno");
+		json_decref(j);
+	}
+out:
+	hc_close(h);
+	if (fd >= 0)
+		close(fd);
+	if (saved[0])
+		fg_sh("sysctl -qw net.ipv4.ip_local_port_range='%.*s'",
+		      (int)strcspn(saved, "\n"), saved);
+	if (ASSERT_OK(get1("local.example.com", "/", "", &r), "GET with ports again"))
+		ASSERT_EQ(r.status, 200, "served");
+	hresp_free(&r);
 }
 
 static void subtest_stats(void)
@@ -1233,7 +1563,7 @@ static int setup(void)
 	if (!ASSERT_OK(err, "recompute"))
 		return err;
 	if (!ASSERT_OK_PTR(fg_control_plan(T.control), "plan") ||
-	    !ASSERT_EQ(fg_control_plan(T.control)->n_routes, 6, "routes"))
+	    !ASSERT_EQ(fg_control_plan(T.control)->n_routes, 12, "routes"))
 		return -EINVAL;
 
 	fg_proxy_opts_init(&popts);
@@ -1244,6 +1574,8 @@ static int setup(void)
 	popts.upstream_timeout_ms = 800;
 	popts.upstream_connect_timeout_ms = 500;
 	popts.max_conns = MAX_CONNS;
+	popts.max_conns_per_client = MAX_CONNS_PER_CLIENT;
+	popts.client_body_timeout_ms = CLIENT_BODY_TIMEOUT_MS;
 	err = fg_proxy_open(&T.proxy, T.control, T.dp, &popts);
 	if (!ASSERT_OK(err, "fg_proxy_open"))
 		return err;
@@ -1321,6 +1653,16 @@ static void proxy_body(void)
 		subtest_retry();
 	if (test__start_subtest("max_conns"))
 		subtest_max_conns();
+	if (test__start_subtest("no_replay_non_idempotent"))
+		subtest_no_replay_non_idempotent();
+	if (test__start_subtest("status_retry"))
+		subtest_status_retry();
+	if (test__start_subtest("slow_client_408"))
+		subtest_slow_client_408();
+	if (test__start_subtest("per_client_cap"))
+		subtest_per_client_cap();
+	if (test__start_subtest("local_error_not_backend"))
+		subtest_local_error_not_backend();
 	if (test__start_subtest("stats"))
 		subtest_stats();
 out:

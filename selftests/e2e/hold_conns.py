@@ -52,14 +52,13 @@ def main():
 
     # Refusals come at once: a 503 and a close.
     deadline = time.monotonic() + 0.5
-    refused, refusals, open_ = 0, {}, set(socks)
-    while time.monotonic() < deadline and open_:
-        ready = []
-        for chunk in range(0, len(socks), 500):
-            part = [s for s in socks[chunk:chunk + 500] if s in open_]
-            if part:
-                r, _, _ = select.select(part, [], [], 0.05)
-                ready += r
+    refused, refusals = 0, {}
+    by_fd = {s.fileno(): s for s in socks}
+    poller = select.poll()
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    while time.monotonic() < deadline and by_fd:
+        ready = [by_fd[fd] for fd, _ in poller.poll(50) if fd in by_fd]
         for s in ready:
             try:
                 data = s.recv(4096)
@@ -70,9 +69,10 @@ def main():
             key = "%s: %s" % (line, body) if line else "closed"
             refusals[key] = refusals.get(key, 0) + 1
             refused += 1
-            open_.discard(s)
+            poller.unregister(s.fileno())
+            del by_fd[s.fileno()]
             s.close()
-    status = {"opened": len(socks), "refused": refused, "held": len(open_),
+    status = {"opened": len(socks), "refused": refused, "held": len(by_fd),
               "failed": failed, "refusals": refusals}
     tmp = args.status + ".tmp"
     with open(tmp, "w") as f:

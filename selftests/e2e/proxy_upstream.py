@@ -13,6 +13,7 @@ head it reads (so a test can count which endpoint got what). Answers:
             fields) after the usual greeting
   /chunked  a chunked response: the greeting, then the request body in
             7-byte chunks
+  /status/N a response with status N and the body "upstream status N"
   /silent   nothing (holds the connection for 30 s)
   /half     Content-Length: 1000 but 10 bytes, then closes
   anything  "This is env NAME ! Config file is"
@@ -99,6 +100,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                 self.wfile.flush()
             self.wfile.write(b"0\r\nX-Trailer: done\r\n\r\n")
+        elif path.startswith("/status/"):
+            code = int(path[len("/status/"):])
+            body = ("upstream status %d\n" % code).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif path == "/silent":
             time.sleep(30)
             self.close_connection = True
