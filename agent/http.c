@@ -233,6 +233,13 @@ struct framing {
 	bool conn_keep_alive;
 };
 
+/*
+ * Content-Length = 1*DIGIT, at most FG_HTTP_MAX_LENGTH. The bound is
+ * checked before the multiplication, so x * 10 + d never exceeds 2^62 and
+ * cannot wrap ("18446744073709551621" = 2^64 + 5 is refused, not read as
+ * 5). Leading zeros are accepted however many there are (1*DIGIT allows
+ * them): they leave x at 0.
+ */
 static int parse_length(const char *v, size_t n, unsigned long long *out)
 {
 	unsigned long long x = 0;
@@ -241,11 +248,14 @@ static int parse_length(const char *v, size_t n, unsigned long long *out)
 	if (n == 0)
 		return -1;
 	for (i = 0; i < n; i++) {
+		unsigned d;
+
 		if (!is_digit(v[i]))
 			return -1;
-		x = x * 10 + (v[i] - '0');
-		if (x > FG_HTTP_MAX_LENGTH)
+		d = v[i] - '0';
+		if (x > (FG_HTTP_MAX_LENGTH - d) / 10)
 			return -1;
+		x = x * 10 + d;
 	}
 	*out = x;
 	return 0;
@@ -350,6 +360,8 @@ static int parse_host(const char *s, size_t n, char *out, size_t *out_len,
 
 		if (s[i] != ':')
 			FAIL(400, "invalid Host");
+		/* at most 5 digits, checked before the multiplication:
+		 * p stays below 100000 (no wrap of "4294967376") */
 		for (i++; i < n; i++, d++) {
 			if (!is_digit(s[i]) || d >= 5)
 				FAIL(400, "invalid port in Host");
@@ -968,13 +980,151 @@ void fg_http_framer_init_response(struct fg_http_framer *f,
 	framer_init(f, resp->body, resp->content_length);
 }
 
-static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
-			 size_t len)
+/* ---- trailer filter --------------------------------------------------- */
+
+/*
+ * Fields that must not be taken from a trailer section (RFC 9110 §6.5.1,
+ * with the examples of RFC 7230 §4.1.2), lower case; http.h lists them.
+ * Every name starting with "if-" is a conditional and dropped too.
+ */
+static const char *const trailer_prohibited[] = {
+	/* message framing */
+	"content-length", "transfer-encoding",
+	/* routing */
+	"host",
+	/* request modifiers: controls (conditionals: "if-*" below) */
+	"cache-control", "expect", "max-forwards", "pragma", "range", "te",
+	/* authentication (RFC 9110 §11, and cookies, RFC 6265) */
+	"authorization", "proxy-authorization", "www-authenticate",
+	"proxy-authenticate", "authentication-info",
+	"proxy-authentication-info", "cookie", "set-cookie",
+	/* response control data */
+	"age", "date", "expires", "location", "retry-after", "vary", "warning",
+	/* how to process the content */
+	"content-encoding", "content-type", "content-range", "trailer",
+	/* hop-by-hop */
+	"connection", "keep-alive", "proxy-connection", "upgrade",
+	/* set by the proxy itself (fg_http_rewrite_head) */
+	"x-forwarded-for", "x-forwarded-proto", "x-real-ip",
+};
+
+/* The longest name above must fit in the hold buffer, so that a name that
+ * outgrows the buffer can only be prohibited by the "if-" prefix. */
+_Static_assert(sizeof("proxy-authentication-info") - 1 <= FG_HTTP_FRAMER_OUT_SLACK,
+	       "trailer field names held must fit in fg_http_framer.tr_hold");
+
+static bool trailer_name_prohibited(const char *n, size_t l)
 {
+	size_t i;
+
+	if (l >= 3 && ieq(n, 3, "if-"))
+		return true;
+	for (i = 0; i < sizeof(trailer_prohibited) / sizeof(trailer_prohibited[0]); i++)
+		if (ieq(n, l, trailer_prohibited[i]))
+			return true;
+	return false;
+}
+
+bool fg_http_trailer_prohibited(const char *name, size_t len)
+{
+	return trailer_name_prohibited(name, len);
+}
+
+/* fg_http_framer.tr_keep for the trailer field line being read */
+enum {
+	TRL_UNDECIDED, /* name being read, held in tr_hold */
+	TRL_KEEP,
+	TRL_DROP,
+};
+
+/* Where fg_http_framer_feed_out writes; NULL for fg_http_framer_feed. */
+struct frout {
+	char *p;
+	size_t len;
+};
+
+static void out_put(struct frout *o, const void *s, size_t n)
+{
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static void out_byte(struct frout *o, unsigned char c)
+{
+	o->p[o->len++] = c;
+}
+
+/*
+ * A byte of the trailer section, already accepted by the state machine,
+ * with FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED (and not DECHUNK). st is
+ * the state the byte was read in. A field name is held (not written) until
+ * its colon shows whether the line is kept; a name longer than the hold
+ * buffer is decided on its first bytes (it can only be an "if-*" one).
+ * What is written per call is therefore at most the bytes given plus the
+ * bytes held from the previous call (at most FG_HTTP_FRAMER_OUT_SLACK).
+ */
+static void trailer_out(struct fg_http_framer *f, struct frout *o,
+			unsigned char st, unsigned char c)
+{
+	switch (st) {
+	case FR_TR_START:
+		if (c == '\r') { /* the final CRLF */
+			out_byte(o, c);
+			return;
+		}
+		f->tr_keep = TRL_UNDECIDED;
+		f->tr_hold[0] = c;
+		f->tr_hold_len = 1;
+		return;
+	case FR_TR_NAME:
+		if (f->tr_keep == TRL_UNDECIDED) {
+			if (c != ':' && f->tr_hold_len < sizeof(f->tr_hold)) {
+				f->tr_hold[f->tr_hold_len++] = c;
+				return;
+			}
+			/* the whole name (colon), or more than can be held */
+			if (c == ':')
+				f->tr_keep = trailer_name_prohibited(f->tr_hold,
+								     f->tr_hold_len)
+						     ? TRL_DROP : TRL_KEEP;
+			else
+				f->tr_keep = ieq(f->tr_hold, 3, "if-") ? TRL_DROP
+								      : TRL_KEEP;
+			if (f->tr_keep == TRL_KEEP)
+				out_put(o, f->tr_hold, f->tr_hold_len);
+			f->tr_hold_len = 0;
+		}
+		if (f->tr_keep == TRL_KEEP)
+			out_byte(o, c);
+		return;
+	case FR_TR_VALUE:
+	case FR_TR_LF:
+		if (f->tr_keep == TRL_KEEP)
+			out_byte(o, c);
+		return;
+	case FR_END_LF:
+		out_byte(o, c);
+		return;
+	}
+}
+
+/*
+ * The chunked state machine. With o (fg_http_framer_feed_out and a filter
+ * set) the bytes to forward are written to o as they are consumed: chunk
+ * data always; size lines, data CRLFs and the trailer section unless
+ * DECHUNK; trailer lines through trailer_out with DROP_TRAILER_FIELDS.
+ * Which bytes are consumed never depends on o.
+ */
+static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
+			 size_t len, struct frout *o)
+{
+	bool dechunk = o && (f->filter & FG_FRAMER_DECHUNK);
+	bool drop = o && !dechunk &&
+		    (f->filter & FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED);
 	size_t i = 0;
 
 	while (i < len && !f->done) {
-		unsigned char c = b[i];
+		unsigned char c = b[i], st = f->state;
 		int d;
 
 		switch (f->state) {
@@ -982,6 +1132,8 @@ static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
 		case FR_SIZE:
 			d = hexval(c);
 			if (d >= 0) {
+				/* size * 16 + d <= 2^62, checked before
+				 * the multiplication */
 				if (f->size > (FG_HTTP_MAX_LENGTH - d) / 16)
 					return -400;
 				f->size = f->size * 16 + d;
@@ -1031,6 +1183,8 @@ static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
 
 			if (n > f->remaining)
 				n = f->remaining;
+			if (o)
+				out_put(o, b + i, n);
 			f->remaining -= n;
 			i += n;
 			if (!f->remaining)
@@ -1082,13 +1236,19 @@ static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
 		}
 		if (f->state >= FR_TR_START && ++f->trailer > FG_HTTP_MAX_TRAILER)
 			return -400;
+		if (o && !dechunk) {
+			if (drop && st >= FR_TR_START)
+				trailer_out(f, o, st, c);
+			else
+				out_byte(o, c);
+		}
 		i++;
 	}
 	return (long)i;
 }
 
-long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
-			 bool *done)
+static long framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
+			bool *done, struct frout *o)
 {
 	long ret = 0;
 
@@ -1109,7 +1269,7 @@ long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
 			ret = len;
 			break;
 		case FG_BODY_CHUNKED:
-			ret = chunked_feed(f, (const unsigned char *)buf, len);
+			ret = chunked_feed(f, (const unsigned char *)buf, len, o);
 			if (ret < 0)
 				f->error = true;
 			break;
@@ -1120,6 +1280,47 @@ long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
 	}
 	if (done)
 		*done = f->done;
+	return ret;
+}
+
+long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
+			 bool *done)
+{
+	return framer_feed(f, buf, len, done, NULL);
+}
+
+int fg_http_framer_set_filter(struct fg_http_framer *f, unsigned flags)
+{
+	if (flags & ~(FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED |
+		      FG_FRAMER_DECHUNK))
+		return -EINVAL;
+	f->filter = flags;
+	return 0;
+}
+
+long fg_http_framer_feed_out(struct fg_http_framer *f, const char *buf,
+			     size_t len, char *out, size_t *out_len, bool *done)
+{
+	struct frout o = { .p = out };
+	long ret;
+
+	if (!out_len || (!out && len))
+		return -EINVAL;
+	*out_len = 0;
+	if (len > LONG_MAX)
+		len = LONG_MAX;
+	if (f->body == FG_BODY_CHUNKED && f->filter) {
+		ret = framer_feed(f, buf, len, done, &o);
+		if (ret >= 0)
+			*out_len = o.len;
+		return ret;
+	}
+	/* everything consumed is forwarded as it is */
+	ret = framer_feed(f, buf, len, done, NULL);
+	if (ret > 0) {
+		memcpy(out, buf, ret);
+		*out_len = ret;
+	}
 	return ret;
 }
 

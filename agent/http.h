@@ -27,12 +27,15 @@
  * after the error response):
  *   400  Content-Length together with Transfer-Encoding; Content-Length
  *        values that differ (identical repeats are accepted, RFC 9110 §8.6);
- *        Content-Length not 1*DIGIT or above 2^62; "chunked" not the final
- *        (or repeated) transfer coding; Transfer-Encoding in an HTTP/1.0
- *        request; whitespace between a field name and its colon; obs-fold
- *        (a field line starting with SP/HTAB); a bare CR; NUL or another
- *        control byte (HTAB apart) in a field value; a non-token byte in
- *        the method or a field name; a request line that is not exactly
+ *        Content-Length not 1*DIGIT or above 2^62 (checked digit by digit
+ *        before it can overflow: "18446744073709551621" is refused, not
+ *        read as 2^64 + 5 mod 2^64 = 5; any number of leading zeros is
+ *        fine); "chunked" not the final (or repeated) transfer coding;
+ *        Transfer-Encoding in an HTTP/1.0 request; whitespace between a
+ *        field name and its colon; obs-fold (a field line starting with
+ *        SP/HTAB); a bare CR; NUL or another control byte (HTAB apart)
+ *        in a field value; a non-token byte in the method or a field
+ *        name; a request line that is not exactly
  *        "METHOD SP target SP HTTP/x.y"; a target byte outside 0x21-0x7e or
  *        a '#'; a target that is not origin-form ("/..."), absolute-form
  *        ("http://" or "https://" authority [path]) or "*" (OPTIONS only);
@@ -202,16 +205,23 @@ int fg_http_parse_response(const char *buf, size_t len, bool request_was_head,
  * that follow it, split anyhow; the framer keeps the chunked state across
  * calls (size line, extensions, data, CRLF, trailer section).
  */
+#define FG_HTTP_FRAMER_OUT_SLACK 32  /* see fg_http_framer_feed_out */
+
 struct fg_http_framer {
 	enum fg_http_body body;
 	unsigned char state;         /* chunked: FR_* in http.c */
 	bool done;
 	bool error;
+	unsigned char filter;        /* FG_FRAMER_* flags */
+	unsigned char tr_keep;       /* trailer line: TRL_* in http.c */
+	unsigned char tr_hold_len;   /* bytes in tr_hold */
 	unsigned long long remaining; /* LENGTH: body bytes left; CHUNKED: data
 				       * bytes left in the current chunk */
 	unsigned long long size;      /* chunk size being read */
 	unsigned line;                /* bytes of the current chunk-size line */
 	unsigned trailer;             /* bytes of the trailer section */
+	char tr_hold[FG_HTTP_FRAMER_OUT_SLACK]; /* trailer field name read so
+						 * far, not yet forwarded */
 };
 
 void fg_http_framer_init(struct fg_http_framer *f,
@@ -226,11 +236,87 @@ void fg_http_framer_init_response(struct fg_http_framer *f,
  * for FG_BODY_CLOSE, which ends with the connection). Returns -400 on
  * malformed chunked coding (bad hex digit, "0x10", "-1", missing CRLF, bare
  * LF, chunk size above 2^62, chunk-size line longer than
- * FG_HTTP_MAX_CHUNK_LINE, trailer section longer than FG_HTTP_MAX_TRAILER,
- * malformed trailer field); the error is sticky.
+ * FG_HTTP_MAX_CHUNK_LINE counting its CR, trailer section longer than
+ * FG_HTTP_MAX_TRAILER counting from the LF of the last-chunk line through
+ * the final LF, malformed trailer field); the error is sticky.
+ * Until the message is done, every byte given is consumed (the return
+ * value is len unless *done).
+ * It ignores the filter of fg_http_framer_set_filter: the bytes it
+ * consumes are to be forwarded as they are.
  */
 long fg_http_framer_feed(struct fg_http_framer *f, const char *buf, size_t len,
 			 bool *done);
+
+/*
+ * Filters for fg_http_framer_feed_out, chunked bodies only (a Content-Length
+ * or close-delimited body is always forwarded as it is).
+ *
+ * FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED: trailer field lines (name,
+ *   colon, value and their CRLF) whose name, case-insensitively, must not
+ *   be sent or used as a trailer (RFC 9110 §6.5.1, RFC 7230 §4.1.2) are
+ *   not forwarded; the other trailer lines, the last-chunk line and the
+ *   final CRLF are. The names:
+ *     framing:          Content-Length, Transfer-Encoding
+ *     routing:          Host
+ *     request controls: Cache-Control, Expect, Max-Forwards, Pragma, Range,
+ *                       TE
+ *     conditionals:     every name starting with "If-" (If-Match,
+ *                       If-None-Match, If-Modified-Since,
+ *                       If-Unmodified-Since, If-Range)
+ *     authentication:   Authorization, Proxy-Authorization,
+ *                       WWW-Authenticate, Proxy-Authenticate,
+ *                       Authentication-Info, Proxy-Authentication-Info,
+ *                       Cookie, Set-Cookie
+ *     response control: Age, Date, Expires, Location, Retry-After, Vary,
+ *                       Warning
+ *     content format:   Content-Encoding, Content-Type, Content-Range,
+ *                       Trailer
+ *     hop-by-hop:       Connection, Keep-Alive, Proxy-Connection, Upgrade
+ *     set by the proxy: X-Forwarded-For, X-Forwarded-Proto, X-Real-IP
+ *   (fg_http_trailer_prohibited() answers for one name.)
+ * FG_FRAMER_DECHUNK: only the chunk data is forwarded (no chunk-size
+ *   lines, extensions, CRLFs or trailer section): a chunked response goes
+ *   to an HTTP/1.0 client as a close-delimited body (RFC 9112 §6.1). It
+ *   supersedes DROP_TRAILER_FIELDS_PROHIBITED.
+ */
+#define FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED 0x1u
+#define FG_FRAMER_DECHUNK                        0x2u
+
+/*
+ * Sets the filter (0 or FG_FRAMER_* flags) for fg_http_framer_feed_out.
+ * Call it right after fg_http_framer_init*(), which clears it, before any
+ * byte is fed. Returns 0, or -EINVAL (nothing changed) for unknown flags.
+ */
+int fg_http_framer_set_filter(struct fg_http_framer *f, unsigned flags);
+
+/*
+ * fg_http_framer_feed, for the framing bytes the caller copies: consumes
+ * exactly what fg_http_framer_feed would (same return value, same *done,
+ * same errors, every byte given unless the message ends inside them) and
+ * writes the bytes to forward for them into out[0..*out_len):
+ *   - filter 0, or a body that is not chunked: the consumed bytes as they
+ *     are (*out_len == the return value);
+ *   - chunked with a filter: chunk data always, the rest per the filter.
+ * out must hold len + FG_HTTP_FRAMER_OUT_SLACK bytes: with
+ * DROP_TRAILER_FIELDS_PROHIBITED the name of a trailer field is held back
+ * in the framer until its colon (or FG_HTTP_FRAMER_OUT_SLACK bytes of it)
+ * shows whether the line is kept, and is written in a later call. A line
+ * split across calls is fine; its bytes are consumed as they come.
+ * Opaque bytes (fg_http_framer_opaque) may still go by fg_http_framer_skip:
+ * they are chunk data (or Content-Length body), forwarded as they are in
+ * every mode, DECHUNK included. Use feed_out, not feed, for every framing
+ * byte of a framer with a filter, or the held name is lost.
+ * Returns the bytes consumed (>= 0), -400 as fg_http_framer_feed (sticky;
+ * *out_len is then 0), or -EINVAL when out_len is NULL or out is NULL with
+ * len > 0.
+ */
+long fg_http_framer_feed_out(struct fg_http_framer *f, const char *buf,
+			     size_t len, char *out, size_t *out_len,
+			     bool *done);
+
+/* True when a trailer field NAME[0..len) is dropped by
+ * FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED (case-insensitive). */
+bool fg_http_trailer_prohibited(const char *name, size_t len);
 
 /*
  * For the splice path: how many body bytes are known to follow that need no

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "http.h"
 #include "test_progs.h"
@@ -66,6 +67,17 @@ static const struct rq_case rq_cases[] = {
 	  FULL, .body = B_LENGTH, .cl = 5 },
 	{ "cl_max", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4611686018427387904\r\n\r\n"),
 	  FULL, .body = B_LENGTH, .cl = 1ULL << 62 },
+	{ "cl_max_minus_1", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4611686018427387903\r\n\r\n"),
+	  FULL, .body = B_LENGTH, .cl = (1ULL << 62) - 1 },
+	{ "cl_leading_zeros_long", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+				     "0000000000000000000000000000000000000000000000000005\r\n\r\n"),
+	  FULL, .body = B_LENGTH, .cl = 5 },
+	{ "cl_leading_zeros_max", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+				    "0000000000000000000000000000004611686018427387904\r\n\r\n"),
+	  FULL, .body = B_LENGTH, .cl = 1ULL << 62 },
+	{ "cl_all_zeros_long", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+				 "000000000000000000000000000000000000000000\r\n\r\n"),
+	  FULL, .body = B_LENGTH, .cl = 0 },
 	{ "chunked", S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
 	  FULL, .body = B_CHUNKED },
 	{ "te_trailing_space", S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked \r\n\r\n"),
@@ -110,6 +122,10 @@ static const struct rq_case rq_cases[] = {
 	  FULL, .host = "example.com" },
 	{ "host_empty_port", S("GET / HTTP/1.1\r\nHost: a:\r\n\r\n"), FULL,
 	  .host = "a", .port = 0 },
+	{ "host_port_max", S("GET / HTTP/1.1\r\nHost: a:65535\r\n\r\n"), FULL,
+	  .host = "a", .port = 65535 },
+	{ "host_port_5_digits_zeros", S("GET / HTTP/1.1\r\nHost: a:00080\r\n\r\n"), FULL,
+	  .host = "a", .port = 80 },
 	{ "value_obs_text", S("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n"),
 	  FULL, .n_headers = 2 },
 	{ "value_empty", S("GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Sp:   \r\n\r\n"),
@@ -143,6 +159,17 @@ static const struct rq_case rq_cases[] = {
 	{ "cl_empty", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n"), -400 },
 	{ "cl_overflow", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"), -400 },
 	{ "cl_above_2_62", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4611686018427387905\r\n\r\n"), -400 },
+	/* 20 digits whose first 19 stay below 2^62: x * 10 + d wraps */
+	{ "cl_2_64_plus_5_wraps", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551621\r\n\r\n"), -400 },
+	{ "cl_2_64_wraps_to_0", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n"), -400 },
+	{ "cl_2_64_minus_1", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n"), -400 },
+	{ "cl_2_63", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n"), -400 },
+	{ "cl_wrap_equals_other", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+				    "Content-Length: 18446744073709551621\r\n\r\n"), -400 },
+	{ "cl_leading_zeros_over", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+				     "0000000000000000000000000000004611686018427387905\r\n\r\n"), -400 },
+	{ "cl_leading_zeros_wrap", S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+				     "00000000000000000000018446744073709551621\r\n\r\n"), -400 },
 	{ "te_gzip_chunked", S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), -501 },
 	{ "te_chunked_gzip", S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), -400 },
 	{ "te_xchunked", S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n"), -501 },
@@ -210,6 +237,10 @@ static const struct rq_case rq_cases[] = {
 	{ "host_port_big", S("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n"), -400 },
 	{ "host_port_alpha", S("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n"), -400 },
 	{ "host_port_long", S("GET / HTTP/1.1\r\nHost: a:000080\r\n\r\n"), -400 },
+	{ "host_port_99999", S("GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n"), -400 },
+	/* 2^32 + 80: would be 80 in a 32-bit accumulator without the digit cap */
+	{ "host_port_2_32_plus_80", S("GET / HTTP/1.1\r\nHost: a:4294967376\r\n\r\n"), -400 },
+	{ "absolute_port_2_32_plus_80", S("GET http://a:4294967376/ HTTP/1.1\r\nHost: a\r\n\r\n"), -400 },
 	{ "host_two_ports", S("GET / HTTP/1.1\r\nHost: a:80:81\r\n\r\n"), -400 },
 	{ "host_ipv6_open", S("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), -400 },
 	{ "host_ipv6_junk", S("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), -400 },
@@ -226,6 +257,16 @@ static char *dup_exact(const char *s, size_t n)
 	if (p)
 		memcpy(p, s, n);
 	return p;
+}
+
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static char upper(char c)
+{
+	return c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c;
 }
 
 static bool str_is(const char *p, size_t n, const char *want)
@@ -484,6 +525,9 @@ static const struct chunk_case chunk_cases[] = {
 	{ "ext_bws", S("3 \t; a = \"x;y\"\r\nabc\r\n0\r\n\r\n"), 26 },
 	{ "trailers", S("0\r\nA: b\r\nC:\r\n\r\n"), 15 },
 	{ "max_size_accepted", S("4000000000000000\r\n"), 0 /* incomplete */ },
+	{ "max_size_leading_zeros", S("000000000000000000004000000000000000\r\n"), 0 },
+	{ "size_leading_zeros_long", S("0000000000000000000000000000000000000005\r\nhello\r\n0\r\n\r\n"), 54 },
+	{ "size_just_below_max", S("3fffffffffffffff;x\r\nab"), 0 },
 	{ "hex_prefix", S("0x10\r\n"), -400 },
 	{ "negative", S("-1\r\n"), -400 },
 	{ "plus", S("+1\r\n"), -400 },
@@ -501,6 +545,11 @@ static const struct chunk_case chunk_cases[] = {
 	{ "size_2_62_plus_1", S("4000000000000001\r\n"), -400 },
 	{ "size_huge", S("FFFFFFFFFFFFFFFFFFFF\r\n"), -400 },
 	{ "size_64bit_wrap", S("10000000000000005\r\nhello\r\n0\r\n\r\n"), -400 },
+	{ "size_2_64", S("10000000000000000\r\n"), -400 },
+	{ "size_2_64_minus_1", S("FFFFFFFFFFFFFFFF\r\n"), -400 },
+	{ "size_2_63", S("8000000000000000\r\n"), -400 },
+	{ "size_2_62_plus_1_leading_zeros", S("000000000000000000004000000000000001\r\n"), -400 },
+	{ "size_wrap_ext", S("10000000000000005;a=b\r\nhello\r\n0\r\n\r\n"), -400 },
 	{ "trailer_obs_fold", S("0\r\nX: a\r\n b\r\n\r\n"), -400 },
 	{ "trailer_bare_lf", S("0\r\nX: a\n\r\n"), -400 },
 	{ "trailer_no_colon", S("0\r\nX\r\n\r\n"), -400 },
@@ -1001,6 +1050,24 @@ static const struct rs_case rs_cases[] = {
 	{ "cl_differ", S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
 	  false, -502 },
 	{ "cl_bad", S("HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n"), false, -502 },
+	{ "cl_2_64_plus_5_wraps", S("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551621\r\n\r\n"),
+	  false, -502 },
+	{ "cl_2_64_wraps_to_0", S("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n"),
+	  false, -502 },
+	{ "cl_wrap_to_head", S("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551621\r\n\r\n"),
+	  true, -502 },
+	{ "cl_wrap_equals_other", S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+				    "Content-Length: 18446744073709551621\r\n\r\n"), false, -502 },
+	{ "cl_2_62_plus_1", S("HTTP/1.1 200 OK\r\nContent-Length: 4611686018427387905\r\n\r\n"),
+	  false, -502 },
+	{ "cl_max", S("HTTP/1.1 200 OK\r\nContent-Length: 4611686018427387904\r\n\r\n"),
+	  false, FULL, 200, B_LENGTH, 1ULL << 62, K_YES },
+	{ "cl_leading_zeros_long", S("HTTP/1.1 200 OK\r\nContent-Length: "
+				     "00000000000000000000000000000000000000005\r\n\r\n"),
+	  false, FULL, 200, B_LENGTH, 5, K_YES },
+	{ "cl_leading_zeros_over", S("HTTP/1.1 200 OK\r\nContent-Length: "
+				     "0000000000000000000000000004611686018427387905\r\n\r\n"),
+	  false, -502 },
 	{ "te_http10", S("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
 	  false, -502 },
 	{ "chunked_twice", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
@@ -1095,6 +1162,614 @@ out:
 	free(resp);
 }
 
+/* ---- number bounds ---- */
+
+/* Decimal of an unsigned 128-bit value (the values around 2^64 that a
+ * 64-bit accumulator would wrap). */
+static void u128_dec(unsigned __int128 v, char *out, size_t cap)
+{
+	char tmp[48];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = '0' + (int)(v % 10);
+		v /= 10;
+	} while (v && n < sizeof(tmp));
+	for (i = 0; i < n && i + 1 < cap; i++)
+		out[i] = tmp[n - 1 - i];
+	out[i] = '\0';
+}
+
+/*
+ * Content-Length around every bound a 64-bit accumulator has (2^62, 2^63,
+ * 10^19, 2^64, 10^20), with and without leading zeros, in requests and
+ * responses: accepted exactly when the value is at most 2^62, and then read
+ * as that value.
+ */
+static void test_content_length_bounds(void)
+{
+	static const unsigned zeros[] = { 0, 1, 19, 40 };
+	const unsigned __int128 one = 1;
+	const unsigned __int128 bases[] = {
+		one << 62, one << 63, (unsigned __int128)10000000000000000000ULL,
+		one << 64, (unsigned __int128)10000000000000000000ULL * 10,
+		(one << 64) * 10 + 5,
+	};
+	struct fg_http_request *req = malloc(sizeof(*req));
+	struct fg_http_response *resp = malloc(sizeof(*resp));
+	size_t b, z;
+	int delta;
+
+	if (!ASSERT_OK_PTR(req, "malloc") || !ASSERT_OK_PTR(resp, "malloc"))
+		goto out;
+	for (b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+		for (delta = -3; delta <= 10; delta++) {
+			unsigned __int128 v = bases[b] + delta;
+			bool ok = v <= (one << 62);
+
+			for (z = 0; z < sizeof(zeros) / sizeof(zeros[0]); z++) {
+				char num[64], raw[256], name[128], *buf;
+				int len, want, ret;
+
+				memset(num, '0', zeros[z]);
+				u128_dec(v, num + zeros[z], sizeof(num) - zeros[z]);
+				snprintf(name, sizeof(name), "cl %s", num);
+
+				len = snprintf(raw, sizeof(raw),
+					       "POST / HTTP/1.1\r\nHost: a\r\n"
+					       "Content-Length: %s\r\n\r\n", num);
+				buf = dup_exact(raw, len);
+				want = ok ? len : -400;
+				ret = fg_http_parse_request(buf, len, NULL, req, NULL);
+				if (ASSERT_EQ(ret, want, name) && ok)
+					ASSERT_TRUE(req->content_length == v &&
+						    req->body == FG_BODY_LENGTH,
+						    name);
+				free(buf);
+
+				len = snprintf(raw, sizeof(raw),
+					       "HTTP/1.1 200 OK\r\n"
+					       "Content-Length: %s\r\n\r\n", num);
+				buf = dup_exact(raw, len);
+				want = ok ? len : -502;
+				ret = fg_http_parse_response(buf, len, false, resp,
+							     NULL);
+				if (ASSERT_EQ(ret, want, name) && ok)
+					ASSERT_TRUE(resp->content_length == v,
+						    name);
+				free(buf);
+			}
+		}
+	}
+out:
+	free(req);
+	free(resp);
+}
+
+/* Chunk sizes around the same bounds, hex, with and without leading
+ * zeros: refused above 2^62 on the size line itself. */
+static void test_chunk_size_bounds(void)
+{
+	static const char *const sizes[][2] = {
+		/* hex, "ok" or "no" */
+		{ "4000000000000000", "ok" },
+		{ "3fffffffffffffff", "ok" },
+		{ "00000000000000000000004000000000000000", "ok" },
+		{ "4000000000000001", "no" },
+		{ "7fffffffffffffff", "no" },
+		{ "8000000000000000", "no" },
+		{ "ffffffffffffffff", "no" },
+		{ "10000000000000000", "no" },
+		{ "10000000000000005", "no" },
+		{ "100000000000000000000000000000005", "no" },
+		{ "00000000000000000000004000000000000001", "no" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char raw[128];
+		int len = snprintf(raw, sizeof(raw), "%s\r\nab", sizes[i][0]);
+		char *buf = dup_exact(raw, len);
+		long want = sizes[i][1][0] == 'o' ? 0 : -400;
+
+		_CHECK(frame_whole(FG_BODY_CHUNKED, buf, len) != want,
+		       sizes[i][0], "want %ld", want);
+		free(buf);
+	}
+}
+
+/* ---- framer output: trailer filter and dechunk ---- */
+
+#define F_DROP FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED
+#define F_DECHUNK FG_FRAMER_DECHUNK
+
+enum { P_WHOLE, P_SPLIT, P_BYTES, P_RANDOM };
+
+/*
+ * Feeds buf[0..len) to a fresh framer through fg_http_framer_feed_out, the
+ * way the proxy does: opaque bytes by skip (forwarded as they are) when
+ * use_skip says so at random, the rest by feed_out into an exact-size heap
+ * buffer of piece + FG_HTTP_FRAMER_OUT_SLACK bytes. Pieces: P_WHOLE, two at
+ * split, one byte each, or random up to max_piece. The output goes to
+ * res[0..*res_len) (res holds len bytes). Returns the message length, -1
+ * when the input ran out first, -400, or < -1000 on a broken contract.
+ */
+static long frame_out(enum fg_http_body type, unsigned long long cl,
+		      unsigned flags, const char *buf, size_t len, int plan,
+		      size_t split, size_t max_piece, bool use_skip, char *res,
+		      size_t *res_len)
+{
+	struct fg_http_request req = { .body = type, .content_length = cl };
+	struct fg_http_framer f;
+	size_t pos = 0;
+	bool done;
+
+	*res_len = 0;
+	fg_http_framer_init(&f, &req);
+	if (fg_http_framer_set_filter(&f, flags))
+		return -1001;
+	done = fg_http_framer_done(&f);
+	while (!done && pos < len) {
+		unsigned long long op = fg_http_framer_opaque(&f);
+		size_t piece, out_len = 0;
+		char *out;
+		long ret;
+
+		switch (plan) {
+		case P_WHOLE:
+			piece = len - pos;
+			break;
+		case P_SPLIT:
+			piece = pos < split ? split - pos : len - pos;
+			break;
+		case P_BYTES:
+			piece = 1;
+			break;
+		default:
+			piece = 1 + rndn(max_piece);
+			break;
+		}
+		if (piece > len - pos)
+			piece = len - pos;
+		if (use_skip && op && rndn(2)) {
+			if (piece > op)
+				piece = op;
+			if (fg_http_framer_skip(&f, piece))
+				return -1002;
+			memcpy(res + *res_len, buf + pos, piece);
+			*res_len += piece;
+			pos += piece;
+			done = fg_http_framer_done(&f);
+			continue;
+		}
+		out = malloc(piece + FG_HTTP_FRAMER_OUT_SLACK);
+		if (!out)
+			return -1003;
+		ret = fg_http_framer_feed_out(&f, buf + pos, piece, out,
+					      &out_len, &done);
+		if (ret < 0) {
+			free(out);
+			return out_len ? -1004 : ret;
+		}
+		if ((size_t)ret > piece || (!done && (size_t)ret != piece) ||
+		    out_len > piece + FG_HTTP_FRAMER_OUT_SLACK ||
+		    *res_len + out_len > len) {
+			free(out);
+			return -1005;
+		}
+		memcpy(res + *res_len, out, out_len);
+		*res_len += out_len;
+		free(out);
+		pos += ret;
+	}
+	return done ? (long)pos : -1;
+}
+
+struct out_case {
+	const char *name;
+	const char *raw;
+	size_t len;
+	unsigned flags;
+	int tail;         /* bytes after the message, or BAD (-400) */
+	const char *out;  /* what is forwarded (NULL: the message as is) */
+	size_t out_len;
+};
+
+#define BAD -1
+#define LONG_NAME_40 "X-Forty-Characters-Long-Field-Name-Okay-"
+#define IF_NAME_40 "If-Forty-Characters-Long-Field-Name-Drop"
+#define NAME_32 "X-Thirty-Two-Characters-Long-Nm"
+#define NAME_33 "X-Thirty-Three-Characters-Long-Nm"
+
+static const struct out_case out_cases[] = {
+	{ "identity", S("5;e=1\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"), 0, 0 },
+	{ "drop_framing_routing",
+	  S("5\r\nhello\r\n0\r\nContent-Length: 5\r\nX-Sum: abc\r\n"
+	    "Transfer-Encoding: chunked\r\nHOST: evil\r\nChecksum: 1\r\n\r\n"
+	    "GET /next HTTP/1.1\r\n"), F_DROP, 20,
+	  S("5\r\nhello\r\n0\r\nX-Sum: abc\r\nChecksum: 1\r\n\r\n") },
+	{ "drop_everything",
+	  S("0\r\ncontent-length: 0\r\nConnection: close\r\nTE: trailers\r\n\r\n"),
+	  F_DROP, 0, S("0\r\n\r\n") },
+	{ "drop_none_there", S("0\r\n\r\n"), F_DROP, 0, S("0\r\n\r\n") },
+	{ "drop_keeps_lookalikes",
+	  S("0\r\nContent-Lengths: 1\r\nX-Content-Length: 1\r\nHosts: a\r\n"
+	    "If: x\r\nIfx-y: z\r\nTEE: 1\r\nT: 2\r\nContent: 3\r\nHos: 4\r\n\r\n"),
+	  F_DROP, 0, NULL },
+	{ "drop_conditionals",
+	  S("0\r\nIf-Match: x\r\nif-none-match: y\r\nIF-MODIFIED-SINCE: z\r\n"
+	    "If-Anything-Else: z\r\nIf-: w\r\nX: kept\r\n\r\n"),
+	  F_DROP, 0, S("0\r\nX: kept\r\n\r\n") },
+	{ "drop_empty_values", S("0\r\nHost:\r\nX:\r\nExpect:   \r\n\r\n"), F_DROP,
+	  0, S("0\r\nX:\r\n\r\n") },
+	{ "drop_long_names",
+	  S("0\r\n" LONG_NAME_40 ": a\r\n" IF_NAME_40 ": b\r\n" NAME_32 ": c\r\n"
+	    NAME_33 ": d\r\nContent-Type: e\r\n\r\n"),
+	  F_DROP, 0,
+	  S("0\r\n" LONG_NAME_40 ": a\r\n" NAME_32 ": c\r\n" NAME_33 ": d\r\n\r\n") },
+	{ "drop_keeps_ext_and_data",
+	  S("3;x=1\r\na\r\n\r\n0;last\r\nTrailer: x\r\nA: b\r\n\r\nGET"), F_DROP, 3,
+	  S("3;x=1\r\na\r\n\r\n0;last\r\nA: b\r\n\r\n") },
+	{ "dechunk",
+	  S("5;ext=1;q=\"a b\"\r\nhello\r\n1A ; big\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+	    "000a\r\n0123456789\r\n0;last=yes\r\nX-Trailer: v\r\nChecksum: abc def\r\n\r\n"
+	    "GET / HTTP/1.1\r\n"),
+	  F_DECHUNK, 16, S("helloabcdefghijklmnopqrstuvwxyz0123456789") },
+	{ "dechunk_and_drop", S("2\r\nab\r\n1\r\nc\r\n0\r\nX: y\r\n\r\n"),
+	  F_DECHUNK | F_DROP, 0, S("abc") },
+	{ "dechunk_empty", S("0\r\n\r\n"), F_DECHUNK, 0, S("") },
+	{ "dechunk_data_looks_like_framing",
+	  S("d\r\n\r\n0\r\n\r\n1\r\nx\r\n\r\n0\r\nHost: a\r\n\r\n"), F_DECHUNK, 0,
+	  S("\r\n0\r\n\r\n1\r\nx\r\n") },
+	{ "dechunk_binary", S("4\r\n\0\xff\n\r\r\n0\r\n\r\n"), F_DECHUNK, 0,
+	  S("\0\xff\n\r") },
+	{ "drop_bad_name", S("0\r\nContent-Length : 5\r\n\r\n"), F_DROP, BAD },
+	{ "drop_bad_lf", S("0\r\nHost: a\n\r\n"), F_DROP, BAD },
+	{ "drop_bad_ctl", S("0\r\nHost: a\x01\r\n\r\n"), F_DROP, BAD },
+	{ "drop_bad_fold", S("0\r\nHost: a\r\n b\r\n\r\n"), F_DROP, BAD },
+	{ "drop_bad_no_colon", S("0\r\nHost\r\n\r\n"), F_DROP, BAD },
+	{ "dechunk_bad_size", S("5\r\nhello\r\nzz\r\n"), F_DECHUNK, BAD },
+	{ "dechunk_bad_crlf", S("5\r\nhelloX\r\n0\r\n\r\n"), F_DECHUNK, BAD },
+	{ "dechunk_wrap", S("10000000000000005\r\nhello\r\n0\r\n\r\n"), F_DECHUNK, BAD },
+};
+
+static void check_out_case(const struct out_case *c)
+{
+	long want = c->tail == BAD ? -400 : (long)(c->len - c->tail);
+	const char *want_out = c->out ? c->out : c->raw;
+	size_t want_len = c->out ? c->out_len : (size_t)(want > 0 ? want : 0);
+	char *buf = dup_exact(c->raw, c->len), *res = malloc(c->len + 1);
+	size_t res_len, k;
+	long got;
+	int iter;
+
+	if (!ASSERT_OK_PTR(buf, "malloc") || !ASSERT_OK_PTR(res, "malloc"))
+		goto out;
+	/* the plain framer agrees on where the message ends */
+	got = frame_whole(FG_BODY_CHUNKED, buf, c->len);
+	_CHECK(got != want, c->name, "feed: %ld want %ld", got, want);
+
+#define CHECK_RUN(what, ...)                                                  \
+	do {                                                                  \
+		got = frame_out(FG_BODY_CHUNKED, 0, c->flags, buf, c->len,    \
+				__VA_ARGS__, res, &res_len);                  \
+		if (!_CHECK(got != want, c->name, "%s: %ld want %ld",         \
+			    what, got, want))                                 \
+			goto out;                                             \
+		if (got > 0 && !ASSERT_MEMEQ(res, res_len, want_out,          \
+					     want_len, c->name))              \
+			goto out;                                             \
+	} while (0)
+
+	CHECK_RUN("whole", P_WHOLE, 0, 0, false);
+	CHECK_RUN("byte by byte", P_BYTES, 0, 0, false);
+	for (k = 0; k <= c->len; k++)
+		CHECK_RUN("split", P_SPLIT, k, 0, false);
+	for (iter = 0; iter < 300; iter++)
+		CHECK_RUN("random", P_RANDOM, 0, 1 + iter % 17, iter & 1);
+#undef CHECK_RUN
+out:
+	free(buf);
+	free(res);
+}
+
+static void test_framer_out_cases(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(out_cases) / sizeof(out_cases[0]); i++)
+		check_out_case(&out_cases[i]);
+}
+
+/* Every prohibited name, in three spellings, split at every byte: dropped;
+ * the same name with a byte more or less: kept. */
+static void test_framer_out_prohibited(void)
+{
+	static const char *const names[] = {
+		"Content-Length", "Transfer-Encoding", "Host", "Cache-Control",
+		"Expect", "Max-Forwards", "Pragma", "Range", "TE", "If-Match",
+		"If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
+		"If-Range", "Authorization", "Proxy-Authorization",
+		"WWW-Authenticate", "Proxy-Authenticate", "Authentication-Info",
+		"Proxy-Authentication-Info", "Cookie", "Set-Cookie", "Age",
+		"Date", "Expires", "Location", "Retry-After", "Vary", "Warning",
+		"Content-Encoding", "Content-Type", "Content-Range", "Trailer",
+		"Connection", "Keep-Alive", "Proxy-Connection", "Upgrade",
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP",
+	};
+	static const char *const allowed[] = {
+		"X-Checksum", "Server-Timing", "Digest", "ETag", "Content-MD5",
+		"Content-Location", "Link", "Forwarded-Other", "I", "If", "Ifx",
+		"X-If-Match", "Hostx", "Xhost", "Content-Lengt", "T", "Ages",
+	};
+	char raw[256], want[256], res[256], variant[64];
+	size_t i, v, res_len;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		for (v = 0; v < 3; v++) {
+			size_t k, n = strlen(names[i]);
+			int len, wlen;
+			long got;
+
+			for (k = 0; k <= n; k++)
+				variant[k] = v == 0 ? names[i][k] :
+					     v == 1 ? lower(names[i][k]) :
+						      upper(names[i][k]);
+			ASSERT_TRUE(fg_http_trailer_prohibited(variant, n),
+				    variant);
+			len = snprintf(raw, sizeof(raw),
+				       "1\r\nx\r\n0\r\nA: 1\r\n%s: v\r\nB: 2\r\n\r\n",
+				       variant);
+			wlen = snprintf(want, sizeof(want),
+					"1\r\nx\r\n0\r\nA: 1\r\nB: 2\r\n\r\n");
+			for (k = 0; k <= (size_t)len; k++) {
+				got = frame_out(FG_BODY_CHUNKED, 0, F_DROP, raw,
+						len, P_SPLIT, k, 0, false, res,
+						&res_len);
+				if (!ASSERT_EQ(got, len, variant) ||
+				    !ASSERT_MEMEQ(res, res_len, want, wlen, variant))
+					return;
+			}
+			/* the name with a byte more: kept (but for "If-*") */
+			len = snprintf(raw, sizeof(raw), "0\r\n%sx: v\r\n\r\n",
+				       variant);
+			got = frame_out(FG_BODY_CHUNKED, 0, F_DROP, raw, len,
+					P_BYTES, 0, 0, false, res, &res_len);
+			ASSERT_EQ(got, len, variant);
+			if (strncasecmp(variant, "if-", 3))
+				ASSERT_MEMEQ(res, res_len, raw, len, variant);
+			else
+				ASSERT_MEMEQ(res, res_len, "0\r\n\r\n", 5, variant);
+			/* a byte less (unless that is another prohibited
+			 * name or an "If-" one) */
+			if (!fg_http_trailer_prohibited(variant, n - 1)) {
+				len = snprintf(raw, sizeof(raw),
+					       "0\r\n%.*s: v\r\n\r\n", (int)n - 1,
+					       variant);
+				got = frame_out(FG_BODY_CHUNKED, 0, F_DROP, raw,
+						len, P_BYTES, 0, 0, false, res,
+						&res_len);
+				ASSERT_EQ(got, len, variant);
+				ASSERT_MEMEQ(res, res_len, raw, len, variant);
+			}
+		}
+	}
+	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		int len = snprintf(raw, sizeof(raw), "0\r\n%s: v\r\n\r\n",
+				   allowed[i]);
+		long got;
+
+		ASSERT_FALSE(fg_http_trailer_prohibited(allowed[i],
+							strlen(allowed[i])),
+			     allowed[i]);
+		got = frame_out(FG_BODY_CHUNKED, 0, F_DROP, raw, len, P_BYTES,
+				0, 0, false, res, &res_len);
+		ASSERT_EQ(got, len, allowed[i]);
+		ASSERT_MEMEQ(res, res_len, raw, len, allowed[i]);
+	}
+}
+
+/* The malformed and incomplete chunked cases end the same way through
+ * feed_out in every mode as through feed (whole and byte by byte), and
+ * without a filter feed_out forwards exactly the bytes feed consumed. */
+static void test_framer_out_matches_feed(void)
+{
+	static const unsigned modes[] = { 0, F_DROP, F_DECHUNK, F_DROP | F_DECHUNK };
+	size_t i, m, res_len;
+
+	for (i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]); i++) {
+		const struct chunk_case *c = &chunk_cases[i];
+		char *buf = dup_exact(c->raw, c->len), *res = malloc(c->len + 1);
+		long want = c->want ? c->want : -1;
+
+		for (m = 0; buf && res && m < 4; m++) {
+			long w = frame_out(FG_BODY_CHUNKED, 0, modes[m], buf,
+					   c->len, P_WHOLE, 0, 0, false, res,
+					   &res_len);
+			long b = frame_out(FG_BODY_CHUNKED, 0, modes[m], buf,
+					   c->len, P_BYTES, 0, 0, false, res,
+					   &res_len);
+
+			_CHECK(w != want, c->name, "mode %u whole: %ld want %ld",
+			       modes[m], w, want);
+			_CHECK(b != want, c->name, "mode %u bytes: %ld want %ld",
+			       modes[m], b, want);
+			if (!modes[m] && want > 0)
+				ASSERT_MEMEQ(res, res_len, c->raw, want, c->name);
+		}
+		free(buf);
+		free(res);
+	}
+}
+
+static void test_framer_out_misc(void)
+{
+	static const char body[] = "5\r\nhello\r\n0\r\nHost: x\r\n\r\n";
+	struct fg_http_request req = { .body = FG_BODY_CHUNKED };
+	struct fg_http_framer f;
+	char out[128], res[512];
+	size_t out_len = 99, res_len, n = 16384, i;
+	bool done = true;
+	char *big = malloc(n);
+	long ret;
+
+	/* flags */
+	fg_http_framer_init(&f, &req);
+	ASSERT_EQ(fg_http_framer_set_filter(&f, 4), -EINVAL, "unknown flag");
+	ASSERT_EQ(f.filter, 0, "unchanged");
+	ASSERT_OK(fg_http_framer_set_filter(&f, F_DROP | F_DECHUNK), "flags");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body, 3, out, NULL, &done),
+		  -EINVAL, "out_len NULL");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body, 3, NULL, &out_len, &done),
+		  -EINVAL, "out NULL");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body, 0, NULL, &out_len, &done),
+		  0, "nothing to feed");
+	ASSERT_EQ(out_len, 0, "nothing out");
+	ASSERT_FALSE(done, "not done");
+	/* init clears the filter */
+	fg_http_framer_init(&f, &req);
+	ASSERT_EQ(f.filter, 0, "init clears the filter");
+
+	/* sticky error, *out_len 0 */
+	fg_http_framer_init(&f, &req);
+	fg_http_framer_set_filter(&f, F_DROP);
+	ASSERT_EQ(fg_http_framer_feed_out(&f, "0\r\nHost: a\r\n b\r\n", 16, out,
+					  &out_len, &done), -400, "error");
+	ASSERT_EQ(out_len, 0, "no output on error");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, "0\r\n\r\n", 5, out, &out_len,
+					  &done), -400, "sticky");
+
+	/* after done: nothing consumed, nothing out */
+	fg_http_framer_init(&f, &req);
+	fg_http_framer_set_filter(&f, F_DECHUNK);
+	ret = fg_http_framer_feed_out(&f, body, sizeof(body) - 1, out, &out_len,
+				      &done);
+	ASSERT_EQ(ret, (long)sizeof(body) - 1, "dechunk all");
+	ASSERT_TRUE(done, "done");
+	ASSERT_MEMEQ(out, out_len, "hello", 5, "dechunked");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body, 5, out, &out_len, &done), 0,
+		  "after done");
+	ASSERT_EQ(out_len, 0, "nothing after done");
+
+	/* dechunk with the data skipped (the splice path): the framer writes
+	 * none of the framing, the caller forwards the data */
+	fg_http_framer_init(&f, &req);
+	fg_http_framer_set_filter(&f, F_DECHUNK);
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body, 3, out, &out_len, &done), 3,
+		  "size line");
+	ASSERT_EQ(out_len, 0, "size line not forwarded");
+	ASSERT_EQ(fg_http_framer_opaque(&f), 5, "data opaque");
+	ASSERT_OK(fg_http_framer_skip(&f, 5), "skip data");
+	ASSERT_EQ(fg_http_framer_feed_out(&f, body + 8, sizeof(body) - 9, out,
+					  &out_len, &done),
+		  (long)sizeof(body) - 9, "rest");
+	ASSERT_EQ(out_len, 0, "no framing forwarded");
+	ASSERT_TRUE(done, "done after skip");
+
+	/* a held name is written with the byte that decides it: one byte
+	 * in, up to FG_HTTP_FRAMER_OUT_SLACK + 1 out, never more */
+	fg_http_framer_init(&f, &req);
+	fg_http_framer_set_filter(&f, F_DROP);
+	{
+		static const char tr[] = "0\r\n" LONG_NAME_40 ": v\r\n" NAME_32
+					 ": w\r\n\r\n";
+		size_t max = 0;
+
+		res_len = 0;
+		for (i = 0; i < sizeof(tr) - 1; i++) {
+			char *o = malloc(1 + FG_HTTP_FRAMER_OUT_SLACK);
+
+			ret = fg_http_framer_feed_out(&f, tr + i, 1, o, &out_len,
+						      &done);
+			if (!ASSERT_EQ(ret, 1, "one byte"))
+				break;
+			if (out_len > max)
+				max = out_len;
+			memcpy(res + res_len, o, out_len);
+			res_len += out_len;
+			free(o);
+		}
+		ASSERT_TRUE(done, "done");
+		ASSERT_EQ(max, FG_HTTP_FRAMER_OUT_SLACK + 1, "largest output");
+		ASSERT_MEMEQ(res, res_len, tr, sizeof(tr) - 1, "kept as is");
+	}
+
+	/* Content-Length and close-delimited bodies: copied in every mode */
+	{
+		struct fg_http_request lreq = { .body = FG_BODY_LENGTH,
+						.content_length = 4 };
+
+		fg_http_framer_init(&f, &lreq);
+		fg_http_framer_set_filter(&f, F_DECHUNK | F_DROP);
+		ASSERT_EQ(fg_http_framer_feed_out(&f, "abcdef", 6, out, &out_len,
+						  &done), 4, "length");
+		ASSERT_MEMEQ(out, out_len, "abcd", 4, "length out");
+		ASSERT_TRUE(done, "length done");
+		lreq.body = FG_BODY_CLOSE;
+		fg_http_framer_init(&f, &lreq);
+		fg_http_framer_set_filter(&f, F_DECHUNK);
+		ASSERT_EQ(fg_http_framer_feed_out(&f, "0\r\n\r\n", 5, out,
+						  &out_len, &done), 5, "close");
+		ASSERT_MEMEQ(out, out_len, "0\r\n\r\n", 5, "close out");
+		ASSERT_FALSE(done, "close not done");
+		lreq.body = FG_BODY_NONE;
+		fg_http_framer_init(&f, &lreq);
+		ASSERT_EQ(fg_http_framer_feed_out(&f, "GET", 3, out, &out_len,
+						  &done), 0, "none");
+		ASSERT_EQ(out_len, 0, "none out");
+		ASSERT_TRUE(done, "none done");
+	}
+
+	/* the trailer section limit holds whatever is dropped */
+	if (ASSERT_OK_PTR(big, "malloc")) {
+		char *o = malloc(n + FG_HTTP_FRAMER_OUT_SLACK);
+
+		memcpy(big, "0\r\n", 3);
+		for (i = 3; i + 9 < n; i += 9)
+			memcpy(big + i, "Host: a\r\n", 9);
+		fg_http_framer_init(&f, &req);
+		fg_http_framer_set_filter(&f, F_DROP);
+		ASSERT_EQ(fg_http_framer_feed_out(&f, big, i, o, &out_len, &done),
+			  -400, "dropped trailers too long");
+		/* a single trailer line of FG_HTTP_MAX_TRAILER bytes */
+		memcpy(big, "0\r\nX: ", 6);
+		memset(big + 6, 'a', FG_HTTP_MAX_TRAILER);
+		for (i = 0; i < 2; i++) {
+			fg_http_framer_init(&f, &req);
+			fg_http_framer_set_filter(&f, i ? F_DECHUNK : F_DROP);
+			ASSERT_EQ(fg_http_framer_feed_out(&f, big,
+							  6 + FG_HTTP_MAX_TRAILER,
+							  o, &out_len, &done),
+				  -400, "trailer line too long");
+		}
+		/* just at the limit: section (with the last-chunk LF and the
+		 * final CRLF) of FG_HTTP_MAX_TRAILER bytes */
+		{
+			size_t line = FG_HTTP_MAX_TRAILER - 1 - 2 - 2;
+			size_t tot = 3 + line + 2 + 2;
+
+			memcpy(big, "0\r\nX:", 5);
+			memset(big + 5, 'a', line - 2);
+			memcpy(big + 3 + line, "\r\n\r\n", 4);
+			fg_http_framer_init(&f, &req);
+			fg_http_framer_set_filter(&f, F_DROP);
+			ret = fg_http_framer_feed_out(&f, big, tot, o, &out_len,
+						      &done);
+			ASSERT_EQ(ret, (long)tot, "at the limit");
+			ASSERT_TRUE(done, "at the limit done");
+			ASSERT_MEMEQ(o, out_len, big, tot, "at the limit out");
+			/* one byte more in the name */
+			memmove(big + 4, big + 3, tot - 3);
+			big[3] = 'Y';
+			fg_http_framer_init(&f, &req);
+			ASSERT_EQ(fg_http_framer_feed(&f, big, tot + 1, &done),
+				  -400, "one byte over");
+		}
+		free(o);
+	}
+	free(big);
+}
+
 /* ---- random mutations ---- */
 
 #define FUZZ_ITERS 100000
@@ -1113,6 +1788,8 @@ static const char *const fuzz_seeds[] = {
 	"\r\nPUT /x HTTP/1.1\nHost: b\nContent-Length: 0\n\n",
 	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 	"HTTP/1.0 204 No Content\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
+	"POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+	"0\r\nContent-Length: 3\r\nX-Sum: 1\r\nHost: b\r\nIf-Match: x\r\n\r\nGET / HTTP/1.1\r\n",
 };
 
 static const char interesting[] = "\r\n \t:;,=0aF\x7f\x80/?*[]@\"-";
@@ -1250,6 +1927,28 @@ static void test_fuzz(void)
 					break;
 				pos += b;
 			}
+			/* feed_out ends the body where feed does, in every
+			 * mode and split */
+			if (req->body == FG_BODY_CHUNKED) {
+				char *res = malloc(len - ret + 1);
+				size_t res_len;
+				long w = frame_out(FG_BODY_CHUNKED, 0, 0,
+						   buf + ret, len - ret, P_WHOLE,
+						   0, 0, false, res, &res_len);
+				long d = frame_out(FG_BODY_CHUNKED, 0, F_DROP,
+						   buf + ret, len - ret,
+						   P_RANDOM, 0, 1 + rndn(8),
+						   rndn(2), res, &res_len);
+				long x = frame_out(FG_BODY_CHUNKED, 0,
+						   F_DECHUNK, buf + ret,
+						   len - ret, P_BYTES, 0, 0,
+						   false, res, &res_len);
+
+				_CHECK(w < -1000 || d != w || x != w,
+				       "feed_out", "iteration %ld: %ld %ld %ld",
+				       iter, w, d, x);
+				free(res);
+			}
 			/* the rewritten head parses back to the same request */
 			if (req->host_len && req->n_headers <= 95) {
 				struct fg_http_limits big = { .max_head = olen };
@@ -1336,6 +2035,18 @@ FG_TEST(http)
 		test_responses();
 	if (test__start_subtest("response_stream"))
 		test_response_stream();
+	if (test__start_subtest("content_length_bounds"))
+		test_content_length_bounds();
+	if (test__start_subtest("chunk_size_bounds"))
+		test_chunk_size_bounds();
+	if (test__start_subtest("framer_out"))
+		test_framer_out_cases();
+	if (test__start_subtest("framer_out_prohibited"))
+		test_framer_out_prohibited();
+	if (test__start_subtest("framer_out_matches_feed"))
+		test_framer_out_matches_feed();
+	if (test__start_subtest("framer_out_misc"))
+		test_framer_out_misc();
 	if (test__start_subtest("fuzz"))
 		test_fuzz();
 }
