@@ -1296,6 +1296,7 @@ static void start_request(struct conn *c, size_t hlen)
 	c->upo.len = n;
 	c->upo_limit = n + REPLAY_MAX;
 	fg_http_framer_init(&c->rqf, req);
+	fg_http_framer_set_filter(&c->rqf, FG_FRAMER_DROP_TRAILER_FIELDS_PROHIBITED);
 	c->rq_done = fg_http_framer_done(&c->rqf);
 	buf_consume(&c->in, hlen); /* req points into in: not used past here */
 	c->state = C_PROXY;
@@ -1704,7 +1705,7 @@ static bool pump_request(struct conn *c)
 	bool moved = false;
 
 	while (!c->rq_done && !c->rq_abandoned && buf_used(&c->in)) {
-		size_t room = upo_room(c), avail = buf_used(&c->in), k;
+		size_t room = upo_room(c), avail = buf_used(&c->in), k, out_len;
 		unsigned long long opaque;
 
 		if (!room)
@@ -1715,18 +1716,27 @@ static bool pump_request(struct conn *c)
 		if (opaque) {
 			k = avail < opaque ? avail : (size_t)opaque;
 			fg_http_framer_skip(&c->rqf, k);
+			memcpy(c->upo.d + c->upo.len, buf_data(&c->in), k);
+			out_len = k;
 		} else {
 			bool done;
-			long r = fg_http_framer_feed(&c->rqf, buf_data(&c->in), avail, &done);
+			long r;
 
+			/* Framing bytes: the trailer fields a sender may not
+			 * set there (Content-Length, Host, ...) are dropped. */
+			if (room <= FG_HTTP_FRAMER_OUT_SLACK)
+				break;
+			if (avail > room - FG_HTTP_FRAMER_OUT_SLACK)
+				avail = room - FG_HTTP_FRAMER_OUT_SLACK;
+			r = fg_http_framer_feed_out(&c->rqf, buf_data(&c->in), avail,
+						    c->upo.d + c->upo.len, &out_len, &done);
 			if (r < 0) {
 				bad_gateway(c, 400, "malformed chunked request body");
 				return true;
 			}
 			k = r;
 		}
-		memcpy(c->upo.d + c->upo.len, buf_data(&c->in), k);
-		c->upo.len += k;
+		c->upo.len += out_len;
 		buf_consume(&c->in, k);
 		c->rq_done = fg_http_framer_done(&c->rqf);
 		if (!k)
@@ -1780,6 +1790,8 @@ static int put_response_head(struct conn *c, const struct fg_http_response *r)
 {
 	struct buf *o = &c->out;
 	size_t need = 64 + r->reason_len + 64;
+	/* An HTTP/1.0 client gets a chunked body de-chunked, until close. */
+	bool dechunk = !r->interim && r->body == FG_BODY_CHUNKED && c->version_minor == 0;
 	char line[64];
 	unsigned i;
 	int n;
@@ -1796,6 +1808,9 @@ static int put_response_head(struct conn *c, const struct fg_http_response *r)
 		const struct fg_http_header *h = &r->headers[i];
 
 		if (hop_by_hop(r, h))
+			continue;
+		if (dechunk && (ieq(h->name, h->name_len, "transfer-encoding") ||
+				ieq(h->name, h->name_len, "trailer")))
 			continue;
 		buf_append(o, h->name, h->name_len);
 		buf_append(o, ": ", 2);
@@ -1908,12 +1923,15 @@ static bool pump_response(struct conn *c)
 		c->resp_head_sent = true;
 		c->resp_ka = r->keep_alive && r->body != FG_BODY_CLOSE;
 		fg_http_framer_init_response(&c->rsf, r);
+		/* RFC 9112 §6.1: no chunked coding to an HTTP/1.0 client. */
+		if (r->body == FG_BODY_CHUNKED && c->version_minor == 0)
+			fg_http_framer_set_filter(&c->rsf, FG_FRAMER_DECHUNK);
 		buf_consume(&c->rin, n);
 		c->rs = fg_http_framer_done(&c->rsf) ? R_DONE : R_BODY;
 		moved = true;
 	}
 	while (c->rs == R_BODY && buf_used(&c->rin)) {
-		size_t room = buf_room(&c->out, BODY_WINDOW), avail = buf_used(&c->rin), k;
+		size_t room = buf_room(&c->out, BODY_WINDOW), avail = buf_used(&c->rin), k, out_len;
 		unsigned long long opaque;
 
 		if (!room)
@@ -1924,18 +1942,27 @@ static bool pump_response(struct conn *c)
 		if (opaque) {
 			k = avail < opaque ? avail : (size_t)opaque;
 			fg_http_framer_skip(&c->rsf, k);
+			memcpy(c->out.d + c->out.len, buf_data(&c->rin), k);
+			out_len = k;
 		} else {
 			bool done;
-			long n = fg_http_framer_feed(&c->rsf, buf_data(&c->rin), avail, &done);
+			long n;
 
+			/* Framing bytes; for an HTTP/1.0 client only the chunk
+			 * data goes on (a close-delimited body). */
+			if (room <= FG_HTTP_FRAMER_OUT_SLACK)
+				break;
+			if (avail > room - FG_HTTP_FRAMER_OUT_SLACK)
+				avail = room - FG_HTTP_FRAMER_OUT_SLACK;
+			n = fg_http_framer_feed_out(&c->rsf, buf_data(&c->rin), avail,
+						    c->out.d + c->out.len, &out_len, &done);
 			if (n < 0) {
 				abort_mid_response(c, "malformed chunked response body");
 				return true;
 			}
 			k = n;
 		}
-		memcpy(c->out.d + c->out.len, buf_data(&c->rin), k);
-		c->out.len += k;
+		c->out.len += out_len;
 		buf_consume(&c->rin, k);
 		moved = true;
 		if (fg_http_framer_done(&c->rsf))

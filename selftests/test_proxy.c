@@ -931,6 +931,53 @@ static void subtest_chunked(void)
 	hc_close(h);
 }
 
+/* RFC 9112 §6.1: an HTTP/1.0 client never sees chunked framing. RFC 9110
+ * §6.5.1: request trailers may not carry framing, routing or
+ * authentication fields: those are dropped, the rest forwarded. */
+static void subtest_http10_and_trailers(void)
+{
+	struct hc *h = hc_open();
+	struct hresp r;
+	char val[64];
+
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	hc_send(h, "POST /echo HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "5\r\nhello\r\n0\r\nX-Checksum: 42\r\nContent-Length: 99\r\nHost: evil.example\r\n"
+		   "Authorization: Basic Zm9v\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n");
+	if (ASSERT_OK(hc_response(h, &r, false), "trailers")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_TRUE(body_has(&r, "\n\nhello"), "body");
+		ASSERT_TRUE(body_has(&r, "trailer: X-Checksum: 42"), "allowed trailer forwarded");
+		ASSERT_FALSE(body_has(&r, "trailer: Content-Length"), "Content-Length trailer dropped");
+		ASSERT_FALSE(body_has(&r, "trailer: Host"), "Host trailer dropped");
+		ASSERT_FALSE(body_has(&r, "trailer: Authorization"), "Authorization trailer dropped");
+		ASSERT_FALSE(body_has(&r, "6.6.6.6"), "X-Forwarded-For trailer dropped");
+	}
+	hresp_free(&r);
+	hc_close(h);
+
+	h = hc_open();
+	if (!ASSERT_OK_PTR(h, "connect"))
+		return;
+	hc_send(h, "POST /chunked HTTP/1.0\r\nHost: api.example.com\r\nContent-Length: 30\r\n\r\n"
+		   "0123456789abcdefghijABCDEFGHIJ");
+	if (ASSERT_OK(hc_response(h, &r, false), "HTTP/1.0, chunked upstream")) {
+		ASSERT_EQ(r.status, 200, "status");
+		ASSERT_FALSE(r.chunked, "not chunked");
+		ASSERT_FALSE(find_field(r.head, "Transfer-Encoding", val, sizeof(val)) != NULL,
+			     "no Transfer-Encoding");
+		ASSERT_TRUE(find_field(r.head, "Connection", val, sizeof(val)) && !strcmp(val, "close"),
+			    "Connection: close");
+		ASSERT_TRUE(r.body_len > 30 &&
+			    !memcmp(r.body + r.body_len - 31, "\n0123456789abcdefghijABCDEFGHIJ", 31),
+			    "the data alone, up to the close");
+		ASSERT_FALSE(body_has(&r, "\r\n"), "no chunk framing in the body");
+	}
+	hresp_free(&r);
+	hc_close(h);
+}
+
 static void subtest_content_length(void)
 {
 	size_t big = 300 * 1024, i;
@@ -1633,6 +1680,8 @@ static void proxy_body(void)
 		subtest_pipelining();
 	if (test__start_subtest("chunked"))
 		subtest_chunked();
+	if (test__start_subtest("http10_and_trailers"))
+		subtest_http10_and_trailers();
 	if (test__start_subtest("content_length"))
 		subtest_content_length();
 	if (test__start_subtest("forwarding_headers"))
