@@ -1559,6 +1559,15 @@ static void subtest_invalid_inputs(void)
 		  "no valid port", false },
 		{ "duplicate_main", {}, { .name = "bad", .created = T2 },
 		  "already routed by Ingress web-demo/web-demo", false },
+		{ "next_upstream_unknown", {}, { .name = "bad", .path = "/bad",
+			.anns = { "nginx.ingress.kubernetes.io/proxy-next-upstream", "error http_418" } },
+		  "proxy-next-upstream 'error http_418': 'http_418' is not one of", false },
+		{ "next_upstream_off_and_more", {}, { .name = "bad", .path = "/bad",
+			.anns = { "nginx.ingress.kubernetes.io/proxy-next-upstream", "off error" } },
+		  "'off with other values'", false },
+		{ "next_upstream_tries_17", {}, { .name = "bad", .path = "/bad",
+			.anns = { "nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "17" } },
+		  "proxy-next-upstream-tries '17' is not an integer from 0 to 16", false },
 	};
 	size_t i;
 
@@ -2305,6 +2314,57 @@ out:
 
 /* ------------------------------------------------------------------ */
 
+/* proxy-next-upstream and -tries (here by its higress.io alias) into the
+ * route's policy. */
+static void subtest_retry_policy(void)
+{
+	static const struct {
+		const char *name, *nu, *tries;
+		__u32 want_nu, want_tries;
+	} cases[] = {
+		{ "default", NULL, NULL, FG_NU_ERROR | FG_NU_TIMEOUT, 2 },
+		{ "off", "off", NULL, 0, 2 },
+		{ "words", "error timeout http_503 non_idempotent", "3",
+		  FG_NU_ERROR | FG_NU_TIMEOUT | FG_NU_HTTP_503 | FG_NU_NON_IDEMPOTENT, 3 },
+		{ "commas", "http_502,http_504, invalid_header", "1",
+		  FG_NU_HTTP_502 | FG_NU_HTTP_504 | FG_NU_INVALID_HEADER, 1 },
+		{ "tries_0_unlimited", "error", "0", FG_NU_ERROR, FG_NU_MAX_TRIES },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ing a = { .name = "pol", .path = "/pol" };
+		const struct fg_route *r;
+		struct fg_plan *p;
+		struct world w;
+		int k = 0;
+
+		if (cases[i].nu) {
+			a.anns[k++] = "nginx.ingress.kubernetes.io/proxy-next-upstream";
+			a.anns[k++] = cases[i].nu;
+		}
+		if (cases[i].tries) {
+			a.anns[k++] = "higress.io/proxy-next-upstream-tries";
+			a.anns[k++] = cases[i].tries;
+		}
+		seed_world(&w);
+		fleet_add(&w, ex1(T1));
+		fleet_ing(&w, &a);
+		p = compute(&w);
+		if (p) {
+			expect_accepted(p, "pol", cases[i].name);
+			r = route_of(p, "example.com", "/pol");
+			if (ASSERT_OK_PTR(r, cases[i].name)) {
+				ASSERT_EQ(r->policy.next_upstream, cases[i].want_nu, cases[i].name);
+				ASSERT_EQ(r->policy.next_upstream_tries, cases[i].want_tries,
+					  cases[i].name);
+			}
+		}
+		fg_plan_free(p);
+		w_fini(&w);
+	}
+}
+
 FG_TEST(routes)
 {
 	if (test__start_subtest("gateway_status"))
@@ -2333,4 +2393,6 @@ FG_TEST(routes)
 		subtest_l4_loadbalancer();
 	if (test__start_subtest("json_views"))
 		subtest_json_views();
+	if (test__start_subtest("retry_policy"))
+		subtest_retry_policy();
 }
