@@ -20,7 +20,8 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libpcre2-dev pkg-config libclang-rt-14-dev \
-	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl nginx haproxy wrk
+	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl nginx haproxy wrk prometheus \
+	bird2
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -72,6 +73,9 @@ deps:
 	else \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
 	fi
+	@# Debian's kubectl (kubernetes-client); unpacked under $(BUILD) where
+	@# another package owns /usr/bin/kubectl (see the script).
+	selftests/kube/install-kubectl.sh $(BUILD)
 
 $(BUILD)/vmlinux.h:
 	$(call msg,GEN,$@)

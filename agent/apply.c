@@ -1,4 +1,20 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Plan -> maps, writing only what differs from what is there.
+ *
+ * Ids: a cluster keeps its index, a target (route target, canary target,
+ * L4 Service) its service id and an endpoint its backend id for as long as
+ * they exist, so conntrack entries stay valid and health state survives a
+ * configuration change. A backend is an endpoint of a cluster, shared by
+ * every target that uses it (a reference count per backend), so a Service
+ * used by a route and its canary costs its endpoints once.
+ *
+ * Per target a signature of what it was written from (shares, tiers, the
+ * members of each cluster) skips an unchanged target entirely; per backend
+ * the probe flags written skip an unchanged endpoint. A plan that changes
+ * one endpoint writes that backend, one member list and the rings it
+ * touches: O(1) map writes whatever the size of the fleet.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,26 +25,94 @@
 
 #include "apply.h"
 #include "fleetgate_hash.h"
+#include "hmap.h"
 #include "log.h"
 
 /* Slot 0 of services is the L7 listener's own (allowlist, counters). */
 #define L7_SERVICE_ID 0
 
+/* An endpoint: what a backend id stands for. */
+struct ep_key {
+	__u32 cidx;
+	__u8 family;
+	__u8 pad;
+	__be16 port;
+	struct fg_addr addr;
+};
+
+struct svc_rec {
+	char *key;          /* the target's key */
+	__u64 sig;          /* of what was written for it (0: nothing yet) */
+	__u32 *ids;         /* its backends, sorted (references held) */
+	__u32 n_ids;
+	__u8 proto;
+	bool http;
+	bool seen;          /* in the plan being applied */
+};
+
+struct be_rec {
+	__u32 refs;         /* targets holding it */
+	__u32 refs_tcp;     /* ... that are TCP (probed with connects) */
+	__u32 refs_http;    /* ... that are HTTP routes */
+	__u8 flags;         /* probe flags written */
+	bool live;          /* written and not removed */
+};
+
 struct fg_applier {
 	struct fg_dataplane *dp;
 	struct fg_applier_opts opts;
-	/* string -> id dictionaries (jansson objects of integers) */
+	__u32 max_services, max_backends;
 	json_t *cluster_ids;  /* cluster id -> index */
-	json_t *service_ids;  /* target key -> service id */
-	json_t *backend_ids;  /* "sid|cluster|addr|port" -> backend id */
 	json_t *listener_ids; /* "addr|port|proto" -> stats idx */
-	json_t *adopted_services; /* services map name -> id, from a previous agent */
 	bool used_clusters[FG_MAX_CLUSTERS];
-	bool used_services[FG_MAX_SERVICES];
-	bool used_backends[FG_MAX_BACKENDS];
 	bool used_stats[FG_MAX_LISTENERS];
+	bool adopted;  /* backends came from a previous agent: swept once */
 	char cluster_names[FG_MAX_CLUSTERS][FG_NAME_LEN];
+
+	struct fg_hmap svc_by_hash;  /* hash of a target key -> service id */
+	struct svc_rec **svcs;       /* by service id */
+	__u32 svc_next;              /* never used ids start here */
+	__u32 *svc_free;             /* released ids, reused oldest first */
+	size_t n_svc_free, cap_svc_free, svc_free_head;
+
+	struct fg_hmap be_by_ep;     /* struct ep_key -> backend id */
+	struct ep_key *be_keys;      /* by backend id */
+	struct be_rec *bes;          /* by backend id */
+	__u32 be_next;
+	__u32 *be_free;
+	size_t n_be_free, cap_be_free, be_free_head;
+
+	/* Filled during an apply. */
+	__u32 *dirty;                /* services to rebuild */
+	size_t n_dirty, cap_dirty;
+	__u32 *to_free;              /* backends that lost their last reference */
+	size_t n_to_free, cap_to_free;
+	struct fg_apply_stats st;
 };
+
+/* ---------- small helpers ---------- */
+
+static int push_u32(__u32 **arr, size_t *n, size_t *cap, __u32 v)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		__u32 *a = realloc(*arr, nc * sizeof(*a));
+
+		if (!a)
+			return -ENOMEM;
+		*arr = a;
+		*cap = nc;
+	}
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+static __u64 key_hash(const char *key)
+{
+	size_t n = strlen(key);
+
+	return (__u64)fg_bytes_hash(key, n, 0x1234567u) << 32 | fg_bytes_hash(key, n, 0x89abcdefu);
+}
 
 /* The name a target's service gets in the services map: its key, or for a
  * long key a prefix and a hash, so a restarted agent can find it again. */
@@ -43,9 +127,129 @@ static void service_name(const char *key, char *buf)
 	snprintf(buf, FG_NAME_LEN, "%.54s#%08x", key, fg_bytes_hash(key, n, 0));
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---------- id allocation ---------- */
+
+/* A fresh id first; released ones only when none is left, oldest first,
+ * so an id comes back as late as possible. */
+static int take_id(__u32 *next, __u32 max, __u32 *freed, size_t *n_freed, size_t *head)
+{
+	if (*next < max)
+		return (int)(*next)++;
+	if (*head < *n_freed)
+		return (int)freed[(*head)++];
+	return -ENOSPC;
+}
+
+static int give_id(__u32 **freed, size_t *n, size_t *cap, size_t *head, __u32 id)
+{
+	/* Compact what was taken before growing. */
+	if (*n == *cap && *head) {
+		memmove(*freed, *freed + *head, (*n - *head) * sizeof(**freed));
+		*n -= *head;
+		*head = 0;
+	}
+	return push_u32(freed, n, cap, id);
+}
+
+/* The service id of a target key, or -ENOENT. */
+static int svc_lookup(const struct fg_applier *a, const char *key)
+{
+	__u64 h = key_hash(key), *v;
+
+	/* Another key with the same hash moves to the next hash value. */
+	while ((v = fg_hmap_get(&a->svc_by_hash, &h))) {
+		if (!strcmp(a->svcs[*v]->key, key))
+			return (int)*v;
+		h++;
+	}
+	return -ENOENT;
+}
+
+static int svc_bind(struct fg_applier *a, const char *key, __u32 sid)
+{
+	__u64 h = key_hash(key);
+	struct svc_rec *r;
+
+	while (fg_hmap_get(&a->svc_by_hash, &h))
+		h++;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->key = strdup(key);
+	if (!r->key || fg_hmap_put(&a->svc_by_hash, &h, sid)) {
+		free(r->key);
+		free(r);
+		return -ENOMEM;
+	}
+	a->svcs[sid] = r;
+	return 0;
+}
+
+static void svc_unbind(struct fg_applier *a, __u32 sid)
+{
+	struct svc_rec *r = a->svcs[sid];
+	__u64 h;
+
+	if (!r)
+		return;
+	for (h = key_hash(r->key);; h++) {
+		__u64 *v = fg_hmap_get(&a->svc_by_hash, &h);
+
+		if (!v)
+			break;
+		if (*v == sid) {
+			fg_hmap_del(&a->svc_by_hash, &h);
+			break;
+		}
+	}
+	free(r->key);
+	free(r->ids);
+	free(r);
+	a->svcs[sid] = NULL;
+}
+
+static void ep_key_of(struct ep_key *k, __u32 cidx, const struct fg_endpoint *ep)
+{
+	memset(k, 0, sizeof(*k));
+	k->cidx = cidx;
+	k->family = (__u8)ep->family;
+	k->port = htons(ep->port);
+	k->addr = ep->addr;
+}
+
+/* The backend id of an endpoint, allocated when new. */
+static int backend_for(struct fg_applier *a, const struct ep_key *k)
+{
+	__u64 *v = fg_hmap_get(&a->be_by_ep, k);
+	int id;
+
+	if (v)
+		return (int)*v;
+	id = take_id(&a->be_next, a->max_backends, a->be_free, &a->n_be_free, &a->be_free_head);
+	if (id < 0) {
+		pr_warn("apply: the backends map is full (%u endpoints, --max-backends)\n",
+			a->max_backends);
+		return id;
+	}
+	if (fg_hmap_put(&a->be_by_ep, k, (__u64)id))
+		return -ENOMEM;
+	a->be_keys[id] = *k;
+	memset(&a->bes[id], 0, sizeof(a->bes[id]));
+	return id;
+}
+
+/* ---------- set-up and adoption ---------- */
+
 /* A restarted agent (pins kept) takes over the ids the maps hold, so
  * conntrack entries keep pointing at the same backends. */
-static void adopt(struct fg_applier *a)
+static int adopt(struct fg_applier *a)
 {
 	const struct fg_maps *maps = fg_dp_maps(a->dp);
 	struct fg_listener_key lk, next;
@@ -55,7 +259,8 @@ static void adopt(struct fg_applier *a)
 	struct fg_backend be;
 	char key[160], abuf[64];
 	void *prev = NULL;
-	__u32 i;
+	__u32 i, high = 0;
+	int err;
 
 	for (i = 0; i < FG_MAX_CLUSTERS; i++) {
 		if (bpf_map_lookup_elem(maps->clusters, &i, &cl) || !(cl.flags & FG_CLUSTER_F_ACTIVE))
@@ -65,23 +270,46 @@ static void adopt(struct fg_applier *a)
 		snprintf(a->cluster_names[i], FG_NAME_LEN, "%s", cl.name);
 		a->used_clusters[i] = true;
 	}
-	for (i = 1; i < FG_MAX_SERVICES; i++) {
+	/* Services by name: the plan's targets find theirs by service_name(). */
+	for (i = 1; i < a->max_services; i++) {
 		if (bpf_map_lookup_elem(maps->services, &i, &svc) ||
 		    !(svc.flags & FG_SERVICE_F_ACTIVE))
 			continue;
 		svc.name[FG_NAME_LEN - 1] = '\0';
-		json_object_set_new(a->adopted_services, svc.name, json_integer(i));
-		a->used_services[i] = true;
+		err = svc_bind(a, svc.name, i);
+		if (err)
+			return err;
+		a->svcs[i]->sig = 0;
+		high = i + 1;
 	}
-	for (i = 1; i < FG_MAX_BACKENDS; i++) {
+	a->svc_next = high > 1 ? high : 1;
+	for (i = 1; a->svc_next > 1 && i < a->svc_next; i++)
+		if (!a->svcs[i] && give_id(&a->svc_free, &a->n_svc_free, &a->cap_svc_free,
+					   &a->svc_free_head, i))
+			return -ENOMEM;
+	high = 0;
+	for (i = 1; i < a->max_backends; i++) {
+		struct ep_key k = {};
+
 		if (bpf_map_lookup_elem(maps->backends, &i, &be) || !(be.flags & FG_BACKEND_F_ACTIVE))
 			continue;
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
-		snprintf(key, sizeof(key), "%u|%u|%s|%u", be.service_id, be.cluster_idx, abuf,
-			 ntohs(be.port));
-		json_object_set_new(a->backend_ids, key, json_integer(i));
-		a->used_backends[i] = true;
+		k.cidx = be.cluster_idx;
+		k.family = be.family;
+		k.port = be.port;
+		k.addr = be.addr;
+		if (fg_hmap_put(&a->be_by_ep, &k, i))
+			return -ENOMEM;
+		a->be_keys[i] = k;
+		a->bes[i].live = true;
+		a->bes[i].flags = be.flags & (FG_BACKEND_F_PROBE_TCP | FG_BACKEND_F_PROBE_HTTP);
+		a->adopted = true;
+		high = i + 1;
 	}
+	a->be_next = high > 1 ? high : 1;
+	for (i = 1; a->be_next > 1 && i < a->be_next; i++)
+		if (!a->bes[i].live && give_id(&a->be_free, &a->n_be_free, &a->cap_be_free,
+					       &a->be_free_head, i))
+			return -ENOMEM;
 	while (!bpf_map_get_next_key(maps->listeners, prev, &next)) {
 		lk = next;
 		prev = &lk;
@@ -92,233 +320,364 @@ static void adopt(struct fg_applier *a)
 		json_object_set_new(a->listener_ids, key, json_integer(lv.stats_idx));
 		a->used_stats[lv.stats_idx] = true;
 	}
+	return 0;
 }
 
 int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 		   const struct fg_applier_opts *opts)
 {
 	struct fg_applier *a = calloc(1, sizeof(*a));
+	int err;
 
 	if (!a)
 		return -ENOMEM;
 	a->dp = dp;
 	a->opts = *opts;
+	a->max_services = fg_dp_max_services(dp);
+	a->max_backends = fg_dp_max_backends(dp);
+	fg_hmap_init(&a->svc_by_hash, sizeof(__u64));
+	fg_hmap_init(&a->be_by_ep, sizeof(struct ep_key));
 	a->cluster_ids = json_object();
-	a->service_ids = json_object();
-	a->backend_ids = json_object();
 	a->listener_ids = json_object();
-	a->adopted_services = json_object();
-	if (!a->cluster_ids || !a->service_ids || !a->backend_ids || !a->listener_ids ||
-	    !a->adopted_services) {
+	/* By id; calloc'ed, so only the pages of ids in use are touched. */
+	a->svcs = calloc(a->max_services, sizeof(*a->svcs));
+	a->be_keys = calloc(a->max_backends, sizeof(*a->be_keys));
+	a->bes = calloc(a->max_backends, sizeof(*a->bes));
+	if (!a->cluster_ids || !a->listener_ids || !a->svcs || !a->be_keys || !a->bes) {
 		fg_applier_free(a);
 		return -ENOMEM;
 	}
-	a->used_services[L7_SERVICE_ID] = true;
-	adopt(a);
+	a->svc_next = 1;
+	a->be_next = 1;
+	err = adopt(a);
+	if (err) {
+		fg_applier_free(a);
+		return err;
+	}
 	*out = a;
 	return 0;
 }
 
 void fg_applier_free(struct fg_applier *a)
 {
+	__u32 i;
+
 	if (!a)
 		return;
+	for (i = 0; a->svcs && i < a->max_services; i++)
+		if (a->svcs[i])
+			svc_unbind(a, i);
+	free(a->svcs);
+	free(a->be_keys);
+	free(a->bes);
+	free(a->svc_free);
+	free(a->be_free);
+	free(a->dirty);
+	free(a->to_free);
+	fg_hmap_fini(&a->svc_by_hash);
+	fg_hmap_fini(&a->be_by_ep);
 	json_decref(a->cluster_ids);
-	json_decref(a->service_ids);
-	json_decref(a->backend_ids);
 	json_decref(a->listener_ids);
-	json_decref(a->adopted_services);
 	free(a);
 }
 
-/* Looks key up in dict; allocates the first free id of used[] when absent.
- * The new dictionary of this apply (next) gets the mapping either way. */
-static int id_for(json_t *dict, json_t *next, const char *key, bool *used, int max, int first)
-{
-	json_t *v = json_object_get(dict, key);
-	int id;
+/* ---------- clusters ---------- */
 
-	if (json_is_integer(v)) {
-		id = (int)json_integer_value(v);
-	} else {
-		for (id = first; id < max && used[id]; id++)
-			;
-		if (id == max)
-			return -ENOSPC;
-		used[id] = true;
-	}
-	if (json_object_set_new(next, key, json_integer(id)))
-		return -ENOMEM;
-	return id;
-}
-
-/* Ids in dict but not in next are freed; calls release for each. */
-static void release_stale(json_t *dict, json_t *next, bool *used,
-			  void (*release)(struct fg_applier *, int, const char *), struct fg_applier *a)
+static int apply_clusters(struct fg_applier *a, const struct fg_plan *plan)
 {
+	json_t *next = json_object(), *v;
 	const char *key;
-	json_t *v;
+	size_t i;
+	int err = 0;
 
-	json_object_foreach(dict, key, v) {
-		int id = (int)json_integer_value(v);
+	if (!next)
+		return -ENOMEM;
+	for (i = 0; i < plan->n_clusters && !err; i++) {
+		int idx;
+
+		v = json_object_get(a->cluster_ids, plan->clusters[i]);
+		if (json_is_integer(v)) {
+			idx = (int)json_integer_value(v);
+		} else {
+			for (idx = 0; idx < FG_MAX_CLUSTERS && a->used_clusters[idx]; idx++)
+				;
+			if (idx == FG_MAX_CLUSTERS) {
+				pr_warn("apply: more than %d clusters attached\n", FG_MAX_CLUSTERS);
+				err = -ENOSPC;
+				break;
+			}
+			a->used_clusters[idx] = true;
+		}
+		json_object_set_new(next, plan->clusters[i], json_integer(idx));
+		snprintf(a->cluster_names[idx], FG_NAME_LEN, "%s", plan->clusters[i]);
+		err = fg_dp_set_cluster(a->dp, idx, plan->clusters[i], true);
+	}
+	if (err) {
+		json_decref(next);
+		return err;
+	}
+	/* Clusters no longer attached: nothing may pick them. Their services
+	 * lose those members below, and are rebuilt. */
+	json_object_foreach(a->cluster_ids, key, v) {
+		int idx = (int)json_integer_value(v);
 
 		if (json_object_get(next, key))
 			continue;
-		if (release)
-			release(a, id, key);
-		used[id] = false;
+		fg_dp_set_cluster(a->dp, idx, NULL, false);
+		a->used_clusters[idx] = false;
+		a->cluster_names[idx][0] = '\0';
 	}
-}
-
-static void release_backend(struct fg_applier *a, int id, const char *key)
-{
-	int err = fg_dp_del_backend(a->dp, id);
-
-	if (err)
-		pr_warn("apply: cannot remove backend %d (%s): %s\n", id, key, strerror(-err));
-}
-
-static void release_service(struct fg_applier *a, int id, const char *key)
-{
-	__u32 c;
-	int err;
-
-	for (c = 0; c < FG_MAX_CLUSTERS; c++)
-		fg_dp_del_backend_ring(a->dp, id, c);
-	err = fg_dp_del_service(a->dp, id);
-	if (err)
-		pr_warn("apply: cannot remove service %d (%s): %s\n", id, key, strerror(-err));
-}
-
-static void release_cluster(struct fg_applier *a, int id, const char *key)
-{
-	struct fg_cluster none = {};
-	__u32 idx = id;
-
-	bpf_map_update_elem(fg_dp_maps(a->dp)->clusters, &idx, &none, BPF_ANY);
-	a->cluster_names[id][0] = '\0';
-}
-
-static int apply_clusters(struct fg_applier *a, const struct fg_plan *plan, json_t *next)
-{
-	size_t i;
-	int idx, err;
-
-	for (i = 0; i < plan->n_clusters; i++) {
-		idx = id_for(a->cluster_ids, next, plan->clusters[i], a->used_clusters,
-			     FG_MAX_CLUSTERS, 0);
-		if (idx < 0)
-			return idx;
-		snprintf(a->cluster_names[idx], FG_NAME_LEN, "%s", plan->clusters[i]);
-		err = fg_dp_set_cluster(a->dp, idx, plan->clusters[i], true);
-		if (err)
-			return err;
-	}
+	json_decref(a->cluster_ids);
+	a->cluster_ids = next;
 	return 0;
 }
 
-/* Writes one endpoint as a backend of service sid, keeping its health. */
-static int apply_endpoint(struct fg_applier *a, json_t *next, int sid, int cidx,
-			  const struct fg_endpoint *ep, __u8 proto, bool http)
-{
-	const struct fg_maps *maps = fg_dp_maps(a->dp);
-	struct fg_backend be = {}, old;
-	char key[160], abuf[64];
-	__u32 bid;
-	int id;
+/* ---------- targets ---------- */
 
-	fg_addr_str(&ep->addr, ep->family, abuf, sizeof(abuf));
-	snprintf(key, sizeof(key), "%d|%d|%s|%u", sid, cidx, abuf, ep->port);
-	id = id_for(a->backend_ids, next, key, a->used_backends, FG_MAX_BACKENDS, 1);
-	if (id < 0)
-		return id;
-	bid = id;
-	be.addr = ep->addr;
-	be.port = htons(ep->port);
-	be.family = ep->family;
-	be.service_id = sid;
-	be.cluster_idx = cidx;
-	be.weight = 1;
-	be.flags = FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP;
-	if (proto == FG_PROTO_TCP)
-		be.flags |= FG_BACKEND_F_PROBE_TCP;
-	if (http)
-		be.flags |= FG_BACKEND_F_PROBE_HTTP;
-	/* A backend the health checker marked down stays down until it
-	 * passes its probes again. */
-	if (!bpf_map_lookup_elem(maps->backends, &bid, &old) && (old.flags & FG_BACKEND_F_ACTIVE) &&
-	    old.service_id == be.service_id && !memcmp(&old.addr, &be.addr, sizeof(be.addr)) &&
-	    old.port == be.port && !(old.flags & FG_BACKEND_F_UP))
-		be.flags &= ~FG_BACKEND_F_UP;
-	return fg_dp_set_backend(a->dp, bid, &be);
+/* What a target is written from: shares, tiers and members per cluster. */
+static __u64 target_sig(const __u32 *weights, const __u8 *tiers, const __u32 *ids,
+			const __u32 *cidx_of, size_t n, __u8 proto, bool http)
+{
+	__u64 h = 1469598103934665603ULL ^ proto ^ ((__u64)http << 8);
+	size_t i;
+
+	for (i = 0; i < FG_MAX_CLUSTERS; i++)
+		h = (h ^ weights[i] ^ ((__u64)tiers[i] << 32)) * 1099511628211ULL;
+	for (i = 0; i < n; i++)
+		h = (h ^ ids[i] ^ ((__u64)cidx_of[i] << 32)) * 1099511628211ULL;
+	return h ? h : 1;
 }
 
-static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 proto, bool http,
-			json_t *next_services, json_t *next_backends)
+static void be_unref(struct fg_applier *a, __u32 id, __u8 proto, bool http)
 {
-	__u32 weights[FG_MAX_CLUSTERS] = {};
-	__u8 tiers[FG_MAX_CLUSTERS] = {};
-	size_t i, j;
-	int sid, err;
+	struct be_rec *b = &a->bes[id];
 
-	char name[FG_NAME_LEN];
-	json_t *adopted;
+	if (!b->refs)
+		return;
+	b->refs--;
+	if (proto == FG_PROTO_TCP && b->refs_tcp)
+		b->refs_tcp--;
+	if (http && b->refs_http)
+		b->refs_http--;
+	if (!b->refs)
+		push_u32(&a->to_free, &a->n_to_free, &a->cap_to_free, id);
+}
 
-	if (json_object_get(next_services, t->key))
-		return 0; /* shared by several routes: done already */
-	service_name(t->key, name);
-	adopted = json_object_get(a->adopted_services, name);
-	if (adopted && !json_object_get(a->service_ids, t->key)) {
-		json_object_set(a->service_ids, t->key, adopted);
-		json_object_del(a->adopted_services, name);
-	}
-	sid = id_for(a->service_ids, next_services, t->key, a->used_services, FG_MAX_SERVICES, 1);
-	if (sid < 0)
-		return sid;
-	err = fg_dp_set_service(a->dp, sid, name);
+static void be_ref(struct fg_applier *a, __u32 id, __u8 proto, bool http)
+{
+	struct be_rec *b = &a->bes[id];
+
+	b->refs++;
+	if (proto == FG_PROTO_TCP)
+		b->refs_tcp++;
+	if (http)
+		b->refs_http++;
+}
+
+/* Writes a backend whose probe flags changed, or a new one; its health
+ * (FG_BACKEND_F_UP) is the prober's and is kept. */
+static int write_backend(struct fg_applier *a, __u32 id)
+{
+	const struct ep_key *k = &a->be_keys[id];
+	struct be_rec *b = &a->bes[id];
+	__u8 flags = (b->refs_tcp ? FG_BACKEND_F_PROBE_TCP : 0) |
+		     (b->refs_http ? FG_BACKEND_F_PROBE_HTTP : 0);
+	struct fg_backend be = {}, old;
+	int err;
+
+	if (b->live && b->flags == flags)
+		return 0;
+	be.addr = k->addr;
+	be.port = k->port;
+	be.family = k->family;
+	be.cluster_idx = k->cidx;
+	be.weight = 1;
+	be.flags = FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP | flags;
+	if (b->live && !bpf_map_lookup_elem(fg_dp_maps(a->dp)->backends, &id, &old) &&
+	    (old.flags & FG_BACKEND_F_ACTIVE) && !(old.flags & FG_BACKEND_F_UP))
+		be.flags &= ~FG_BACKEND_F_UP;
+	err = fg_dp_set_backend(a->dp, id, &be);
 	if (err)
 		return err;
-	for (i = 0; i < t->n_clusters; i++) {
-		const struct fg_target_cluster *tc = &t->clusters[i];
-		json_t *v = json_object_get(a->cluster_ids, tc->cluster);
-		int cidx;
+	b->live = true;
+	b->flags = flags;
+	a->st.backends_written++;
+	return 0;
+}
 
-		if (!json_is_integer(v))
-			continue;
-		cidx = (int)json_integer_value(v);
-		weights[cidx] = tc->weight;
-		tiers[cidx] = tc->tier;
-		for (j = 0; j < tc->n_eps; j++) {
-			err = apply_endpoint(a, next_backends, sid, cidx, &tc->eps[j], proto, http);
+/* One target: its service, shares and tiers, members per cluster. */
+static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 proto, bool http)
+{
+	__u32 weights[FG_MAX_CLUSTERS] = {}, *ids = NULL, *cidx_of = NULL, *members = NULL;
+	__u8 tiers[FG_MAX_CLUSTERS] = {};
+	bool has_cluster[FG_MAX_CLUSTERS] = {};
+	size_t n = 0, cap = 0, i, j;
+	struct svc_rec *r;
+	char name[FG_NAME_LEN];
+	__u64 sig;
+	int sid, err = 0;
+	__u32 c;
+
+	sid = svc_lookup(a, t->key);
+	if (sid < 0) {
+		/* A previous agent's service for this target goes by name. */
+		service_name(t->key, name);
+		sid = strcmp(name, t->key) ? svc_lookup(a, name) : -ENOENT;
+		if (sid >= 0) {
+			svc_unbind(a, sid);
+			err = svc_bind(a, t->key, sid);
 			if (err)
 				return err;
 		}
 	}
+	if (sid >= 0 && a->svcs[sid]->seen)
+		return 0; /* shared by several routes: done already */
+	if (sid < 0) {
+		sid = take_id(&a->svc_next, a->max_services, a->svc_free, &a->n_svc_free,
+			      &a->svc_free_head);
+		if (sid < 0) {
+			pr_warn("apply: the services map is full (%u targets, --max-services)\n",
+				a->max_services);
+			return sid;
+		}
+		err = svc_bind(a, t->key, sid);
+		if (err)
+			return err;
+	}
+	r = a->svcs[sid];
+	r->seen = true;
+
+	for (i = 0; i < t->n_clusters; i++) {
+		const struct fg_target_cluster *tc = &t->clusters[i];
+		json_t *v = json_object_get(a->cluster_ids, tc->cluster);
+
+		if (!json_is_integer(v))
+			continue;
+		c = (__u32)json_integer_value(v);
+		weights[c] = tc->weight;
+		tiers[c] = tc->tier;
+		has_cluster[c] = true;
+		if (n + tc->n_eps > cap) {
+			size_t nc = (n + tc->n_eps) * 2;
+			__u32 *ni = realloc(ids, nc * sizeof(*ni));
+			__u32 *nc2 = ni ? realloc(cidx_of, nc * sizeof(*nc2)) : NULL;
+
+			if (!ni || !nc2) {
+				free(ni ? ni : ids);
+				free(cidx_of);
+				return -ENOMEM;
+			}
+			ids = ni;
+			cidx_of = nc2;
+			cap = nc;
+		}
+		for (j = 0; j < tc->n_eps; j++) {
+			struct ep_key k;
+			int id;
+
+			ep_key_of(&k, c, &tc->eps[j]);
+			id = backend_for(a, &k);
+			if (id < 0) {
+				err = id;
+				goto out;
+			}
+			ids[n] = id;
+			cidx_of[n] = c;
+			n++;
+		}
+	}
+	sig = target_sig(weights, tiers, ids, cidx_of, n, proto, http);
+	if (sig == r->sig && proto == r->proto && http == r->http) {
+		a->st.targets_unchanged++;
+		goto out;
+	}
+	a->st.targets_written++;
+	/* References: new ones first, so a backend moving between targets
+	 * never drops to zero on the way. */
+	for (i = 0; i < n; i++)
+		be_ref(a, ids[i], proto, http);
+	for (i = 0; i < r->n_ids; i++)
+		be_unref(a, r->ids[i], r->proto, r->http);
+	for (i = 0; i < n && !err; i++)
+		err = write_backend(a, ids[i]);
+	if (err)
+		goto out;
+	service_name(t->key, name);
+	if (!r->sig) {
+		err = fg_dp_set_service(a->dp, sid, name);
+		if (err)
+			goto out;
+	}
 	err = fg_dp_set_cluster_weights(a->dp, sid, weights);
 	if (!err)
 		err = fg_dp_set_cluster_tiers(a->dp, sid, tiers);
+	/* Members per cluster, including clusters it no longer has. */
+	members = malloc((n ? n : 1) * sizeof(*members));
+	if (!members) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (c = 0; c < FG_MAX_CLUSTERS && !err; c++) {
+		size_t m = 0;
+
+		for (i = 0; i < n; i++)
+			if (cidx_of[i] == c)
+				members[m++] = ids[i];
+		if (m || !has_cluster[c])
+			err = fg_dp_set_members(a->dp, sid, c, members, m);
+		else
+			err = fg_dp_set_members(a->dp, sid, c, NULL, 0);
+	}
+	if (err)
+		goto out;
+	/* Keep the ids, sorted, as the references this target holds. */
+	free(r->ids);
+	qsort(ids, n, sizeof(*ids), cmp_u32);
+	r->ids = ids;
+	r->n_ids = (__u32)n;
+	ids = NULL;
+	r->sig = sig;
+	r->proto = proto;
+	r->http = http;
+	err = push_u32(&a->dirty, &a->n_dirty, &a->cap_dirty, sid);
+out:
+	free(ids);
+	free(cidx_of);
+	free(members);
 	return err;
 }
 
+/* ---------- listeners ---------- */
+
 static int listener(struct fg_applier *a, json_t *next, __u16 port, __u8 proto, __u8 kind,
-		    int sid, struct fg_listener_key *key)
+		    int sid)
 {
 	struct fg_listener val = { .service_id = sid, .kind = kind };
+	struct fg_listener_key key = {};
 	char k[96], abuf[64];
+	json_t *v;
 	int idx;
 
-	memset(key, 0, sizeof(*key));
-	key->vip = a->opts.listen_addr;
-	key->port = htons(port);
-	key->proto = proto;
-	key->family = a->opts.listen_family;
+	key.vip = a->opts.listen_addr;
+	key.port = htons(port);
+	key.proto = proto;
+	key.family = a->opts.listen_family;
 	fg_addr_str(&a->opts.listen_addr, a->opts.listen_family, abuf, sizeof(abuf));
 	snprintf(k, sizeof(k), "%s|%u|%u", abuf, port, proto);
-	idx = id_for(a->listener_ids, next, k, a->used_stats, FG_MAX_LISTENERS, 0);
-	if (idx < 0)
-		return idx;
+	v = json_object_get(a->listener_ids, k);
+	if (json_is_integer(v)) {
+		idx = (int)json_integer_value(v);
+	} else {
+		for (idx = 0; idx < FG_MAX_LISTENERS && a->used_stats[idx]; idx++)
+			;
+		if (idx == FG_MAX_LISTENERS)
+			return -ENOSPC;
+		a->used_stats[idx] = true;
+	}
+	if (json_object_set_new(next, k, json_integer(idx)))
+		return -ENOMEM;
 	val.stats_idx = idx;
-	return fg_dp_set_listener(a->dp, key, &val);
+	return fg_dp_set_listener(a->dp, &key, &val);
 }
 
 static void remove_stale_listeners(struct fg_applier *a, json_t *next)
@@ -345,123 +704,176 @@ static void remove_stale_listeners(struct fg_applier *a, json_t *next)
 	}
 }
 
-static int rebuild_all(struct fg_applier *a, json_t *services, json_t *next_backends)
+static int apply_listeners(struct fg_applier *a, const struct fg_plan *plan)
 {
-	size_t n = 0, cap = json_object_size(services);
-	__u32 *ids = calloc(cap ? cap : 1, sizeof(*ids));
-	bool *leaving = calloc(FG_MAX_BACKENDS, sizeof(*leaving));
-	const char *key;
-	json_t *v;
-	int err;
+	json_t *next = json_object();
+	size_t i;
+	int err = 0;
 
-	if (!ids || !leaving) {
-		free(ids);
-		free(leaving);
+	if (!next)
 		return -ENOMEM;
-	}
-	json_object_foreach(services, key, v)
-		ids[n++] = json_integer_value(v);
-	json_object_foreach(a->backend_ids, key, v)
-		if (!json_object_get(next_backends, key))
-			leaving[json_integer_value(v)] = true;
-	err = fg_dp_rebuild_services_without(a->dp, ids, n, leaving);
-	free(leaving);
-	if (err)
-		pr_warn("apply: cannot rebuild the rings: %s\n", strerror(-err));
-	free(ids);
-	return err;
-}
-
-int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
-{
-	json_t *next_clusters = json_object(), *next_services = json_object();
-	json_t *next_backends = json_object(), *next_listeners = json_object();
-	struct fg_listener_key lkey;
-	size_t i, j;
-	int err;
-
-	if (!next_clusters || !next_services || !next_backends || !next_listeners) {
-		err = -ENOMEM;
-		goto out;
-	}
-	err = apply_clusters(a, plan, next_clusters);
-	if (err)
-		goto out;
-	/* Clusters no longer attached must not be used by any ring. */
-	{
-		json_t *swap = a->cluster_ids;
-
-		release_stale(a->cluster_ids, next_clusters, a->used_clusters, release_cluster, a);
-		a->cluster_ids = next_clusters;
-		next_clusters = swap;
-	}
-	for (i = 0; i < plan->n_routes && !err; i++) {
-		const struct fg_route *r = &plan->routes[i];
-
-		err = apply_target(a, r->target, FG_PROTO_TCP, true, next_services, next_backends);
-		for (j = 0; j < r->n_canaries && !err; j++)
-			err = apply_target(a, r->canaries[j].target, FG_PROTO_TCP, true,
-					   next_services, next_backends);
-	}
-	for (i = 0; i < plan->n_l4 && !err; i++)
-		err = apply_target(a, plan->l4[i].target, plan->l4[i].proto, false, next_services,
-				   next_backends);
-	if (err)
-		goto out;
-
-	/* The rings come once every backend they reference is written, and
-	 * without the endpoints that are gone; those are removed after. */
-	err = rebuild_all(a, next_services, next_backends);
-	if (err)
-		goto out;
-	release_stale(a->backend_ids, next_backends, a->used_backends, release_backend, a);
-	json_decref(a->backend_ids);
-	a->backend_ids = next_backends;
-	next_backends = NULL;
 	if (a->opts.listen_family) {
 		for (i = 0; i < plan->n_l4 && !err; i++) {
 			int sid = fg_applier_service_id(a, plan->l4[i].target);
-			json_t *v = json_object_get(next_services, plan->l4[i].target->key);
 
-			sid = json_is_integer(v) ? (int)json_integer_value(v) : sid;
 			if (plan->l4[i].port == a->opts.listen_port &&
 			    plan->l4[i].proto == FG_PROTO_TCP) {
 				pr_warn("apply: Service %s/%s port %u clashes with the HTTP listener; ignored\n",
 					plan->l4[i].ns, plan->l4[i].name, plan->l4[i].port);
 				continue;
 			}
-			err = listener(a, next_listeners, plan->l4[i].port, plan->l4[i].proto,
-				       FG_LISTENER_L4, sid, &lkey);
+			if (sid < 0)
+				continue;
+			err = listener(a, next, plan->l4[i].port, plan->l4[i].proto, FG_LISTENER_L4,
+				       sid);
 		}
 		if (!err && a->opts.listen_port)
-			err = listener(a, next_listeners, a->opts.listen_port, FG_PROTO_TCP,
-				       FG_LISTENER_L7, L7_SERVICE_ID, &lkey);
-		if (err)
-			goto out;
+			err = listener(a, next, a->opts.listen_port, FG_PROTO_TCP, FG_LISTENER_L7,
+				       L7_SERVICE_ID);
 	}
-	remove_stale_listeners(a, next_listeners);
-	release_stale(a->service_ids, next_services, a->used_services, release_service, a);
-	/* Services a previous agent left that this plan does not have. */
-	release_stale(a->adopted_services, next_services, a->used_services, release_service, a);
-	json_object_clear(a->adopted_services);
-	json_decref(a->service_ids);
+	if (err) {
+		json_decref(next);
+		return err;
+	}
+	remove_stale_listeners(a, next);
 	json_decref(a->listener_ids);
-	a->service_ids = next_services;
-	a->listener_ids = next_listeners;
-	next_services = next_listeners = NULL;
-out:
-	json_decref(next_clusters);
-	json_decref(next_services);
-	json_decref(next_backends);
-	json_decref(next_listeners);
-	return err;
+	a->listener_ids = next;
+	return 0;
+}
+
+/* ---------- the whole plan ---------- */
+
+/* Targets of the last apply that this plan does not have. */
+static int release_services(struct fg_applier *a)
+{
+	__u32 sid;
+	size_t i;
+	int err;
+
+	for (sid = 1; sid < a->svc_next; sid++) {
+		struct svc_rec *r = a->svcs[sid];
+
+		if (!r || r->seen)
+			continue;
+		for (i = 0; i < r->n_ids; i++)
+			be_unref(a, r->ids[i], r->proto, r->http);
+		err = fg_dp_del_service(a->dp, sid);
+		if (err)
+			pr_warn("apply: cannot remove service %u (%s): %s\n", sid, r->key,
+				strerror(-err));
+		svc_unbind(a, sid);
+		give_id(&a->svc_free, &a->n_svc_free, &a->cap_svc_free, &a->svc_free_head, sid);
+		a->st.targets_removed++;
+	}
+	return 0;
+}
+
+/* Backends nobody holds any more: removed once no ring has them. */
+static void release_backends(struct fg_applier *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->n_to_free; i++) {
+		__u32 id = a->to_free[i];
+		struct be_rec *b = &a->bes[id];
+		int err;
+
+		if (b->refs || !b->live)
+			continue;
+		err = fg_dp_del_backend(a->dp, id);
+		if (err)
+			pr_warn("apply: cannot remove backend %u: %s\n", id, strerror(-err));
+		fg_hmap_del(&a->be_by_ep, &a->be_keys[id]);
+		memset(&a->be_keys[id], 0, sizeof(a->be_keys[id]));
+		b->live = false;
+		b->flags = 0;
+		give_id(&a->be_free, &a->n_be_free, &a->cap_be_free, &a->be_free_head, id);
+		a->st.backends_removed++;
+	}
+	a->n_to_free = 0;
+}
+
+/* Slots the plan's rings may need at most: reserved in one step. */
+static __u64 plan_slots(struct fg_applier *a, const struct fg_plan *plan)
+{
+	__u64 slots = 0;
+	size_t i, j, k;
+
+	for (i = 0; i < plan->n_targets; i++) {
+		const struct fg_target *t = plan->targets[i];
+
+		if (svc_lookup(a, t->key) >= 0)
+			continue; /* counted in the slab already */
+		slots += fg_dp_cluster_ring_size(t->n_clusters);
+		for (j = 0; j < t->n_clusters; j++) {
+			k = t->clusters[j].n_eps;
+			slots += k + (k ? fg_dp_backend_ring_size(a->dp, k) : 0);
+		}
+	}
+	return slots;
+}
+
+int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
+{
+	size_t i, j;
+	__u32 sid;
+	int err;
+
+	memset(&a->st, 0, sizeof(a->st));
+	for (sid = 1; sid < a->svc_next; sid++)
+		if (a->svcs[sid])
+			a->svcs[sid]->seen = false;
+	a->n_dirty = 0;
+	err = apply_clusters(a, plan);
+	if (err)
+		return err;
+	err = fg_dp_ring_reserve(a->dp, plan_slots(a, plan));
+	if (err)
+		return err;
+	for (i = 0; i < plan->n_routes && !err; i++) {
+		const struct fg_route *r = &plan->routes[i];
+
+		err = apply_target(a, r->target, FG_PROTO_TCP, true);
+		for (j = 0; j < r->n_canaries && !err; j++)
+			err = apply_target(a, r->canaries[j].target, FG_PROTO_TCP, true);
+	}
+	for (i = 0; i < plan->n_l4 && !err; i++)
+		err = apply_target(a, plan->l4[i].target, plan->l4[i].proto, false);
+	if (err)
+		return err;
+	/* Rings once every backend they reference is written, and without
+	 * the endpoints that are gone; those are removed after. */
+	err = fg_dp_rebuild_services(a->dp, a->dirty, a->n_dirty);
+	if (err) {
+		pr_warn("apply: cannot rebuild the rings: %s\n", strerror(-err));
+		return err;
+	}
+	a->st.services_rebuilt = a->n_dirty;
+	err = apply_listeners(a, plan);
+	if (err)
+		return err;
+	release_services(a);
+	if (a->adopted) {
+		/* What a previous agent left and this plan does not use. */
+		__u32 id;
+
+		for (id = 1; id < a->be_next; id++)
+			if (a->bes[id].live && !a->bes[id].refs)
+				push_u32(&a->to_free, &a->n_to_free, &a->cap_to_free, id);
+		a->adopted = false;
+	}
+	release_backends(a);
+	return 0;
+}
+
+const struct fg_apply_stats *fg_applier_stats(const struct fg_applier *a)
+{
+	return &a->st;
 }
 
 int fg_applier_service_id(struct fg_applier *a, const struct fg_target *t)
 {
-	json_t *v = json_object_get(a->service_ids, t->key);
-
-	return json_is_integer(v) ? (int)json_integer_value(v) : -ENOENT;
+	return svc_lookup(a, t->key);
 }
 
 int fg_applier_cluster_idx(struct fg_applier *a, const char *cluster)

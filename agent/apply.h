@@ -2,9 +2,11 @@
 /*
  * Writes a plan (routes.h) into the data plane's maps, keeping ids stable
  * across plans: a cluster keeps its index, a target its service id and an
- * endpoint its backend id for as long as they exist, so conntrack entries
- * stay valid and health state survives a configuration change. What a new
- * plan no longer has is removed (backends deactivated, rings deleted).
+ * endpoint its backend id (one per endpoint, shared by the targets that
+ * use it) for as long as they exist, so conntrack entries stay valid and
+ * health state survives a configuration change. Only what differs from
+ * the last apply is written; what a new plan no longer has is removed
+ * (backends deactivated, rings deleted).
  */
 #ifndef FG_APPLY_H
 #define FG_APPLY_H
@@ -24,6 +26,17 @@ int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 		   const struct fg_applier_opts *opts);
 void fg_applier_free(struct fg_applier *a);
 int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan);
+
+/* What the last apply did. */
+struct fg_apply_stats {
+	__u64 targets_written;    /* changed or new targets */
+	__u64 targets_unchanged;  /* skipped: written from the same inputs */
+	__u64 targets_removed;
+	__u64 backends_written;
+	__u64 backends_removed;
+	__u64 services_rebuilt;   /* ring rebuilds asked (unchanged rings skip) */
+};
+const struct fg_apply_stats *fg_applier_stats(const struct fg_applier *a);
 /* The service id a target was given by the last apply, or -ENOENT. */
 int fg_applier_service_id(struct fg_applier *a, const struct fg_target *t);
 /* The cluster index of a cluster id, or -ENOENT. */

@@ -546,33 +546,23 @@ static void count_cluster(json_t *objs, int *services, int *ready)
 	}
 }
 
-/* Distinct endpoints (address:port) of a cluster in the backends map, and
- * how many of them are up. */
+/* Endpoints of a cluster in the backends map (one backend per endpoint),
+ * and how many of them are up. */
 static void count_backends(struct fg_control *c, int cidx, int *active, int *up)
 {
-	const struct fg_maps *maps = fg_dp_maps(c->dp);
-	json_t *seen = json_object();
+	__u32 id, high = fg_dp_backend_high(c->dp);
 	struct fg_backend be;
-	__u32 id;
 
 	*active = 0;
 	*up = 0;
-	for (id = 0; id < FG_MAX_BACKENDS && cidx >= 0; id++) {
-		char key[80], abuf[48];
-
-		if (bpf_map_lookup_elem(maps->backends, &id, &be) ||
-		    !(be.flags & FG_BACKEND_F_ACTIVE) || be.cluster_idx != (__u32)cidx)
+	for (id = 1; id < high && cidx >= 0; id++) {
+		if (fg_dp_backend_view(c->dp, id, &be) || !(be.flags & FG_BACKEND_F_ACTIVE) ||
+		    be.cluster_idx != (__u32)cidx)
 			continue;
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
-		snprintf(key, sizeof(key), "%s:%u", abuf, ntohs(be.port));
-		if (json_object_get(seen, key))
-			continue;
-		json_object_set_new(seen, key, json_true());
 		(*active)++;
 		if (be.flags & FG_BACKEND_F_UP)
 			(*up)++;
 	}
-	json_decref(seen);
 }
 
 /* Keeps the items whose `key` equals name; an error when none does. */

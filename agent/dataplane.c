@@ -18,44 +18,23 @@
 #include <bpf/libbpf.h>
 
 #include "dataplane.h"
+#include "dataplane_int.h"
 #include "fleetgate_hash.h"
 #include "log.h"
 #include "xdp_gateway.skel.h"
 
-/* Every routing write goes through update() or delete(): the epoch tells
- * in-process readers (the HTTP proxy's caches) that routing state may have
- * changed. One process drives one data plane, so one counter serves. */
+/* Every routing write goes through dp_update() or dp_delete(): the epoch
+ * tells in-process readers (the HTTP proxy's caches) that routing state may
+ * have changed. One process drives one data plane, so one counter serves. */
 static __u64 routing_epoch;
-
-struct fg_link {
-	int ifindex;
-	int link_fd;
-	enum fg_xdp_mode mode;
-};
-
-struct fg_dataplane {
-	struct xdp_gateway_bpf *skel; /* NULL when opened from pins */
-	struct fg_maps maps;
-	char pin_path[PATH_MAX];
-	bool pinned;
-	__u32 maglev_size;
-	int ncpus;
-	struct fg_link links[FG_MAX_IFACES];
-	int n_links;
-	__u32 *ring_keys; /* 0..max(maglev_size, cluster ring)-1, for batches */
-	/* What each backend ring this process wrote was built from (a hash
-	 * of its entries), so a rebuild skips the rings that would not
-	 * change: a health change touches one cluster's ring, not all. */
-	__u64 (*ring_sig)[FG_MAX_CLUSTERS];
-};
 
 static const struct {
 	const char *name;
 	size_t off;
 } map_names[] = {
 #define M(n) { #n, offsetof(struct fg_maps, n) }
-	M(listeners), M(services), M(clusters), M(backends), M(cluster_rings),
-	M(backend_rings), M(allowlists), M(conntrack), M(reverse_nat), M(ifaces),
+	M(listeners), M(services), M(clusters), M(backends), M(rings),
+	M(ring_slots), M(allowlists), M(conntrack), M(reverse_nat), M(ifaces),
 	M(settings), M(listener_stats), M(backend_stats), M(cluster_stats),
 	M(verdicts),
 #undef M
@@ -223,6 +202,16 @@ static void release_bpffs(void)
 			strerror(errno));
 }
 
+static __u32 map_max_entries(int fd)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return 0;
+	return info.max_entries;
+}
+
 static struct fg_dataplane *dp_alloc(void)
 {
 	struct fg_dataplane *dp = calloc(1, sizeof(*dp));
@@ -232,25 +221,9 @@ static struct fg_dataplane *dp_alloc(void)
 		return NULL;
 	for (i = 0; i < N_MAPS; i++)
 		*map_fd_slot(&dp->maps, i) = -1;
+	dp->slab_fd = -1;
 	dp->ncpus = libbpf_num_possible_cpus();
 	return dp;
-}
-
-static int alloc_ring_keys(struct fg_dataplane *dp)
-{
-	dp->ring_sig = calloc(FG_MAX_SERVICES, sizeof(*dp->ring_sig));
-	if (!dp->ring_sig)
-		return -ENOMEM;
-	__u32 n = dp->maglev_size > FG_CLUSTER_RING_SIZE ? dp->maglev_size
-							  : FG_CLUSTER_RING_SIZE;
-	__u32 i;
-
-	dp->ring_keys = malloc(n * sizeof(__u32));
-	if (!dp->ring_keys)
-		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		dp->ring_keys[i] = i;
-	return 0;
 }
 
 static int settings_write_size(struct fg_dataplane *dp)
@@ -268,10 +241,8 @@ static int settings_write_size(struct fg_dataplane *dp)
 	return 0;
 }
 
-static void set_rodata(struct xdp_gateway_bpf *skel, const struct fg_dp_opts *opts,
-		       __u32 maglev_size)
+static void set_rodata(struct xdp_gateway_bpf *skel, const struct fg_dp_opts *opts)
 {
-	skel->rodata->maglev_size = maglev_size;
 	if (opts->snat_port_min)
 		skel->rodata->snat_port_min = opts->snat_port_min;
 	if (opts->snat_port_max)
@@ -305,6 +276,10 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 	if (!dp)
 		return -ENOMEM;
 	dp->maglev_size = msize;
+	dp->max_services = opts->max_services ? opts->max_services : FG_DEF_MAX_SERVICES;
+	dp->max_backends = opts->max_backends ? opts->max_backends : FG_DEF_MAX_BACKENDS;
+	dp->max_rings = opts->max_rings ? opts->max_rings : FG_DEF_MAX_RINGS;
+	dp->slab_max = opts->ring_slots_max ? opts->ring_slots_max : FG_MAX_RING_SLOTS;
 
 	if (opts->pin_path) {
 		snprintf(dp->pin_path, sizeof(dp->pin_path), "%s", opts->pin_path);
@@ -336,9 +311,12 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 		bpf_object__for_each_map(map, dp->skel->obj)
 			bpf_map__set_pin_path(map, NULL);
 	}
-	set_rodata(dp->skel, opts, msize);
-	/* The backend ring template keeps its compiled size: with
-	 * BPF_F_INNER_MAP the rings the agent creates may have another one. */
+	set_rodata(dp->skel, opts);
+	/* Sized by the flags; a pinned map of another size is refused. */
+	bpf_map__set_max_entries(dp->skel->maps.services, dp->max_services);
+	bpf_map__set_max_entries(dp->skel->maps.backends, dp->max_backends);
+	bpf_map__set_max_entries(dp->skel->maps.backend_stats, dp->max_backends);
+	bpf_map__set_max_entries(dp->skel->maps.rings, dp->max_rings);
 	err = xdp_gateway_bpf__load(dp->skel);
 	if (err) {
 		pr_warn("cannot load the XDP object: %s%s\n", strerror(-err),
@@ -356,9 +334,11 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 		}
 		*map_fd_slot(&dp->maps, i) = bpf_map__fd(map);
 	}
-	err = alloc_ring_keys(dp);
-	if (err)
+	err = dp_rings_init(dp, opts->ring_slots ? opts->ring_slots : FG_DEF_RING_SLOTS, true);
+	if (err) {
+		pr_warn("cannot set up the ring slab: %s\n", strerror(-err));
 		goto err_destroy;
+	}
 	err = settings_write_size(dp);
 	if (err) {
 		pr_warn("cannot write the settings map: %s\n", strerror(-err));
@@ -368,6 +348,7 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 	return 0;
 
 err_destroy:
+	dp_rings_fini(dp);
 	if (dp->pinned)
 		bpf_object__unpin_maps(dp->skel->obj, NULL);
 	xdp_gateway_bpf__destroy(dp->skel);
@@ -376,7 +357,6 @@ err_free:
 		rmdir(dp->pin_path);
 	if (dp->pinned)
 		release_bpffs();
-	free(dp->ring_keys);
 	free(dp);
 	return err;
 }
@@ -411,7 +391,15 @@ int fg_dp_open_pinned(struct fg_dataplane **out, const char *pin_path)
 		goto err_close;
 	}
 	dp->maglev_size = s.maglev_size;
-	err = alloc_ring_keys(dp);
+	dp->max_services = map_max_entries(dp->maps.services);
+	dp->max_backends = map_max_entries(dp->maps.backends);
+	dp->max_rings = map_max_entries(dp->maps.rings);
+	if (!dp->max_services || !dp->max_backends) {
+		err = -EINVAL;
+		pr_warn("cannot read the sizes of the pinned maps under %s\n", pin_path);
+		goto err_close;
+	}
+	err = dp_rings_init(dp, 0, false);
 	if (err)
 		goto err_close;
 	*out = dp;
@@ -450,8 +438,7 @@ void fg_dp_close(struct fg_dataplane *dp, bool remove_pins)
 			if (*map_fd_slot(&dp->maps, i) >= 0)
 				close(*map_fd_slot(&dp->maps, i));
 	}
-	free(dp->ring_keys);
-	free(dp->ring_sig);
+	dp_rings_fini(dp);
 	free(dp);
 }
 
@@ -468,6 +455,16 @@ int fg_dp_prog_fd(const struct fg_dataplane *dp)
 __u32 fg_dp_maglev_size(const struct fg_dataplane *dp)
 {
 	return dp->maglev_size;
+}
+
+__u32 fg_dp_max_services(const struct fg_dataplane *dp)
+{
+	return dp->max_services;
+}
+
+__u32 fg_dp_max_backends(const struct fg_dataplane *dp)
+{
+	return dp->max_backends;
 }
 
 __u64 fg_dp_epoch(const struct fg_dataplane *dp)
@@ -608,15 +605,17 @@ int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
 }
 
 
-static int update(int fd, const void *key, const void *val, __u64 flags)
+int dp_update(struct fg_dataplane *dp, int fd, const void *key, const void *val, __u64 flags)
 {
 	routing_epoch++;
+	dp->map_writes++;
 	return bpf_map_update_elem(fd, key, val, flags) ? -errno : 0;
 }
 
-static int delete(int fd, const void *key)
+int dp_delete(struct fg_dataplane *dp, int fd, const void *key)
 {
 	routing_epoch++;
+	dp->map_writes++;
 	if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
 		return -errno;
 	return 0;
@@ -626,14 +625,14 @@ int fg_dp_set_service(struct fg_dataplane *dp, __u32 service_id, const char *nam
 {
 	struct fg_service svc = {};
 
-	if (service_id >= FG_MAX_SERVICES)
+	if (service_id >= dp->max_services)
 		return -ERANGE;
 	bpf_map_lookup_elem(dp->maps.services, &service_id, &svc);
 	memset(svc.name, 0, sizeof(svc.name));
 	snprintf(svc.name, sizeof(svc.name), "%s", name ? name : "");
 	svc.flags |= FG_SERVICE_F_ACTIVE;
 	svc.generation++;
-	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+	return dp_update(dp, dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
 int fg_dp_del_service(struct fg_dataplane *dp, __u32 service_id)
@@ -641,12 +640,13 @@ int fg_dp_del_service(struct fg_dataplane *dp, __u32 service_id)
 	struct fg_service svc = {};
 	int err;
 
-	if (service_id >= FG_MAX_SERVICES)
+	if (service_id >= dp->max_services)
 		return -ERANGE;
-	err = update(dp->maps.services, &service_id, &svc, BPF_ANY);
+	/* Rings first: nothing may pick a service being cleared. */
+	err = dp_rings_del_service(dp, service_id);
 	if (err)
 		return err;
-	return delete(dp->maps.cluster_rings, &service_id);
+	return dp_update(dp, dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
 int fg_dp_set_cluster(struct fg_dataplane *dp, __u32 cluster_idx, const char *name, bool up)
@@ -656,8 +656,11 @@ int fg_dp_set_cluster(struct fg_dataplane *dp, __u32 cluster_idx, const char *na
 	if (cluster_idx >= FG_MAX_CLUSTERS)
 		return -ERANGE;
 	snprintf(cl.name, sizeof(cl.name), "%s", name ? name : "");
-	cl.flags = FG_CLUSTER_F_ACTIVE | (up ? FG_CLUSTER_F_UP : 0);
-	return update(dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
+	cl.flags = name ? FG_CLUSTER_F_ACTIVE | (up ? FG_CLUSTER_F_UP : 0) : 0;
+	if (!memcmp(&dp->cl_mirror[cluster_idx], &cl, sizeof(cl)) && dp->skel)
+		return 0;
+	dp->cl_mirror[cluster_idx] = cl;
+	return dp_update(dp, dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
 }
 
 int fg_dp_set_cluster_up(struct fg_dataplane *dp, __u32 cluster_idx, bool up)
@@ -671,112 +674,79 @@ int fg_dp_set_cluster_up(struct fg_dataplane *dp, __u32 cluster_idx, bool up)
 	if (!(cl.flags & FG_CLUSTER_F_ACTIVE))
 		return -ENOENT;
 	cl.flags = up ? cl.flags | FG_CLUSTER_F_UP : cl.flags & ~FG_CLUSTER_F_UP;
-	return update(dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
+	dp->cl_mirror[cluster_idx] = cl;
+	return dp_update(dp, dp->maps.clusters, &cluster_idx, &cl, BPF_ANY);
 }
 
 int fg_dp_set_listener(struct fg_dataplane *dp, const struct fg_listener_key *key,
 		       const struct fg_listener *val)
 {
-	if (val->service_id >= FG_MAX_SERVICES || val->stats_idx >= FG_MAX_LISTENERS)
+	if (val->service_id >= dp->max_services || val->stats_idx >= FG_MAX_LISTENERS)
 		return -ERANGE;
-	return update(dp->maps.listeners, key, val, BPF_ANY);
+	return dp_update(dp, dp->maps.listeners, key, val, BPF_ANY);
 }
 
 int fg_dp_del_listener(struct fg_dataplane *dp, const struct fg_listener_key *key)
 {
-	return delete(dp->maps.listeners, key);
+	return dp_delete(dp, dp->maps.listeners, key);
 }
 
 int fg_dp_set_backend(struct fg_dataplane *dp, __u32 backend_id, const struct fg_backend *be)
 {
-	if (backend_id >= FG_MAX_BACKENDS)
+	struct fg_backend old, next = *be;
+	int err;
+
+	if (backend_id >= dp->max_backends)
 		return -ERANGE;
-	return update(dp->maps.backends, &backend_id, be, BPF_ANY);
+	/* gen follows the endpoint: the same one keeps it, another one
+	 * (or a reused id) gets the next. */
+	if (bpf_map_lookup_elem(dp->maps.backends, &backend_id, &old))
+		memset(&old, 0, sizeof(old));
+	next.gen = old.gen;
+	if (!(old.flags & FG_BACKEND_F_ACTIVE) || old.family != be->family ||
+	    old.port != be->port || old.cluster_idx != be->cluster_idx ||
+	    memcmp(&old.addr, &be->addr, sizeof(old.addr)))
+		next.gen++;
+	if (!memcmp(&old, &next, sizeof(old)))
+		return 0;
+	err = dp_update(dp, dp->maps.backends, &backend_id, &next, BPF_ANY);
+	if (!err)
+		dp_mirror_set(dp, backend_id, &next);
+	return err;
 }
 
 int fg_dp_set_backend_up(struct fg_dataplane *dp, __u32 backend_id, bool up)
 {
 	struct fg_backend be;
+	int err;
 
-	if (backend_id >= FG_MAX_BACKENDS)
+	if (backend_id >= dp->max_backends)
 		return -ERANGE;
 	if (bpf_map_lookup_elem(dp->maps.backends, &backend_id, &be))
 		return -errno;
 	if (!(be.flags & FG_BACKEND_F_ACTIVE))
 		return -ENOENT;
 	be.flags = up ? be.flags | FG_BACKEND_F_UP : be.flags & ~FG_BACKEND_F_UP;
-	return update(dp->maps.backends, &backend_id, &be, BPF_ANY);
+	err = dp_update(dp, dp->maps.backends, &backend_id, &be, BPF_ANY);
+	if (!err)
+		dp_mirror_set(dp, backend_id, &be);
+	return err;
 }
 
 int fg_dp_del_backend(struct fg_dataplane *dp, __u32 backend_id)
 {
 	struct fg_backend be = {};
-
-	if (backend_id >= FG_MAX_BACKENDS)
-		return -ERANGE;
-	return update(dp->maps.backends, &backend_id, &be, BPF_ANY);
-}
-
-static int fill_array(struct fg_dataplane *dp, int fd, const __u32 *table, __u32 size)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	__u32 count = size, i;
-
-	if (!bpf_map_update_batch(fd, dp->ring_keys, table, &count, &bopts))
-		return 0;
-	/* Kernels without batch support for arrays: one at a time. */
-	for (i = 0; i < size; i++)
-		if (bpf_map_update_elem(fd, &dp->ring_keys[i], &table[i], BPF_ANY))
-			return -errno;
-	return 0;
-}
-
-/* Builds a fresh inner array from table and points the outer slot at it. */
-static int ring_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
-		     const __u32 *table, __u32 size, const char *name)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP);
-	int fd, err;
-
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32), size, &mopts);
-	if (fd < 0)
-		return -errno;
-	err = fill_array(dp, fd, table, size);
-	if (!err)
-		err = update(outer_fd, key, &fd, BPF_ANY);
-	close(fd);
-	return err;
-}
-
-
-static int build_and_swap(struct fg_dataplane *dp, int outer_fd, const void *key,
-			  __u32 service_id, const struct fg_maglev_entry *entries,
-			  size_t n, __u32 size, const char *name)
-{
-	__u32 *table = malloc(size * sizeof(*table));
 	int err;
 
-	if (!table)
-		return -ENOMEM;
-	err = fg_maglev_build(entries, n, table, size);
-	if (!err)
-		err = ring_swap(dp, outer_fd, key, table, size, name);
-	free(table);
-	return err;
-}
-
-int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
-			   const struct fg_maglev_entry *clusters, size_t n)
-{
-	size_t i;
-
-	if (service_id >= FG_MAX_SERVICES)
+	if (backend_id >= dp->max_backends)
 		return -ERANGE;
-	for (i = 0; i < n; i++)
-		if (clusters[i].id >= FG_MAX_CLUSTERS)
-			return -ERANGE;
-	return build_and_swap(dp, dp->maps.cluster_rings, &service_id, service_id, clusters, n,
-			      FG_CLUSTER_RING_SIZE, "fg_cluster_ring");
+	/* gen survives, so the next endpoint given this id gets a new one. */
+	if (!bpf_map_lookup_elem(dp->maps.backends, &backend_id, &be))
+		be = (struct fg_backend){ .gen = be.gen };
+	err = dp_update(dp, dp->maps.backends, &backend_id, &be, BPF_ANY);
+	if (!err)
+		dp_mirror_set(dp, backend_id, &be);
+	return err;
 }
 
 /* Rewrites one part of an active service's entry. */
@@ -785,14 +755,16 @@ static int update_service(struct fg_dataplane *dp, __u32 service_id, size_t off,
 {
 	struct fg_service svc;
 
-	if (service_id >= FG_MAX_SERVICES)
+	if (service_id >= dp->max_services)
 		return -ERANGE;
 	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
 		return -errno;
 	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
 		return -ENOENT;
+	if (!memcmp((char *)&svc + off, val, len))
+		return 0;
 	memcpy((char *)&svc + off, val, len);
-	return update(dp->maps.services, &service_id, &svc, BPF_ANY);
+	return dp_update(dp, dp->maps.services, &service_id, &svc, BPF_ANY);
 }
 
 int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
@@ -807,203 +779,6 @@ int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
 {
 	return update_service(dp, service_id, offsetof(struct fg_service, cluster_tier),
 			      tiers, sizeof(((struct fg_service *)0)->cluster_tier));
-}
-
-/* Reads the whole backends array, in batches when the kernel can. */
-static int read_backends(struct fg_dataplane *dp, struct fg_backend *all)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	__u32 *keys = malloc(FG_MAX_BACKENDS * sizeof(*keys));
-	__u32 count = FG_MAX_BACKENDS, out_batch = 0, id;
-	int err = 0;
-
-	if (!keys)
-		return -ENOMEM;
-	err = bpf_map_lookup_batch(dp->maps.backends, NULL, &out_batch, keys, all, &count, &bopts);
-	/* An array answers in key order: all of it, or fall back. */
-	if ((!err || errno == ENOENT) && count == FG_MAX_BACKENDS) {
-		err = 0;
-		goto out;
-	}
-	err = 0;
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
-		if (bpf_map_lookup_elem(dp->maps.backends, &id, &all[id])) {
-			err = -errno;
-			break;
-		}
-	}
-out:
-	free(keys);
-	return err;
-}
-
-/* The healthy backends of (service, cluster), as Maglev entries; keys are
- * "addr:port" so a backend keeps its slots across renumbering. */
-static size_t collect_backends(const struct fg_backend *all, __u32 service_id, __u32 cluster_idx,
-			       struct fg_maglev_entry *ents, char (*keys)[64])
-{
-	size_t n = 0;
-	__u32 id;
-
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
-		const struct fg_backend *be = &all[id];
-		char abuf[48];
-
-		if (!(be->flags & FG_BACKEND_F_ACTIVE) || !(be->flags & FG_BACKEND_F_UP) ||
-		    be->service_id != service_id || be->cluster_idx != cluster_idx || !be->weight)
-			continue;
-		fg_addr_str(&be->addr, be->family, abuf, sizeof(abuf));
-		snprintf(keys[n], sizeof(keys[n]), "%s:%u", abuf, ntohs(be->port));
-		ents[n].id = id;
-		ents[n].weight = be->weight;
-		ents[n].key = keys[n];
-		ents[n].key_len = strlen(keys[n]);
-		n++;
-	}
-	return n;
-}
-
-/* A hash of a ring's entries (ids, weights and keys, in order: the same
- * backends in the same order give the same table). Never 0, which marks
- * "no ring written". */
-static __u64 ring_signature(const struct fg_maglev_entry *ents, size_t n)
-{
-	__u64 h = 1469598103934665603ULL;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h = (h ^ ents[i].id) * 1099511628211ULL;
-		h = (h ^ ents[i].weight) * 1099511628211ULL;
-		h = (h ^ fg_bytes_hash(ents[i].key, ents[i].key_len, 0)) * 1099511628211ULL;
-	}
-	return h ? h : 1;
-}
-
-static bool backend_ring_exists(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx)
-{
-	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
-	__u32 id;
-
-	return !bpf_map_lookup_elem(dp->maps.backend_rings, &key, &id);
-}
-
-static int rebuild_one(struct fg_dataplane *dp, __u32 service_id, const struct fg_backend *all,
-		       struct fg_maglev_entry *bents, char (*keys)[64])
-{
-	__u64 sig;
-	struct fg_maglev_entry cents[FG_MAX_CLUSTERS];
-	struct fg_cluster clusters[FG_MAX_CLUSTERS];
-	bool usable[FG_MAX_CLUSTERS] = {};
-	struct fg_service svc;
-	unsigned int best_tier = 256;
-	size_t n, nc = 0;
-	__u32 c;
-	int err;
-
-	if (service_id >= FG_MAX_SERVICES)
-		return -ERANGE;
-	if (bpf_map_lookup_elem(dp->maps.services, &service_id, &svc))
-		return -errno;
-	if (!(svc.flags & FG_SERVICE_F_ACTIVE))
-		return -ENOENT;
-	for (c = 0; c < FG_MAX_CLUSTERS; c++) {
-		if (!svc.cluster_weight[c])
-			continue;
-		if (bpf_map_lookup_elem(dp->maps.clusters, &c, &clusters[c]))
-			return -errno;
-		n = collect_backends(all, service_id, c, bents, keys);
-		sig = ring_signature(bents, n);
-		if (!dp->ring_sig || dp->ring_sig[service_id][c] != sig ||
-		    !backend_ring_exists(dp, service_id, c)) {
-			err = fg_dp_set_backend_ring(dp, service_id, c, bents, n);
-			if (err)
-				return err;
-			if (dp->ring_sig)
-				dp->ring_sig[service_id][c] = sig;
-		}
-		/* A cluster without a healthy backend gets no share: its
-		 * traffic fails over to the others. */
-		usable[c] = n && (clusters[c].flags & FG_CLUSTER_F_UP);
-		if (usable[c] && svc.cluster_tier[c] < best_tier)
-			best_tier = svc.cluster_tier[c];
-	}
-	/* Only the best tier that can serve takes traffic: a canary's own
-	 * clusters, else its main route's, else any cluster with the Service. */
-	for (c = 0; c < FG_MAX_CLUSTERS; c++) {
-		if (!usable[c] || svc.cluster_tier[c] != best_tier)
-			continue;
-		cents[nc].id = c;
-		cents[nc].weight = svc.cluster_weight[c];
-		cents[nc].key = clusters[c].name;
-		cents[nc].key_len = strnlen(clusters[c].name, sizeof(clusters[c].name));
-		nc++;
-	}
-	return fg_dp_set_cluster_ring(dp, service_id, cents, nc);
-}
-
-int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, size_t n)
-{
-	return fg_dp_rebuild_services_without(dp, service_ids, n, NULL);
-}
-
-int fg_dp_rebuild_services_without(struct fg_dataplane *dp, const __u32 *service_ids, size_t n,
-				   const bool *leaving)
-{
-	struct fg_maglev_entry *bents;
-	struct fg_backend *all;
-	char (*keys)[64];
-	size_t i;
-	int err;
-
-	all = calloc(FG_MAX_BACKENDS, sizeof(*all));
-	bents = calloc(FG_MAX_BACKENDS, sizeof(*bents));
-	keys = calloc(FG_MAX_BACKENDS, sizeof(*keys));
-	if (!all || !bents || !keys) {
-		err = -ENOMEM;
-		goto out;
-	}
-	err = read_backends(dp, all);
-	/* Backends about to be removed are left out of the new rings, so no
-	 * ring ever points at a removed backend. */
-	for (i = 0; leaving && !err && i < FG_MAX_BACKENDS; i++)
-		if (leaving[i])
-			all[i].flags &= ~FG_BACKEND_F_ACTIVE;
-	for (i = 0; i < n && !err; i++)
-		err = rebuild_one(dp, service_ids[i], all, bents, keys);
-out:
-	free(all);
-	free(bents);
-	free(keys);
-	return err;
-}
-
-int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id)
-{
-	return fg_dp_rebuild_services(dp, &service_id, 1);
-}
-
-int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
-			   const struct fg_maglev_entry *backends, size_t n)
-{
-	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
-	size_t i;
-
-	if (service_id >= FG_MAX_SERVICES || cluster_idx >= FG_MAX_CLUSTERS)
-		return -ERANGE;
-	for (i = 0; i < n; i++)
-		if (backends[i].id >= FG_MAX_BACKENDS)
-			return -ERANGE;
-	return build_and_swap(dp, dp->maps.backend_rings, &key, service_id, backends, n,
-			      dp->maglev_size, "fg_backend_ring");
-}
-
-int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx)
-{
-	if (dp->ring_sig && service_id < FG_MAX_SERVICES && cluster_idx < FG_MAX_CLUSTERS)
-		dp->ring_sig[service_id][cluster_idx] = 0;
-	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
-
-	return delete(dp->maps.backend_rings, &key);
 }
 
 static void allow_key(struct fg_allow_key *key, __u32 service_id, int family,
@@ -1038,7 +813,7 @@ static int listener_flag_allowlist(struct fg_dataplane *dp, __u32 service_id, bo
 			continue;
 		val.flags = on ? val.flags | FG_LISTENER_F_ALLOWLIST
 			       : val.flags & ~FG_LISTENER_F_ALLOWLIST;
-		err = update(dp->maps.listeners, &key, &val, BPF_EXIST);
+		err = dp_update(dp, dp->maps.listeners, &key, &val, BPF_EXIST);
 		if (err)
 			return err;
 	}
@@ -1057,7 +832,7 @@ int fg_dp_allow_add(struct fg_dataplane *dp, __u32 service_id, int family,
 	    (family != FG_AF_INET && family != FG_AF_INET6))
 		return -EINVAL;
 	allow_key(&key, service_id, family, addr, prefix_len);
-	err = update(dp->maps.allowlists, &key, &one, BPF_ANY);
+	err = dp_update(dp, dp->maps.allowlists, &key, &one, BPF_ANY);
 	if (err)
 		return err;
 	return listener_flag_allowlist(dp, service_id, true);
@@ -1076,7 +851,7 @@ int fg_dp_allow_clear(struct fg_dataplane *dp, __u32 service_id)
 	while (!bpf_map_get_next_key(dp->maps.allowlists, prev, &next)) {
 		key = next;
 		if (ntohl(key.service_id) == service_id) {
-			err = delete(dp->maps.allowlists, &key);
+			err = dp_delete(dp, dp->maps.allowlists, &key);
 			if (err)
 				return err;
 			prev = NULL;
@@ -1089,12 +864,12 @@ int fg_dp_allow_clear(struct fg_dataplane *dp, __u32 service_id)
 
 int fg_dp_set_iface(struct fg_dataplane *dp, __u32 ifindex, const struct fg_iface *ifc)
 {
-	return update(dp->maps.ifaces, &ifindex, ifc, BPF_ANY);
+	return dp_update(dp, dp->maps.ifaces, &ifindex, ifc, BPF_ANY);
 }
 
 int fg_dp_del_iface(struct fg_dataplane *dp, __u32 ifindex)
 {
-	return delete(dp->maps.ifaces, &ifindex);
+	return dp_delete(dp, dp->maps.ifaces, &ifindex);
 }
 
 int fg_dp_bump_fib_gen(struct fg_dataplane *dp)
@@ -1105,7 +880,7 @@ int fg_dp_bump_fib_gen(struct fg_dataplane *dp)
 	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s))
 		return -errno;
 	s.fib_gen++;
-	return update(dp->maps.settings, &zero, &s, BPF_ANY);
+	return dp_update(dp, dp->maps.settings, &zero, &s, BPF_ANY);
 }
 
 int fg_dp_read_counter(struct fg_dataplane *dp, int map_fd, __u32 idx, struct fg_counter *sum)
@@ -1131,10 +906,12 @@ int fg_dp_read_counter(struct fg_dataplane *dp, int map_fd, __u32 idx, struct fg
 	return 0;
 }
 
+/* The spec's backends, and each cluster's members. */
 static int apply_backends(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
 {
-	size_t i;
-	int err;
+	__u32 *ids;
+	size_t i, c, n;
+	int err = 0;
 
 	for (i = 0; i < spec->n_backends; i++) {
 		const struct fg_l4_backend_spec *b = &spec->backends[i];
@@ -1144,18 +921,29 @@ static int apply_backends(struct fg_dataplane *dp, const struct fg_l4_service_sp
 			.family = (__u8)b->family,
 			.flags = FG_BACKEND_F_ACTIVE | (b->up ? FG_BACKEND_F_UP : 0) |
 				 (spec->proto == FG_PROTO_TCP ? FG_BACKEND_F_PROBE_TCP : 0),
-			.service_id = spec->service_id,
 			.cluster_idx = b->cluster_idx,
 			.weight = b->weight,
 		};
 
 		if (b->family != spec->family)
 			return -EAFNOSUPPORT; /* no v4<->v6 translation */
+		if (b->cluster_idx >= FG_MAX_CLUSTERS)
+			return -ERANGE;
 		err = fg_dp_set_backend(dp, b->backend_id, &be);
 		if (err)
 			return err;
 	}
-	return 0;
+	ids = malloc((spec->n_backends ? spec->n_backends : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (c = 0; c < FG_MAX_CLUSTERS && !err; c++) {
+		for (i = n = 0; i < spec->n_backends; i++)
+			if (spec->backends[i].cluster_idx == c)
+				ids[n++] = spec->backends[i].backend_id;
+		err = fg_dp_set_members(dp, spec->service_id, c, ids, n);
+	}
+	free(ids);
+	return err;
 }
 
 int fg_dp_apply_service(struct fg_dataplane *dp, const struct fg_l4_service_spec *spec)
@@ -1203,7 +991,7 @@ int fg_dp_apply_service(struct fg_dataplane *dp, const struct fg_l4_service_spec
 		__u8 one = 1;
 
 		allow_key(&key, spec->service_id, a->family, &a->addr, a->prefix_len);
-		err = update(dp->maps.allowlists, &key, &one, BPF_ANY);
+		err = dp_update(dp, dp->maps.allowlists, &key, &one, BPF_ANY);
 		if (err)
 			return err;
 	}
@@ -1234,41 +1022,3 @@ const char *fg_addr_str(const struct fg_addr *addr, int family, char *buf, size_
 	return buf;
 }
 
-int fg_dp_cluster_shares(struct fg_dataplane *dp, __u32 service_id,
-			 __u32 slots[FG_MAX_CLUSTERS], __u32 *total)
-{
-	__u32 id, *table = NULL, i, count = FG_CLUSTER_RING_SIZE, out_batch = 0;
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	int fd, err = 0;
-
-	memset(slots, 0, FG_MAX_CLUSTERS * sizeof(*slots));
-	*total = 0;
-	/* User space reads an outer map-in-map slot as the inner map's id. */
-	if (bpf_map_lookup_elem(dp->maps.cluster_rings, &service_id, &id))
-		return errno == ENOENT ? 0 : -errno;
-	fd = bpf_map_get_fd_by_id(id);
-	if (fd < 0)
-		return -errno;
-	table = malloc(FG_CLUSTER_RING_SIZE * sizeof(*table));
-	if (!table) {
-		err = -ENOMEM;
-		goto out;
-	}
-	err = bpf_map_lookup_batch(fd, NULL, &out_batch, dp->ring_keys, table, &count, &bopts);
-	if ((err && errno != ENOENT) || count != FG_CLUSTER_RING_SIZE) {
-		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
-			if (bpf_map_lookup_elem(fd, &i, &table[i]))
-				table[i] = FG_NONE;
-	}
-	err = 0;
-	for (i = 0; i < FG_CLUSTER_RING_SIZE; i++) {
-		if (table[i] >= FG_MAX_CLUSTERS)
-			continue;
-		slots[table[i]]++;
-		(*total)++;
-	}
-out:
-	free(table);
-	close(fd);
-	return err;
-}

@@ -29,7 +29,13 @@ enum fg_xdp_mode {
 
 struct fg_dp_opts {
 	const char *pin_path; /* NULL: do not pin (tests) */
-	__u32 maglev_size;    /* 0: FG_DEFAULT_MAGLEV_SIZE; must be prime */
+	__u32 maglev_size;    /* the largest backend ring, a prime; 0:
+			       * FG_DEFAULT_MAGLEV_SIZE */
+	__u32 max_services;   /* services map entries; 0: FG_DEF_MAX_SERVICES */
+	__u32 max_backends;   /* backends (endpoints); 0: FG_DEF_MAX_BACKENDS */
+	__u32 max_rings;      /* rings map entries; 0: FG_DEF_MAX_RINGS */
+	__u32 ring_slots;     /* the ring slab's first size; 0: FG_DEF_RING_SLOTS */
+	__u32 ring_slots_max; /* it grows up to this; 0: FG_MAX_RING_SLOTS */
 	__u16 snat_port_min;  /* 0: 40000 */
 	__u16 snat_port_max;  /* 0: 59999 */
 	__u64 ct_timeout_tcp_ns; /* 0: defaults of bpf/lib/conntrack.h */
@@ -42,8 +48,8 @@ struct fg_maps {
 	int services;
 	int clusters;
 	int backends;
-	int cluster_rings;
-	int backend_rings;
+	int rings;
+	int ring_slots;
 	int allowlists;
 	int conntrack;
 	int reverse_nat;
@@ -66,6 +72,17 @@ const struct fg_maps *fg_dp_maps(const struct fg_dataplane *dp);
 /* fd of the XDP program (loaded data planes only), for BPF_PROG_TEST_RUN. */
 int fg_dp_prog_fd(const struct fg_dataplane *dp);
 __u32 fg_dp_maglev_size(const struct fg_dataplane *dp);
+/* Entries of the services and backends maps (ids are below these). */
+__u32 fg_dp_max_services(const struct fg_dataplane *dp);
+__u32 fg_dp_max_backends(const struct fg_dataplane *dp);
+/* A loaded data plane's backend as this process last wrote it (it is the
+ * only writer), without a system call: address, port, family, flags,
+ * weight and cluster (gen is 0). -EOPNOTSUPP on a pinned-open one. */
+int fg_dp_backend_view(const struct fg_dataplane *dp, __u32 id, struct fg_backend *be);
+/* 1 + the highest backend id ever made active: ids to scan are below. */
+__u32 fg_dp_backend_high(const struct fg_dataplane *dp);
+/* The cluster id of an index as this process wrote it, "?" when none. */
+const char *fg_dp_cluster_name(const struct fg_dataplane *dp, __u32 cluster_idx);
 int fg_dp_ncpus(const struct fg_dataplane *dp);
 /* Changes whenever this process writes routing state (services, clusters,
  * backends, rings, listeners): in-process caches of the maps compare it to
@@ -90,31 +107,64 @@ int fg_dp_del_listener(struct fg_dataplane *dp, const struct fg_listener_key *ke
 int fg_dp_set_backend(struct fg_dataplane *dp, __u32 backend_id, const struct fg_backend *be);
 int fg_dp_set_backend_up(struct fg_dataplane *dp, __u32 backend_id, bool up);
 int fg_dp_del_backend(struct fg_dataplane *dp, __u32 backend_id);
-/* Builds a weighted Maglev ring over the entries and swaps it in
- * atomically: readers see the old ring or the new one, never a mix. */
-int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
-			   const struct fg_maglev_entry *clusters, size_t n);
-int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
-			   const struct fg_maglev_entry *backends, size_t n);
+/*
+ * Rings (agent/rings.c; the rings and ring_slots maps). A service's
+ * backends in a cluster are its members there (fg_dp_set_members, up or
+ * down); its rings are rebuilt from them and from the recorded shares and
+ * tiers: per cluster a Maglev ring over its active, up members, and a
+ * cluster ring over the clusters of the lowest failover tier among those
+ * that are up and keep at least one up member, weighted by the shares. A
+ * ring is written only when what it is built from changed, to fresh slots,
+ * then published in one update: readers see the old ring or the new one.
+ */
 /* Records the route's intended share per cluster index (services map). */
 int fg_dp_set_cluster_weights(struct fg_dataplane *dp, __u32 service_id,
 			      const __u32 weights[FG_MAX_CLUSTERS]);
 /* Records the failover tier per cluster index (0 = first choice). */
 int fg_dp_set_cluster_tiers(struct fg_dataplane *dp, __u32 service_id,
 			    const __u8 tiers[FG_MAX_CLUSTERS]);
-/* Recomputes both rings of a service from the maps alone: per cluster a
- * Maglev ring over its active, up backends, and a cluster ring over the
- * clusters of the lowest failover tier among those that are up and keep
- * at least one such backend, weighted by the recorded shares. Called after
- * every health change. */
+/* Members of (service, cluster); 0 members: none. Rebuild afterwards. */
+int fg_dp_set_members(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+		      const __u32 *backend_ids, size_t n);
+/* The members this process gave (service, cluster), sorted; valid until
+ * the next fg_dp_set_members on it. -ENOENT: none. */
+int fg_dp_members(const struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+		  const __u32 **ids, size_t *n);
 int fg_dp_rebuild_service(struct fg_dataplane *dp, __u32 service_id);
-/* The same for several services, reading the backends map once. */
 int fg_dp_rebuild_services(struct fg_dataplane *dp, const __u32 *service_ids, size_t n);
-/* The same, treating the backends marked in leaving[FG_MAX_BACKENDS] as
- * gone: rings are rebuilt without them before they are removed. */
-int fg_dp_rebuild_services_without(struct fg_dataplane *dp, const __u32 *service_ids, size_t n,
-				   const bool *leaving);
+/* After health changes of these backends: rebuilds the services that have
+ * them as members. */
+int fg_dp_backends_changed(struct fg_dataplane *dp, const __u32 *backend_ids, size_t n);
+/* The members and ring of (service, cluster) go. */
 int fg_dp_del_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx);
+/* Rings written directly (tests): sized as the rebuilds size them. */
+int fg_dp_set_cluster_ring(struct fg_dataplane *dp, __u32 service_id,
+			   const struct fg_maglev_entry *clusters, size_t n);
+int fg_dp_set_backend_ring(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+			   const struct fg_maglev_entry *backends, size_t n);
+/* Ring sizes: a prime of at least FG_CLUSTER_RING_FACTOR slots per cluster,
+ * and of FG_BACKEND_RING_FACTOR slots per unit of backend weight, capped by
+ * the maglev size. */
+__u32 fg_dp_cluster_ring_size(size_t n_clusters);
+__u32 fg_dp_backend_ring_size(const struct fg_dataplane *dp, __u64 weight_sum);
+/* Room for this many more slots in the slab (grown once now rather than
+ * several times while a large plan is written). */
+int fg_dp_ring_reserve(struct fg_dataplane *dp, __u64 slots);
+/* A ring or list as published (cluster_idx FG_RING_CLUSTERS for the
+ * cluster ring, cluster | FG_RING_MEMBERS for a member list): a malloc'ed
+ * copy of its slots. -ENOENT when there is none. */
+int fg_dp_ring_read(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
+		    __u32 **table, __u32 *size);
+
+struct fg_ring_stats {
+	__u64 slab_slots;   /* the slab's size (4 bytes each) */
+	__u64 slab_used;    /* slots in use or retired (loaded data planes) */
+	__u64 rings;        /* ring keys this process holds */
+	__u64 ring_writes;  /* rings and lists published */
+	__u64 map_writes;   /* routing map updates and deletes */
+};
+void fg_dp_ring_stats(struct fg_dataplane *dp, struct fg_ring_stats *st);
+
 /* Allowlist of a service: CIDRs; family FG_AF_INET/FG_AF_INET6. */
 int fg_dp_allow_add(struct fg_dataplane *dp, __u32 service_id, int family,
 		    const struct fg_addr *addr, int prefix_len);

@@ -20,8 +20,11 @@
 #include "admin.h"
 #include "control.h"
 #include "dataplane.h"
+#include "ha.h"
 #include "health.h"
 #include "log.h"
+#include "accesslog.h"
+#include "metrics.h"
 #include "netlink.h"
 #include "proxy.h"
 #include "resources.h"
@@ -57,6 +60,25 @@ struct agent {
 	char admin_buf[108];
 	char saved_reserved[4096];
 	bool reserved_changed;
+	/* metrics and access log (metrics.h, accesslog.h) */
+	const char *metrics_listen;  /* NULL: the default; "off": none */
+	const char *access_log;      /* NULL: none */
+	enum fg_access_log_format access_log_format;
+	struct fg_metrics *metrics;
+	struct fg_metrics_server *msrv;
+	struct fg_access_log *alog;
+	/* several nodes: BGP, Leases, drain (ha.h) */
+	const char *bgp_include;
+	const char *bgp_socket;
+	const char *bgp_device;
+	const char *node_name;
+	const char *lease_namespace;
+	unsigned lease_duration_s;
+	bool no_leases;
+	unsigned drain_s;
+	bool drain_set;
+	char hostname[256];
+	struct fg_ha *ha;
 
 	struct fg_dataplane *dp;
 	struct fg_nl_monitor *mon;
@@ -129,6 +151,31 @@ static void usage(FILE *out)
 "                             (2xx/3xx is healthy) instead of a TCP connect\n"
 "      --keep-pins            leave the pinned maps (and so the conntrack\n"
 "                             table) in place at exit, for a restart\n"
+"      --bgp-include PATH     announce the --listen address over BGP through\n"
+"                             BIRD 2: write its static routes to PATH (for\n"
+"                             BIRD's config to include) and announce them only\n"
+"                             while a gateway is Listening with a healthy\n"
+"                             cluster (docs/operations.md)\n"
+"      --bgp-socket PATH      BIRD's control socket (default /run/bird/bird.ctl)\n"
+"      --bgp-device NAME      the device the routes go through, up while\n"
+"                             announced (default fleetgate-vip)\n"
+"      --drain-seconds N      with --bgp-include, SIGTERM withdraws the VIPs and\n"
+"                             keeps serving for up to N s before exiting\n"
+"                             (default 10; 0: exit at once)\n"
+"      --node-name NAME       this node in Leases (default: the host name)\n"
+"      --lease-namespace NS   with --kubeconfig, keep this node's heartbeat\n"
+"                             Lease and elect the status writer in NS\n"
+"                             (default fleetgate-system)\n"
+"      --lease-duration S     Lease duration (default 15; renewed every S/3)\n"
+"      --no-leases            with --kubeconfig, no Leases and no status writes\n"
+"      --metrics-listen ADDR:PORT\n"
+"                             serve Prometheus metrics at GET /metrics there\n"
+"                             (default 127.0.0.1:10254; \"off\": none)\n"
+"      --access-log PATH|-    one line per HTTP request, appended to PATH or\n"
+"                             written to stdout (default: none)\n"
+"      --access-log-format FORMAT\n"
+"                             combined (nginx's, then upstream, cluster,\n"
+"                             canary and times; the default) or json\n"
 "  -v, --verbose              debug messages, including libbpf's\n"
 "  -h, --help                 this text\n",
 		FG_DEFAULT_PIN_PATH, FG_DEFAULT_MAGLEV_SIZE);
@@ -183,6 +230,17 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_MAX_CONNS_PER_CLIENT,
 	OPT_CLIENT_BODY_TIMEOUT,
+	OPT_METRICS_LISTEN,
+	OPT_ACCESS_LOG,
+	OPT_ACCESS_LOG_FORMAT,
+	OPT_BGP_INCLUDE,
+	OPT_BGP_SOCKET,
+	OPT_BGP_DEVICE,
+	OPT_DRAIN_SECONDS,
+	OPT_NODE_NAME,
+	OPT_LEASE_NAMESPACE,
+	OPT_LEASE_DURATION,
+	OPT_NO_LEASES,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -202,6 +260,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 		{ "max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT },
 		{ "client-body-timeout", required_argument, NULL, OPT_CLIENT_BODY_TIMEOUT },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+		{ "access-log", required_argument, NULL, OPT_ACCESS_LOG },
+		{ "access-log-format", required_argument, NULL, OPT_ACCESS_LOG_FORMAT },
 		{ "keep-pins", no_argument, NULL, OPT_KEEP_PINS },
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -210,6 +271,14 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "kube-context", required_argument, NULL, OPT_KUBE_CONTEXT },
 		{ "cluster-kubeconfig", required_argument, NULL, OPT_CLUSTER_KUBECONFIG },
 		{ "cluster-secrets", no_argument, NULL, OPT_CLUSTER_SECRETS },
+		{ "bgp-include", required_argument, NULL, OPT_BGP_INCLUDE },
+		{ "bgp-socket", required_argument, NULL, OPT_BGP_SOCKET },
+		{ "bgp-device", required_argument, NULL, OPT_BGP_DEVICE },
+		{ "drain-seconds", required_argument, NULL, OPT_DRAIN_SECONDS },
+		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
+		{ "lease-namespace", required_argument, NULL, OPT_LEASE_NAMESPACE },
+		{ "lease-duration", required_argument, NULL, OPT_LEASE_DURATION },
+		{ "no-leases", no_argument, NULL, OPT_NO_LEASES },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -264,6 +333,20 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 3600000, &v) || v < 100)
 				goto bad;
 			a->client_body_timeout_ms = v;
+			break;
+		case OPT_METRICS_LISTEN:
+			a->metrics_listen = optarg;
+			break;
+		case OPT_ACCESS_LOG:
+			if (!optarg[0])
+				goto bad;
+			a->access_log = optarg;
+			break;
+		case OPT_ACCESS_LOG_FORMAT:
+			if (fg_access_log_format_parse(optarg, &a->access_log_format)) {
+				pr_warn("invalid --access-log-format '%s' (combined, json)\n", optarg);
+				return -EINVAL;
+			}
 			break;
 		case OPT_H_INTERVAL:
 			if (parse_uint(optarg, 3600000, &v) || v < 10)
@@ -328,6 +411,35 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		case OPT_CLUSTER_SECRETS:
 			a->cluster_secrets = true;
 			break;
+		case OPT_BGP_INCLUDE:
+			a->bgp_include = optarg;
+			break;
+		case OPT_BGP_SOCKET:
+			a->bgp_socket = optarg;
+			break;
+		case OPT_BGP_DEVICE:
+			a->bgp_device = optarg;
+			break;
+		case OPT_DRAIN_SECONDS:
+			if (parse_uint(optarg, 3600, &v))
+				goto bad;
+			a->drain_s = v;
+			a->drain_set = true;
+			break;
+		case OPT_NODE_NAME:
+			a->node_name = optarg;
+			break;
+		case OPT_LEASE_NAMESPACE:
+			a->lease_namespace = optarg;
+			break;
+		case OPT_LEASE_DURATION:
+			if (parse_uint(optarg, 3600, &v) || v < 1)
+				goto bad;
+			a->lease_duration_s = v;
+			break;
+		case OPT_NO_LEASES:
+			a->no_leases = true;
+			break;
 		case 'v':
 			fg_log_set_level(FG_LOG_DEBUG);
 			break;
@@ -347,6 +459,10 @@ static int parse_args(struct agent *a, int argc, char **argv)
 	if (!a->n_ifaces) {
 		pr_warn("at least one --iface is required\n");
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (a->bgp_include && !a->listen) {
+		pr_warn("--bgp-include needs --listen: the address to announce\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -613,7 +729,12 @@ static json_t *admin_request(json_t *request, void *ctx)
 			json_object_set_new(st, "health", fg_health_stats(a->health));
 		return json_pack("{s:b, s:o}", "ok", 1, "items", json_pack("[o]", st));
 	}
-	return fg_control_admin(request, a->control);
+	{
+		json_t *ans = fg_control_admin(request, a->control);
+
+		fg_ha_admin(a->ha, request, ans); /* REPLICAS, BGP and Lease state */
+		return ans;
+	}
 }
 
 static int start_control(struct agent *a)
@@ -647,6 +768,109 @@ static int start_control(struct agent *a)
 	return err;
 }
 
+/* Several nodes (ha.h): BGP announcements with --bgp-include, Leases with
+ * --kubeconfig (unless --no-leases). Nothing to do for one node alone. */
+static int start_ha(struct agent *a)
+{
+	struct fg_ha_opts o = {
+		.bgp_include = a->bgp_include,
+		.bgp_socket = a->bgp_socket,
+		.bgp_device = a->bgp_device,
+		.kubeconfig = a->kubeconfig && strcmp(a->kubeconfig, "in-cluster") ? a->kubeconfig
+										    : NULL,
+		.kube_context = a->kube_context,
+		.lease_namespace = a->lease_namespace,
+		.lease_duration_s = a->lease_duration_s,
+		.listen = a->listen,
+		.ifindex = a->ifindex,
+		.ifnames = a->ifnames,
+		.n_ifaces = a->n_ifaces,
+		.hold_ms = a->health_interval_ms * ((a->health_opts.fall ? a->health_opts.fall : 2) + 1),
+		.drain_s = a->drain_s,
+	};
+	bool leases = a->kubeconfig && !a->no_leases;
+
+	if (leases && !a->listen) {
+		pr_info("no --listen: no Leases (they report the VIP this node serves)\n");
+		leases = false;
+	}
+	if (!a->bgp_include && !leases)
+		return 0;
+	if (leases) {
+		if (!a->node_name) {
+			if (gethostname(a->hostname, sizeof(a->hostname) - 1)) {
+				pr_warn("cannot read the host name for --node-name: %s\n",
+					strerror(errno));
+				return -errno;
+			}
+			a->node_name = a->hostname;
+		}
+		o.node_name = a->node_name;
+	}
+	return fg_ha_new(&a->ha, &o, a->control, a->dp);
+}
+
+/* The proxy's open client connections, -1 when unknown. */
+static int proxy_conns(struct agent *a)
+{
+	json_t *st;
+	int n;
+
+	if (!a->proxy)
+		return 0;
+	st = fg_proxy_stats(a->proxy);
+	n = json_is_integer(json_object_get(st, "connections")) ?
+		    (int)json_integer_value(json_object_get(st, "connections")) : -1;
+	json_decref(st);
+	return n;
+}
+
+/* Metrics (--metrics-listen) and the access log (--access-log): both are
+ * fed by the proxy's request records. The default address taken by
+ * another process only costs the metrics (a warning); an address given
+ * that cannot be used stops the agent. */
+static int start_metrics(struct agent *a)
+{
+	const char *listen_on = a->metrics_listen ? a->metrics_listen : FG_METRICS_DEF_LISTEN;
+	struct fg_access_log_opts lo = { .path = a->access_log, .fd = -1,
+					 .format = a->access_log_format };
+	bool serve = strcmp(listen_on, "off") != 0;
+	int err;
+
+	if (!serve && !a->access_log)
+		return 0;
+	err = fg_metrics_new(&a->metrics, a->dp, a->control, a->health);
+	if (err)
+		return err;
+	/* The plan in force came from the first apply (start_control). */
+	fg_metrics_config_apply(a->metrics, 0, fg_control_plan(a->control) != NULL);
+	if (a->access_log) {
+		err = fg_access_log_open(&a->alog, &lo);
+		if (err)
+			return err;
+		fg_metrics_set_access_log(a->metrics, a->alog);
+	}
+	if (!serve)
+		return 0;
+	err = fg_metrics_server_open(&a->msrv, listen_on, fg_metrics_render_cb, a->metrics);
+	if (err && !a->metrics_listen) {
+		pr_warn("metrics: not served (--metrics-listen ADDR:PORT to choose another address, "
+			"\"off\" for none)\n");
+		return 0;
+	}
+	return err;
+}
+
+/* The control plane's events; a new plan in force, or a failure, is an
+ * apply for the metrics. */
+static void control_process(struct agent *a)
+{
+	const struct fg_plan *before = fg_control_plan(a->control);
+	int err = fg_control_process(a->control);
+
+	fg_metrics_config_apply(a->metrics, err, fg_control_plan(a->control) != before);
+}
+
 /* The HTTP proxy on --listen, once the control plane has its routes; the
  * gateway shows Listening from then on. */
 static int start_proxy(struct agent *a)
@@ -666,6 +890,11 @@ static int start_proxy(struct agent *a)
 	if (a->client_body_timeout_ms)
 		popts.client_body_timeout_ms = a->client_body_timeout_ms;
 	popts.pin_path = a->pin_path;
+	if (a->metrics) {
+		popts.on_request = fg_metrics_on_request;
+		popts.on_request_ctx = a->metrics;
+		popts.record_details = a->alog != NULL;
+	}
 	err = fg_parse_listen(a->listen, &popts.addr, &popts.family, &popts.port);
 	if (err) {
 		pr_warn("invalid --listen '%s'\n", a->listen);
@@ -674,8 +903,11 @@ static int start_proxy(struct agent *a)
 	err = fg_proxy_open(&a->proxy, a->control, a->dp, &popts);
 	if (err)
 		return err;
+	if (a->metrics)
+		fg_metrics_set_proxy(a->metrics, a->proxy);
 	fg_control_set_state(a->control, true, true);
 	err = fg_control_recompute(a->control);
+	fg_metrics_config_apply(a->metrics, err, !err);
 	if (err)
 		pr_warn("routes not recomputed after the listener opened: %s\n", strerror(-err));
 	return 0;
@@ -728,6 +960,11 @@ static int setup_loop(struct agent *a)
 		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 			return -errno;
 	}
+	if (a->msrv) {
+		ev.data.fd = fg_metrics_server_fd(a->msrv);
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+			return -errno;
+	}
 	return 0;
 }
 
@@ -750,6 +987,15 @@ static int run_loop(struct agent *a)
 				struct signalfd_siginfo si;
 
 				if (read(fd, &si, sizeof(si)) == sizeof(si)) {
+					char why[48];
+
+					/* With BGP: withdraw, drain, then exit (a
+					 * second signal exits at once). */
+					snprintf(why, sizeof(why), "received signal %u",
+						 si.ssi_signo);
+					if (!fg_ha_draining(a->ha) &&
+					    fg_ha_drain_start(a->ha, why))
+						continue;
 					pr_info("received signal %u, shutting down\n", si.ssi_signo);
 					return 0;
 				}
@@ -761,10 +1007,22 @@ static int run_loop(struct agent *a)
 				fg_health_tick(a->health);
 				if (a->proxy)
 					fg_proxy_tick(a->proxy);
+				fg_metrics_tick(a->metrics);
+				fg_metrics_server_tick(a->msrv);
+				if (a->ha) {
+					fg_ha_update(a->ha);
+					if (fg_ha_draining(a->ha) &&
+					    fg_ha_drain_done(a->ha, proxy_conns(a)))
+						return 0;
+				}
 			} else if (a->proxy && fd == fg_proxy_fd(a->proxy)) {
 				fg_proxy_process(a->proxy);
+			} else if (a->msrv && fd == fg_metrics_server_fd(a->msrv)) {
+				fg_metrics_server_process(a->msrv);
 			} else if (fd == fg_control_fd(a->control)) {
-				fg_control_process(a->control);
+				control_process(a);
+				if (a->ha)
+					fg_ha_update(a->ha);
 			} else if (fd == fg_admin_fd(a->admin)) {
 				fg_admin_process(a->admin);
 			} else if (fd == fg_health_fd(a->health)) {
@@ -794,6 +1052,19 @@ int main(int argc, char **argv)
 	err = parse_args(&a, argc, argv);
 	if (err)
 		return 2;
+	/* Before any thread starts (the Kubernetes client's, the Leases'):
+	 * threads inherit the mask, so SIGTERM, SIGINT and SIGHUP only ever
+	 * reach the event loop's signalfd, never a worker whose default
+	 * action would kill the agent without withdrawing or cleaning up. */
+	{
+		sigset_t mask;
+
+		sigemptyset(&mask);
+		sigaddset(&mask, SIGTERM);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGHUP);
+		sigprocmask(SIG_BLOCK, &mask, NULL);
+	}
 	a.dp_opts.pin_path = a.pin_path;
 	raise_file_limit(&a);
 	if (choose_snat_ports(&a))
@@ -817,7 +1088,14 @@ int main(int argc, char **argv)
 	err = start_control(&a);
 	if (err)
 		goto out;
+	err = start_metrics(&a);
+	if (err)
+		goto out;
 	err = start_proxy(&a);
+	if (err)
+		goto out;
+	a.drain_s = a.drain_set ? a.drain_s : FG_HA_DEF_DRAIN_S;
+	err = start_ha(&a);
 	if (err)
 		goto out;
 	err = setup_loop(&a);
@@ -829,7 +1107,11 @@ int main(int argc, char **argv)
 		a.n_ifaces, a.pin_path, a.admin_path);
 	err = run_loop(&a);
 out:
+	fg_ha_free(a.ha); /* withdraws before anything closes */
 	fg_proxy_close(a.proxy);
+	fg_metrics_server_close(a.msrv); /* after the proxy: its last records */
+	fg_metrics_free(a.metrics);
+	fg_access_log_close(a.alog);
 	fg_admin_close(a.admin);
 	fg_control_free(a.control);
 	restore_reserved_ports(&a);

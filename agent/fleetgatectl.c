@@ -53,6 +53,15 @@ struct ctl {
 	struct fg_service *services;
 	struct fg_cluster *clusters;
 	struct fg_backend *backends;
+	__u32 max_services, max_backends;
+	/* Which services have each backend as a member (from the member
+	 * lists), read on first use. */
+	struct backend_services *members_of;
+};
+
+struct backend_services {
+	__u32 n, cap;
+	__u32 *sids;
 };
 
 /* ------------------------------------------------------------------ */
@@ -249,14 +258,6 @@ static int read_array(int fd, __u32 n, size_t vsize, void *out)
 	return err;
 }
 
-static int map_info(int fd, struct bpf_map_info *info)
-{
-	__u32 len = sizeof(*info);
-
-	memset(info, 0, sizeof(*info));
-	return bpf_obj_get_info_by_fd(fd, info, &len) ? -errno : 0;
-}
-
 /* Number of entries of a hash map. */
 static int count_hash(int fd, size_t key_size, long *count)
 {
@@ -307,14 +308,16 @@ static int ctl_load_tables(struct ctl *ctl)
 {
 	int err = 0;
 
+	ctl->max_services = fg_dp_max_services(ctl->dp);
+	ctl->max_backends = fg_dp_max_backends(ctl->dp);
 	if (!ctl->services)
-		ctl->services = load_array(ctl->maps->services, FG_MAX_SERVICES,
+		ctl->services = load_array(ctl->maps->services, ctl->max_services,
 					   sizeof(struct fg_service), "services", &err);
 	if (!err && !ctl->clusters)
 		ctl->clusters = load_array(ctl->maps->clusters, FG_MAX_CLUSTERS,
 					   sizeof(struct fg_cluster), "clusters", &err);
 	if (!err && !ctl->backends)
-		ctl->backends = load_array(ctl->maps->backends, FG_MAX_BACKENDS,
+		ctl->backends = load_array(ctl->maps->backends, ctl->max_backends,
 					   sizeof(struct fg_backend), "backends", &err);
 	return err;
 }
@@ -410,7 +413,7 @@ static void name_copy(char *dst, const char *src)
 static void service_name(const struct ctl *ctl, __u32 id, char *buf)
 {
 	buf[0] = '\0';
-	if (id < FG_MAX_SERVICES && (ctl->services[id].flags & FG_SERVICE_F_ACTIVE))
+	if (id < ctl->max_services && (ctl->services[id].flags & FG_SERVICE_F_ACTIVE))
 		name_copy(buf, ctl->services[id].name);
 }
 
@@ -423,7 +426,7 @@ static void cluster_name(const struct ctl *ctl, __u32 idx, char *buf)
 
 static const struct fg_backend *backend_get(const struct ctl *ctl, __u32 id)
 {
-	if (id >= FG_MAX_BACKENDS || !(ctl->backends[id].flags & FG_BACKEND_F_ACTIVE))
+	if (id >= ctl->max_backends || !(ctl->backends[id].flags & FG_BACKEND_F_ACTIVE))
 		return NULL;
 	return &ctl->backends[id];
 }
@@ -554,18 +557,70 @@ static void render_listeners(const json_t *doc)
 /* backends                                                            */
 /* ------------------------------------------------------------------ */
 
+/* backend id -> the services whose member lists hold it. */
+static int load_members(struct ctl *ctl)
+{
+	struct fg_ring_key cur, next, *prev = NULL;
+	int err = 0;
+
+	if (ctl->members_of)
+		return 0;
+	ctl->members_of = calloc(ctl->max_backends, sizeof(*ctl->members_of));
+	if (!ctl->members_of)
+		return -ENOMEM;
+	while (!err && !bpf_map_get_next_key(ctl->maps->rings, prev, &next)) {
+		__u32 *ids, n, i;
+
+		cur = next;
+		prev = &cur;
+		if (cur.cluster_idx == FG_RING_CLUSTERS || !(cur.cluster_idx & FG_RING_MEMBERS))
+			continue;
+		if (fg_dp_ring_read(ctl->dp, cur.service_id, cur.cluster_idx, &ids, &n))
+			continue;
+		for (i = 0; i < n && !err; i++) {
+			struct backend_services *bs;
+
+			if (ids[i] >= ctl->max_backends)
+				continue;
+			bs = &ctl->members_of[ids[i]];
+			if (bs->n == bs->cap) {
+				__u32 cap = bs->cap ? bs->cap * 2 : 2, *a;
+
+				a = realloc(bs->sids, cap * sizeof(*a));
+				if (!a) {
+					err = -ENOMEM;
+					break;
+				}
+				bs->sids = a;
+				bs->cap = cap;
+			}
+			bs->sids[bs->n++] = cur.service_id;
+		}
+		free(ids);
+	}
+	return err;
+}
+
 static json_t *backend_json(struct ctl *ctl, __u32 id, const struct fg_backend *be)
 {
 	char addr[INET6_ADDRSTRLEN], sname[FG_NAME_LEN + 1], cname[FG_NAME_LEN + 1];
+	const struct backend_services *bs = ctl->members_of ? &ctl->members_of[id] : NULL;
+	json_t *svcs = json_array();
 	struct fg_counter c;
+	__u32 i;
 
 	fg_addr_str(&be->addr, be->family, addr, sizeof(addr));
-	service_name(ctl, be->service_id, sname);
 	cluster_name(ctl, be->cluster_idx, cname);
 	read_counter(ctl, ctl->maps->backend_stats, id, &c);
-	return json_pack("{s:I, s:I, s:s, s:I, s:s, s:s, s:s, s:i, s:I, s:s, s:o}",
-			 "id", (json_int_t)id, "service_id", (json_int_t)be->service_id,
-			 "service", sname, "cluster_idx", (json_int_t)be->cluster_idx,
+	for (i = 0; bs && svcs && i < bs->n; i++) {
+		service_name(ctl, bs->sids[i], sname);
+		json_array_append_new(svcs, json_pack("{s:I, s:s}", "id", (json_int_t)bs->sids[i],
+						      "name", sname));
+	}
+	return json_pack("{s:I, s:I, s:o, s:I, s:s, s:s, s:s, s:i, s:I, s:s, s:o}",
+			 "id", (json_int_t)id, "gen", (json_int_t)be->gen,
+			 "services", svcs ? svcs : json_array(),
+			 "cluster_idx", (json_int_t)be->cluster_idx,
 			 "cluster", cname, "address", addr, "family", family_name(be->family),
 			 "port", ntohs(be->port), "weight", (json_int_t)be->weight,
 			 "state", (be->flags & FG_BACKEND_F_UP) ? "up" : "down",
@@ -580,7 +635,8 @@ static int cmd_backends(struct ctl *ctl, int argc, char **argv, json_t **out)
 
 	if (!list)
 		return -ENOMEM;
-	for (id = 0; id < FG_MAX_BACKENDS && !err; id++) {
+	err = load_members(ctl);
+	for (id = 0; id < ctl->max_backends && !err; id++) {
 		const struct fg_backend *be = backend_get(ctl, id);
 
 		if (be)
@@ -600,13 +656,23 @@ static void render_backends(const json_t *doc)
 	json_t *it;
 	size_t i;
 
-	tbl_init(&t, "ID", "SERVICE", "CLUSTER", "ADDRESS:PORT", "WEIGHT", "STATE", "PACKETS",
+	tbl_init(&t, "ID", "SERVICES", "CLUSTER", "ADDRESS:PORT", "WEIGHT", "STATE", "PACKETS",
 		 "BYTES", NULL);
 	json_array_foreach(json_object_get(doc, "items"), i, it) {
 		json_t *st = json_object_get(it, "stats");
-		char svc[96], cl[96];
+		json_t *svcs = json_object_get(it, "services"), *s0 = json_array_get(svcs, 0);
+		char svc[128], one[96], cl[96];
 
-		id_name_str(svc, sizeof(svc), ji(it, "service_id"), js(it, "service"));
+		/* The first service, and how many more share the endpoint. */
+		if (s0) {
+			id_name_str(one, sizeof(one), ji(s0, "id"), js(s0, "name"));
+			if (json_array_size(svcs) > 1)
+				snprintf(svc, sizeof(svc), "%s +%zu", one, json_array_size(svcs) - 1);
+			else
+				snprintf(svc, sizeof(svc), "%s", one);
+		} else {
+			snprintf(svc, sizeof(svc), "-");
+		}
 		snprintf(cl, sizeof(cl), "%s", js(it, "cluster")[0] ? js(it, "cluster") : "-");
 		tbl_cell(&t, "%lld", ji(it, "id"));
 		tbl_cell(&t, "%s", svc);
@@ -680,38 +746,6 @@ static void render_clusters(const json_t *doc)
 /* rings                                                               */
 /* ------------------------------------------------------------------ */
 
-/* The inner ring an outer map-in-map slot points to, read whole. User
- * space looks an outer slot up as the inner map's id. */
-static int read_ring(int outer_fd, const void *key, __u32 **ring, __u32 *size)
-{
-	struct bpf_map_info info;
-	__u32 id;
-	int fd, err;
-
-	*ring = NULL;
-	*size = 0;
-	if (bpf_map_lookup_elem(outer_fd, key, &id))
-		return -errno;
-	fd = bpf_map_get_fd_by_id(id);
-	if (fd < 0)
-		return -errno;
-	err = map_info(fd, &info);
-	if (!err && info.value_size != sizeof(__u32))
-		err = -EINVAL;
-	if (!err) {
-		*ring = calloc(info.max_entries, sizeof(__u32));
-		err = *ring ? read_array(fd, info.max_entries, sizeof(__u32), *ring) : -ENOMEM;
-	}
-	close(fd);
-	if (err) {
-		free(*ring);
-		*ring = NULL;
-		return err;
-	}
-	*size = info.max_entries;
-	return 0;
-}
-
 /* Slots per value in ring; values >= cap are counted as empty. */
 static __u32 ring_count(const __u32 *ring, __u32 size, __u32 *counts, __u32 cap)
 {
@@ -745,7 +779,7 @@ static json_t *cluster_ring_json(struct ctl *ctl, __u32 sid, double *share)
 	json_t *arr;
 	int err;
 
-	err = read_ring(ctl->maps->cluster_rings, &sid, &ring, &size);
+	err = fg_dp_ring_read(ctl->dp, sid, FG_RING_CLUSTERS, &ring, &size);
 	if (err)
 		return json_pack("{s:i, s:i, s:[]}", "size", 0, "empty", 0, "clusters");
 	empty = ring_count(ring, size, counts, FG_MAX_CLUSTERS);
@@ -766,27 +800,27 @@ static json_t *cluster_ring_json(struct ctl *ctl, __u32 sid, double *share)
 			 "clusters", arr);
 }
 
-static json_t *backend_ring_json(struct ctl *ctl, const struct fg_ring_key *key,
-				 double cluster_share, __u32 *counts)
+/* One cluster of a service: its members (up or down) and, when some are
+ * up, the Maglev ring over those. */
+static json_t *backend_ring_json(struct ctl *ctl, __u32 sid, __u32 cidx, double cluster_share,
+				 __u32 *counts)
 {
 	char name[FG_NAME_LEN + 1], addr[INET6_ADDRSTRLEN + 8];
-	__u32 *ring, size, empty, id;
+	__u32 *ring = NULL, size = 0, empty = 0, *members = NULL, n_members = 0, i;
 	json_t *arr;
-	int err;
 
-	err = read_ring(ctl->maps->backend_rings, key, &ring, &size);
-	if (err)
-		return NULL;
-	empty = ring_count(ring, size, counts, FG_MAX_BACKENDS);
-	free(ring);
+	fg_dp_ring_read(ctl->dp, sid, cidx | FG_RING_MEMBERS, &members, &n_members);
+	if (!fg_dp_ring_read(ctl->dp, sid, cidx, &ring, &size)) {
+		empty = ring_count(ring, size, counts, ctl->max_backends);
+		free(ring);
+	}
 	arr = json_array();
-	for (id = 0; arr && id < FG_MAX_BACKENDS; id++) {
+	for (i = 0; arr && i < n_members; i++) {
+		__u32 id = members[i];
 		const struct fg_backend *be = backend_get(ctl, id);
-		double share = pct(counts[id], size);
+		__u32 slots = size && id < ctl->max_backends ? counts[id] : 0;
+		double share = pct(slots, size);
 
-		if (!counts[id] && !(be && be->service_id == key->service_id &&
-				     be->cluster_idx == key->cluster_idx))
-			continue;
 		if (be)
 			addr_port_str(&be->addr, be->family, be->port, addr, sizeof(addr));
 		else
@@ -795,37 +829,38 @@ static json_t *backend_ring_json(struct ctl *ctl, const struct fg_ring_key *key,
 			"id", (json_int_t)id, "address", addr,
 			"weight", (json_int_t)(be ? be->weight : 0),
 			"state", be && (be->flags & FG_BACKEND_F_UP) ? "up" : "down",
-			"slots", (json_int_t)counts[id], "share_pct", round2(share),
+			"slots", (json_int_t)slots, "share_pct", round2(share),
 			"effective_pct", round2(share * cluster_share / 100.0)));
 	}
-	cluster_name(ctl, key->cluster_idx, name);
-	return json_pack("{s:I, s:s, s:I, s:I, s:o}", "cluster_idx", (json_int_t)key->cluster_idx,
+	free(members);
+	cluster_name(ctl, cidx, name);
+	return json_pack("{s:I, s:s, s:I, s:I, s:I, s:o}", "cluster_idx", (json_int_t)cidx,
 			 "cluster", name, "size", (json_int_t)size, "empty", (json_int_t)empty,
-			 "backends", arr);
+			 "members", (json_int_t)n_members, "backends", arr);
 }
 
-static int ring_key_cmp(const void *a, const void *b)
-{
-	const struct fg_ring_key *x = a, *y = b;
-
-	return (x->cluster_idx > y->cluster_idx) - (x->cluster_idx < y->cluster_idx);
-}
-
-/* The backend ring keys of one service, by cluster index. */
-static int service_ring_keys(struct ctl *ctl, __u32 sid, struct fg_ring_key *keys, size_t *n)
+/* The clusters of a service that have members or a ring, by index. */
+static int service_clusters(struct ctl *ctl, __u32 sid, __u32 *cidx, size_t *n)
 {
 	struct fg_ring_key cur, next, *prev = NULL;
+	bool seen[FG_MAX_CLUSTERS] = {};
+	__u32 c;
 
 	*n = 0;
-	while (!bpf_map_get_next_key(ctl->maps->backend_rings, prev, &next)) {
+	while (!bpf_map_get_next_key(ctl->maps->rings, prev, &next)) {
 		cur = next;
 		prev = &cur;
-		if (next.service_id == sid && *n < FG_MAX_CLUSTERS)
-			keys[(*n)++] = next;
+		if (cur.service_id != sid || cur.cluster_idx == FG_RING_CLUSTERS)
+			continue;
+		c = cur.cluster_idx & ~FG_RING_MEMBERS;
+		if (c < FG_MAX_CLUSTERS)
+			seen[c] = true;
 	}
 	if (errno != ENOENT)
 		return -errno;
-	qsort(keys, *n, sizeof(*keys), ring_key_cmp);
+	for (c = 0; c < FG_MAX_CLUSTERS; c++)
+		if (seen[c])
+			cidx[(*n)++] = c;
 	return 0;
 }
 
@@ -844,7 +879,7 @@ static int parse_u32(const char *s, __u32 max, __u32 *out)
 
 static int cmd_rings(struct ctl *ctl, int argc, char **argv, json_t **out)
 {
-	struct fg_ring_key keys[FG_MAX_CLUSTERS];
+	__u32 cidx[FG_MAX_CLUSTERS];
 	double share[FG_MAX_CLUSTERS] = {};
 	char name[FG_NAME_LEN + 1];
 	json_t *doc, *brings;
@@ -852,9 +887,9 @@ static int cmd_rings(struct ctl *ctl, int argc, char **argv, json_t **out)
 	size_t n, i;
 	int err;
 
-	if (parse_u32(argv[0], FG_MAX_SERVICES, &sid)) {
+	if (parse_u32(argv[0], ctl->max_services, &sid)) {
 		fprintf(stderr, CTL_NAME ": invalid service id '%s' (0..%u)\n", argv[0],
-			FG_MAX_SERVICES - 1);
+			ctl->max_services - 1);
 		ctl->reported = true;
 		return -EINVAL;
 	}
@@ -863,10 +898,10 @@ static int cmd_rings(struct ctl *ctl, int argc, char **argv, json_t **out)
 		ctl->reported = true;
 		return -ENOENT;
 	}
-	err = service_ring_keys(ctl, sid, keys, &n);
+	err = service_clusters(ctl, sid, cidx, &n);
 	if (err)
 		return err;
-	counts = calloc(FG_MAX_BACKENDS, sizeof(*counts));
+	counts = calloc(ctl->max_backends, sizeof(*counts));
 	if (!counts)
 		return -ENOMEM;
 	service_name(ctl, sid, name);
@@ -876,7 +911,7 @@ static int cmd_rings(struct ctl *ctl, int argc, char **argv, json_t **out)
 			"cluster_ring", cluster_ring_json(ctl, sid, share), "backend_rings");
 	brings = json_object_get(doc, "backend_rings");
 	for (i = 0; doc && i < n; i++) {
-		json_t *br = backend_ring_json(ctl, &keys[i], share[keys[i].cluster_idx], counts);
+		json_t *br = backend_ring_json(ctl, sid, cidx[i], share[cidx[i]], counts);
 
 		if (br)
 			json_array_append_new(brings, br);
@@ -1142,7 +1177,8 @@ static json_t *verdict_summary(struct ctl *ctl)
 static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 {
 	struct up_down be = {}, cl = {};
-	long listeners = 0, ct = 0, rnat = 0, ifaces = 0, services = 0;
+	long listeners = 0, ct = 0, rnat = 0, ifaces = 0, services = 0, rings = 0;
+	struct fg_ring_stats rs;
 	struct fg_settings s;
 	json_t *doc;
 	__u32 i;
@@ -1159,9 +1195,9 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 		err = count_hash(ctl->maps->ifaces, sizeof(__u32), &ifaces);
 	if (err)
 		return err;
-	for (i = 0; i < FG_MAX_SERVICES; i++)
+	for (i = 0; i < ctl->max_services; i++)
 		services += !!(ctl->services[i].flags & FG_SERVICE_F_ACTIVE);
-	for (i = 0; i < FG_MAX_BACKENDS; i++) {
+	for (i = 0; i < ctl->max_backends; i++) {
 		be.active += !!(ctl->backends[i].flags & FG_BACKEND_F_ACTIVE);
 		be.up += (ctl->backends[i].flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) ==
 			 (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP);
@@ -1171,10 +1207,18 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 		cl.up += (ctl->clusters[i].flags & (FG_CLUSTER_F_ACTIVE | FG_CLUSTER_F_UP)) ==
 			 (FG_CLUSTER_F_ACTIVE | FG_CLUSTER_F_UP);
 	}
-	doc = json_pack("{s:s, s:s, s:I, s:i, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o}",
+	fg_dp_ring_stats(ctl->dp, &rs);
+	err = count_hash(ctl->maps->rings, sizeof(struct fg_ring_key), &rings);
+	if (err)
+		return err;
+	doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:I,"
+			" s:I, s:o}",
 			"kind", "status", "pin_path", ctl->pin_path,
 			"maglev_size", (json_int_t)s.maglev_size,
-			"cluster_ring_size", FG_CLUSTER_RING_SIZE,
+			"ring_slab_slots", (json_int_t)rs.slab_slots,
+			"rings", (json_int_t)rings,
+			"max_services", (json_int_t)ctl->max_services,
+			"max_backends", (json_int_t)ctl->max_backends,
 			"fib_gen", (json_int_t)s.fib_gen,
 			"listeners", (json_int_t)listeners, "services", (json_int_t)services,
 			"backends", up_down_json(&be), "clusters", up_down_json(&cl),
@@ -1195,13 +1239,14 @@ static void render_status(const json_t *doc)
 	size_t k;
 
 	printf("Pin path:           %s\n", js(doc, "pin_path"));
-	printf("Maglev ring size:   %lld (cluster ring %lld)\n", ji(doc, "maglev_size"),
-	       ji(doc, "cluster_ring_size"));
+	printf("Rings:              %lld in a slab of %lld slots (%.1f MiB); backend rings "
+	       "%lld slots at most\n", ji(doc, "rings"), ji(doc, "ring_slab_slots"),
+	       ji(doc, "ring_slab_slots") * 4.0 / (1 << 20), ji(doc, "maglev_size"));
 	printf("FIB generation:     %lld\n", ji(doc, "fib_gen"));
 	printf("Listeners:          %lld\n", ji(doc, "listeners"));
-	printf("Services:           %lld\n", ji(doc, "services"));
-	printf("Backends:           %lld (%lld up, %lld down)\n", ji(be, "active"),
-	       ji(be, "up"), ji(be, "down"));
+	printf("Services:           %lld (of %lld)\n", ji(doc, "services"), ji(doc, "max_services"));
+	printf("Backends:           %lld (%lld up, %lld down; of %lld)\n", ji(be, "active"),
+	       ji(be, "up"), ji(be, "down"), ji(doc, "max_backends"));
 	printf("Clusters:           %lld (%lld up, %lld down)\n", ji(cl, "active"),
 	       ji(cl, "up"), ji(cl, "down"));
 	printf("Interfaces:         %lld\n", ji(doc, "ifaces"));
@@ -1279,10 +1324,13 @@ static void render_gateways(const json_t *items)
 	const json_t *it;
 	size_t i;
 
-	tbl_init(&t, "NAME", "STATUS", "AGE", NULL);
+	tbl_init(&t, "NAME", "STATUS", "REPLICAS", "AGE", NULL);
 	json_array_foreach(items, i, it) {
 		tbl_cell(&t, "%s", js(it, "name"));
 		tbl_cell(&t, "%s", js(it, "status"));
+		/* live/desired (spec.common.instance.replicas): live nodes from
+		 * their Leases, or this node alone without them */
+		tbl_cell(&t, "%s", *js(it, "replicas") ? js(it, "replicas") : "-");
 		tbl_cell(&t, "%s", js(it, "age"));
 	}
 	tbl_print(&t);
@@ -1440,7 +1488,8 @@ static void render_proxy(const json_t *items)
 
 static const struct agent_kind agent_kinds[] = {
 	{ "mseingressconfig", { "mseingressconfigs", "mic", NULL },
-	  "gateways: NAME STATUS AGE (status.remoteClusters with -o json)", render_gateways },
+	  "gateways: NAME STATUS REPLICAS AGE (status.remoteClusters with -o json)",
+	  render_gateways },
 	{ "ingress", { "ingresses", "ing", NULL },
 	  "Ingresses: address, accepted or why not", render_ingresses },
 	{ "clusters", { "cluster", NULL, NULL },
@@ -1624,6 +1673,11 @@ static int ctl_open(struct ctl *ctl)
 
 static void ctl_close(struct ctl *ctl)
 {
+	__u32 i;
+
+	for (i = 0; ctl->members_of && i < ctl->max_backends; i++)
+		free(ctl->members_of[i].sids);
+	free(ctl->members_of);
 	fg_dp_close(ctl->dp, false);
 	free(ctl->services);
 	free(ctl->clusters);

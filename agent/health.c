@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "health.h"
+#include "hmap.h"
 #include "resources.h"
 #include "log.h"
 
@@ -51,7 +52,8 @@ struct fg_health {
 	struct fg_dataplane *dp;
 	struct fg_health_opts opts;
 	int epfd;
-	struct fg_probe_state state[FG_MAX_BACKENDS];
+	struct fg_probe_state *state; /* by backend id (max backends, lazily touched) */
+	__u32 max_backends;
 	struct probe *round;
 	size_t n_round;
 	size_t pending; /* probes of the round not done yet */
@@ -80,6 +82,12 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 		return -ENOMEM;
 	h->dp = dp;
 	h->opts = *opts;
+	h->max_backends = fg_dp_max_backends(dp);
+	h->state = calloc(h->max_backends, sizeof(*h->state));
+	if (!h->state) {
+		free(h);
+		return -ENOMEM;
+	}
 	if (!h->opts.timeout_ms)
 		h->opts.timeout_ms = 200;
 	if (!h->opts.fall)
@@ -97,6 +105,7 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 
 		if (n < 0 || (size_t)n >= sizeof(h->request) || h->opts.http_path[0] != '/') {
 			pr_warn("health: invalid HTTP probe path '%s'\n", h->opts.http_path);
+			free(h->state);
 			free(h);
 			return -EINVAL;
 		}
@@ -106,6 +115,7 @@ int fg_health_new(struct fg_health **out, struct fg_dataplane *dp,
 	if (h->epfd < 0) {
 		int err = -errno;
 
+		free(h->state);
 		free(h);
 		return err;
 	}
@@ -180,6 +190,7 @@ void fg_health_free(struct fg_health *h)
 		return;
 	free_round(h);
 	close(h->epfd);
+	free(h->state);
 	free(h);
 }
 
@@ -315,6 +326,8 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 	struct fg_probe_state *st = &h->state[p->id];
 	bool up = p->be.flags & FG_BACKEND_F_UP;
 
+	if (p->id >= h->max_backends)
+		return false;
 	if (st->port != p->be.port || memcmp(&st->addr, &p->be.addr, sizeof(st->addr))) {
 		memset(st, 0, sizeof(*st));
 		st->addr = p->be.addr;
@@ -343,8 +356,8 @@ static bool account(struct fg_health *h, const struct probe *p, bool *now_up)
 /* Applies the finished round: state changes, then one ring rebuild. */
 static int apply_round(struct fg_health *h)
 {
-	bool dirty[FG_MAX_SERVICES] = {};
 	struct fg_backend cur;
+	__u32 *changed = NULL;
 	int changes = 0, err;
 	size_t i;
 
@@ -361,9 +374,8 @@ static int apply_round(struct fg_health *h)
 			continue;
 		/* The proxy may have marked it down since the round began, and
 		 * a new plan may have removed or reused the id. */
-		if (bpf_map_lookup_elem(fg_dp_maps(h->dp)->backends, &p->id, &cur) ||
-		    !(cur.flags & FG_BACKEND_F_ACTIVE) || cur.port != p->be.port ||
-		    memcmp(&cur.addr, &p->be.addr, sizeof(cur.addr)))
+		if (fg_dp_backend_view(h->dp, p->id, &cur) || !(cur.flags & FG_BACKEND_F_ACTIVE) ||
+		    cur.port != p->be.port || memcmp(&cur.addr, &p->be.addr, sizeof(cur.addr)))
 			continue;
 		p->be.flags = cur.flags;
 		if (!account(h, p, &up))
@@ -375,44 +387,49 @@ static int apply_round(struct fg_health *h)
 				up ? "up" : "down", strerror(-err));
 			continue;
 		}
-		pr_info("health: backend %u %s:%u of service %u is %s\n", p->id, abuf,
-			ntohs(p->be.port), p->be.service_id, up ? "UP" : "DOWN");
-		if (p->be.service_id < FG_MAX_SERVICES)
-			dirty[p->be.service_id] = true;
-		changes++;
+		pr_info("health: backend %u %s:%u of cluster %s is %s\n", p->id, abuf,
+			ntohs(p->be.port), fg_dp_cluster_name(h->dp, p->be.cluster_idx),
+			up ? "UP" : "DOWN");
+		if (!changed) {
+			changed = malloc(h->n_round * sizeof(*changed));
+			if (!changed)
+				return -ENOMEM;
+		}
+		changed[changes++] = p->id;
 	}
 	if (changes) {
-		__u32 ids[FG_MAX_SERVICES];
-		size_t n_ids = 0;
-
-		for (i = 0; i < FG_MAX_SERVICES; i++)
-			if (dirty[i])
-				ids[n_ids++] = i;
-		err = fg_dp_rebuild_services(h->dp, ids, n_ids);
+		err = fg_dp_backends_changed(h->dp, changed, changes);
 		if (err)
 			pr_warn("health: cannot rebuild the rings after a health change: %s\n",
 				strerror(-err));
 	}
+	free(changed);
 	return changes;
 }
 
+/* What a probe goes to: two backends with the same one share a probe. */
+struct probe_key {
+	struct fg_addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 http;
+};
+
 static int start_round(struct fg_health *h)
 {
-	const struct fg_maps *maps = fg_dp_maps(h->dp);
-	json_t *seen = json_object();
+	__u32 id, high = fg_dp_backend_high(h->dp);
+	struct fg_hmap seen;
 	size_t n = 0, cap = 0;
 	struct fg_backend be;
-	__u32 id;
 
-	if (!seen)
-		return -ENOMEM;
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
-		char key[96], abuf[64];
+	fg_hmap_init(&seen, sizeof(struct probe_key));
+	for (id = 1; id < high; id++) {
+		struct probe_key k = {};
 		struct probe *p;
-		json_t *first;
+		__u64 *first;
 		bool http;
 
-		if (bpf_map_lookup_elem(maps->backends, &id, &be))
+		if (fg_dp_backend_view(h->dp, id, &be))
 			continue;
 		if (!(be.flags & FG_BACKEND_F_ACTIVE) ||
 		    !(be.flags & (FG_BACKEND_F_PROBE_TCP | FG_BACKEND_F_PROBE_HTTP)))
@@ -422,7 +439,7 @@ static int start_round(struct fg_health *h)
 			struct probe *np = realloc(h->round, ncap * sizeof(*np));
 
 			if (!np) {
-				json_decref(seen);
+				fg_hmap_fini(&seen);
 				return -ENOMEM;
 			}
 			h->round = np;
@@ -435,21 +452,25 @@ static int start_round(struct fg_health *h)
 		p->fd = -1;
 		http = h->request_len && (be.flags & FG_BACKEND_F_PROBE_HTTP);
 		p->http = http;
-		/* An endpoint serving several routes is probed once per kind. */
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf));
-		snprintf(key, sizeof(key), "%s|%u|%d", abuf, ntohs(be.port), http);
-		first = json_object_get(seen, key);
+		k.addr = be.addr;
+		k.port = be.port;
+		k.family = be.family;
+		k.http = http;
+		first = fg_hmap_get(&seen, &k);
 		h->n_round = ++n;
 		if (first) {
-			p->same_as = (int)json_integer_value(first);
+			p->same_as = (int)*first;
 			p->phase = PROBE_DONE;
 			continue;
 		}
 		p->same_as = -1;
-		json_object_set_new(seen, key, json_integer(n - 1));
+		if (fg_hmap_put(&seen, &k, n - 1)) {
+			fg_hmap_fini(&seen);
+			return -ENOMEM;
+		}
 		h->pending++;
 	}
-	json_decref(seen);
+	fg_hmap_fini(&seen);
 	h->started_ms = now_ms();
 	start_more(h);
 	return 0;

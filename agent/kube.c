@@ -1034,12 +1034,79 @@ static struct curl_blob cblob(const struct blob *b)
 	return cb;
 }
 
+/*
+ * The credentials and TLS settings of a on a transfer (the rest of its
+ * options are the caller's): CA, client certificate and key, basic auth,
+ * proxy, and "Authorization: Bearer" appended to *hdrs (tokenFile read
+ * again for every request, so projected tokens rotate).
+ */
+static void apply_auth(const struct auth *a, CURL *easy, struct curl_slist **hdrs,
+		       const char *who)
+{
+	char *hdr = NULL;
+
+	if (a->token_file) {
+		char *tok;
+		size_t len;
+
+		if (read_whole(a->token_file, &tok, &len, 1 << 20)) {
+			while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' ||
+				       tok[len - 1] == ' '))
+				tok[--len] = '\0';
+			if (asprintf(&hdr, "Authorization: Bearer %s", tok) < 0)
+				hdr = NULL;
+			wipe_free(tok, len);
+		} else {
+			pr_warn("kube: %s: cannot read tokenFile %s: %s\n", who, a->token_file,
+				strerror(errno));
+		}
+	} else if (a->token && asprintf(&hdr, "Authorization: Bearer %s", a->token) < 0) {
+		hdr = NULL;
+	}
+	if (hdr) {
+		*hdrs = curl_slist_append(*hdrs, hdr);
+		wipe_str(hdr);
+	}
+	if (a->proxy)
+		curl_easy_setopt(easy, CURLOPT_PROXY, a->proxy);
+	if (a->ca.data) {
+		struct curl_blob b = cblob(&a->ca);
+
+		curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &b);
+	} else if (a->ca_file) {
+		curl_easy_setopt(easy, CURLOPT_CAINFO, a->ca_file);
+	}
+	if (a->insecure) {
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (a->cert.data) {
+		struct curl_blob b = cblob(&a->cert);
+
+		curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &b);
+		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+	} else if (a->cert_file) {
+		curl_easy_setopt(easy, CURLOPT_SSLCERT, a->cert_file);
+	}
+	if (a->key.data) {
+		struct curl_blob b = cblob(&a->key);
+
+		curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &b);
+		curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+	} else if (a->key_file) {
+		curl_easy_setopt(easy, CURLOPT_SSLKEY, a->key_file);
+	}
+	if (a->userpwd) {
+		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(easy, CURLOPT_USERPWD, a->userpwd);
+	}
+}
+
 /* Under lock. */
 static int start_request(struct fg_kube *k, struct watcher *w)
 {
 	const struct auth *a = &w->src->auth;
 	struct curl_slist *h;
-	char *hdr = NULL;
 	int rc;
 
 	if (!w->easy && !(w->easy = curl_easy_init()))
@@ -1053,28 +1120,7 @@ static int start_request(struct fg_kube *k, struct watcher *w)
 	if (rc)
 		return rc;
 	w->hdrs = curl_slist_append(NULL, "Accept: application/json");
-	if (a->token_file) {
-		char *tok;
-		size_t len;
-
-		if (read_whole(a->token_file, &tok, &len, 1 << 20)) {
-			while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' ||
-				       tok[len - 1] == ' '))
-				tok[--len] = '\0';
-			if (asprintf(&hdr, "Authorization: Bearer %s", tok) < 0)
-				hdr = NULL;
-			wipe_free(tok, len);
-		} else {
-			pr_warn("kube: %s: cannot read tokenFile %s: %s\n",
-				origin_name(w->src->origin), a->token_file, strerror(errno));
-		}
-	} else if (a->token && asprintf(&hdr, "Authorization: Bearer %s", a->token) < 0) {
-		hdr = NULL;
-	}
-	if (hdr) {
-		w->hdrs = curl_slist_append(w->hdrs, hdr);
-		wipe_str(hdr);
-	}
+	apply_auth(a, w->easy, &w->hdrs, origin_name(w->src->origin));
 	curl_easy_setopt(w->easy, CURLOPT_URL, w->url);
 	curl_easy_setopt(w->easy, CURLOPT_HTTPHEADER, w->hdrs);
 	curl_easy_setopt(w->easy, CURLOPT_USERAGENT, "fleetgate");
@@ -1094,39 +1140,6 @@ static int start_request(struct fg_kube *k, struct watcher *w)
 	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPIDLE, 30L);
 	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPINTVL, 10L);
 	curl_easy_setopt(w->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (a->proxy)
-		curl_easy_setopt(w->easy, CURLOPT_PROXY, a->proxy);
-	if (a->ca.data) {
-		struct curl_blob b = cblob(&a->ca);
-
-		curl_easy_setopt(w->easy, CURLOPT_CAINFO_BLOB, &b);
-	} else if (a->ca_file) {
-		curl_easy_setopt(w->easy, CURLOPT_CAINFO, a->ca_file);
-	}
-	if (a->insecure) {
-		curl_easy_setopt(w->easy, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(w->easy, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	if (a->cert.data) {
-		struct curl_blob b = cblob(&a->cert);
-
-		curl_easy_setopt(w->easy, CURLOPT_SSLCERT_BLOB, &b);
-		curl_easy_setopt(w->easy, CURLOPT_SSLCERTTYPE, "PEM");
-	} else if (a->cert_file) {
-		curl_easy_setopt(w->easy, CURLOPT_SSLCERT, a->cert_file);
-	}
-	if (a->key.data) {
-		struct curl_blob b = cblob(&a->key);
-
-		curl_easy_setopt(w->easy, CURLOPT_SSLKEY_BLOB, &b);
-		curl_easy_setopt(w->easy, CURLOPT_SSLKEYTYPE, "PEM");
-	} else if (a->key_file) {
-		curl_easy_setopt(w->easy, CURLOPT_SSLKEY, a->key_file);
-	}
-	if (a->userpwd) {
-		curl_easy_setopt(w->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(w->easy, CURLOPT_USERPWD, a->userpwd);
-	}
 	w->len = 0;
 	w->code = 0;
 	w->status[0] = '\0';
@@ -1776,4 +1789,85 @@ int fg_kube_foreach_source(struct fg_kube *k, fg_kube_src_cb cb, void *ctx)
 		if (cb)
 			cb(k->srcs[i].origin, k->srcs[i].synced, ctx);
 	return (int)k->n_srcs;
+}
+
+/* ---------- credentials for other clients (lease.c) ---------- */
+
+struct fg_kube_client {
+	struct auth auth;
+	char *ns; /* the context's namespace, or NULL */
+};
+
+int fg_kube_client_new(struct fg_kube_client **out, const char *kubeconfig_path,
+		       const char *context)
+{
+	char why[512] = "", *base_dir = NULL, *text, *slash;
+	struct fg_kube_client *c;
+	json_t *kc = NULL;
+	size_t len;
+	int rc;
+
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return -ENOMEM;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (!kubeconfig_path) {
+		rc = auth_in_cluster(&c->auth, why, sizeof(why));
+		goto done;
+	}
+	if (!read_whole(kubeconfig_path, &text, &len, MAX_KUBECONFIG)) {
+		rc = -errno;
+		snprintf(why, sizeof(why), "cannot read it: %s", strerror(-rc));
+		goto done;
+	}
+	rc = parse_kubeconfig(text, len, kubeconfig_path, &kc, why, sizeof(why));
+	wipe_free(text, len);
+	if (rc)
+		goto done;
+	base_dir = realpath(kubeconfig_path, NULL);
+	slash = base_dir ? strrchr(base_dir, '/') : NULL;
+	if (slash)
+		*slash = '\0';
+	rc = auth_from_kubeconfig(kc, context, base_dir, &c->auth, &c->ns, why, sizeof(why));
+	json_decref(kc);
+	free(base_dir);
+done:
+	if (rc) {
+		pr_warn("kube: kubeconfig %s: %s\n", kubeconfig_path ? kubeconfig_path : "in-cluster",
+			why);
+		free(c->ns);
+		free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+const char *fg_kube_client_server(const struct fg_kube_client *c)
+{
+	return c->auth.server;
+}
+
+int fg_kube_client_setup(const struct fg_kube_client *c, void *easy, struct curl_slist **hdrs)
+{
+	struct curl_slist *h = *hdrs;
+
+	apply_auth(&c->auth, easy, &h, "client");
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "fleetgate");
+	*hdrs = h;
+	return 0;
+}
+
+void fg_kube_client_free(struct fg_kube_client *c)
+{
+	if (!c)
+		return;
+	auth_free(&c->auth);
+	free(c->ns);
+	free(c);
 }

@@ -121,4 +121,20 @@ int fg_kube_foreach_error(struct fg_kube *k, fg_kube_err_cb cb, void *ctx);
 typedef void (*fg_kube_src_cb)(const char *origin, bool synced, void *ctx);
 int fg_kube_foreach_source(struct fg_kube *k, fg_kube_src_cb cb, void *ctx);
 
+/*
+ * Credentials for other clients of the same API server (lease.c): the
+ * kubeconfig (NULL: the in-cluster service account) and context are read
+ * as for a source; fg_kube_client_setup() puts the TLS and credential
+ * options on a libcurl easy handle (CURL *) and appends the Authorization
+ * header to *hdrs. Errors are logged with why.
+ */
+struct fg_kube_client;
+struct curl_slist;
+int fg_kube_client_new(struct fg_kube_client **out, const char *kubeconfig_path,
+		       const char *context);
+/* "https://host:port[/prefix]", no trailing '/'. */
+const char *fg_kube_client_server(const struct fg_kube_client *c);
+int fg_kube_client_setup(const struct fg_kube_client *c, void *easy, struct curl_slist **hdrs);
+void fg_kube_client_free(struct fg_kube_client *c);
+
 #endif

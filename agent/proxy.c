@@ -40,6 +40,7 @@
 #include <bpf/bpf.h>
 
 #include "health.h"
+#include "hmap.h"
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
@@ -197,18 +198,27 @@ struct conn {
 	 * through the psock's work queue. */
 	bool sm_barrier;
 	__u64 sm_target;
+
+	/* request records (opts.on_request, request_record.h) */
+	bool rec_open;           /* a request is under way: a record is due */
+	struct fg_request_record rec;
+	struct fg_request_strings rec_store; /* its strings */
+	__u64 rx, tx;            /* bytes read from the client / queued to it */
+	__u64 in_mark, out_mark; /* consumed / queued when the last record ended */
+	__u64 hdr_mark;          /* queued before the response head */
+};
+
+/* A service's cluster ring as last read from the maps. */
+struct ring_cache {
+	__u64 epoch;  /* the routing epoch it was read at */
+	__u32 *ring;  /* NULL: the service has none */
+	__u32 size;
 };
 
 struct cache {
-	bool valid;
-	__u64 epoch;
-	struct fg_backend *all; /* FG_MAX_BACKENDS */
-	__u32 *keys;            /* batch lookups */
-	__u32 *ids;             /* active, up backends sorted by (service, cluster) */
-	size_t n_ids;
-	__u32 *ring[FG_MAX_SERVICES];
-	__u64 ring_epoch[FG_MAX_SERVICES]; /* epoch + 1 when loaded */
-	bool ring_empty[FG_MAX_SERVICES];
+	struct fg_hmap rings;   /* service id -> struct ring_cache * */
+	__u32 *cands;           /* scratch: the candidates of a pick */
+	size_t cap_cands;
 };
 
 struct fg_proxy {
@@ -563,117 +573,34 @@ static bool req_spliceable(const struct conn *c)
 
 /* ---------- data plane caches ---------- */
 
-static int cmp_ids(const void *a, const void *b, void *ctx)
+/* The cluster ring of a service, NULL when it has none; reread from the
+ * maps after routing state changed (the data plane's epoch). */
+static const __u32 *ring_get(struct fg_proxy *p, __u32 sid, __u32 *size)
 {
-	const struct fg_backend *all = ctx;
-	const struct fg_backend *x = &all[*(const __u32 *)a], *y = &all[*(const __u32 *)b];
+	__u64 epoch = fg_dp_epoch(p->dp), *v, key = sid;
+	struct ring_cache *rc;
 
-	if (x->service_id != y->service_id)
-		return x->service_id < y->service_id ? -1 : 1;
-	if (x->cluster_idx != y->cluster_idx)
-		return x->cluster_idx < y->cluster_idx ? -1 : 1;
-	return *(const __u32 *)a < *(const __u32 *)b ? -1 : 1;
-}
-
-static int cache_refresh(struct fg_proxy *p)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	struct cache *k = &p->cache;
-	__u64 epoch = fg_dp_epoch(p->dp);
-	int fd = fg_dp_maps(p->dp)->backends;
-	__u32 count = FG_MAX_BACKENDS, out_batch = 0, id;
-	int err;
-
-	if (k->valid && k->epoch == epoch)
-		return 0;
-	err = bpf_map_lookup_batch(fd, NULL, &out_batch, k->keys, k->all, &count, &bopts);
-	if ((err && errno != ENOENT) || count != FG_MAX_BACKENDS) {
-		for (id = 0; id < FG_MAX_BACKENDS; id++)
-			if (bpf_map_lookup_elem(fd, &id, &k->all[id]))
-				memset(&k->all[id], 0, sizeof(k->all[id]));
-	}
-	k->n_ids = 0;
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
-		const struct fg_backend *be = &k->all[id];
-
-		if ((be->flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) ==
-			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) &&
-		    be->service_id < FG_MAX_SERVICES && be->cluster_idx < FG_MAX_CLUSTERS)
-			k->ids[k->n_ids++] = id;
-	}
-	qsort_r(k->ids, k->n_ids, sizeof(*k->ids), cmp_ids, k->all);
-	k->epoch = epoch;
-	k->valid = true;
-	return 0;
-}
-
-/* The cluster ring of a service, NULL when it has none. */
-static const __u32 *ring_get(struct fg_proxy *p, __u32 sid)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	struct cache *k = &p->cache;
-	__u32 id, count = FG_CLUSTER_RING_SIZE, out_batch = 0, i;
-	int fd, err;
-
-	if (sid >= FG_MAX_SERVICES)
-		return NULL;
-	if (k->ring_epoch[sid] == k->epoch + 1)
-		return k->ring_empty[sid] ? NULL : k->ring[sid];
-	k->ring_epoch[sid] = k->epoch + 1;
-	k->ring_empty[sid] = true;
-	/* User space reads an outer map-in-map slot as the inner map's id. */
-	if (bpf_map_lookup_elem(fg_dp_maps(p->dp)->cluster_rings, &sid, &id))
-		return NULL;
-	fd = bpf_map_get_fd_by_id(id);
-	if (fd < 0)
-		return NULL;
-	if (!k->ring[sid]) {
-		k->ring[sid] = calloc(FG_CLUSTER_RING_SIZE, sizeof(__u32));
-		if (!k->ring[sid]) {
-			close(fd);
+	v = fg_hmap_get(&p->cache.rings, &key);
+	if (v) {
+		rc = (struct ring_cache *)(uintptr_t)*v;
+	} else {
+		rc = calloc(1, sizeof(*rc));
+		if (!rc || fg_hmap_put(&p->cache.rings, &key, (uintptr_t)rc)) {
+			free(rc);
 			return NULL;
 		}
+		rc->epoch = epoch + 1; /* not read yet */
 	}
-	err = bpf_map_lookup_batch(fd, NULL, &out_batch, k->keys, k->ring[sid], &count, &bopts);
-	if ((err && errno != ENOENT) || count != FG_CLUSTER_RING_SIZE) {
-		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
-			if (bpf_map_lookup_elem(fd, &i, &k->ring[sid][i]))
-				k->ring[sid][i] = FG_NONE;
+	if (rc->epoch != epoch) {
+		free(rc->ring);
+		rc->ring = NULL;
+		rc->size = 0;
+		rc->epoch = epoch;
+		if (fg_dp_ring_read(p->dp, sid, FG_RING_CLUSTERS, &rc->ring, &rc->size))
+			rc->ring = NULL;
 	}
-	close(fd);
-	for (i = 0; i < FG_CLUSTER_RING_SIZE; i++)
-		if (k->ring[sid][i] < FG_MAX_CLUSTERS) {
-			k->ring_empty[sid] = false;
-			break;
-		}
-	return k->ring_empty[sid] ? NULL : k->ring[sid];
-}
-
-/* Index range of the up backends of (sid, cidx) in cache.ids. */
-static void backend_range(struct fg_proxy *p, __u32 sid, __u32 cidx, size_t *lo, size_t *hi)
-{
-	const struct cache *k = &p->cache;
-	__u64 want = ((__u64)sid << 32) | cidx;
-	size_t a = 0, b = k->n_ids;
-
-	while (a < b) {
-		size_t m = a + (b - a) / 2;
-		const struct fg_backend *be = &k->all[k->ids[m]];
-		__u64 key = ((__u64)be->service_id << 32) | be->cluster_idx;
-
-		if (key < want)
-			a = m + 1;
-		else
-			b = m;
-	}
-	*lo = a;
-	for (b = a; b < k->n_ids; b++) {
-		const struct fg_backend *be = &k->all[k->ids[b]];
-
-		if (be->service_id != sid || be->cluster_idx != cidx)
-			break;
-	}
-	*hi = b;
+	*size = rc->size;
+	return rc->ring;
 }
 
 static bool excluded(__u32 id, const __u32 *ex, size_t n_ex)
@@ -686,26 +613,36 @@ static bool excluded(__u32 id, const __u32 *ex, size_t n_ex)
 	return false;
 }
 
+/* A random up member of (sid, cidx) that is not excluded. */
 static bool pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *ex,
 			    size_t n_ex, __u32 *bid)
 {
-	size_t lo, hi, i, n = 0, want;
+	const __u32 *members;
+	struct fg_backend be;
+	size_t n_members, i, n = 0;
 
-	backend_range(p, sid, cidx, &lo, &hi);
-	for (i = lo; i < hi; i++)
-		n += !excluded(p->cache.ids[i], ex, n_ex);
+	if (fg_dp_members(p->dp, sid, cidx, &members, &n_members) || !n_members)
+		return false;
+	if (n_members > p->cache.cap_cands) {
+		__u32 *c = realloc(p->cache.cands, n_members * sizeof(*c));
+
+		if (!c)
+			return false;
+		p->cache.cands = c;
+		p->cache.cap_cands = n_members;
+	}
+	for (i = 0; i < n_members; i++) {
+		if (fg_dp_backend_view(p->dp, members[i], &be) ||
+		    (be.flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) !=
+			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) ||
+		    excluded(members[i], ex, n_ex))
+			continue;
+		p->cache.cands[n++] = members[i];
+	}
 	if (!n)
 		return false;
-	want = rnd_below(p, n);
-	for (i = lo; i < hi; i++) {
-		if (excluded(p->cache.ids[i], ex, n_ex))
-			continue;
-		if (!want--) {
-			*bid = p->cache.ids[i];
-			return true;
-		}
-	}
-	return false;
+	*bid = p->cache.cands[rnd_below(p, n)];
+	return true;
 }
 
 /* A backend for service sid: a random slot of its cluster ring, then a
@@ -716,15 +653,14 @@ static int pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n
 {
 	bool tried[FG_MAX_CLUSTERS] = {};
 	const __u32 *ring;
-	__u32 start, i, c;
+	__u32 start, i, c, size;
 	int pass, t;
 
-	cache_refresh(p);
-	ring = ring_get(p, sid);
-	if (!ring)
+	ring = ring_get(p, sid, &size);
+	if (!ring || !size)
 		return -ENOENT;
 	for (t = 0; t < 16; t++) {
-		c = ring[rnd_below(p, FG_CLUSTER_RING_SIZE)];
+		c = ring[rnd_below(p, size)];
 		if (c >= FG_MAX_CLUSTERS || (int)c == avoid_cluster)
 			continue;
 		if (pick_in_cluster(p, sid, c, ex, n_ex, bid))
@@ -732,10 +668,10 @@ static int pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n
 		tried[c] = true;
 	}
 	/* Unlucky draws: every cluster of the ring once, the avoided last. */
-	start = rnd_below(p, FG_CLUSTER_RING_SIZE);
+	start = rnd_below(p, size);
 	for (pass = 0; pass < 2; pass++) {
-		for (i = 0; i < FG_CLUSTER_RING_SIZE; i++) {
-			c = ring[(start + i) % FG_CLUSTER_RING_SIZE];
+		for (i = 0; i < size; i++) {
+			c = ring[(start + i) % size];
 			if (c >= FG_MAX_CLUSTERS || tried[c] || (!pass && (int)c == avoid_cluster))
 				continue;
 			tried[c] = true;
@@ -748,27 +684,27 @@ static int pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n
 
 static void mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why)
 {
-	const struct fg_backend *be = &p->cache.all[bid];
 	char abuf[INET6_ADDRSTRLEN];
-	struct fg_backend now;
+	struct fg_backend be;
 	int err;
 
-	/* Several requests in flight can fail on the same endpoint before the
-	 * cache refreshes: mark it and rebuild its rings once. */
-	if (!bpf_map_lookup_elem(fg_dp_maps(p->dp)->backends, &bid, &now) &&
-	    !(now.flags & FG_BACKEND_F_UP))
+	/* Several requests in flight can fail on the same endpoint: it is
+	 * marked, and its rings rebuilt, once. */
+	if (fg_dp_backend_view(p->dp, bid, &be) || !(be.flags & FG_BACKEND_F_UP))
 		return;
 	err = fg_dp_set_backend_up(p->dp, bid, false);
 	if (err) {
 		pr_debug("proxy: cannot mark backend %u down: %s\n", bid, strerror(-err));
 		return;
 	}
-	err = fg_dp_rebuild_service(p->dp, sid);
+	/* Every service with this endpoint: it is down for all of them. */
+	err = fg_dp_backends_changed(p->dp, &bid, 1);
 	if (err)
-		pr_warn("proxy: cannot rebuild the rings of service %u: %s\n", sid, strerror(-err));
+		pr_warn("proxy: cannot rebuild the rings of backend %u: %s\n", bid, strerror(-err));
 	p->st.passive_down++;
-	pr_warn("proxy: backend %u (%s:%u) of service %u marked down: %s\n", bid,
-		fg_addr_str(&be->addr, be->family, abuf, sizeof(abuf)), ntohs(be->port), sid, why);
+	pr_warn("proxy: backend %u (%s:%u) of cluster %s marked down (service %u): %s\n", bid,
+		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf)), ntohs(be.port),
+		fg_dp_cluster_name(p->dp, be.cluster_idx), sid, why);
 }
 
 /* ---------- upstream connections ---------- */
@@ -964,6 +900,118 @@ static struct upstream *up_connect(struct fg_proxy *p, const struct pool_key *k,
 	return u;
 }
 
+/* ---------- request records (opts.on_request) ---------- */
+
+static void client_ip(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+static __u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* The client's bytes consumed so far; bytes queued for it so far. */
+static __u64 rec_consumed(const struct conn *c)
+{
+	return c->rx - buf_used(&c->in);
+}
+
+static __u64 rec_queued(const struct conn *c)
+{
+	return c->tx + buf_used(&c->out);
+}
+
+/* A request begins: req (NULL when none could be parsed) and its route
+ * (NULL: none) are copied, since the plan may change before it ends. */
+static void rec_begin(struct conn *c, const struct fg_http_request *req,
+		      const struct fg_route *route)
+{
+	if (!c->p->opts.on_request)
+		return;
+	c->rec_open = true;
+	fg_request_record_fill(&c->rec, &c->rec_store, c->ip, req, c->p->opts.record_details,
+			       route);
+	c->rec.start_ns = req || !c->head_start ? now_ns() : c->head_start * 1000000ULL;
+}
+
+/* The target chosen: a canary's, or the route's own. */
+static void rec_target(struct conn *c, const struct fg_route *route, const struct fg_target *t)
+{
+	if (!c->rec_open)
+		return;
+	c->rec.service = c->service;
+	fg_request_record_canary(&c->rec, &c->rec_store, route, t);
+}
+
+/* A try on an upstream begins. */
+static void rec_upstream(struct conn *c, const void *addr, int family, __be16 port, __u32 cidx)
+{
+	struct fg_request_record *r = &c->rec;
+
+	if (!c->rec_open)
+		return;
+	r->cluster_idx = cidx < FG_MAX_CLUSTERS ? (int)cidx : -1;
+	r->up_family = family;
+	memcpy(&r->up_addr, addr, sizeof(r->up_addr));
+	r->up_port = ntohs(port);
+	r->attempts++;
+	r->up_start_ns = now_ns();
+	r->up_connect_ns = r->up_header_ns = 0;
+}
+
+/* The final response head went to `out` (hdr_mark: queued before it). */
+static void rec_response(struct conn *c, int status)
+{
+	if (!c->rec_open)
+		return;
+	c->rec.status = status;
+	c->rec.up_header_ns = now_ns();
+	c->rec.header_bytes_out = rec_queued(c) - c->hdr_mark;
+}
+
+/* The request ends: the record goes to opts.on_request. head_bytes: of
+ * the response, when the proxy made it (< 0: as recorded). */
+static void rec_end(struct conn *c, int status, enum fg_request_end end, long head_bytes)
+{
+	struct fg_proxy *p = c->p;
+	struct fg_request_record *r = &c->rec;
+
+	if (!p->opts.on_request)
+		return;
+	if (!c->rec_open)
+		rec_begin(c, NULL, NULL); /* its head never parsed */
+	r->status = status;
+	r->end = end;
+	r->end_ns = now_ns();
+	if (head_bytes >= 0)
+		r->header_bytes_out = head_bytes;
+	r->bytes_in = rec_consumed(c) - c->in_mark;
+	r->bytes_out = rec_queued(c) - c->out_mark;
+	c->in_mark = rec_consumed(c);
+	c->out_mark = rec_queued(c);
+	c->rec_open = false;
+	p->opts.on_request(r, p->opts.on_request_ctx);
+}
+
+/* A connection refused at accept (503 sent, sent bytes of it). */
+static void rec_refused(struct fg_proxy *p, const struct sockaddr_storage *ss, long sent)
+{
+	struct fg_request_record r;
+	char ip[INET6_ADDRSTRLEN];
+
+	if (!p->opts.on_request)
+		return;
+	client_ip(ss, ip, sizeof(ip));
+	fg_request_record_blank(&r, ip);
+	r.status = 503;
+	r.end = FG_REQ_REFUSED;
+	r.bytes_out = sent > 0 ? sent : 0;
+	r.start_ns = r.end_ns = now_ns();
+	p->opts.on_request(&r, p->opts.on_request_ctx);
+}
+
 /* ---------- client connections ---------- */
 
 static void conn_close(struct conn *c)
@@ -972,6 +1020,8 @@ static void conn_close(struct conn *c)
 
 	if (c->dead)
 		return;
+	if (c->rec_open)
+		rec_end(c, c->resp_head_sent ? c->rec.status : 499, FG_REQ_ABORTED, -1);
 	if (c->up) {
 		up_close(c->up);
 		c->up = NULL;
@@ -1003,6 +1053,7 @@ static void conn_free(struct conn *c)
 	buf_free(&c->rin);
 	pipe_close(c->p, &c->rp);
 	pipe_close(c->p, &c->qp);
+	fg_request_strings_free(&c->rec_store);
 	free(c);
 }
 
@@ -1063,6 +1114,7 @@ static void respond_error(struct conn *c, int status, const char *text, bool clo
 	    (!c->is_head_req && (buf_append(&c->out, text, blen - 1) ||
 				 buf_append(&c->out, "\n", 1))))
 		close = true; /* cannot even say it: just close */
+	rec_end(c, status, FG_REQ_ERROR, n);
 	pr_debug("proxy: %s: %d %s\n", c->ip, status, text);
 	if (close) {
 		start_closing(c);
@@ -1079,6 +1131,8 @@ static void respond_error(struct conn *c, int status, const char *text, bool clo
 static void abort_mid_response(struct conn *c, const char *why)
 {
 	pr_debug("proxy: %s: upstream failed mid-response (%s): closing\n", c->ip, why);
+	if (c->rec_open)
+		rec_end(c, c->rec.status ? c->rec.status : 502, FG_REQ_ABORTED, -1);
 	start_closing(c);
 }
 
@@ -1255,6 +1309,7 @@ static void start_request(struct conn *c, size_t hlen)
 	p->scratch[plen] = '\0';
 	route = find_route(fg_control_plan(p->control), req->host_len ? req->host : "",
 			   p->scratch);
+	rec_begin(c, req, route);
 	if (!route) {
 		snprintf(msg, sizeof(msg), "no route for %s %.512s",
 			 req->host_len ? req->host : "(no host)", p->scratch);
@@ -1266,6 +1321,7 @@ static void start_request(struct conn *c, size_t hlen)
 	t = choose_target(p, route, req);
 	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
 		 t->subset[0] ? " subset " : "", t->subset);
+	rec_target(c, route, t);
 	sid = fg_control_service_id(p->control, t);
 	if (sid < 0 || pick_backend(p, sid, NULL, 0, -1, &bid)) {
 		snprintf(msg, sizeof(msg), "no healthy cluster for %s", c->service);
@@ -1464,18 +1520,24 @@ static bool pooled_alive(const struct upstream *u)
 static void dispatch(struct conn *c, __u32 bid, bool use_pool)
 {
 	struct fg_proxy *p = c->p;
-	const struct fg_backend *be = &p->cache.all[bid];
+	struct fg_backend bev, *be = &bev;
 	struct pool_key key = {};
 	struct upstream *u = NULL;
 	char kbuf[64], what[96];
 	int err = 0;
 
+	if (fg_dp_backend_view(p->dp, bid, &bev)) {
+		bad_gateway(c, 502, "backend gone");
+		return;
+	}
 	key.addr = be->addr;
 	key.port = be->port;
 	key.family = be->family;
+	rec_upstream(c, &key.addr, key.family, key.port, be->cluster_idx);
 	while (use_pool && (u = pool_get(p, &key))) {
 		if (c->idempotent || pooled_alive(u)) {
 			u->reused = true;
+			c->rec.up_connect_ns = c->rec.up_start_ns;
 			p->st.upstream_reuses++;
 			break;
 		}
@@ -1534,6 +1596,7 @@ static int client_read(struct conn *c)
 		n = recv(c->fd, c->in.d + c->in.len, room, 0);
 		if (n > 0) {
 			c->in.len += n;
+			c->rx += n;
 			c->activity = c->last_rx = now_ms();
 			if ((size_t)n < room)
 				return 0;
@@ -1571,6 +1634,7 @@ static int client_flush(struct conn *c)
 
 		if (n > 0) {
 			buf_consume(&c->out, n);
+			c->tx += n;
 			c->activity = now_ms();
 			continue;
 		}
@@ -1917,9 +1981,11 @@ static bool pump_response(struct conn *c)
 		if (!c->rq_done || r->body == FG_BODY_CLOSE ||
 		    (r->body == FG_BODY_CHUNKED && c->version_minor == 0))
 			c->close_after = true;
+		c->hdr_mark = rec_queued(c);
 		if (put_response_head(c, r))
 			return moved;
 		count_status(p, r->status);
+		rec_response(c, r->status);
 		c->resp_head_sent = true;
 		c->resp_ka = r->keep_alive && r->body != FG_BODY_CLOSE;
 		fg_http_framer_init_response(&c->rsf, r);
@@ -2017,6 +2083,7 @@ static bool splice_response(struct conn *c)
 		}
 		fg_http_framer_skip(&c->rsf, n);
 		c->p->spliced_bytes += n;
+		c->tx += n;
 		c->resp_bytes = true;
 		c->up_activity = now_ms();
 		moved = true;
@@ -2052,6 +2119,7 @@ static bool splice_request(struct conn *c)
 		}
 		fg_http_framer_skip(&c->rqf, n);
 		c->p->spliced_bytes += n;
+		c->rx += n;
 		c->activity = c->last_rx = now_ms();
 		c->rq_done = fg_http_framer_done(&c->rqf);
 		moved = true;
@@ -2101,6 +2169,7 @@ static void sm_account(struct conn *c, __u64 total_redirected)
 	fg_http_framer_skip(&c->rsf, k);
 	c->p->kernel_bytes += k;
 	c->p->spliced_bytes += k;
+	c->tx += k;
 	c->sm_target += k;
 	c->sm_barrier = true;
 	c->resp_bytes = true;
@@ -2245,6 +2314,7 @@ static void finish_exchange(struct conn *c)
 	bool reusable = u && u->fd >= 0 && c->resp_ka && c->rq_done &&
 			c->upo_sent == c->upo.len && !c->qp.len && !buf_used(&c->rin) && !c->up_eof;
 
+	rec_end(c, c->rec.status, FG_REQ_DONE, -1);
 	c->up = NULL;
 	if (u) {
 		if (reusable)
@@ -2524,6 +2594,8 @@ static void on_upstream(struct upstream *u, unsigned ev)
 			return;
 		u->connecting = false;
 		c->up_activity = now_ms();
+		if (c->rec_open)
+			c->rec.up_connect_ns = now_ns();
 	}
 	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		up_read(c);
@@ -2566,21 +2638,24 @@ static void on_timer(struct fg_proxy *p)
 
 /* A 503 at once and the connection closed: nothing of the client's is
  * read, so this costs no buffer. */
-static void refuse(struct fg_proxy *p, int fd, const char *why)
+static void refuse(struct fg_proxy *p, int fd, const struct sockaddr_storage *ss, const char *why)
 {
 	char msg[256];
+	long sent;
 	int n;
 
 	n = snprintf(msg, sizeof(msg),
 		     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
 		     strlen(why) + 1, why);
-	if (send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	sent = send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (sent < 0)
 		pr_debug("proxy: cannot refuse a connection politely: %s\n", strerror(errno));
 	shutdown(fd, SHUT_WR);
 	close(fd);
 	p->st.refused++;
 	count_status(p, 503);
+	rec_refused(p, ss, sent);
 }
 
 static void client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
@@ -2626,12 +2701,13 @@ static void do_accept(struct fg_proxy *p)
 		}
 		p->st.accepted++;
 		if (p->n_conns >= p->opts.max_conns) {
-			refuse(p, fd, "too many connections");
+			refuse(p, fd, &ss, "too many connections");
 			continue;
 		}
 		if (!fds_allow(p, FD_HEADROOM)) {
 			p->st.refused_fds++;
-			refuse(p, fd, "too many connections: the gateway is at its file descriptor limit");
+			refuse(p, fd, &ss,
+			       "too many connections: the gateway is at its file descriptor limit");
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
@@ -2643,7 +2719,7 @@ static void do_accept(struct fg_proxy *p)
 		if (!c->slot) {
 			free(c);
 			p->st.refused_per_client++;
-			refuse(p, fd, "too many connections from your address");
+			refuse(p, fd, &ss, "too many connections from your address");
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -2964,10 +3040,8 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	p->limits.max_head = p->opts.max_head;
 	p->scratch_len = p->opts.max_head + FG_HTTP_DEF_MAX_REQUEST_LINE + 1;
 	p->scratch = malloc(p->scratch_len);
-	p->cache.all = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.all));
-	p->cache.keys = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.keys));
-	p->cache.ids = calloc(FG_MAX_BACKENDS, sizeof(*p->cache.ids));
-	if (!p->scratch || !p->cache.all || !p->cache.keys || !p->cache.ids) {
+	fg_hmap_init(&p->cache.rings, sizeof(__u64));
+	if (!p->scratch) {
 		err = -ENOMEM;
 		goto err;
 	}
@@ -3100,11 +3174,15 @@ void fg_proxy_close(struct fg_proxy *p)
 		close(p->epfd);
 	if (p->tfd >= 0)
 		close(p->tfd);
-	for (i = 0; i < FG_MAX_SERVICES; i++)
-		free(p->cache.ring[i]);
-	free(p->cache.all);
-	free(p->cache.keys);
-	free(p->cache.ids);
+	for (i = fg_hmap_next(&p->cache.rings, 0); i < p->cache.rings.cap;
+	     i = fg_hmap_next(&p->cache.rings, i + 1)) {
+		struct ring_cache *rc = (struct ring_cache *)(uintptr_t)*fg_hmap_val(&p->cache.rings, i);
+
+		free(rc->ring);
+		free(rc);
+	}
+	fg_hmap_fini(&p->cache.rings);
+	free(p->cache.cands);
 	free(p->scratch);
 	fg_sockmap_close(p->sm, true);
 	free(p);

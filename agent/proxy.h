@@ -55,6 +55,7 @@
 #include "control.h"
 #include "dataplane.h"
 #include "fleetgate.h"
+#include "request_record.h"
 #include "splice.h"
 
 /* A zero field takes its default (in the comment), xff apart: call
@@ -92,6 +93,13 @@ struct fg_proxy_opts {
 	/* Where the sockmap object's maps are pinned (by name, next to the
 	 * XDP maps); NULL: not pinned. */
 	const char *pin_path;
+	/* Called once at the end of every request, refusals at accept
+	 * included (request_record.h), from the proxy's thread: it must not
+	 * block. NULL: no records. record_details adds the request line,
+	 * Referer and User-Agent (for an access log). */
+	fg_request_cb on_request;
+	void *on_request_ctx;
+	bool record_details;
 };
 
 struct fg_proxy;

@@ -286,6 +286,7 @@ static __noinline int l4_new_flow(struct xdp_md *ctx, struct fg_pkt *pkt,
 
 	nct.last_seen_ns = now;
 	nct.backend_id = ch.backend_id;
+	nct.backend_gen = ch.backend->gen;
 	nct.service_id = lst->service_id;
 	nct.cluster_idx = ch.cluster_idx;
 	nct.state = rn.state;
@@ -380,9 +381,10 @@ static __noinline int l4_forward(struct xdp_md *ctx, struct fg_pkt *pkt,
 			ct = NULL;
 		} else {
 			be = bpf_map_lookup_elem(&backends, &ct->backend_id);
-			/* Failover: a flow on a backend marked down is
+			/* Failover: a flow on a backend marked down, or whose
+			 * backend id was given to another endpoint since, is
 			 * re-selected. */
-			if (!be || !backend_is_up(be, lst->service_id)) {
+			if (!be || !backend_is_up(be) || be->gen != ct->backend_gen) {
 				flow_forget(&pkt->flow, ct);
 				ct = NULL;
 			}

@@ -14,20 +14,30 @@
 #include <linux/types.h>
 #endif
 
-/* Capacities. Changing one changes the map layout: pinned maps from an older
- * build are then refused by the loader (see agent/loader.c) rather than
- * silently misread. */
-#define FG_MAX_SERVICES      1024
+/* Capacities. The FG_DEF_ ones are the compiled defaults of maps the agent
+ * sizes at load (--max-services, --max-backends, --max-rings,
+ * --ring-slots): code reads the size of the map it has, never these. A
+ * pinned map of another size or layout is refused by the loader rather
+ * than silently misread. */
+#define FG_DEF_MAX_SERVICES  65536
+#define FG_DEF_MAX_BACKENDS  1048576
+#define FG_DEF_MAX_RINGS     1048576
+#define FG_DEF_RING_SLOTS    (1U << 20)   /* the slab's first size; it grows */
+#define FG_MAX_RING_SLOTS    (1U << 30)   /* the slab's largest size */
 #define FG_MAX_CLUSTERS        64
-#define FG_MAX_BACKENDS     16384
 #define FG_MAX_LISTENERS     4096
 #define FG_MAX_ALLOW_RULES  16384
 #define FG_MAX_IFACES          64
 #define FG_CT_MAX          262144
-/* Per-service cluster ring (first level). A prime, as Maglev needs. */
-#define FG_CLUSTER_RING_SIZE 4093
-/* Default per-(service, cluster) backend ring (second level); the agent's
- * --maglev-size overrides it before load. Must be prime. */
+/* Ring sizes follow what a ring holds (agent/dataplane.c): a prime at
+ * least FG_CLUSTER_RING_FACTOR slots per cluster (FG_CLUSTER_RING_MIN at
+ * least) for a service's cluster ring, and at least FG_BACKEND_RING_FACTOR
+ * slots per unit of backend weight for a (service, cluster) backend ring,
+ * capped by the agent's --maglev-size (a prime, default below). */
+#define FG_CLUSTER_RING_FACTOR 100
+#define FG_CLUSTER_RING_MIN    101
+#define FG_BACKEND_RING_FACTOR 32
+#define FG_BACKEND_RING_MIN    31
 #define FG_DEFAULT_MAGLEV_SIZE 65537
 #define FG_NAME_LEN            64
 
@@ -123,24 +133,49 @@ enum fg_backend_flags {
 	FG_BACKEND_F_PROBE_HTTP = 1 << 3, /* an HTTP route's: GET probes when enabled */
 };
 
-/* backends: backend_id -> backend (array). */
+/* backends: backend_id -> an endpoint (address, port) of one cluster
+ * (array). One entry per endpoint, shared by every service (route target,
+ * L4 Service) that sends traffic to it, so its health is the endpoint's.
+ * gen changes whenever the id is given to another endpoint: a conntrack
+ * entry remembers it, and a flow whose backend id now names someone else
+ * is re-selected rather than sent there. */
 struct fg_backend {
 	struct fg_addr addr;
 	__be16 port;
 	__u8 family;
 	__u8 flags; /* enum fg_backend_flags */
-	__u32 service_id;
+	__u32 gen;
 	__u32 cluster_idx;
 	__u32 weight;
 };
 _Static_assert(sizeof(struct fg_backend) == 32, "fg_backend size");
 
-/* backend_rings outer key: one Maglev ring per (service, cluster). */
+/* rings: where a ring lives in the ring_slots slab. Keys:
+ *   (service, FG_RING_CLUSTERS)       the service's cluster ring: cluster
+ *                                     indexes, weighted by its shares
+ *   (service, cluster)                that cluster's Maglev ring of the
+ *                                     service's up backends (backend ids)
+ *   (service, cluster | FG_RING_MEMBERS)  every backend of the service in
+ *                                     that cluster, up or down (a list, not
+ *                                     a ring): what the agent rebuilds the
+ *                                     ring from after a health change
+ * The agent writes a new ring to free slots, then replaces the entry (one
+ * atomic update), and reuses the old slots only later: a reader sees the
+ * old ring or the new one, never a mix. size 0: empty. */
 struct fg_ring_key {
 	__u32 service_id;
 	__u32 cluster_idx;
 };
 _Static_assert(sizeof(struct fg_ring_key) == 8, "fg_ring_key size");
+
+#define FG_RING_CLUSTERS 0xffffffffU
+#define FG_RING_MEMBERS  0x80000000U
+
+struct fg_ring {
+	__u32 offset; /* first slot in the slab */
+	__u32 size;   /* slots; a prime for rings */
+};
+_Static_assert(sizeof(struct fg_ring) == 8, "fg_ring size");
 
 /* allowlists: LPM trie. Data is the service id (big-endian, so the trie
  * compares it first) then the source address; IPv4 sources are stored
@@ -200,7 +235,7 @@ struct fg_ct {
 	__be16 snat_port;
 	struct fg_addr snat_addr;
 	struct fg_nexthop nh; /* toward the backend */
-	__u32 pad1;
+	__u32 backend_gen; /* the backend's gen when the flow was placed */
 };
 _Static_assert(sizeof(struct fg_ct) == 64, "fg_ct size");
 
@@ -222,7 +257,7 @@ _Static_assert(sizeof(struct fg_rnat) == 80, "fg_rnat size");
 /* settings: one entry, written by the agent at run time. */
 struct fg_settings {
 	__u32 fib_gen;
-	__u32 maglev_size; /* backend ring size the program was loaded with */
+	__u32 maglev_size; /* the largest backend ring (--maglev-size) */
 };
 _Static_assert(sizeof(struct fg_settings) == 8, "fg_settings size");
 

@@ -23,7 +23,7 @@ struct {
 /* service_id -> name, flags, table generation. Written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_MAX_SERVICES);
+	__uint(max_entries, FG_DEF_MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct fg_service);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -38,22 +38,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } clusters SEC(".maps");
 
-/* backend_id -> address, port, cluster, health. Written by the agent. */
+/* backend_id -> endpoint: address, port, cluster, health. Written by the
+ * agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_MAX_BACKENDS);
+	__uint(max_entries, FG_DEF_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct fg_backend);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backends SEC(".maps");
 
-/* Level 1: service_id -> ring of FG_CLUSTER_RING_SIZE cluster indexes,
- * weighted by the route's cluster shares. The agent fills a fresh inner map
- * and swaps the outer slot, so a reader sees the old or the new ring, never
- * a half-written one. */
-struct cluster_ring {
+/* (service, cluster) -> where its ring lives in the slab (struct
+ * fg_ring_key and fg_ring in include/fleetgate.h). Written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FG_DEF_MAX_RINGS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fg_ring_key);
+	__type(value, struct fg_ring);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rings SEC(".maps");
+
+/* The slab every ring lives in: one array of u32 slots (cluster indexes,
+ * backend ids) behind a one-entry map-in-map, so the agent can replace it
+ * by a larger copy when it fills (offsets stay valid). */
+struct ring_slab {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_CLUSTER_RING_SIZE);
+	__uint(max_entries, FG_DEF_RING_SLOTS);
 	__uint(map_flags, BPF_F_INNER_MAP);
 	__type(key, __u32);
 	__type(value, __u32);
@@ -61,29 +72,11 @@ struct cluster_ring {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, FG_MAX_SERVICES);
+	__uint(max_entries, 1);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct cluster_ring);
-} cluster_rings SEC(".maps");
-
-/* Level 2: (service_id, cluster index) -> Maglev ring of backend ids. The
- * ring size is the agent's --maglev-size (a prime); swapped like above. */
-struct backend_ring {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FG_DEFAULT_MAGLEV_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
-	__type(key, __u32);
-	__type(value, __u32);
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, FG_MAX_SERVICES * 8);
-	__type(key, struct fg_ring_key);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct backend_ring);
-} backend_rings SEC(".maps");
+	__array(values, struct ring_slab);
+} ring_slots SEC(".maps");
 
 /* Source allowlists per service (LPM trie). Written by the agent. */
 struct {
@@ -143,7 +136,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FG_MAX_BACKENDS);
+	__uint(max_entries, FG_DEF_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct fg_counter);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -370,7 +370,7 @@ static void subtest_rings(void)
 		return;
 	cr = json_object_get(json_object_get(doc, "cluster_ring"), "clusters");
 	ASSERT_EQ(json_integer_value(json_object_get(json_object_get(doc, "cluster_ring"),
-						     "size")), FG_CLUSTER_RING_SIZE, "ring size");
+						     "size")), fg_dp_cluster_ring_size(2), "ring size");
 	/* Weights 3:1 -> 75% / 25%, within Maglev's rounding. */
 	ASSERT_LT(abs((int)(share_of(cr, "idx", 0) * 100) - 7500), 100, "east share");
 	ASSERT_LT(abs((int)(share_of(cr, "idx", 1) * 100) - 2500), 100, "west share");

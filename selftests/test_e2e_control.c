@@ -995,7 +995,7 @@ static void subtest_status(struct ctl_e2e *e)
 		    "NAME STATUS AGE header");
 	line = strstr(out, GATEWAY);
 	if (ASSERT_OK_PTR(line, "gateway listed"))
-		sscanf(line, "%63s %31s %31s", name, status, age);
+		sscanf(line, "%63s %31s %*s %31s", name, status, age); /* NAME STATUS REPLICAS AGE */
 	free(out);
 	ASSERT_STREQ(name, GATEWAY, "NAME");
 	printf("e2e: gateway %s status %s (age %s)%s\n", name, status, age,

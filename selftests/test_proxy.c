@@ -711,7 +711,7 @@ static void backends_at(const char *addr, int *active, int *up)
 
 	inet_pton(AF_INET, addr, &a);
 	*active = *up = 0;
-	for (id = 0; id < FG_MAX_BACKENDS; id++) {
+	for (id = 0; id < fg_dp_backend_high(T.dp); id++) {
 		if (bpf_map_lookup_elem(m->backends, &id, &be) || !(be.flags & FG_BACKEND_F_ACTIVE) ||
 		    be.addr.v4 != a.s_addr)
 			continue;
@@ -1112,7 +1112,9 @@ static void subtest_retry(void)
 	ASSERT_GE(after.retries - before.retries, 1, "retried");
 	ASSERT_GE(after.passive_down - before.passive_down, 1, "marked down");
 	ASSERT_GE(after.connect_failures - before.connect_failures, 1, "a refused connect");
-	ASSERT_GE(after.passive_down - before.passive_down, 2, "both marked down");
+	/* 127.0.0.31 is also closer.example.com's endpoint: one backend per
+	 * endpoint, so upstream_errors may have marked it down already. */
+	ASSERT_GE(after.passive_down - before.passive_down, 1, "marked down once at least");
 	backends_at("127.0.0.31", &active, &up);
 	ASSERT_EQ(up, 0, "127.0.0.31 down in the backends map");
 	backends_at("127.0.0.41", &active, &up);

@@ -568,21 +568,18 @@ static struct fg_flow reverse_key(const struct fg_backend *be, const struct fg_c
 	return k;
 }
 
-/* One slot of the ring behind an outer map-in-map entry. */
-static int ring_slot(int outer_fd, const void *key, __u32 slot, __u32 *val)
+/* The slot of ring (sid, cidx) a hash falls on, read as the program
+ * reads it: the rings map says where the ring lives in the slab. */
+static int ring_slot(const struct fx *fx, __u32 sid, __u32 cidx, __u32 hash, __u32 *val)
 {
-	__u32 id;
-	int fd, err = 0;
+	__u32 *table, size;
+	int err = fg_dp_ring_read(fx->dp, sid, cidx, &table, &size);
 
-	if (bpf_map_lookup_elem(outer_fd, key, &id))
-		return -errno;
-	fd = bpf_map_get_fd_by_id(id);
-	if (fd < 0)
-		return -errno;
-	if (bpf_map_lookup_elem(fd, &slot, val))
-		err = -errno;
-	close(fd);
-	return err;
+	if (err)
+		return err;
+	*val = table[hash % size];
+	free(table);
+	return 0;
 }
 
 struct choice {
@@ -597,30 +594,26 @@ struct choice {
 static int predict(const struct fx *fx, __u32 service_id, const struct fg_flow *flow,
 		   int tries, struct choice *out)
 {
-	__u32 msize = fg_dp_maglev_size(fx->dp);
 	int i;
 
 	for (i = 0; i < tries; i++) {
-		struct fg_ring_key rkey = { .service_id = service_id };
 		struct fg_cluster cl;
 		struct fg_backend be;
-		__u32 slot, cidx, bid;
+		__u32 cidx, bid;
 
-		slot = fg_flow_hash(flow, FG_SEED_CLUSTER + i) % FG_CLUSTER_RING_SIZE;
-		if (ring_slot(fx->maps->cluster_rings, &service_id, slot, &cidx) ||
+		if (ring_slot(fx, service_id, FG_RING_CLUSTERS,
+			      fg_flow_hash(flow, FG_SEED_CLUSTER + i), &cidx) ||
 		    cidx == FG_NONE)
 			continue;
 		if (bpf_map_lookup_elem(fx->maps->clusters, &cidx, &cl) ||
 		    !(cl.flags & FG_CLUSTER_F_UP))
 			continue;
-		rkey.cluster_idx = cidx;
-		slot = fg_flow_hash(flow, FG_SEED_BACKEND + i) % msize;
-		if (ring_slot(fx->maps->backend_rings, &rkey, slot, &bid) || bid == FG_NONE)
+		if (ring_slot(fx, service_id, cidx, fg_flow_hash(flow, FG_SEED_BACKEND + i), &bid) ||
+		    bid == FG_NONE)
 			continue;
 		if (!backend_get(fx, bid, &be) ||
 		    (be.flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) !=
-			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) ||
-		    be.service_id != service_id)
+			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP))
 			continue;
 		out->backend_id = bid;
 		out->cluster_idx = cidx;

@@ -3,7 +3,8 @@
  * Two-level backend selection: the service's cluster ring picks a cluster
  * (weighted by the route's cluster shares), then that (service, cluster)'s
  * Maglev ring picks a backend; both are hashed on the 5-tuple with their own
- * seed. Attempt 0 uses the canonical seeds, so the agent and the tests can
+ * seed, modulo the ring's own size (rings live in one slab, see the rings
+ * map). Attempt 0 uses the canonical seeds, so the agent and the tests can
  * predict the choice; when the chosen cluster or backend is down the next
  * attempts rehash with other seeds (the agent also rebuilds the rings
  * without it, this only covers the moment in between).
@@ -14,8 +15,6 @@
 #include "common.h"
 #include "fleetgate_hash.h"
 #include "maps.bpf.h"
-
-const volatile __u32 maglev_size = FG_DEFAULT_MAGLEV_SIZE;
 
 struct fg_choice {
 	__u32 backend_id;
@@ -30,46 +29,53 @@ static __always_inline bool cluster_is_up(__u32 cluster_idx)
 	return cl && (cl->flags & FG_CLUSTER_F_UP);
 }
 
-static __always_inline bool backend_is_up(const struct fg_backend *be, __u32 service_id)
+static __always_inline bool backend_is_up(const struct fg_backend *be)
 {
 	return (be->flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) ==
-		       (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) &&
-	       be->service_id == service_id;
+	       (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP);
+}
+
+/* The slot of ring key that hash falls on, NULL when there is no such
+ * ring (or it is empty). */
+static __always_inline __u32 *ring_slot(void *slab, const struct fg_ring_key *key, __u32 hash)
+{
+	struct fg_ring *r = bpf_map_lookup_elem(&rings, key);
+	__u32 idx;
+
+	if (!r || !r->size)
+		return NULL;
+	idx = r->offset + hash % r->size;
+	return bpf_map_lookup_elem(slab, &idx);
 }
 
 static __always_inline int lb_select(__u32 service_id, const struct fg_flow *flow,
 				     struct fg_choice *out)
 {
+	struct fg_ring_key ckey = { .service_id = service_id, .cluster_idx = FG_RING_CLUSTERS };
 	struct fg_ring_key rkey = { .service_id = service_id };
-	void *cring, *bring;
-	__u32 slot, *val;
+	__u32 zero = 0, *val;
+	void *slab;
 	int i;
 
-	cring = bpf_map_lookup_elem(&cluster_rings, &service_id);
-	if (!cring)
+	slab = bpf_map_lookup_elem(&ring_slots, &zero);
+	if (!slab)
 		return -1;
 
 #pragma unroll
 	for (i = 0; i < FG_SELECT_TRIES; i++) {
 		struct fg_backend *be;
-		__u32 size = maglev_size;
 
-		slot = fg_flow_hash(flow, FG_SEED_CLUSTER + i) % FG_CLUSTER_RING_SIZE;
-		val = bpf_map_lookup_elem(cring, &slot);
+		val = ring_slot(slab, &ckey, fg_flow_hash(flow, FG_SEED_CLUSTER + i));
 		if (!val || *val == FG_NONE)
 			continue;
 		rkey.cluster_idx = *val;
 		if (!cluster_is_up(rkey.cluster_idx))
 			continue;
-		bring = bpf_map_lookup_elem(&backend_rings, &rkey);
-		if (!bring || !size)
-			continue;
-		slot = fg_flow_hash(flow, FG_SEED_BACKEND + i) % size;
-		val = bpf_map_lookup_elem(bring, &slot);
+		val = ring_slot(slab, &rkey, fg_flow_hash(flow, FG_SEED_BACKEND + i));
 		if (!val || *val == FG_NONE)
 			continue;
 		be = bpf_map_lookup_elem(&backends, val);
-		if (!be || !backend_is_up(be, service_id))
+		if (!be || !backend_is_up(be))
 			continue;
 		out->backend_id = *val;
 		out->cluster_idx = rkey.cluster_idx;

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleetgate_hash.h"
+#include "hmap.h"
+
+enum { SLOT_EMPTY = 0, SLOT_USED = 1, SLOT_DEAD = 2 };
+
+void fg_hmap_init(struct fg_hmap *m, size_t key_size)
+{
+	memset(m, 0, sizeof(*m));
+	m->key_size = key_size;
+}
+
+void fg_hmap_fini(struct fg_hmap *m)
+{
+	free(m->state);
+	free(m->keys);
+	free(m->vals);
+	m->state = m->keys = NULL;
+	m->vals = NULL;
+	m->cap = m->n = m->n_dead = 0;
+}
+
+void fg_hmap_clear(struct fg_hmap *m)
+{
+	size_t ks = m->key_size;
+
+	fg_hmap_fini(m);
+	fg_hmap_init(m, ks);
+}
+
+static size_t hash_of(const struct fg_hmap *m, const void *key)
+{
+	__u64 h = fg_bytes_hash(key, m->key_size, 0x51ed27u);
+
+	/* fg_bytes_hash is 32 bits: spread it over the high bits too. */
+	h ^= (__u64)fg_bytes_hash(key, m->key_size, 0x2545f491u) << 32;
+	return (size_t)h;
+}
+
+/* The slot of key, or of where it would go (first tombstone on the way). */
+static size_t probe(const struct fg_hmap *m, const void *key, bool *found)
+{
+	size_t mask = m->cap - 1, i = hash_of(m, key) & mask, tomb = (size_t)-1;
+
+	for (;;) {
+		__u8 st = m->state[i];
+
+		if (st == SLOT_EMPTY) {
+			*found = false;
+			return tomb != (size_t)-1 ? tomb : i;
+		}
+		if (st == SLOT_DEAD) {
+			if (tomb == (size_t)-1)
+				tomb = i;
+		} else if (!memcmp(m->keys + i * m->key_size, key, m->key_size)) {
+			*found = true;
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+static int resize(struct fg_hmap *m, size_t cap)
+{
+	struct fg_hmap next = { .key_size = m->key_size, .cap = cap };
+	size_t i;
+
+	next.state = calloc(cap, 1);
+	next.keys = malloc(cap * m->key_size);
+	next.vals = malloc(cap * sizeof(*next.vals));
+	if (!next.state || !next.keys || !next.vals) {
+		free(next.state);
+		free(next.keys);
+		free(next.vals);
+		return -ENOMEM;
+	}
+	for (i = 0; i < m->cap; i++) {
+		bool found;
+		size_t j;
+
+		if (m->state[i] != SLOT_USED)
+			continue;
+		j = probe(&next, m->keys + i * m->key_size, &found);
+		next.state[j] = SLOT_USED;
+		memcpy(next.keys + j * m->key_size, m->keys + i * m->key_size, m->key_size);
+		next.vals[j] = m->vals[i];
+		next.n++;
+	}
+	fg_hmap_fini(m);
+	*m = next;
+	return 0;
+}
+
+__u64 *fg_hmap_get(const struct fg_hmap *m, const void *key)
+{
+	bool found;
+	size_t i;
+
+	if (!m->n)
+		return NULL;
+	i = probe(m, key, &found);
+	return found ? &m->vals[i] : NULL;
+}
+
+int fg_hmap_put(struct fg_hmap *m, const void *key, __u64 val)
+{
+	bool found;
+	size_t i;
+	int err;
+
+	/* At most 3/4 full, tombstones included. */
+	if (!m->cap || (m->n + m->n_dead + 1) * 4 > m->cap * 3) {
+		size_t cap = m->cap ? m->cap : 16;
+
+		while ((m->n + 1) * 2 > cap)
+			cap *= 2;
+		err = resize(m, cap);
+		if (err)
+			return err;
+	}
+	i = probe(m, key, &found);
+	if (!found) {
+		if (m->state[i] == SLOT_DEAD)
+			m->n_dead--;
+		m->state[i] = SLOT_USED;
+		memcpy(m->keys + i * m->key_size, key, m->key_size);
+		m->n++;
+	}
+	m->vals[i] = val;
+	return 0;
+}
+
+bool fg_hmap_del(struct fg_hmap *m, const void *key)
+{
+	bool found;
+	size_t i;
+
+	if (!m->n)
+		return false;
+	i = probe(m, key, &found);
+	if (!found)
+		return false;
+	m->state[i] = SLOT_DEAD;
+	m->n--;
+	m->n_dead++;
+	return true;
+}
+
+size_t fg_hmap_next(const struct fg_hmap *m, size_t i)
+{
+	while (i < m->cap && m->state[i] != SLOT_USED)
+		i++;
+	return i < m->cap ? i : m->cap;
+}
