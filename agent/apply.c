@@ -677,6 +677,15 @@ static int listener(struct fg_applier *a, json_t *next, __u16 port, __u8 proto, 
 	if (json_object_set_new(next, k, json_integer(idx)))
 		return -ENOMEM;
 	val.stats_idx = idx;
+	{
+		struct fg_listener cur;
+
+		/* The allowlist flag is the data plane's: kept as it is. */
+		if (!bpf_map_lookup_elem(fg_dp_maps(a->dp)->listeners, &key, &cur) &&
+		    cur.service_id == val.service_id && cur.kind == val.kind &&
+		    cur.stats_idx == val.stats_idx)
+			return 0;
+	}
 	return fg_dp_set_listener(a->dp, &key, &val);
 }
 

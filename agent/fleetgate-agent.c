@@ -129,8 +129,16 @@ static void usage(FILE *out)
 "                             /run/fleetgate/<last part of the pin path>.sock)\n"
 "  -m, --xdp-mode MODE        auto (native where the driver has it), native\n"
 "                             or generic (default auto)\n"
-"      --maglev-size N        slots of each backend ring, a prime\n"
+"      --maglev-size N        slots of the largest backend ring, a prime;\n"
+"                             a ring has 32 slots per backend below it\n"
 "                             (default %u)\n"
+"      --max-services N       route targets and L4 Services at most\n"
+"                             (services map; default 65536, 392 bytes each)\n"
+"      --max-backends N       endpoints at most (backends map and its\n"
+"                             counters; default 1048576, 32 bytes + 16 per CPU)\n"
+"      --max-rings N          rings at most (rings map; default 1048576)\n"
+"      --ring-slots-max N     the ring slab grows up to N slots of 4 bytes\n"
+"                             (default 1073741824)\n"
 "      --snat-ports MIN-MAX   source ports used for SNAT toward backends; must\n"
 "                             not overlap net.ipv4.ip_local_port_range\n"
 "                             (default: the larger range outside it, from\n"
@@ -230,6 +238,10 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_MAX_CONNS_PER_CLIENT,
 	OPT_CLIENT_BODY_TIMEOUT,
+	OPT_MAX_SERVICES,
+	OPT_MAX_BACKENDS,
+	OPT_MAX_RINGS,
+	OPT_RING_SLOTS_MAX,
 	OPT_METRICS_LISTEN,
 	OPT_ACCESS_LOG,
 	OPT_ACCESS_LOG_FORMAT,
@@ -250,6 +262,10 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "pin-path", required_argument, NULL, 'p' },
 		{ "xdp-mode", required_argument, NULL, 'm' },
 		{ "maglev-size", required_argument, NULL, OPT_MAGLEV },
+		{ "max-services", required_argument, NULL, OPT_MAX_SERVICES },
+		{ "max-backends", required_argument, NULL, OPT_MAX_BACKENDS },
+		{ "max-rings", required_argument, NULL, OPT_MAX_RINGS },
+		{ "ring-slots-max", required_argument, NULL, OPT_RING_SLOTS_MAX },
 		{ "snat-ports", required_argument, NULL, OPT_SNAT },
 		{ "health-interval", required_argument, NULL, OPT_H_INTERVAL },
 		{ "health-timeout", required_argument, NULL, OPT_H_TIMEOUT },
@@ -307,6 +323,26 @@ static int parse_args(struct agent *a, int argc, char **argv)
 				a->xdp_mode = FG_XDP_GENERIC;
 			else
 				goto bad;
+			break;
+		case OPT_MAX_SERVICES:
+			if (parse_uint(optarg, 1U << 24, &v) || v < 16)
+				goto bad;
+			a->dp_opts.max_services = v;
+			break;
+		case OPT_MAX_BACKENDS:
+			if (parse_uint(optarg, 1U << 26, &v) || v < 16)
+				goto bad;
+			a->dp_opts.max_backends = v;
+			break;
+		case OPT_MAX_RINGS:
+			if (parse_uint(optarg, 1U << 26, &v) || v < 16)
+				goto bad;
+			a->dp_opts.max_rings = v;
+			break;
+		case OPT_RING_SLOTS_MAX:
+			if (parse_uint(optarg, FG_MAX_RING_SLOTS, &v) || v < FG_DEF_RING_SLOTS)
+				goto bad;
+			a->dp_opts.ring_slots_max = v;
 			break;
 		case OPT_MAGLEV:
 			if (parse_uint(optarg, 1 << 24, &v))
