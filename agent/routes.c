@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,12 +180,23 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
 	return p;
 }
 
+/* A member cluster's objects, indexed once per computation: by
+ * kind/namespace/name, and its EndpointSlices by namespace/Service. */
+struct cindex {
+	json_t *objs;    /* the cluster's array (borrowed) */
+	json_t *by_key;  /* "Kind\x1fns\x1fname" -> object (borrowed) */
+	json_t *slices;  /* "ns\x1fservice" -> [EndpointSlice] */
+};
+
 struct builder {
 	const struct fg_snapshot *snap;
 	const struct fg_plan_opts *opts;
 	struct fg_plan *plan;
 	size_t cap_gw, cap_ing, cap_routes, cap_l4, cap_targets, cap_clusters;
 	json_t *served_classes; /* class -> gateway name */
+	json_t *cindexes;       /* cluster id -> index (a pointer in an integer) */
+	json_t *target_index;   /* target key -> index in plan->targets */
+	json_t *route_index;    /* route identity -> index in plan->routes */
 };
 
 static void target_free(struct fg_target *t)
@@ -206,6 +218,8 @@ static void route_free_canaries(struct fg_route *r)
 	for (i = 0; i < r->n_canaries; i++)
 		if (r->canaries[i].has_pattern)
 			fg_regex_free(r->canaries[i].pattern);
+	free(r->canaries);
+	r->canaries = NULL;
 	r->n_canaries = 0;
 }
 
@@ -423,21 +437,89 @@ struct subset {
 	bool opensergo;          /* service-subset without subset-labels */
 };
 
-static json_t *find_obj(json_t *objs, const char *kind, const char *ns, const char *name)
+static void obj_key(char *buf, size_t len, const char *kind, const char *ns, const char *name)
 {
-	json_t *obj;
+	snprintf(buf, len, "%s\x1f%s\x1f%s", kind, ns, name);
+}
+
+static void cindex_free(struct cindex *ci)
+{
+	if (!ci)
+		return;
+	json_decref(ci->by_key);
+	json_decref(ci->slices);
+	free(ci);
+}
+
+/* The index of a cluster's objects, built on first use; NULL when the
+ * cluster has no objects (or no memory). */
+static const struct cindex *cluster_index(struct builder *b, const char *cid)
+{
+	json_t *v = json_object_get(b->cindexes, cid), *objs, *obj;
+	struct cindex *ci;
+	char key[FG_ID_LEN * 10 + 64];
 	size_t i;
 
+	if (v)
+		return (const struct cindex *)(uintptr_t)json_integer_value(v);
+	objs = json_object_get(b->snap->clusters, cid);
+	if (!json_is_array(objs))
+		return NULL;
+	ci = calloc(1, sizeof(*ci));
+	if (!ci)
+		return NULL;
+	ci->objs = objs;
+	ci->by_key = json_object();
+	ci->slices = json_object();
+	if (!ci->by_key || !ci->slices)
+		goto err;
 	json_array_foreach(objs, i, obj) {
-		if (is_kind(obj, kind) && !strcmp(jstr_or(obj, "metadata.namespace", "default"), ns) &&
-		    !strcmp(jstr_or(obj, "metadata.name", ""), name))
-			return obj;
+		const char *kind = jstr_or(obj, "kind", ""), *ns;
+
+		ns = jstr_or(obj, "metadata.namespace", "default");
+		if (!strcmp(kind, "EndpointSlice")) {
+			const char *owner = jkey(jget(obj, "metadata.labels"),
+						 "kubernetes.io/service-name");
+			json_t *arr;
+
+			if (!owner)
+				continue;
+			snprintf(key, sizeof(key), "%s\x1f%s", ns, owner);
+			arr = json_object_get(ci->slices, key);
+			if (!arr) {
+				arr = json_array();
+				if (!arr || json_object_set_new(ci->slices, key, arr))
+					goto err;
+			}
+			if (json_array_append(arr, obj))
+				goto err;
+			continue;
+		}
+		obj_key(key, sizeof(key), kind, ns, jstr_or(obj, "metadata.name", ""));
+		/* The first of duplicates wins, as the linear search did. */
+		if (!json_object_get(ci->by_key, key) && json_object_set(ci->by_key, key, obj))
+			goto err;
 	}
+	if (json_object_set_new(b->cindexes, cid, json_integer((json_int_t)(uintptr_t)ci)))
+		goto err;
+	return ci;
+err:
+	cindex_free(ci);
 	return NULL;
 }
 
+static json_t *find_obj(const struct cindex *ci, const char *kind, const char *ns,
+			const char *name)
+{
+	char key[FG_ID_LEN * 10 + 64];
+
+	obj_key(key, sizeof(key), kind, ns, name);
+	return json_object_get(ci->by_key, key);
+}
+
 /* Does the pod behind an endpoint belong to the subset? */
-static bool pod_in_subset(json_t *objs, const char *ns, const char *pod, const struct subset *ss)
+static bool pod_in_subset(const struct cindex *objs, const char *ns, const char *pod,
+			  const struct subset *ss)
 {
 	json_t *p, *labels;
 	const char *k;
@@ -478,6 +560,16 @@ static bool pod_in_subset(json_t *objs, const char *ns, const char *pod, const s
 	}
 }
 
+__u32 fg_pod_hash(const char *pod)
+{
+	__u32 h;
+
+	if (!pod || !*pod)
+		return 0;
+	h = fg_bytes_hash(pod, strlen(pod), 0x706f64u);
+	return h ? h : 1;
+}
+
 static int add_endpoint(struct fg_target_cluster *tc, size_t *cap, const char *ip, __u16 port,
 			const char *pod)
 {
@@ -499,7 +591,7 @@ static int add_endpoint(struct fg_target_cluster *tc, size_t *cap, const char *i
 	ep->family = family;
 	ep->port = port;
 	ep->ready = true;
-	copy(ep->pod, sizeof(ep->pod), pod);
+	ep->pod_hash = fg_pod_hash(pod);
 	tc->n_eps++;
 	return 0;
 }
@@ -537,25 +629,19 @@ static bool service_port(json_t *svc, __u16 number, const char *name, const char
 }
 
 /* EndpointSlices first (as kube-proxy does), Endpoints otherwise. */
-static int slice_endpoints(json_t *objs, const char *ns, const char *svc_name, const char *port_name,
-			   const struct subset *ss, struct fg_target_cluster *tc, size_t *cap,
-			   bool *found)
+static int slice_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
+			   const char *port_name, const struct subset *ss,
+			   struct fg_target_cluster *tc, size_t *cap, bool *found)
 {
+	char key[FG_ID_LEN * 10 + 64];
 	json_t *obj, *ep, *addr, *port;
 	size_t i, j, k, m;
 	int err;
 
-	json_array_foreach(objs, i, obj) {
-		const char *owner;
-		json_t *labels = jget(obj, "metadata.labels");
+	snprintf(key, sizeof(key), "%s\x1f%s", ns, svc_name);
+	json_array_foreach(json_object_get(objs->slices, key), i, obj) {
 		__u16 pnum = 0;
 
-		if (!is_kind(obj, "EndpointSlice") ||
-		    strcmp(jstr_or(obj, "metadata.namespace", "default"), ns))
-			continue;
-		owner = jkey(labels, "kubernetes.io/service-name");
-		if (!owner || strcmp(owner, svc_name))
-			continue;
 		*found = true;
 		json_array_foreach(json_object_get(obj, "ports"), m, port) {
 			if (!strcmp(jstr_or(port, "name", ""), port_name) &&
@@ -586,7 +672,7 @@ static int slice_endpoints(json_t *objs, const char *ns, const char *svc_name, c
 	return 0;
 }
 
-static int legacy_endpoints(json_t *objs, const char *ns, const char *svc_name,
+static int legacy_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
 			    const char *port_name, const struct subset *ss,
 			    struct fg_target_cluster *tc, size_t *cap)
 {
@@ -622,7 +708,8 @@ static int legacy_endpoints(json_t *objs, const char *ns, const char *svc_name,
 
 /* Fills tc with the ready endpoints of ns/svc:port in one cluster. Returns
  * 1 when the cluster has the Service (and port), 0 when not, or -errno. */
-static int cluster_endpoints(json_t *objs, const char *ns, const char *svc_name, __u16 port,
+static int cluster_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
+			     __u16 port,
 			     const char *port_name, const char *proto, const struct subset *ss,
 			     struct fg_target_cluster *tc)
 {
@@ -646,14 +733,11 @@ static int cluster_endpoints(json_t *objs, const char *ns, const char *svc_name,
 
 /* ---------- targets ---------- */
 
-static struct fg_target *find_target(struct fg_plan *p, const char *key)
+static struct fg_target *find_target(struct builder *b, const char *key)
 {
-	size_t i;
+	json_t *v = json_object_get(b->target_index, key);
 
-	for (i = 0; i < p->n_targets; i++)
-		if (!strcmp(p->targets[i]->key, key))
-			return p->targets[i];
-	return NULL;
+	return v ? b->plan->targets[json_integer_value(v)] : NULL;
 }
 
 static struct fg_target_cluster *target_cluster(struct fg_target *t, const char *cluster)
@@ -707,12 +791,12 @@ static int add_tier(struct builder *b, struct fg_target *t, size_t *cap,
 	for (i = 0; i < p->n_clusters; i++) {
 		const char *cid = p->clusters[i];
 		struct fg_target_cluster *tc;
-		json_t *objs;
+		const struct cindex *objs;
 
 		if (only_cluster && strcmp(cid, only_cluster))
 			continue;
-		objs = json_object_get(b->snap->clusters, cid);
-		if (!json_is_array(objs))
+		objs = cluster_index(b, cid);
+		if (!objs)
 			continue;
 		if (target_cluster(t, cid)) {
 			/* Already in (a canary's failover to its main route):
@@ -755,9 +839,9 @@ static bool subset_matches_any(struct builder *b, const struct target_req *req)
 	size_t i;
 
 	for (i = 0; i < p->n_clusters && !any; i++) {
-		json_t *objs = json_object_get(b->snap->clusters, p->clusters[i]);
+		const struct cindex *objs = cluster_index(b, p->clusters[i]);
 
-		if (!json_is_array(objs))
+		if (!objs)
 			continue;
 		if (cluster_endpoints(objs, req->ns, req->service, req->port, req->port_name,
 				      req->proto, req->ss, &tc) > 0 && tc.n_eps)
@@ -792,7 +876,7 @@ static int build_target(struct builder *b, const struct target_req *req,
 		 ss->opensergo ? "opensergo:" : "", ss->name, ss->cluster,
 		 req->fallback ? fg_bytes_hash(req->fallback->key, strlen(req->fallback->key), 0)
 			       : 0, sel);
-	t = find_target(b->plan, key);
+	t = find_target(b, key);
 	if (t) {
 		*out = t;
 		return 0;
@@ -875,6 +959,11 @@ static int build_target(struct builder *b, const struct target_req *req,
 			goto err;
 		}
 		b->plan->targets = v;
+		if (json_object_set_new(b->target_index, t->key,
+					json_integer((json_int_t)b->plan->n_targets))) {
+			r = -ENOMEM;
+			goto err;
+		}
 		b->plan->targets[b->plan->n_targets++] = t;
 	}
 	*out = t;
@@ -1094,19 +1183,21 @@ err:
 	return err;
 }
 
-static struct fg_route *find_route(struct fg_plan *p, const struct path_entry *pe)
+static void route_key(char *buf, size_t len, const char *host, bool wildcard, const char *path,
+		      enum fg_path_type type, bool is_default)
 {
-	size_t i;
+	snprintf(buf, len, "%s\x1f%d\x1f%s\x1f%d\x1f%d", host, wildcard, path, (int)type,
+		 is_default);
+}
 
-	for (i = 0; i < p->n_routes; i++) {
-		struct fg_route *r = &p->routes[i];
+static struct fg_route *find_route(struct builder *b, const struct path_entry *pe)
+{
+	char key[FG_HOST_LEN + FG_PATH_LEN + 32];
+	json_t *v;
 
-		if (r->wildcard == pe->wildcard && !strcmp(r->host, pe->host) &&
-		    !strcmp(r->path, pe->path) && r->type == pe->type &&
-		    r->is_default == pe->is_default)
-			return r;
-	}
-	return NULL;
+	route_key(key, sizeof(key), pe->host, pe->wildcard, pe->path, pe->type, pe->is_default);
+	v = json_object_get(b->route_index, key);
+	return v ? &b->plan->routes[json_integer_value(v)] : NULL;
 }
 
 static struct fg_ingress_status *add_ingress_status(struct builder *b, json_t *ing,
@@ -1260,7 +1351,7 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 			.ns = st->ns, .service = pes[i].service, .port = pes[i].port,
 			.port_name = pes[i].port_name, .ss = &ss,
 		};
-		struct fg_route *other = find_route(b->plan, &pes[i]);
+		struct fg_route *other = find_route(b, &pes[i]);
 		int j;
 
 		if (other) {
@@ -1304,6 +1395,17 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		r->policy = policy;
 		snprintf(r->ingress, sizeof(r->ingress), "%s/%s", st->ns, st->name);
 		r->target = targets[i];
+		{
+			char key[FG_HOST_LEN + FG_PATH_LEN + 32];
+
+			route_key(key, sizeof(key), r->host, r->wildcard, r->path, r->type,
+				  r->is_default);
+			if (json_object_set_new(b->route_index, key,
+						json_integer((json_int_t)(b->plan->n_routes - 1)))) {
+				err = -ENOMEM;
+				goto out;
+			}
+		}
 	}
 	st->accepted = true;
 out:
@@ -1425,7 +1527,7 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 		const char *who;
 		int j;
 
-		routes[i] = find_route(b->plan, &pes[i]);
+		routes[i] = find_route(b, &pes[i]);
 		for (j = 0; routes[i] && j < i; j++) {
 			if (routes[j] == routes[i]) {
 				reasonf(st->reason, "path %s appears twice for host '%s'",
@@ -1459,8 +1561,16 @@ static int canary_ingress(struct builder *b, json_t *ing, struct fg_ingress_stat
 		}
 	}
 	for (i = 0; i < n; i++) {
-		struct fg_canary *c = &routes[i]->canaries[routes[i]->n_canaries];
+		struct fg_canary *c;
 
+		if (!routes[i]->canaries) {
+			routes[i]->canaries = calloc(FG_MAX_CANARIES, sizeof(*c));
+			if (!routes[i]->canaries) {
+				err = -ENOMEM;
+				goto out;
+			}
+		}
+		c = &routes[i]->canaries[routes[i]->n_canaries];
 		*c = proto;
 		if (proto.has_pattern) {
 			/* Each route owns its compiled copy. */
@@ -1638,7 +1748,10 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 
 	b.plan = calloc(1, sizeof(*b.plan));
 	b.served_classes = json_object();
-	if (!b.plan || !b.served_classes) {
+	b.cindexes = json_object();
+	b.target_index = json_object();
+	b.route_index = json_object();
+	if (!b.plan || !b.served_classes || !b.cindexes || !b.target_index || !b.route_index) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -1658,6 +1771,16 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 		qsort(b.plan->routes, b.plan->n_routes, sizeof(*b.plan->routes), route_order);
 out:
 	json_decref(b.served_classes);
+	if (b.cindexes) {
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(b.cindexes, k, v)
+			cindex_free((struct cindex *)(uintptr_t)json_integer_value(v));
+		json_decref(b.cindexes);
+	}
+	json_decref(b.target_index);
+	json_decref(b.route_index);
 	if (err) {
 		fg_plan_free(b.plan);
 		return err;

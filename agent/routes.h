@@ -51,8 +51,11 @@ struct fg_endpoint {
 	int family;   /* FG_AF_INET / FG_AF_INET6 */
 	__u16 port;   /* host order */
 	bool ready;
-	char pod[FG_ID_LEN * 2];
+	__u32 pod_hash; /* fg_pod_hash() of the pod behind it, 0: none known */
 };
+
+/* A short identity of a pod name (what the plan keeps of it). */
+__u32 fg_pod_hash(const char *pod);
 
 /* One cluster serving a target. */
 struct fg_target_cluster {
@@ -134,7 +137,9 @@ struct fg_route {
 	bool is_default;        /* from spec.defaultBackend */
 	char ingress[FG_ID_LEN * 5 + 2];
 	struct fg_target *target;
-	struct fg_canary canaries[FG_MAX_CANARIES];
+	/* FG_MAX_CANARIES at most; allocated with the first (most routes
+	 * have none, and a canary is over a kilobyte). */
+	struct fg_canary *canaries;
 	size_t n_canaries;
 };
 
