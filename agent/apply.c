@@ -875,6 +875,36 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	return 0;
 }
 
+int fg_applier_apply_targets(struct fg_applier *a, struct fg_target *const *targets, size_t n)
+{
+	size_t i;
+	int err = 0;
+
+	memset(&a->st, 0, sizeof(a->st));
+	a->n_dirty = 0;
+	for (i = 0; i < n; i++) {
+		int sid = svc_lookup(a, targets[i]->key);
+
+		if (sid < 0)
+			return -ENOENT; /* not applied before: a full apply */
+		a->svcs[sid]->seen = false;
+	}
+	for (i = 0; i < n && !err; i++) {
+		struct svc_rec *r = a->svcs[svc_lookup(a, targets[i]->key)];
+
+		err = apply_target(a, targets[i], r->proto, r->http);
+	}
+	if (!err)
+		err = fg_dp_rebuild_services(a->dp, a->dirty, a->n_dirty);
+	if (err) {
+		pr_warn("apply: cannot write the changed targets: %s\n", strerror(-err));
+		return err;
+	}
+	a->st.services_rebuilt = a->n_dirty;
+	release_backends(a);
+	return 0;
+}
+
 const struct fg_apply_stats *fg_applier_stats(const struct fg_applier *a)
 {
 	return &a->st;

@@ -26,6 +26,10 @@ int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 		   const struct fg_applier_opts *opts);
 void fg_applier_free(struct fg_applier *a);
 int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan);
+/* Only these targets of the plan changed (fg_plan_refresh): written as
+ * fg_applier_apply would, nothing else looked at. -ENOENT when one was
+ * never applied (apply the whole plan instead). */
+int fg_applier_apply_targets(struct fg_applier *a, struct fg_target *const *targets, size_t n);
 
 /* What the last apply did. */
 struct fg_apply_stats {

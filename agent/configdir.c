@@ -62,7 +62,17 @@ struct fg_configdir {
 	size_t np, capp;
 	bool need_rescan;
 	bool changed;
+	fg_configdir_change_cb change_cb;
+	void *change_ctx;
 };
+
+/* A file's objects went from old to new (either may be NULL). */
+static void notify(struct fg_configdir *cd, const char *origin, const char *path,
+		   json_t *old, json_t *new)
+{
+	if (cd->change_cb)
+		cd->change_cb(origin, path, old, new, cd->change_ctx);
+}
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
 {
@@ -139,8 +149,10 @@ static void file_remove(struct fg_configdir *cd, size_t i)
 {
 	struct cfile *f = &cd->f[i];
 
-	if (json_array_size(f->docs))
+	if (json_array_size(f->docs)) {
 		cd->changed = true;
+		notify(cd, f->origin, f->path, f->docs, NULL);
+	}
 	pr_debug("config: %s: removed\n", f->path);
 	json_decref(f->docs);
 	free(f->path);
@@ -226,8 +238,10 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 		pr_info("%s: parses again\n", path);
 	f->failed = false;
 	memset(&f->err, 0, sizeof(f->err));
-	if (f->docs ? !json_equal(f->docs, docs) : json_array_size(docs) > 0)
+	if (f->docs ? !json_equal(f->docs, docs) : json_array_size(docs) > 0) {
 		cd->changed = true;
+		notify(cd, f->origin, f->path, f->docs, docs);
+	}
 	pr_debug("config: %s: %zu object(s)\n", path, json_array_size(docs));
 	json_decref(f->docs);
 	f->docs = docs;
@@ -667,6 +681,12 @@ void fg_configdir_close(struct fg_configdir *cd)
 		close(cd->fd);
 	free(cd->dir);
 	free(cd);
+}
+
+void fg_configdir_set_change_cb(struct fg_configdir *cd, fg_configdir_change_cb cb, void *ctx)
+{
+	cd->change_cb = cb;
+	cd->change_ctx = ctx;
 }
 
 int fg_configdir_fd(const struct fg_configdir *cd)

@@ -71,6 +71,17 @@ typedef void (*fg_configdir_err_cb)(const char *path,
 int fg_configdir_foreach_error(struct fg_configdir *cd, fg_configdir_err_cb cb,
 			       void *ctx);
 
+/*
+ * Called during fg_configdir_process()/rescan() for every file whose
+ * objects changed: old is the array of objects it had (NULL: none), new
+ * the array it has now (NULL: the file is gone). Both are borrowed for the
+ * call; old is released after it. Lets a caller keep an index of the
+ * objects up to date with work in proportion to what changed.
+ */
+typedef void (*fg_configdir_change_cb)(const char *origin, const char *path, json_t *old,
+				       json_t *new, void *ctx);
+void fg_configdir_set_change_cb(struct fg_configdir *cd, fg_configdir_change_cb cb, void *ctx);
+
 /* Number of objects currently loaded. */
 size_t fg_configdir_count(const struct fg_configdir *cd);
 

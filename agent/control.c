@@ -14,6 +14,7 @@
 #include "control.h"
 #include "kube.h"
 #include "log.h"
+#include "objstore.h"
 
 struct fg_control {
 	struct fg_dataplane *dp;
@@ -24,6 +25,11 @@ struct fg_control {
 	json_t *kube_errors;  /* [{origin, reason}] for status */
 	struct fg_applier *applier;
 	struct fg_plan *plan;
+	struct fg_objstore *store; /* every object, indexed, kept up to date */
+	struct fg_changes ch;      /* what changed since the last computation */
+	json_t *kube_prev;         /* the Kubernetes objects last seen, by key */
+	char kube_state[512];      /* errors and sync of its sources, last seen */
+	struct fg_control_stats cst;
 	json_t *fleet;        /* current snapshot */
 	json_t *clusters;
 	json_t *first_seen;   /* gateway name -> time first seen */
@@ -150,6 +156,9 @@ static int open_epoll(struct fg_control *c)
 	return 0;
 }
 
+static void on_dir_change(const char *origin, const char *path, json_t *old, json_t *new,
+			  void *ctx);
+
 int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 		   const struct fg_control_opts *opts)
 {
@@ -168,7 +177,11 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 	c->first_seen = json_object();
 	c->cluster_errors = json_object();
 	c->kube_errors = json_array();
-	if (!c->fleet || !c->clusters || !c->first_seen || !c->cluster_errors || !c->kube_errors) {
+	c->kube_prev = json_object();
+	fg_changes_init(&c->ch);
+	if (!c->fleet || !c->clusters || !c->first_seen || !c->cluster_errors || !c->kube_errors ||
+	    !c->kube_prev || !c->ch.services || !c->ch.pod_ns || !c->ch.ingresses ||
+	    fg_objstore_new(&c->store)) {
 		err = -ENOMEM;
 		goto err;
 	}
@@ -195,6 +208,7 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 				strerror(-err));
 			goto err;
 		}
+		fg_configdir_set_change_cb(c->cd, on_dir_change, c);
 		err = fg_configdir_rescan(c->cd, &changed);
 		if (err) {
 			pr_warn("cannot read config directory %s: %s\n", opts->config_dir,
@@ -231,6 +245,9 @@ void fg_control_free(struct fg_control *c)
 	json_decref(c->fleet);
 	json_decref(c->clusters);
 	json_decref(c->first_seen);
+	json_decref(c->kube_prev);
+	fg_changes_fini(&c->ch);
+	fg_objstore_free(c->store);
 	free(c);
 }
 
@@ -255,25 +272,142 @@ int fg_control_service_id(struct fg_control *c, const struct fg_target *t)
 	return fg_applier_service_id(c->applier, t);
 }
 
-static int collect_obj(const char *origin, const char *path, json_t *obj, void *ctx)
-{
-	struct fg_control *c = ctx;
-	json_t *arr;
+/* ---------- the objects, as their sources change them ---------- */
 
-	if (!origin)
-		return json_array_append(c->fleet, obj) ? -ENOMEM : 0;
-	arr = json_object_get(c->clusters, origin);
-	if (!arr) {
-		arr = json_array();
-		if (!arr || json_object_set_new(c->clusters, origin, arr))
-			return -ENOMEM;
-	}
-	return json_array_append(arr, obj) ? -ENOMEM : 0;
+static void obj_key(char *buf, size_t len, const char *origin, json_t *obj)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+
+	snprintf(buf, len, "%s\x1f%s\x1f%s\x1f%s", origin ? origin : "", kind ? kind : "",
+		 ns ? ns : "default", name ? name : "");
 }
 
-static int collect_kube(const char *origin, json_t *obj, void *ctx)
+static void store_change(struct fg_control *c, const char *origin, json_t *old, json_t *new)
 {
-	return collect_obj(origin, NULL, obj, ctx);
+	int err = fg_objstore_change(c->store, origin, old, new, &c->ch);
+
+	if (err) {
+		/* The index may have missed it: the next computation is whole. */
+		pr_warn("control: cannot index a change: %s\n", strerror(-err));
+		c->ch.full = true;
+	}
+}
+
+/* A config file's objects went from old to new: the objects that kept
+ * their key and content are no change. */
+static void on_dir_change(const char *origin, const char *path, json_t *old, json_t *new,
+			  void *ctx)
+{
+	struct fg_control *c = ctx;
+	json_t *by_key = json_object(), *obj, *prev;
+	const char *k;
+	char key[1024];
+	size_t i;
+
+	if (!by_key) {
+		c->ch.full = true;
+		return;
+	}
+	json_array_foreach(old, i, obj) {
+		obj_key(key, sizeof(key), origin, obj);
+		if (json_object_get(by_key, key))
+			store_change(c, origin, obj, NULL); /* a duplicate in the file */
+		else
+			json_object_set(by_key, key, obj);
+	}
+	json_array_foreach(new, i, obj) {
+		obj_key(key, sizeof(key), origin, obj);
+		prev = json_object_get(by_key, key);
+		if (prev && json_equal(prev, obj)) {
+			/* Same object: the store keeps the old copy. */
+			json_object_del(by_key, key);
+			continue;
+		}
+		store_change(c, origin, prev, obj);
+		if (prev)
+			json_object_del(by_key, key);
+	}
+	json_object_foreach(by_key, k, prev)
+		store_change(c, origin, prev, NULL);
+	json_decref(by_key);
+	(void)path;
+}
+
+struct kube_walk {
+	struct fg_control *c;
+	json_t *now;
+};
+
+static int kube_obj(const char *origin, json_t *obj, void *ctx)
+{
+	struct kube_walk *w = ctx;
+	char key[1024];
+	json_t *prev;
+
+	obj_key(key, sizeof(key), origin, obj);
+	prev = json_object_get(w->c->kube_prev, key);
+	if (prev != obj)
+		store_change(w->c, origin, prev, obj);
+	if (prev)
+		json_object_del(w->c->kube_prev, key);
+	return json_object_set(w->now, key, obj) ? -ENOMEM : 0;
+}
+
+static void kube_state_sig(const char *origin, bool synced, void *ctx)
+{
+	char *sig = ctx;
+	size_t n = strlen(sig);
+
+	snprintf(sig + n, 512 - n, "%s:%d,", origin ? origin : "", synced);
+}
+
+static void kube_err_sig(const char *origin, const char *reason, void *ctx)
+{
+	char *sig = ctx;
+	size_t n = strlen(sig);
+
+	snprintf(sig + n, 512 - n, "%s=%.40s,", origin ? origin : "", reason);
+}
+
+/* The Kubernetes sources' objects against those last seen: the store gets
+ * the difference. */
+static int kube_diff(struct fg_control *c)
+{
+	struct kube_walk w = { .c = c, .now = json_object() };
+	char sig[512] = "";
+	const char *k;
+	json_t *old;
+	int err;
+
+	if (!w.now)
+		return -ENOMEM;
+	err = fg_kube_foreach(c->kube, kube_obj, &w);
+	if (err) {
+		json_decref(w.now);
+		return err;
+	}
+	/* What is left was deleted. */
+	json_object_foreach(c->kube_prev, k, old) {
+		char origin[128];
+		const char *sep = strchr(k, '\x1f');
+
+		snprintf(origin, sizeof(origin), "%.*s", sep ? (int)(sep - k) : 0, k);
+		store_change(c, origin[0] ? origin : NULL, old, NULL);
+	}
+	json_decref(c->kube_prev);
+	c->kube_prev = w.now;
+	/* Sources' errors and sync state are part of the clusters' status. */
+	fg_kube_foreach_source(c->kube, kube_state_sig, sig);
+	fg_kube_foreach_error(c->kube, kube_err_sig, sig);
+	if (strcmp(sig, c->kube_state)) {
+		snprintf(c->kube_state, sizeof(c->kube_state), "%s", sig);
+		c->ch.full = true;
+		c->ch.any = true;
+	}
+	return 0;
 }
 
 static void kube_source(const char *origin, bool synced, void *ctx)
@@ -300,26 +434,29 @@ static void kube_error(const char *origin, const char *reason, void *ctx)
 		json_object_set_new(c->cluster_errors, origin, json_string(reason));
 }
 
-static int snapshot(struct fg_control *c)
+/* The snapshot a computation reads: the store's objects and indexes, plus
+ * the Kubernetes sources' errors and empty-but-readable clusters. */
+static int snapshot(struct fg_control *c, struct fg_snapshot *snap)
 {
 	int err;
 
-	json_array_clear(c->fleet);
+	memset(snap, 0, sizeof(*snap));
+	err = fg_objstore_snapshot(c->store, snap);
+	if (err)
+		return err;
+	json_decref(c->fleet);
+	c->fleet = json_incref(snap->fleet);
 	json_object_clear(c->clusters);
+	if (json_object_update(c->clusters, snap->clusters))
+		return -ENOMEM;
 	json_object_clear(c->cluster_errors);
 	json_array_clear(c->kube_errors);
-	if (c->cd) {
-		err = fg_configdir_foreach(c->cd, collect_obj, c);
-		if (err)
-			return err;
-	}
 	if (c->kube) {
-		err = fg_kube_foreach(c->kube, collect_kube, c);
-		if (err)
-			return err;
 		fg_kube_foreach_error(c->kube, kube_error, c);
 		fg_kube_foreach_source(c->kube, kube_source, c);
 	}
+	snap->clusters = c->clusters;
+	snap->cluster_errors = c->cluster_errors;
 	return 0;
 }
 
@@ -362,28 +499,42 @@ static void log_rejections(struct fg_control *c, const struct fg_plan *old)
 	}
 }
 
-int fg_control_recompute(struct fg_control *c)
+static __u64 now_us(void)
 {
-	struct fg_plan_opts popts = {
-		.dataplane_ready = c->dataplane_ready,
-		.listening = c->listening,
-		.address = c->address,
-	};
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void plan_opts(struct fg_control *c, struct fg_plan_opts *popts)
+{
+	memset(popts, 0, sizeof(*popts));
+	popts->dataplane_ready = c->dataplane_ready;
+	popts->listening = c->listening;
+	popts->address = c->address;
+}
+
+/* Everything from the objects: a new plan, applied whole (the applier still
+ * writes only what differs). */
+static int recompute_full(struct fg_control *c)
+{
+	struct fg_plan_opts popts;
 	struct fg_snapshot snap;
 	struct fg_plan *plan;
+	__u64 t0 = now_us();
 	int err;
 
-	err = snapshot(c);
+	plan_opts(c, &popts);
+	err = snapshot(c, &snap);
 	if (err)
 		return err;
-	snap.fleet = c->fleet;
-	snap.clusters = c->clusters;
-	snap.cluster_errors = c->cluster_errors;
 	err = fg_plan_compute(&snap, &popts, &plan);
 	if (err) {
 		pr_warn("cannot compute routes: %s\n", strerror(-err));
 		return err;
 	}
+	c->cst.last_compute_us = now_us() - t0;
 	err = fg_applier_apply(c->applier, plan);
 	if (err) {
 		/* The maps keep the previous plan's state where this one could
@@ -400,8 +551,68 @@ int fg_control_recompute(struct fg_control *c)
 		fg_plan_free(old);
 	}
 	note_first_seen(c);
-	pr_debug("routes: %zu routes, %zu L4 ports, %zu targets, %zu clusters\n",
-		 plan->n_routes, plan->n_l4, plan->n_targets, plan->n_clusters);
+	c->cst.full++;
+	c->cst.last_us = now_us() - t0;
+	pr_debug("routes: %zu routes, %zu L4 ports, %zu targets, %zu clusters (%llu us)\n",
+		 plan->n_routes, plan->n_l4, plan->n_targets, plan->n_clusters,
+		 (unsigned long long)c->cst.last_us);
+	return 0;
+}
+
+int fg_control_recompute(struct fg_control *c)
+{
+	int err = recompute_full(c);
+
+	if (!err)
+		fg_changes_reset(&c->ch);
+	return err;
+}
+
+/* Only what the changes touch: Ingresses whose routes take the change on
+ * their own, targets whose endpoints changed. Anything else, or anything
+ * these cannot take, is a full computation. */
+static int recompute_changes(struct fg_control *c)
+{
+	struct fg_plan_opts popts;
+	struct fg_target **ts = NULL;
+	struct fg_snapshot snap;
+	const char *k;
+	json_t *pair;
+	size_t n = 0;
+	__u64 t0 = now_us();
+	int err;
+
+	if (!c->plan || c->ch.full)
+		return recompute_full(c);
+	json_object_foreach(c->ch.ingresses, k, pair) {
+		json_t *old = json_array_get(pair, 0), *new = json_array_get(pair, 1);
+
+		if (!fg_ingress_route_local_change(old, new) ||
+		    fg_plan_patch_ingress(c->plan, new) < 0)
+			return recompute_full(c);
+	}
+	if (json_object_size(c->ch.services) || json_object_size(c->ch.pod_ns)) {
+		plan_opts(c, &popts);
+		err = snapshot(c, &snap);
+		if (err)
+			return err;
+		err = fg_plan_refresh(c->plan, &snap, &popts, c->ch.services, c->ch.pod_ns, &ts,
+				      &n);
+		if (err == -EAGAIN)
+			return recompute_full(c);
+		if (err) {
+			pr_warn("cannot recompute the changed targets: %s\n", strerror(-err));
+			return recompute_full(c);
+		}
+		err = fg_applier_apply_targets(c->applier, ts, n);
+		free(ts);
+		if (err)
+			return recompute_full(c);
+	}
+	c->cst.incremental++;
+	c->cst.last_us = now_us() - t0;
+	pr_debug("routes: %zu target(s) recomputed, %zu Ingress(es) patched (%llu us)\n", n,
+		 json_object_size(c->ch.ingresses), (unsigned long long)c->cst.last_us);
 	return 0;
 }
 
@@ -422,8 +633,22 @@ int fg_control_process(struct fg_control *c)
 		err = fg_kube_process(c->kube, &from_kube);
 		if (err)
 			return err;
+		if (from_kube) {
+			err = kube_diff(c);
+			if (err)
+				c->ch.full = c->ch.any = true;
+		}
 	}
-	return from_dir || from_kube ? fg_control_recompute(c) : 0;
+	if (!c->ch.any)
+		return 0;
+	err = recompute_changes(c);
+	fg_changes_reset(&c->ch);
+	return err;
+}
+
+const struct fg_control_stats *fg_control_stats(const struct fg_control *c)
+{
+	return &c->cst;
 }
 
 /* ---------- admin answers ---------- */
@@ -679,12 +904,17 @@ static json_t *answer_status(struct fg_control *c)
 
 	if (c->cd)
 		fg_configdir_foreach_error(c->cd, add_error, errors);
-	return json_pack("{s:b, s:s, s:b, s:b, s:o, s:O, s:i, s:i, s:i}", "ok", 1, "address",
+	return json_pack("{s:b, s:s, s:b, s:b, s:o, s:O, s:i, s:i, s:i, s:{s:I, s:I, s:I, s:I},"
+			 " s:I}", "ok", 1, "address",
 			 c->address, "dataplaneReady", c->dataplane_ready, "listening",
 			 c->listening, "configErrors", errors, "kubeErrors", c->kube_errors, "routes",
 			 c->plan ? (int)c->plan->n_routes : 0, "l4Ports",
 			 c->plan ? (int)c->plan->n_l4 : 0, "clusters",
-			 c->plan ? (int)c->plan->n_clusters : 0);
+			 c->plan ? (int)c->plan->n_clusters : 0, "computations",
+			 "full", (json_int_t)c->cst.full, "incremental", (json_int_t)c->cst.incremental,
+			 "lastMicroseconds", (json_int_t)c->cst.last_us,
+			 "lastComputeMicroseconds", (json_int_t)c->cst.last_compute_us,
+			 "objects", (json_int_t)fg_objstore_count(c->store));
 }
 
 json_t *fg_control_admin(json_t *request, void *ctx)

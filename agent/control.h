@@ -41,6 +41,14 @@ const struct fg_plan *fg_control_plan(const struct fg_control *c);
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
 /* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */
 int fg_parse_listen(const char *s, struct fg_addr *addr, int *family, __u16 *port);
+/* How the routes were computed so far. */
+struct fg_control_stats {
+	unsigned long long full;        /* whole computations */
+	unsigned long long incremental; /* computations of what changed only */
+	unsigned long long last_us;     /* the last one, applied, in microseconds */
+	unsigned long long last_compute_us; /* of which route computation (whole ones) */
+};
+const struct fg_control_stats *fg_control_stats(const struct fg_control *c);
 /* Admin socket handler. */
 json_t *fg_control_admin(json_t *request, void *ctx);
 

@@ -621,12 +621,33 @@ int dp_delete(struct fg_dataplane *dp, int fd, const void *key)
 	return 0;
 }
 
+/* The ids in use reach a new high: readers of the arrays are told. */
+int dp_settings_highs(struct fg_dataplane *dp, __u32 backend_high, __u32 service_high)
+{
+	struct fg_settings s = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s))
+		return -errno;
+	if (s.backend_high >= backend_high && s.service_high >= service_high)
+		return 0;
+	if (backend_high > s.backend_high)
+		s.backend_high = backend_high;
+	if (service_high > s.service_high)
+		s.service_high = service_high;
+	return bpf_map_update_elem(dp->maps.settings, &zero, &s, BPF_ANY) ? -errno : 0;
+}
+
 int fg_dp_set_service(struct fg_dataplane *dp, __u32 service_id, const char *name)
 {
 	struct fg_service svc = {};
 
 	if (service_id >= dp->max_services)
 		return -ERANGE;
+	if (service_id >= dp->service_high) {
+		dp->service_high = service_id + 1;
+		dp_settings_highs(dp, 0, dp->service_high);
+	}
 	bpf_map_lookup_elem(dp->maps.services, &service_id, &svc);
 	memset(svc.name, 0, sizeof(svc.name));
 	snprintf(svc.name, sizeof(svc.name), "%s", name ? name : "");

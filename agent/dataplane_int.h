@@ -66,6 +66,7 @@ struct fg_dataplane {
 	struct fg_backend_mirror *mirror; /* max_backends entries, lazily touched */
 	struct fg_cluster cl_mirror[FG_MAX_CLUSTERS]; /* what the clusters map holds */
 	__u32 backend_high;  /* 1 + the highest backend id ever made active */
+	__u32 service_high;  /* 1 + the highest service id ever set */
 	__u32 *scratch;      /* a ring being built, then its keys */
 	__u32 *scratch_keys;
 	__u32 scratch_len;
@@ -75,6 +76,7 @@ struct fg_dataplane {
 
 int dp_update(struct fg_dataplane *dp, int fd, const void *key, const void *val, __u64 flags);
 int dp_delete(struct fg_dataplane *dp, int fd, const void *key);
+int dp_settings_highs(struct fg_dataplane *dp, __u32 backend_high, __u32 service_high);
 
 /* rings.c */
 int dp_rings_init(struct fg_dataplane *dp, __u32 initial_slots, bool adopt);

@@ -53,7 +53,8 @@ struct ctl {
 	struct fg_service *services;
 	struct fg_cluster *clusters;
 	struct fg_backend *backends;
-	__u32 max_services, max_backends;
+	__u32 max_services, max_backends; /* ids read: below the highs in use */
+	__u32 cap_services, cap_backends; /* map sizes */
 	/* Which services have each backend as a member (from the member
 	 * lists), read on first use. */
 	struct backend_services *members_of;
@@ -304,12 +305,24 @@ static void *load_array(int fd, __u32 n, size_t vsize, const char *name, int *er
 	return buf;
 }
 
+static int read_settings(struct ctl *ctl, struct fg_settings *s);
+
 static int ctl_load_tables(struct ctl *ctl)
 {
 	int err = 0;
 
-	ctl->max_services = fg_dp_max_services(ctl->dp);
-	ctl->max_backends = fg_dp_max_backends(ctl->dp);
+	struct fg_settings st;
+
+	ctl->max_services = ctl->cap_services = fg_dp_max_services(ctl->dp);
+	ctl->max_backends = ctl->cap_backends = fg_dp_max_backends(ctl->dp);
+	/* Only the ids the agent ever used are read (the maps may hold a
+	 * million entries). */
+	if (!read_settings(ctl, &st) && st.backend_high && st.service_high) {
+		if (st.service_high < ctl->max_services)
+			ctl->max_services = st.service_high;
+		if (st.backend_high < ctl->max_backends)
+			ctl->max_backends = st.backend_high;
+	}
 	if (!ctl->services)
 		ctl->services = load_array(ctl->maps->services, ctl->max_services,
 					   sizeof(struct fg_service), "services", &err);
@@ -887,13 +900,13 @@ static int cmd_rings(struct ctl *ctl, int argc, char **argv, json_t **out)
 	size_t n, i;
 	int err;
 
-	if (parse_u32(argv[0], ctl->max_services, &sid)) {
+	if (parse_u32(argv[0], ctl->cap_services, &sid)) {
 		fprintf(stderr, CTL_NAME ": invalid service id '%s' (0..%u)\n", argv[0],
-			ctl->max_services - 1);
+			ctl->cap_services - 1);
 		ctl->reported = true;
 		return -EINVAL;
 	}
-	if (!(ctl->services[sid].flags & FG_SERVICE_F_ACTIVE)) {
+	if (sid >= ctl->max_services || !(ctl->services[sid].flags & FG_SERVICE_F_ACTIVE)) {
 		fprintf(stderr, CTL_NAME ": service %u does not exist\n", sid);
 		ctl->reported = true;
 		return -ENOENT;
@@ -1217,8 +1230,8 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 			"maglev_size", (json_int_t)s.maglev_size,
 			"ring_slab_slots", (json_int_t)rs.slab_slots,
 			"rings", (json_int_t)rings,
-			"max_services", (json_int_t)ctl->max_services,
-			"max_backends", (json_int_t)ctl->max_backends,
+			"max_services", (json_int_t)ctl->cap_services,
+			"max_backends", (json_int_t)ctl->cap_backends,
 			"fib_gen", (json_int_t)s.fib_gen,
 			"listeners", (json_int_t)listeners, "services", (json_int_t)services,
 			"backends", up_down_json(&be), "clusters", up_down_json(&cl),

@@ -365,8 +365,10 @@ void dp_mirror_set(struct fg_dataplane *dp, __u32 id, const struct fg_backend *b
 	m->flags = be->flags;
 	m->weight = be->weight;
 	m->cluster_idx = be->cluster_idx;
-	if ((be->flags & FG_BACKEND_F_ACTIVE) && id >= dp->backend_high)
+	if ((be->flags & FG_BACKEND_F_ACTIVE) && id >= dp->backend_high) {
 		dp->backend_high = id + 1;
+		dp_settings_highs(dp, dp->backend_high, 0);
+	}
 }
 
 int fg_dp_backend_view(const struct fg_dataplane *dp, __u32 id, struct fg_backend *be)

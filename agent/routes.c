@@ -180,14 +180,6 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
 	return p;
 }
 
-/* A member cluster's objects, indexed once per computation: by
- * kind/namespace/name, and its EndpointSlices by namespace/Service. */
-struct cindex {
-	json_t *objs;    /* the cluster's array (borrowed) */
-	json_t *by_key;  /* "Kind\x1fns\x1fname" -> object (borrowed) */
-	json_t *slices;  /* "ns\x1fservice" -> [EndpointSlice] */
-};
-
 struct builder {
 	const struct fg_snapshot *snap;
 	const struct fg_plan_opts *opts;
@@ -208,6 +200,7 @@ static void target_free(struct fg_target *t)
 	for (i = 0; i < t->n_clusters; i++)
 		free(t->clusters[i].eps);
 	free(t->clusters);
+	free(t->req);
 	free(t);
 }
 
@@ -442,7 +435,7 @@ static void obj_key(char *buf, size_t len, const char *kind, const char *ns, con
 	snprintf(buf, len, "%s\x1f%s\x1f%s", kind, ns, name);
 }
 
-static void cindex_free(struct cindex *ci)
+static void cindex_free(struct fg_cindex *ci)
 {
 	if (!ci)
 		return;
@@ -451,24 +444,38 @@ static void cindex_free(struct cindex *ci)
 	free(ci);
 }
 
+/* Adds obj under key of an index whose values are arrays. */
+static int index_add(json_t *index, const char *key, json_t *obj)
+{
+	json_t *arr = json_object_get(index, key);
+
+	if (!arr) {
+		arr = json_array();
+		if (!arr || json_object_set_new(index, key, arr))
+			return -ENOMEM;
+	}
+	return json_array_append(arr, obj) ? -ENOMEM : 0;
+}
+
 /* The index of a cluster's objects, built on first use; NULL when the
  * cluster has no objects (or no memory). */
-static const struct cindex *cluster_index(struct builder *b, const char *cid)
+static const struct fg_cindex *cluster_index(struct builder *b, const char *cid)
 {
 	json_t *v = json_object_get(b->cindexes, cid), *objs, *obj;
-	struct cindex *ci;
+	struct fg_cindex *ci;
 	char key[FG_ID_LEN * 10 + 64];
 	size_t i;
 
 	if (v)
-		return (const struct cindex *)(uintptr_t)json_integer_value(v);
+		return (const struct fg_cindex *)(uintptr_t)json_integer_value(v);
+	if (b->snap->cluster_index)
+		return b->snap->cluster_index(b->snap->index_ctx, cid);
 	objs = json_object_get(b->snap->clusters, cid);
 	if (!json_is_array(objs))
 		return NULL;
 	ci = calloc(1, sizeof(*ci));
 	if (!ci)
 		return NULL;
-	ci->objs = objs;
 	ci->by_key = json_object();
 	ci->slices = json_object();
 	if (!ci->by_key || !ci->slices)
@@ -480,25 +487,19 @@ static const struct cindex *cluster_index(struct builder *b, const char *cid)
 		if (!strcmp(kind, "EndpointSlice")) {
 			const char *owner = jkey(jget(obj, "metadata.labels"),
 						 "kubernetes.io/service-name");
-			json_t *arr;
 
 			if (!owner)
 				continue;
 			snprintf(key, sizeof(key), "%s\x1f%s", ns, owner);
-			arr = json_object_get(ci->slices, key);
-			if (!arr) {
-				arr = json_array();
-				if (!arr || json_object_set_new(ci->slices, key, arr))
-					goto err;
-			}
-			if (json_array_append(arr, obj))
+			if (index_add(ci->slices, key, obj))
 				goto err;
 			continue;
 		}
 		obj_key(key, sizeof(key), kind, ns, jstr_or(obj, "metadata.name", ""));
 		/* The first of duplicates wins, as the linear search did. */
-		if (!json_object_get(ci->by_key, key) && json_object_set(ci->by_key, key, obj))
+		if (index_add(ci->by_key, key, obj))
 			goto err;
+		ci->n++;
 	}
 	if (json_object_set_new(b->cindexes, cid, json_integer((json_int_t)(uintptr_t)ci)))
 		goto err;
@@ -508,17 +509,17 @@ err:
 	return NULL;
 }
 
-static json_t *find_obj(const struct cindex *ci, const char *kind, const char *ns,
+static json_t *find_obj(const struct fg_cindex *ci, const char *kind, const char *ns,
 			const char *name)
 {
 	char key[FG_ID_LEN * 10 + 64];
 
 	obj_key(key, sizeof(key), kind, ns, name);
-	return json_object_get(ci->by_key, key);
+	return json_array_get(json_object_get(ci->by_key, key), 0);
 }
 
 /* Does the pod behind an endpoint belong to the subset? */
-static bool pod_in_subset(const struct cindex *objs, const char *ns, const char *pod,
+static bool pod_in_subset(const struct fg_cindex *objs, const char *ns, const char *pod,
 			  const struct subset *ss)
 {
 	json_t *p, *labels;
@@ -629,7 +630,7 @@ static bool service_port(json_t *svc, __u16 number, const char *name, const char
 }
 
 /* EndpointSlices first (as kube-proxy does), Endpoints otherwise. */
-static int slice_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
+static int slice_endpoints(const struct fg_cindex *objs, const char *ns, const char *svc_name,
 			   const char *port_name, const struct subset *ss,
 			   struct fg_target_cluster *tc, size_t *cap, bool *found)
 {
@@ -672,7 +673,7 @@ static int slice_endpoints(const struct cindex *objs, const char *ns, const char
 	return 0;
 }
 
-static int legacy_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
+static int legacy_endpoints(const struct fg_cindex *objs, const char *ns, const char *svc_name,
 			    const char *port_name, const struct subset *ss,
 			    struct fg_target_cluster *tc, size_t *cap)
 {
@@ -708,7 +709,7 @@ static int legacy_endpoints(const struct cindex *objs, const char *ns, const cha
 
 /* Fills tc with the ready endpoints of ns/svc:port in one cluster. Returns
  * 1 when the cluster has the Service (and port), 0 when not, or -errno. */
-static int cluster_endpoints(const struct cindex *objs, const char *ns, const char *svc_name,
+static int cluster_endpoints(const struct fg_cindex *objs, const char *ns, const char *svc_name,
 			     __u16 port,
 			     const char *port_name, const char *proto, const struct subset *ss,
 			     struct fg_target_cluster *tc)
@@ -791,7 +792,7 @@ static int add_tier(struct builder *b, struct fg_target *t, size_t *cap,
 	for (i = 0; i < p->n_clusters; i++) {
 		const char *cid = p->clusters[i];
 		struct fg_target_cluster *tc;
-		const struct cindex *objs;
+		const struct fg_cindex *objs;
 
 		if (only_cluster && strcmp(cid, only_cluster))
 			continue;
@@ -839,7 +840,7 @@ static bool subset_matches_any(struct builder *b, const struct target_req *req)
 	size_t i;
 
 	for (i = 0; i < p->n_clusters && !any; i++) {
-		const struct cindex *objs = cluster_index(b, p->clusters[i]);
+		const struct fg_cindex *objs = cluster_index(b, p->clusters[i]);
 
 		if (!objs)
 			continue;
@@ -852,14 +853,94 @@ static bool subset_matches_any(struct builder *b, const struct target_req *req)
 	return any;
 }
 
+/* What a target is computed from, kept with it so a change of its
+ * endpoints recomputes it alone (fg_plan_refresh). */
+struct target_priv {
+	struct subset ss;
+	char proto[8];
+	bool has_proto;
+	struct fg_target *fallback; /* a canary's main target */
+};
+
+static void target_clear_clusters(struct fg_target *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_clusters; i++)
+		free(t->clusters[i].eps);
+	free(t->clusters);
+	t->clusters = NULL;
+	t->n_clusters = 0;
+}
+
+/* The target's clusters, tiers, weights and endpoints, from its request.
+ * Returns how many clusters serve its Service (0: none), or -errno. */
+static int fill_target(struct builder *b, struct fg_target *t)
+{
+	static const struct subset all = {};
+	const struct target_priv *tp = t->req;
+	struct target_req req = {
+		.ns = t->ns, .service = t->service, .port = t->port, .port_name = t->port_name,
+		.ss = &tp->ss, .fallback = tp->fallback,
+		.proto = tp->has_proto ? tp->proto : NULL,
+	};
+	const struct subset *ss = &tp->ss;
+	size_t cap = 0;
+	int have, r;
+
+	/* The product's rule: when no endpoint matches a subset, the route
+	 * uses all endpoints of the Service. */
+	if ((ss->n_filters || ss->opensergo) && !subset_matches_any(b, &req))
+		ss = &all;
+
+	if (ss->cluster[0]) {
+		r = add_tier(b, t, &cap, &req, ss, 0, ss->cluster, "pinned by subset: %u ready");
+	} else {
+		r = add_tier(b, t, &cap, &req, ss, 0, NULL, "%u ready endpoints");
+	}
+	if (r < 0)
+		return r;
+	have = r;
+	if (req.fallback) {
+		size_t i;
+
+		/* A canary falls back to its main route's clusters first. */
+		for (i = 0; i < req.fallback->n_clusters; i++) {
+			const struct fg_target_cluster *m = &req.fallback->clusters[i];
+			struct fg_target_cluster *tc;
+
+			if (m->tier || target_cluster(t, m->cluster))
+				continue;
+			tc = target_add_cluster(t, &cap);
+			if (!tc)
+				return -ENOMEM;
+			*tc = *m;
+			tc->eps = NULL;
+			if (m->n_eps) {
+				tc->eps = malloc(m->n_eps * sizeof(*tc->eps));
+				if (!tc->eps)
+					return -ENOMEM;
+				memcpy(tc->eps, m->eps, m->n_eps * sizeof(*tc->eps));
+			}
+			tc->tier = 1;
+			snprintf(tc->why, sizeof(tc->why), "failover: main route, %u ready", m->ready);
+		}
+	}
+	/* Then any cluster serving the Service. */
+	r = add_tier(b, t, &cap, &req, &all, req.fallback ? 2 : 1, NULL,
+		     "failover: any cluster, %u ready");
+	if (r < 0)
+		return r;
+	return have + r;
+}
+
 static int build_target(struct builder *b, const struct target_req *req,
 			struct fg_target **out, char *reason)
 {
-	static const struct subset all = {};
 	const struct subset *ss = req->ss;
+	struct target_priv *tp;
 	struct fg_target *t;
 	char key[1024];
-	size_t cap = 0;
 	int have, r;
 
 	/* A canary's target also depends on its main route's (failover),
@@ -882,8 +963,19 @@ static int build_target(struct builder *b, const struct target_req *req,
 		return 0;
 	}
 	t = calloc(1, sizeof(*t));
-	if (!t)
+	tp = calloc(1, sizeof(*tp));
+	if (!t || !tp) {
+		free(t);
+		free(tp);
 		return -ENOMEM;
+	}
+	t->req = tp;
+	tp->ss = *ss;
+	tp->fallback = (struct fg_target *)req->fallback;
+	if (req->proto) {
+		tp->has_proto = true;
+		copy(tp->proto, sizeof(tp->proto), req->proto);
+	}
 	copy(t->key, sizeof(t->key), key);
 	copy(t->ns, sizeof(t->ns), req->ns);
 	copy(t->service, sizeof(t->service), req->service);
@@ -891,64 +983,16 @@ static int build_target(struct builder *b, const struct target_req *req,
 	copy(t->subset, sizeof(t->subset), ss->name);
 	t->port = req->port;
 
-	/* The product's rule: when no endpoint matches a subset, the route
-	 * uses all endpoints of the Service. */
-	if ((ss->n_filters || ss->opensergo) && !subset_matches_any(b, req))
-		ss = &all;
-
-	if (ss->cluster[0]) {
-		r = add_tier(b, t, &cap, req, ss, 0, ss->cluster, "pinned by subset: %u ready");
-	} else {
-		r = add_tier(b, t, &cap, req, ss, 0, NULL, "%u ready endpoints");
-	}
+	r = fill_target(b, t);
 	if (r < 0)
 		goto err;
 	have = r;
-	if (req->fallback) {
-		size_t i;
-
-		/* A canary falls back to its main route's clusters first. */
-		for (i = 0; i < req->fallback->n_clusters; i++) {
-			const struct fg_target_cluster *m = &req->fallback->clusters[i];
-			struct fg_target_cluster *tc;
-
-			if (m->tier || target_cluster(t, m->cluster))
-				continue;
-			tc = target_add_cluster(t, &cap);
-			if (!tc) {
-				r = -ENOMEM;
-				goto err;
-			}
-			*tc = *m;
-			tc->eps = NULL;
-			if (m->n_eps) {
-				tc->eps = malloc(m->n_eps * sizeof(*tc->eps));
-				if (!tc->eps) {
-					r = -ENOMEM;
-					goto err;
-				}
-				memcpy(tc->eps, m->eps, m->n_eps * sizeof(*tc->eps));
-			}
-			tc->tier = 1;
-			snprintf(tc->why, sizeof(tc->why), "failover: main route, %u ready", m->ready);
-		}
-	}
-	/* Then any cluster serving the Service. */
-	r = add_tier(b, t, &cap, req, &all, req->fallback ? 2 : 1, NULL,
-		     "failover: any cluster, %u ready");
-	if (r < 0)
-		goto err;
-	have += r;
 	if (!have) {
 		reasonf(reason, "service %s/%s%s%s not found in any attached cluster", req->ns,
 			req->service, req->port_name && *req->port_name ? " port " : "",
 			req->port_name ? req->port_name : "");
 		target_free(t);
 		return -ENOENT;
-	}
-	if (ss->cluster[0] && !target_cluster(t, ss->cluster)) {
-		/* Pinned cluster lacks the Service: it fails over (Example 4,
-		 * Service deleted), not an error. */
 	}
 	{
 		struct fg_target **v = grow(b->plan->targets, &b->cap_targets, b->plan->n_targets,
@@ -1776,7 +1820,7 @@ out:
 		json_t *v;
 
 		json_object_foreach(b.cindexes, k, v)
-			cindex_free((struct cindex *)(uintptr_t)json_integer_value(v));
+			cindex_free((struct fg_cindex *)(uintptr_t)json_integer_value(v));
 		json_decref(b.cindexes);
 	}
 	json_decref(b.target_index);
@@ -1790,6 +1834,176 @@ out:
 }
 
 /* ---------- matching helpers ---------- */
+
+/* ---------- incremental changes ---------- */
+
+static void free_cindexes(json_t *cindexes)
+{
+	const char *k;
+	json_t *v;
+
+	if (!cindexes)
+		return;
+	json_object_foreach(cindexes, k, v)
+		cindex_free((struct fg_cindex *)(uintptr_t)json_integer_value(v));
+	json_decref(cindexes);
+}
+
+static bool target_affected(const struct fg_target *t, json_t *services, json_t *pod_ns)
+{
+	const struct target_priv *tp = t->req;
+	char key[FG_ID_LEN * 6];
+
+	if (!tp)
+		return false;
+	snprintf(key, sizeof(key), "%s\x1f%s", t->ns, t->service);
+	if (services && json_object_get(services, key))
+		return true;
+	return pod_ns && (tp->ss.n_filters || tp->ss.opensergo) && json_object_get(pod_ns, t->ns);
+}
+
+int fg_plan_refresh(struct fg_plan *plan, const struct fg_snapshot *snap,
+		    const struct fg_plan_opts *opts, json_t *services, json_t *pod_ns,
+		    struct fg_target ***out, size_t *n_out)
+{
+	struct builder b = { .snap = snap, .opts = opts, .plan = plan };
+	struct fg_target **done = NULL;
+	json_t *marked_set = NULL;
+	bool *marked = NULL, more;
+	char ptr[32];
+	size_t i, n = 0;
+	int pass, r, err = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (!plan->n_targets)
+		return 0;
+	marked = calloc(plan->n_targets, sizeof(*marked));
+	done = calloc(plan->n_targets, sizeof(*done));
+	b.cindexes = json_object();
+	if (!marked || !done || !b.cindexes) {
+		err = -ENOMEM;
+		goto out;
+	}
+	marked_set = json_object();
+	if (!marked_set) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < plan->n_targets; i++) {
+		marked[i] = target_affected(plan->targets[i], services, pod_ns);
+		if (marked[i]) {
+			snprintf(ptr, sizeof(ptr), "%p", (void *)plan->targets[i]);
+			json_object_set_new(marked_set, ptr, json_true());
+		}
+	}
+	/* A canary follows its main target: refreshed after it. */
+	do {
+		more = false;
+		for (i = 0; i < plan->n_targets; i++) {
+			const struct target_priv *tp = plan->targets[i]->req;
+
+			if (marked[i] || !tp || !tp->fallback)
+				continue;
+			snprintf(ptr, sizeof(ptr), "%p", (void *)tp->fallback);
+			if (!json_object_get(marked_set, ptr))
+				continue;
+			marked[i] = more = true;
+			snprintf(ptr, sizeof(ptr), "%p", (void *)plan->targets[i]);
+			json_object_set_new(marked_set, ptr, json_true());
+		}
+	} while (more);
+	/* Main targets first, then the canaries on them. */
+	for (pass = 0; pass < 2 && !err; pass++) {
+		for (i = 0; i < plan->n_targets && !err; i++) {
+			struct fg_target *t = plan->targets[i];
+			const struct target_priv *tp = t->req;
+
+			if (!marked[i] || (pass == 0) != !tp->fallback)
+				continue;
+			target_clear_clusters(t);
+			r = fill_target(&b, t);
+			if (r < 0)
+				err = r;
+			else if (r == 0)
+				err = -EAGAIN; /* no cluster serves it: a full computation */
+			else
+				done[n++] = t;
+		}
+	}
+out:
+	free_cindexes(b.cindexes);
+	json_decref(marked_set);
+	free(marked);
+	if (err) {
+		free(done);
+		return err;
+	}
+	*out = done;
+	*n_out = n;
+	return 0;
+}
+
+int fg_plan_patch_ingress(struct fg_plan *plan, json_t *ing)
+{
+	const char *ns = jstr_or(ing, "metadata.namespace", "default");
+	const char *name = jstr_or(ing, "metadata.name", "");
+	char who[FG_ID_LEN * 5 + 2], reason[FG_REASON_LEN];
+	struct fg_ingress_status *st = NULL;
+	bool canary;
+	size_t i, j;
+	int patched = 0;
+
+	snprintf(who, sizeof(who), "%s/%s", ns, name);
+	for (i = 0; i < plan->n_ingresses; i++)
+		if (!strcmp(plan->ingresses[i].ns, ns) && !strcmp(plan->ingresses[i].name, name))
+			st = &plan->ingresses[i];
+	if (!st || !st->accepted || !canary_flag(ing, &canary, reason) || canary != st->canary)
+		return -EAGAIN;
+	if (!canary) {
+		struct fg_route_policy pol;
+
+		if (parse_policy(ing, &pol, reason))
+			return -EAGAIN;
+		for (i = 0; i < plan->n_routes; i++) {
+			if (strcmp(plan->routes[i].ingress, who))
+				continue;
+			plan->routes[i].policy = pol;
+			patched = 1;
+		}
+		return patched;
+	}
+	for (i = 0; i < plan->n_routes; i++) {
+		struct fg_route *r = &plan->routes[i];
+
+		for (j = 0; j < r->n_canaries; j++) {
+			struct fg_canary *c = &r->canaries[j], next, saved;
+			const char *conflict;
+
+			if (strcmp(c->ingress, who))
+				continue;
+			if (parse_canary(NULL, ing, &next, reason))
+				return -EAGAIN;
+			/* Checked against the route's other canaries. */
+			saved = *c;
+			memset(c, 0, sizeof(*c));
+			conflict = canary_conflict(r, &next);
+			*c = saved;
+			if (conflict) {
+				if (next.has_pattern)
+					fg_regex_free(next.pattern);
+				return -EAGAIN;
+			}
+			if (c->has_pattern)
+				fg_regex_free(c->pattern);
+			copy(next.ingress, sizeof(next.ingress), c->ingress);
+			next.target = c->target;
+			*c = next;
+			patched = 1;
+		}
+	}
+	return patched;
+}
 
 bool fg_path_matches(enum fg_path_type type, const char *pattern, const char *path)
 {

@@ -27,11 +27,24 @@
 #define FG_REASON_LEN 256
 #define FG_MAX_CANARIES 8
 
+/* A member cluster's objects by key: "Kind\x1fns\x1fname" -> [object, ...]
+ * (the first is in force), and its EndpointSlices by "ns\x1fservice" ->
+ * [EndpointSlice, ...]. */
+struct fg_cindex {
+	json_t *by_key;
+	json_t *slices;
+	size_t n;
+};
+
 /* Inputs. */
 struct fg_snapshot {
 	json_t *fleet;          /* array of the fleet's objects */
 	json_t *clusters;       /* object: cluster id -> array of its objects */
 	json_t *cluster_errors; /* object: cluster id -> why it cannot be read (may be NULL) */
+	/* Kept indexes of the clusters (objstore.h), or NULL: the
+	 * computation indexes the arrays itself. */
+	const struct fg_cindex *(*cluster_index)(void *ctx, const char *cluster);
+	void *index_ctx;
 };
 
 struct fg_plan_opts {
@@ -71,6 +84,7 @@ struct fg_target_cluster {
 /* Where a route (or canary, or L4 port) sends traffic. */
 struct fg_target {
 	char key[1024]; /* stable identity, to keep data plane ids across plans */
+	void *req;      /* what it was computed from (routes.c), to refresh it */
 	char ns[FG_ID_LEN];
 	char service[FG_ID_LEN * 4];
 	__u16 port;    /* the Service port, by number (0 when by name) */
@@ -186,6 +200,27 @@ struct fg_plan {
 
 int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *opts,
 		    struct fg_plan **out);
+/*
+ * Recomputes in place the targets whose Service endpoints changed
+ * (services: "ns\x1fservice" -> anything) or, for subsets, whose
+ * namespace's pods changed (pod_ns: namespace -> anything; may be NULL),
+ * and the canary targets that fall back on them. Everything else in the
+ * plan stays as it is. *out gets the targets refreshed (malloc'ed). Returns
+ * -EAGAIN when the change needs a full computation instead (a target with
+ * no cluster serving it any more), or -errno.
+ */
+int fg_plan_refresh(struct fg_plan *plan, const struct fg_snapshot *snap,
+		    const struct fg_plan_opts *opts, json_t *services, json_t *pod_ns,
+		    struct fg_target ***out, size_t *n_out);
+/*
+ * An accepted Ingress changed only in annotations its routes hold on
+ * their own (fg_ingress_route_local_change): its canaries' match and
+ * weight, or its routes' retry policy, are updated in place. Returns 1
+ * when routes were patched, 0 when the plan has no route of it, -EAGAIN
+ * when it needs a full computation (it was not accepted, or a new value
+ * is invalid), or -errno.
+ */
+int fg_plan_patch_ingress(struct fg_plan *plan, json_t *ing);
 void fg_plan_free(struct fg_plan *plan);
 
 /* Display forms (fleetgatectl get ... -o json). */

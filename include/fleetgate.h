@@ -258,8 +258,12 @@ _Static_assert(sizeof(struct fg_rnat) == 80, "fg_rnat size");
 struct fg_settings {
 	__u32 fib_gen;
 	__u32 maglev_size; /* the largest backend ring (--maglev-size) */
+	/* 1 + the highest backend and service ids the agent made active:
+	 * readers of those arrays (fleetgatectl) need not read past them. */
+	__u32 backend_high;
+	__u32 service_high;
 };
-_Static_assert(sizeof(struct fg_settings) == 8, "fg_settings size");
+_Static_assert(sizeof(struct fg_settings) == 16, "fg_settings size");
 
 /* ifaces: ifindex -> the gateway's own addresses on it, used as SNAT
  * source toward the clusters. Learned by the agent over netlink. */

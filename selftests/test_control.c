@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The control plane on a config directory and a data plane loaded without
+ * pins: a fleet of N Ingresses (one Service each, E endpoints in each of
+ * two clusters, every tenth with a weight canary pinned to cluster 2),
+ * then single changes. An endpoint change recomputes only its target, a
+ * canary weight edit patches its routes, a new Ingress recomputes
+ * everything; each lands in the maps (or the plan) and costs what it
+ * touches, not what the fleet holds.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+
+#include "control.h"
+#include "dataplane.h"
+#include "test_progs.h"
+
+#define CL1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
+#define CL2 "c15d48ca9d1fd43f9bbb89c56a474843c"
+
+static char dir[PATH_MAX];
+
+static int put(const char *rel, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whole files only (a rename), as an operator's tools write them. */
+static int put(const char *rel, const char *fmt, ...)
+{
+	char path[PATH_MAX + 256], tmp[PATH_MAX + 300];
+	va_list ap;
+	FILE *f;
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	snprintf(tmp, sizeof(tmp), "%s/.%d.tmp", dir, rand());
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	if (fclose(f))
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	return err;
+}
+
+static int ingress_file(int i, int weight)
+{
+	char rel[64];
+	int err;
+
+	snprintf(rel, sizeof(rel), "fleet/ing%d.yaml", i);
+	err = put(rel,
+		  "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ing%d\n"
+		  "  namespace: web\nspec:\n  ingressClassName: mse\n  rules:\n  - host: h%d.example.com\n"
+		  "    http:\n      paths:\n      - path: /\n        pathType: Prefix\n"
+		  "        backend:\n          service:\n            name: svc%d\n"
+		  "            port:\n              number: 80\n", i, i, i);
+	if (err || weight < 0)
+		return err;
+	snprintf(rel, sizeof(rel), "fleet/can%d.yaml", i);
+	return put(rel,
+		   "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: can%d\n"
+		   "  namespace: web\n  annotations:\n    nginx.ingress.kubernetes.io/canary: \"true\"\n"
+		   "    nginx.ingress.kubernetes.io/canary-weight: \"%d\"\n"
+		   "    mse.ingress.kubernetes.io/service-subset: pinned\n"
+		   "    mse.ingress.kubernetes.io/subset-labels: |\n"
+		   "      topology.istio.io/cluster " CL2 "\n"
+		   "spec:\n  ingressClassName: mse\n  rules:\n  - host: h%d.example.com\n"
+		   "    http:\n      paths:\n      - path: /\n        pathType: Prefix\n"
+		   "        backend:\n          service:\n            name: svc%d\n"
+		   "            port:\n              number: 80\n", i, weight, i, i);
+}
+
+/* Service i in cluster c, e endpoints; the first one's last octet moved by
+ * shift (an endpoint change). */
+static int service_file(int i, int c, int e, int shift)
+{
+	char rel[128], eps[4096] = "";
+	size_t off = 0;
+	int k;
+
+	for (k = 0; k < e; k++)
+		off += snprintf(eps + off, sizeof(eps) - off,
+				"- addresses:\n  - 10.%d.%d.%d\n  conditions:\n    ready: true\n",
+				c + 1, (i * 16 + k) / 200, (i * 16 + k) % 200 + 1 + (k ? 0 : shift));
+	snprintf(rel, sizeof(rel), "clusters/%s/svc%d.yaml", c ? CL2 : CL1, i);
+	return put(rel,
+		   "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc%d\n  namespace: web\n"
+		   "spec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n---\n"
+		   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+		   "  name: svc%d-x\n  namespace: web\n  labels:\n    kubernetes.io/service-name: svc%d\n"
+		   "addressType: IPv4\nports:\n- name: http\n  port: 8080\nendpoints:\n%s",
+		   i, i, i, eps);
+}
+
+static bool backend_at(struct fg_dataplane *dp, const char *addr)
+{
+	struct in_addr a;
+	struct fg_backend be;
+	__u32 id;
+
+	inet_pton(AF_INET, addr, &a);
+	for (id = 1; id < fg_dp_backend_high(dp); id++)
+		if (!fg_dp_backend_view(dp, id, &be) && (be.flags & FG_BACKEND_F_ACTIVE) &&
+		    be.addr.v4 == a.s_addr)
+			return true;
+	return false;
+}
+
+static const struct fg_route *route_for(const struct fg_plan *p, const char *host)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_routes; i++)
+		if (!strcmp(p->routes[i].host, host))
+			return &p->routes[i];
+	return NULL;
+}
+
+/* Processes events until the control plane has done `want` more
+ * computations of the kind asked (or 3 s pass). */
+static bool settle(struct fg_control *c, unsigned long long full0, unsigned long long inc0,
+		   bool want_full)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		const struct fg_control_stats *st;
+
+		fg_control_process(c);
+		st = fg_control_stats(c);
+		if (want_full ? st->full > full0 : st->incremental > inc0)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static void fleet_body(int n, int e)
+{
+	struct fg_dp_opts dopts = { .max_services = 8192, .max_backends = 131072,
+				    .max_rings = 65536 };
+	struct fg_control_opts copts = { .listen = "10.0.0.1:80" };
+	const struct fg_control_stats *st;
+	struct fg_dataplane *dp = NULL;
+	struct fg_control *c = NULL;
+	unsigned long long full0, inc0;
+	const struct fg_route *r;
+	char addr[32];
+	int i, err = 0;
+
+	snprintf(dir, sizeof(dir), "%s/ctl-%d", test__tmpdir(), n);
+	if (!ASSERT_OK(fg_sh("mkdir -p %s/fleet %s/clusters/%s %s/clusters/%s", dir, dir, CL1, dir,
+			     CL2), "mkdir"))
+		return;
+	err = put("fleet/gw.yaml",
+		  "apiVersion: mse.alibabacloud.com/v1alpha1\nkind: MseIngressConfig\n"
+		  "metadata:\n  name: gw\n  annotations:\n"
+		  "    mse.alibabacloud.com/remote-clusters: " CL1 "," CL2 "\n"
+		  "spec:\n  ingress:\n    local:\n      ingressClass: mse\n");
+	for (i = 0; i < n && !err; i++) {
+		err = ingress_file(i, i % 10 ? -1 : 10);
+		if (!err)
+			err = service_file(i, 0, e, 0);
+		if (!err)
+			err = service_file(i, 1, e, 0);
+	}
+	if (!ASSERT_OK(err, "config files"))
+		return;
+	copts.config_dir = dir;
+	if (!ASSERT_OK(fg_dp_load(&dp, &dopts), "data plane"))
+		return;
+	if (!ASSERT_OK(fg_control_new(&c, dp, &copts), "control"))
+		goto out;
+	fg_control_set_state(c, true, true);
+	if (!ASSERT_OK(fg_control_recompute(c), "first computation"))
+		goto out;
+	st = fg_control_stats(c);
+	printf("N=%d: first computation %.1f ms (routes %.1f ms)\n", n, st->last_us / 1000.0,
+	       st->last_compute_us / 1000.0);
+	ASSERT_EQ(fg_control_plan(c)->n_routes, (size_t)n, "routes");
+
+	/* One endpoint of service 1 in cluster 1 moves. */
+	full0 = st->full;
+	inc0 = st->incremental;
+	if (!ASSERT_OK(service_file(1, 0, e, 100), "endpoint change"))
+		goto out;
+	if (ASSERT_TRUE(settle(c, full0, inc0, false), "an incremental computation")) {
+		st = fg_control_stats(c);
+		printf("N=%d: one endpoint changed: %.2f ms\n", n, st->last_us / 1000.0);
+		ASSERT_EQ(st->full, full0, "no full computation");
+		snprintf(addr, sizeof(addr), "10.1.0.%d", 16 + 1 + 100);
+		ASSERT_TRUE(backend_at(dp, addr), "the new endpoint is a backend");
+		snprintf(addr, sizeof(addr), "10.1.0.%d", 16 + 1);
+		ASSERT_FALSE(backend_at(dp, addr), "the old one is gone");
+	}
+
+	/* A canary's weight changes: its routes are patched. */
+	full0 = fg_control_stats(c)->full;
+	inc0 = fg_control_stats(c)->incremental;
+	if (!ASSERT_OK(ingress_file(0, 35), "canary weight edit"))
+		goto out;
+	if (ASSERT_TRUE(settle(c, full0, inc0, false), "an incremental computation")) {
+		st = fg_control_stats(c);
+		printf("N=%d: canary weight edited: %.2f ms\n", n, st->last_us / 1000.0);
+		ASSERT_EQ(st->full, full0, "no full computation");
+		r = route_for(fg_control_plan(c), "h0.example.com");
+		if (ASSERT_OK_PTR(r, "route") && ASSERT_EQ(r->n_canaries, 1, "canary"))
+			ASSERT_EQ(r->canaries[0].weight, 35, "new weight");
+	}
+
+	/* A bad weight: the whole computation rejects that canary, the rest
+	 * keeps working. */
+	full0 = fg_control_stats(c)->full;
+	inc0 = fg_control_stats(c)->incremental;
+	if (!ASSERT_OK(ingress_file(0, 150), "bad weight"))
+		goto out;
+	if (ASSERT_TRUE(settle(c, full0, inc0, true), "a full computation")) {
+		r = route_for(fg_control_plan(c), "h0.example.com");
+		if (ASSERT_OK_PTR(r, "main route kept"))
+			ASSERT_EQ(r->n_canaries, 0, "the bad canary is out");
+		ASSERT_EQ(fg_control_plan(c)->n_routes, (size_t)n, "every route kept");
+	}
+
+	/* A new Ingress: everything is recomputed. */
+	full0 = fg_control_stats(c)->full;
+	inc0 = fg_control_stats(c)->incremental;
+	err = service_file(n, 0, e, 0);
+	if (!err)
+		err = ingress_file(n, -1);
+	if (ASSERT_OK(err, "new Ingress") &&
+	    ASSERT_TRUE(settle(c, full0, inc0, true), "a full computation"))
+		ASSERT_EQ(fg_control_plan(c)->n_routes, (size_t)n + 1, "one more route");
+out:
+	fg_control_free(c);
+	fg_dp_close(dp, true);
+}
+
+FG_TEST(control)
+{
+	if (test__start_subtest("incremental_n100"))
+		fleet_body(100, 4);
+	if (test__start_subtest("incremental_n2000"))
+		fleet_body(2000, 4);
+}
