@@ -44,6 +44,7 @@ struct fg_bgp {
 	long long retry_at_ms;
 	unsigned retry_ms;
 	bool warned;
+	int dev_err;            /* the last device error logged */
 };
 
 static long long mono_ms(void)
@@ -266,6 +267,23 @@ out:
 	return err;
 }
 
+static int device_flags(const char *name, short *flags)
+{
+	struct ifreq ifr = {};
+	int fd, err = 0;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
+		err = -errno;
+	else
+		*flags = ifr.ifr_flags;
+	close(fd);
+	return err;
+}
+
 static int device_open(const char *name)
 {
 	struct ifreq ifr = { .ifr_flags = IFF_TUN | IFF_NO_PI };
@@ -464,9 +482,40 @@ bool fg_bgp_announced(const struct fg_bgp *b)
 	return b && b->announced;
 }
 
+/* The device as the agent left it: someone may have set it down, up or
+ * deleted it. Put back, said once. */
+static void device_check(struct fg_bgp *b)
+{
+	short flags = 0;
+	int err = device_flags(b->device, &flags);
+	bool deleted = err == -ENODEV;
+
+	if (!err && !!(flags & IFF_UP) == b->announced) {
+		b->dev_err = 0;
+		return;
+	}
+	if (deleted) {
+		if (b->tun_fd >= 0)
+			close(b->tun_fd);
+		b->tun_fd = device_open(b->device);
+		err = b->tun_fd < 0 ? b->tun_fd : set_device_up(b->device, b->announced);
+	} else if (!err) {
+		err = set_device_up(b->device, b->announced);
+	}
+	if (err != b->dev_err || !err)
+		pr_warn("bgp: the liveness device %s was %s behind the agent's back: %s%s\n",
+			b->device, deleted ? "deleted" : "set up or down",
+			err ? "cannot put it back: " : "put back ",
+			err ? strerror(-err) : (b->announced ? "(up)" : "(down)"));
+	b->dev_err = err;
+}
+
 void fg_bgp_tick(struct fg_bgp *b)
 {
-	if (!b || b->configured || mono_ms() < b->retry_at_ms)
+	if (!b)
+		return;
+	device_check(b);
+	if (b->configured || mono_ms() < b->retry_at_ms)
 		return;
 	try_configure(b);
 }

@@ -29,6 +29,7 @@ struct fg_control {
 	struct fg_changes ch;      /* what changed since the last computation */
 	json_t *kube_prev;         /* the Kubernetes objects last seen, by key */
 	char kube_state[512];      /* errors and sync of its sources, last seen */
+	char syncing[512];         /* sources not listed yet */
 	struct fg_control_stats cst;
 	json_t *fleet;        /* current snapshot */
 	json_t *clusters;
@@ -414,6 +415,12 @@ static void kube_source(const char *origin, bool synced, void *ctx)
 {
 	struct fg_control *c = ctx;
 
+	if (!synced) {
+		size_t n = strlen(c->syncing);
+
+		snprintf(c->syncing + n, sizeof(c->syncing) - n, "%s%s%s", n ? ", " : "",
+			 origin ? "cluster " : "fleet", origin ? origin : "");
+	}
 	if (!origin)
 		return;
 	/* A reachable cluster with no objects is readable, only empty. */
@@ -451,6 +458,7 @@ static int snapshot(struct fg_control *c, struct fg_snapshot *snap)
 		return -ENOMEM;
 	json_object_clear(c->cluster_errors);
 	json_array_clear(c->kube_errors);
+	c->syncing[0] = '\0';
 	if (c->kube) {
 		fg_kube_foreach_error(c->kube, kube_error, c);
 		fg_kube_foreach_source(c->kube, kube_source, c);
@@ -529,6 +537,7 @@ static int recompute_full(struct fg_control *c)
 	err = snapshot(c, &snap);
 	if (err)
 		return err;
+	popts.syncing = c->syncing;
 	err = fg_plan_compute(&snap, &popts, &plan);
 	if (err) {
 		pr_warn("cannot compute routes: %s\n", strerror(-err));
@@ -547,7 +556,12 @@ static int recompute_full(struct fg_control *c)
 		struct fg_plan *old = c->plan;
 
 		c->plan = plan;
-		log_rejections(c, old);
+		/* Rejections seen while sources are still listing are not
+		 * final: said once they are. */
+		if (!c->syncing[0])
+			log_rejections(c, old);
+		else
+			pr_info("routes: waiting for the first list of %s\n", c->syncing);
 		fg_plan_free(old);
 	}
 	note_first_seen(c);

@@ -371,6 +371,8 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			a->client_body_timeout_ms = v;
 			break;
 		case OPT_METRICS_LISTEN:
+			if (strcmp(optarg, "off") && fg_metrics_listen_check(optarg))
+				goto bad;
 			a->metrics_listen = optarg;
 			break;
 		case OPT_ACCESS_LOG:
@@ -1057,8 +1059,10 @@ static int run_loop(struct agent *a)
 				fg_metrics_server_process(a->msrv);
 			} else if (fd == fg_control_fd(a->control)) {
 				control_process(a);
-				if (a->ha)
+				if (a->ha) {
+					fg_ha_plan_changed(a->ha);
 					fg_ha_update(a->ha);
+				}
 			} else if (fd == fg_admin_fd(a->admin)) {
 				fg_admin_process(a->admin);
 			} else if (fd == fg_health_fd(a->health)) {
@@ -1118,6 +1122,7 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	reserve_snat_ports(&a);
+	a.health_opts.interval_ms = a.health_interval_ms;
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;

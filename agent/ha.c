@@ -22,6 +22,8 @@
 #define SELF_CHECK_MS 1000
 #define DRAIN_MIN_MS 1000
 
+struct gw_routes;
+
 struct fg_ha {
 	struct fg_control *control;
 	struct fg_dataplane *dp;
@@ -42,11 +44,18 @@ struct fg_ha {
 	long long ready_since;  /* ms; 0 while not ready */
 	bool announced;         /* what BGP (or, without it, this node) says */
 	json_t *serving;        /* gateway names, while ready */
-	/* caches */
+	/* caches of the plan in force (rebuilt when the control plane says
+	 * it changed) and of the rings (reread when the maps changed) */
+	bool dirty;
 	const struct fg_plan *plan_seen;
+	struct gw_routes *gw;   /* one per gateway of the plan, in its order */
+	size_t n_gw;
 	__u64 epoch_seen;
-	json_t *healthy;        /* gateway name -> true, from the rings */
 	bool l4_healthy;
+	json_t *lease_base;     /* gateways, ingresses, services for the Leases */
+	bool lease_dirty;
+	bool published_announced;
+	json_t *published_serving;
 	long long self_at;
 	char self_why[256];
 	/* drain */
@@ -153,71 +162,160 @@ static void self_check(struct fg_ha *h)
 
 /* ---------- routes and their health ---------- */
 
+struct gw_routes {
+	const struct fg_target **t; /* its routes' targets and canaries' */
+	size_t n, cap;
+	bool has_route;
+	bool healthy;
+};
+
+static int push_target(struct gw_routes *g, const struct fg_target *t)
+{
+	if (!t)
+		return 0;
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 8;
+		const struct fg_target **v = realloc(g->t, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		g->t = v;
+		g->cap = cap;
+	}
+	g->t[g->n++] = t;
+	return 0;
+}
+
+static void drop_structure(struct fg_ha *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n_gw; i++)
+		free(h->gw[i].t);
+	free(h->gw);
+	h->gw = NULL;
+	h->n_gw = 0;
+	json_decref(h->lease_base);
+	h->lease_base = NULL;
+}
+
+/*
+ * What a new plan means here, once per plan (O(routes + Ingresses)): each
+ * gateway's route targets, and what the Leases publish of it.
+ */
+static int build_structure(struct fg_ha *h, const struct fg_plan *p)
+{
+	json_t *cls_gw = json_object(), *ing_cls = json_object(), *v;
+	json_t *gws = json_array(), *ings = json_array(), *svcs = json_array(), *seen = json_object();
+	char key[FG_ID_LEN * 6];
+	size_t i, j;
+	int err = -ENOMEM;
+
+	drop_structure(h);
+	h->gw = calloc(p->n_gateways ? p->n_gateways : 1, sizeof(*h->gw));
+	if (!h->gw || !cls_gw || !ing_cls || !gws || !ings || !svcs || !seen)
+		goto out;
+	h->n_gw = p->n_gateways;
+	for (i = 0; i < p->n_gateways; i++) {
+		const struct fg_gateway_status *gw = &p->gateways[i];
+		json_t *md = json_object_get(gw->object, "metadata");
+		const char *ns = json_string_value(json_object_get(md, "namespace"));
+		json_t *g = json_pack("{s:s, s:O}", "name", gw->name, "status",
+				      json_object_get(gw->object, "status"));
+
+		if (ns)
+			json_object_set_new(g, "namespace", json_string(ns));
+		json_array_append_new(gws, g);
+		if (strcmp(gw->phase, "Failed"))
+			json_object_set_new(cls_gw, gw->ingress_class, json_integer((json_int_t)i));
+	}
+	for (i = 0; i < p->n_ingresses; i++) {
+		const struct fg_ingress_status *st = &p->ingresses[i];
+
+		if (!json_object_get(cls_gw, st->ingress_class))
+			continue;
+		json_array_append_new(ings, json_pack("{s:s, s:s, s:b}", "namespace", st->ns, "name",
+						      st->name, "accepted", st->accepted));
+		if (!st->accepted)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", st->ns, st->name);
+		json_object_set_new(ing_cls, key, json_string(st->ingress_class));
+	}
+	for (i = 0; i < p->n_routes; i++) {
+		const struct fg_route *r = &p->routes[i];
+		const char *cls = json_string_value(json_object_get(ing_cls, r->ingress));
+		struct gw_routes *g;
+
+		v = cls ? json_object_get(cls_gw, cls) : NULL;
+		if (!v)
+			continue;
+		g = &h->gw[json_integer_value(v)];
+		g->has_route = true;
+		if (push_target(g, r->target))
+			goto out;
+		for (j = 0; j < r->n_canaries; j++)
+			if (push_target(g, r->canaries[j].target))
+				goto out;
+	}
+	for (i = 0; i < p->n_l4; i++) {
+		snprintf(key, sizeof(key), "%s/%s", p->l4[i].ns, p->l4[i].name);
+		if (json_object_get(seen, key))
+			continue;
+		json_object_set_new(seen, key, json_true());
+		json_array_append_new(svcs, json_pack("{s:s, s:s}", "namespace", p->l4[i].ns,
+						      "name", p->l4[i].name));
+	}
+	h->lease_base = json_pack("{s:O, s:O, s:O}", "gateways", gws, "ingresses", ings,
+				  "services", svcs);
+	err = h->lease_base ? 0 : -ENOMEM;
+out:
+	json_decref(cls_gw);
+	json_decref(ing_cls);
+	json_decref(gws);
+	json_decref(ings);
+	json_decref(svcs);
+	json_decref(seen);
+	if (err)
+		drop_structure(h);
+	return err;
+}
+
 static bool target_healthy(struct fg_ha *h, const struct fg_target *t)
 {
 	__u32 slots[FG_MAX_CLUSTERS], total = 0;
-	int sid;
+	int sid = fg_control_service_id(h->control, t);
 
-	if (!t)
-		return false;
-	sid = fg_control_service_id(h->control, t);
 	return sid >= 0 && !fg_dp_cluster_shares(h->dp, sid, slots, &total) && total > 0;
 }
 
-static const char *ingress_class_of(const struct fg_plan *p, const char *ns_name)
-{
-	size_t i;
-	char key[FG_ID_LEN * 6];
-
-	for (i = 0; i < p->n_ingresses; i++) {
-		snprintf(key, sizeof(key), "%s/%s", p->ingresses[i].ns, p->ingresses[i].name);
-		if (!strcmp(key, ns_name))
-			return p->ingresses[i].accepted ? p->ingresses[i].ingress_class : NULL;
-	}
-	return NULL;
-}
-
-/* Which gateways have a route with a healthy cluster; whether an L4
- * port has one. Reread only when the plan or the maps changed. */
-static void refresh_health(struct fg_ha *h, const struct fg_plan *p)
+/* Which gateways have a route with a healthy cluster, and whether an L4
+ * port has one: read from the live rings, again only when the maps
+ * changed (a health change, a new plan applied). Each stops at the first
+ * healthy target. */
+static void refresh_health(struct fg_ha *h, const struct fg_plan *p, bool force)
 {
 	__u64 epoch = fg_dp_epoch(h->dp);
-	size_t i, j, k;
+	size_t i, j;
 
-	if (p == h->plan_seen && epoch == h->epoch_seen)
+	if (!force && epoch == h->epoch_seen)
 		return;
-	h->plan_seen = p;
 	h->epoch_seen = epoch;
-	json_object_clear(h->healthy);
-	h->l4_healthy = false;
-	for (i = 0; i < p->n_routes; i++) {
-		const struct fg_route *r = &p->routes[i];
-		const char *cls = ingress_class_of(p, r->ingress);
-		bool ok;
-
-		if (!cls)
-			continue;
-		for (j = 0; j < p->n_gateways; j++) {
-			if (strcmp(p->gateways[j].ingress_class, cls) ||
-			    json_object_get(h->healthy, p->gateways[j].name))
-				continue;
-			ok = target_healthy(h, r->target);
-			for (k = 0; !ok && k < r->n_canaries; k++)
-				ok = target_healthy(h, r->canaries[k].target);
-			if (ok)
-				json_object_set_new(h->healthy, p->gateways[j].name, json_true());
-		}
+	for (i = 0; i < h->n_gw; i++) {
+		h->gw[i].healthy = false;
+		for (j = 0; j < h->gw[i].n && !h->gw[i].healthy; j++)
+			h->gw[i].healthy = target_healthy(h, h->gw[i].t[j]);
 	}
+	h->l4_healthy = false;
 	for (i = 0; i < p->n_l4 && !h->l4_healthy; i++)
 		h->l4_healthy = target_healthy(h, p->l4[i].target);
 }
 
 /* Whether the node should take traffic now; why not in h->why; the
- * gateways it serves into h->serving. */
+ * gateways it serves into h->serving. O(gateways) when nothing changed. */
 static bool evaluate(struct fg_ha *h)
 {
 	const struct fg_plan *p = fg_control_plan(h->control);
-	bool listening = false, routed = false;
+	bool listening = false, routed = false, rebuilt = false;
 	size_t i;
 
 	json_array_clear(h->serving);
@@ -230,22 +328,25 @@ static bool evaluate(struct fg_ha *h)
 		snprintf(h->why, sizeof(h->why), "no routes computed yet");
 		return false;
 	}
-	refresh_health(h, p);
+	if (h->dirty || p != h->plan_seen || p->n_gateways != h->n_gw) {
+		if (build_structure(h, p)) {
+			snprintf(h->why, sizeof(h->why), "out of memory");
+			return false;
+		}
+		h->plan_seen = p;
+		h->dirty = false;
+		h->lease_dirty = true;
+		rebuilt = true;
+	}
+	refresh_health(h, p, rebuilt);
 	for (i = 0; i < p->n_gateways; i++) {
 		const struct fg_gateway_status *gw = &p->gateways[i];
-		bool has_route = false;
-		size_t j;
 
 		if (strcmp(gw->phase, "Listening"))
 			continue;
 		listening = true;
-		for (j = 0; j < p->n_routes && !has_route; j++) {
-			const char *cls = ingress_class_of(p, p->routes[j].ingress);
-
-			has_route = cls && !strcmp(cls, gw->ingress_class);
-		}
-		routed |= has_route || p->n_l4;
-		if (json_object_get(h->healthy, gw->name) || h->l4_healthy)
+		routed |= h->gw[i].has_route || p->n_l4;
+		if (h->gw[i].healthy || h->l4_healthy)
 			json_array_append_new(h->serving, json_string(gw->name));
 	}
 	if (!listening) {
@@ -275,52 +376,35 @@ static bool evaluate(struct fg_ha *h)
 
 /* ---------- what the other nodes and the status writer see ---------- */
 
-static json_t *lease_state(struct fg_ha *h)
+/* Published again only when something in it changed. */
+static void publish(struct fg_ha *h)
 {
-	const struct fg_plan *p = fg_control_plan(h->control);
-	json_t *gws = json_array(), *ings = json_array(), *svcs = json_array(), *seen;
-	json_t *classes = json_object();
 	char a[INET6_ADDRSTRLEN];
-	size_t i;
+	json_t *st;
 
+	if (!h->lease || !h->lease_base)
+		return;
+	if (!h->lease_dirty && h->published_announced == h->announced &&
+	    json_equal(h->published_serving, h->serving))
+		return;
 	fg_addr_str(&h->vip.addr, h->vip.family, a, sizeof(a));
-	for (i = 0; p && i < p->n_gateways; i++) {
-		const struct fg_gateway_status *gw = &p->gateways[i];
-		json_t *md = json_object_get(gw->object, "metadata");
-		json_t *g = json_pack("{s:s, s:O}", "name", gw->name, "status",
-				      json_object_get(gw->object, "status"));
-		const char *ns = json_string_value(json_object_get(md, "namespace"));
+	st = json_deep_copy(h->lease_base);
+	if (!st)
+		return;
+	json_object_set_new(st, "announced", json_boolean(h->announced));
+	json_object_set_new(st, "vips", json_pack("[s]", a));
+	json_object_set_new(st, "serving", h->announced ? json_deep_copy(h->serving) : json_array());
+	fg_lease_publish(h->lease, st);
+	json_decref(h->published_serving);
+	h->published_serving = json_deep_copy(h->serving);
+	h->published_announced = h->announced;
+	h->lease_dirty = false;
+}
 
-		if (ns)
-			json_object_set_new(g, "namespace", json_string(ns));
-		json_array_append_new(gws, g);
-		if (strcmp(gw->phase, "Failed"))
-			json_object_set_new(classes, gw->ingress_class, json_true());
-	}
-	for (i = 0; p && i < p->n_ingresses; i++) {
-		const struct fg_ingress_status *st = &p->ingresses[i];
-
-		if (!json_object_get(classes, st->ingress_class))
-			continue;
-		json_array_append_new(ings, json_pack("{s:s, s:s, s:b}", "namespace", st->ns, "name",
-						      st->name, "accepted", st->accepted));
-	}
-	seen = json_object();
-	for (i = 0; p && i < p->n_l4; i++) {
-		char key[FG_ID_LEN * 6];
-
-		snprintf(key, sizeof(key), "%s/%s", p->l4[i].ns, p->l4[i].name);
-		if (json_object_get(seen, key))
-			continue;
-		json_object_set_new(seen, key, json_true());
-		json_array_append_new(svcs, json_pack("{s:s, s:s}", "namespace", p->l4[i].ns,
-						      "name", p->l4[i].name));
-	}
-	json_decref(seen);
-	json_decref(classes);
-	return json_pack("{s:b, s:[s], s:O, s:o, s:o, s:o}", "announced", h->announced, "vips", a,
-			 "serving", h->announced ? h->serving : json_array(), "gateways", gws,
-			 "ingresses", ings, "services", svcs);
+void fg_ha_plan_changed(struct fg_ha *h)
+{
+	if (h)
+		h->dirty = true;
 }
 
 void fg_ha_update(struct fg_ha *h)
@@ -356,12 +440,7 @@ void fg_ha_update(struct fg_ha *h)
 		fg_bgp_set(h->bgp, h->announced, h->announced ? "ready" : h->why);
 		fg_bgp_tick(h->bgp);
 	}
-	if (h->lease) {
-		json_t *st = lease_state(h);
-
-		if (st)
-			fg_lease_publish(h->lease, st);
-	}
+	publish(h);
 }
 
 /* ---------- lifecycle ---------- */
@@ -380,8 +459,8 @@ int fg_ha_new(struct fg_ha **out, const struct fg_ha_opts *o, struct fg_control 
 	h->hold_ms = o->hold_ms ? o->hold_ms : 1000;
 	h->drain_s = o->drain_s;
 	h->serving = json_array();
-	h->healthy = json_object();
-	if (!h->serving || !h->healthy) {
+	h->dirty = true;
+	if (!h->serving) {
 		err = -ENOMEM;
 		goto err;
 	}
@@ -536,7 +615,8 @@ void fg_ha_free(struct fg_ha *h)
 		return;
 	fg_bgp_free(h->bgp);   /* withdraw first, */
 	fg_lease_free(h->lease); /* then say goodbye to the other nodes */
+	drop_structure(h);
 	json_decref(h->serving);
-	json_decref(h->healthy);
+	json_decref(h->published_serving);
 	free(h);
 }

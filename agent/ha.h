@@ -57,8 +57,11 @@ struct fg_ha;
 
 int fg_ha_new(struct fg_ha **out, const struct fg_ha_opts *opts, struct fg_control *control,
 	      struct fg_dataplane *dp);
-/* Re-evaluates readiness (cheap when nothing changed): call after the
- * control plane recomputes and on every timer tick. */
+/* The control plane may have a new plan (after fg_control_process()):
+ * what depends on it is rebuilt at the next fg_ha_update(). */
+void fg_ha_plan_changed(struct fg_ha *h);
+/* Re-evaluates readiness: call after the control plane's events and on
+ * every timer tick. O(gateways) unless the plan or the maps changed. */
 void fg_ha_update(struct fg_ha *h);
 /* Whether SIGTERM should drain (BGP is on): then withdraws and starts the
  * drain. Returns false when there is nothing to drain. */

@@ -621,8 +621,11 @@ static void elect(struct fg_lease *l, char *why, size_t whylen)
 	acquire = jstr(spec, "acquireTime") ?: now;
 	transitions = (int)json_integer_value(json_object_get(spec, "leaseTransitions"));
 	rv = jstr(json_object_get(ans, "metadata"), "resourceVersion");
+	/* Expired only once it has not changed for the duration as seen
+	 * here; a holder seen for the first time gets the full duration (as
+	 * client-go does), so no clock skew makes two nodes write. */
 	if (!l->l_holder || strcmp(l->l_holder, holder) || strcmp(l->l_renew, renew)) {
-		l->l_changed_ms = l->l_holder ? mnow : mnow - (long long)(age_s(renew) * 1000);
+		l->l_changed_ms = mnow;
 		set_str(&l->l_holder, holder);
 		set_str(&l->l_renew, renew);
 	}

@@ -402,7 +402,12 @@ static int add_gateway(struct builder *b, json_t *obj)
 		copy(gw->phase, sizeof(gw->phase), "Pending");
 	else if (!b->opts->listening)
 		copy(gw->phase, sizeof(gw->phase), "Running");
-	else
+	else if (b->opts->syncing && b->opts->syncing[0]) {
+		/* A partial view would program a partial data plane: not
+		 * Listening before every source has been listed. */
+		copy(gw->phase, sizeof(gw->phase), "Running");
+		reasonf(gw->message, "waiting for the first list of: %s", b->opts->syncing);
+	} else
 		copy(gw->phase, sizeof(gw->phase), "Listening");
 	if (!failed)
 		json_object_set_new(b->served_classes, cls, json_string(gw->name));

@@ -51,6 +51,9 @@ struct fg_plan_opts {
 	bool dataplane_ready; /* XDP loaded and attached */
 	bool listening;       /* the HTTP listener is open */
 	const char *address;  /* the gateway's address, as status.loadBalancer shows it */
+	/* Sources whose first list has not come yet ("fleet, cluster X"), or
+	 * NULL/"": the gateway is not Listening before they have. */
+	const char *syncing;
 };
 
 enum fg_path_type {

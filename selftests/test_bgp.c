@@ -254,6 +254,25 @@ static void subtest_bird(void)
 	ASSERT_GE(wait_route(&b, FG_BGP_PROTO6, "fd00:99::1/128", false, 2000), 0,
 		  "IPv6 route withdrawn");
 
+	/* Changed behind the agent's back: put back on its next tick. */
+	ASSERT_OK(fg_bgp_set(bgp, true, "test"), "announce for the repair checks");
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", true, 2000), 0, "announced");
+	fg_sh("ip link set fgt-vip down");
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", false, 2000), 0,
+		  "set down by hand: withdrawn");
+	fg_bgp_tick(bgp);
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", true, 2000), 0,
+		  "the next tick sets it up again");
+	fg_sh("ip link del fgt-vip");
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", false, 2000), 0,
+		  "deleted by hand: withdrawn");
+	fg_bgp_tick(bgp);
+	ASSERT_GT((long)if_nametoindex("fgt-vip"), 0, "the next tick creates it again");
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", true, 2000), 0,
+		  "and announces again");
+	ASSERT_OK(fg_bgp_set(bgp, false, "test"), "withdraw after the repair checks");
+	ASSERT_GE(wait_route(&b, FG_BGP_PROTO4, "10.99.0.1/32", false, 2000), 0, "withdrawn");
+
 	/* Same device twice: refused, the first keeps it. */
 	err = fg_bgp_new(&dup, &o, v, 1);
 	ASSERT_ERR(err, "a second driver on the same device");

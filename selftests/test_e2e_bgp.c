@@ -699,7 +699,7 @@ static int bird_configs(struct bgp_e2e *e)
 		"\tipv4 { import none; export where source = RTS_BGP; };\n}\n"
 		"template bgp fleetgate_node {\n\tlocal 10.%d.1.1 as 65000;\n"
 		"\tipv4 { import where net = %s/32; export none; };\n"
-		"\tbfd on;\n\tconnect retry time 1;\n\terror wait time 1, 5;\n"
+		"\tbfd on;\n\tconnect delay time 1;\n\tconnect retry time 1;\n\terror wait time 1, 5;\n"
 		"\tgraceful restart off;\n\tlong lived graceful restart off;\n}\n",
 		e->o, e->dir, e->o, e->vip);
 	for (i = 0; i < NGW; i++)
@@ -718,7 +718,7 @@ static int bird_configs(struct bgp_e2e *e)
 			 "protocol bgp uplink {\n\tlocal 10.%d.1.%d as 65010;\n"
 			 "\tneighbor 10.%d.1.1 as 65000;\n"
 			 "\tipv4 { import none; export where proto = \"fleetgate_vip4\"; };\n"
-			 "\tbfd on;\n\tconnect retry time 1;\n\terror wait time 1, 5;\n"
+			 "\tbfd on;\n\tconnect delay time 1;\n\tconnect retry time 1;\n\terror wait time 1, 5;\n"
 			 "\tgraceful restart off;\n\tlong lived graceful restart off;\n}\n",
 			 e->o, 11 + i, e->n[i].dir, e->n[i].dir, e->o, 11 + i, e->o);
 		err = fg_sh("mkdir -p %s/bird.d", e->n[i].dir) ? -EIO : 0;

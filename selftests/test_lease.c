@@ -112,6 +112,17 @@ static json_t *api(const char *method, const char *path, const char *body, int *
 	return doc;
 }
 
+/* Now as a MicroTime, "2024-05-01T10:00:00.123456Z". */
+static void micro_now(char *buf, size_t len)
+{
+	struct timespec ts;
+	char base[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", gmtime(&ts.tv_sec));
+	snprintf(buf, len, "%.20s.%06dZ", base, (int)(ts.tv_nsec / 1000) % 1000000);
+}
+
 static bool apply(const char *obj)
 {
 	int code;
@@ -167,7 +178,6 @@ static void subtest_heartbeat(void)
 	struct fg_lease *a = node("node-a", false), *b = node("Node_B", false);
 	char ghost[512], now[40];
 	json_t *obj, *ann;
-	time_t t = time(NULL);
 	long ms;
 	int code;
 
@@ -210,8 +220,7 @@ static void subtest_heartbeat(void)
 
 	/* A node that stops renewing (a crash) drops out after the duration,
 	 * by this node's clock. */
-	t = time(NULL);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S.000000Z", gmtime(&t));
+	micro_now(now, sizeof(now));
 	snprintf(ghost, sizeof(ghost),
 		 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":"
 		 "{\"name\":\"fleetgate-node-ghost\",\"labels\":{\"fleetgate.io/lease\":\"node\"},"
@@ -444,7 +453,6 @@ out:
 static void subtest_takeover(void)
 {
 	char body[1024], now[40];
-	time_t t = time(NULL);
 	struct fg_lease *e = NULL;
 	long long t0;
 	json_t *o;
@@ -455,7 +463,7 @@ static void subtest_takeover(void)
 	 * been renewed for the duration. */
 	o = api("GET", "/apis/coordination.k8s.io/v1/namespaces/" NS "/leases/"
 		FG_LEASE_LEADER_NAME, NULL, &code);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S.000000Z", gmtime(&t));
+	micro_now(now, sizeof(now));
 	snprintf(body, sizeof(body),
 		 "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":"
 		 "{\"name\":\"" FG_LEASE_LEADER_NAME "\",\"resourceVersion\":\"%s\"},\"spec\":"
