@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +94,7 @@ static void putf(struct out *o, const char *fmt, ...)
 static void put_esc(struct out *o, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	const unsigned char *c = (const unsigned char *)s;
+	const unsigned char *c = (const unsigned char *)s, *run = c;
 
 	if (!*c) {
 		put(o, "-", 1);
@@ -103,11 +104,12 @@ static void put_esc(struct out *o, const char *s)
 		if (*c == '"' || *c == '\\' || *c < 0x20 || *c > 0x7e) {
 			char e[4] = { '\\', 'x', hex[*c >> 4], hex[*c & 15] };
 
+			put(o, (const char *)run, c - run);
 			put(o, e, 4);
-		} else {
-			put(o, (const char *)c, 1);
+			run = c + 1;
 		}
 	}
+	put(o, (const char *)run, c - run);
 }
 
 /* JSON string contents; bytes above 0x7e (header fields may carry
@@ -115,21 +117,25 @@ static void put_esc(struct out *o, const char *s)
 static void put_json_chars(struct out *o, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	const unsigned char *c = (const unsigned char *)s;
+	const unsigned char *c = (const unsigned char *)s, *run = c;
 
 	for (; c && *c; c++) {
 		if (*c == '"' || *c == '\\') {
 			char e[2] = { '\\', (char)*c };
 
+			put(o, (const char *)run, c - run);
 			put(o, e, 2);
+			run = c + 1;
 		} else if (*c < 0x20 || *c > 0x7e) {
 			char e[6] = { '\\', 'u', '0', '0', hex[*c >> 4], hex[*c & 15] };
 
+			put(o, (const char *)run, c - run);
 			put(o, e, 6);
-		} else {
-			put(o, (const char *)c, 1);
+			run = c + 1;
 		}
 	}
+	if (c)
+		put(o, (const char *)run, c - run);
 }
 
 /* A JSON string; NULL or "" with null_empty: null. */
@@ -501,7 +507,15 @@ int fg_access_log_open(struct fg_access_log **out, const struct fg_access_log_op
 	pthread_mutex_init(&al->mu, NULL);
 	pthread_cond_init(&al->more, NULL);
 	pthread_cond_init(&al->drained, NULL);
-	err = -pthread_create(&al->thr, NULL, writer, al);
+	{
+		/* The writer takes no signal: they are the event loop's. */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		err = -pthread_create(&al->thr, NULL, writer, al);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (err) {
 		pr_warn("access log: cannot start its writer thread: %s\n", strerror(-err));
 		fg_access_log_close(al);

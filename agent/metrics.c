@@ -494,6 +494,7 @@ struct fg_metrics {
 	/* failovers */
 	struct svc_state *svc[SVC_HASH];
 	__u64 svc_epoch;
+	__u64 svc_tick_ms;  /* the last update from fg_metrics_tick */
 	bool svc_valid;
 
 	/* config applies */
@@ -686,10 +687,22 @@ static void failover_update(struct fg_metrics *m)
 	}
 }
 
+/* A failover is followed within a second: the update reads every
+ * service's ring, so after a change it runs at most once a second (and at
+ * every scrape). */
 void fg_metrics_tick(struct fg_metrics *m)
 {
-	if (m)
-		failover_update(m);
+	struct timespec ts;
+	__u64 now;
+
+	if (!m)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (m->svc_valid && now - m->svc_tick_ms < 1000)
+		return;
+	m->svc_tick_ms = now;
+	failover_update(m);
 }
 
 /* ---------- rendering ---------- */
@@ -882,6 +895,46 @@ static void render_config(struct fg_metrics *m, struct fg_expo *e)
 	}
 }
 
+/* Sums of a per-CPU counter array's entries [0, n): batch lookups of 1024
+ * entries (a scrape over many endpoints costs a few system calls, not one
+ * per endpoint), entry by entry where batches are refused. */
+static struct fg_counter *read_counters(struct fg_metrics *m, int fd, __u32 n)
+{
+	struct fg_counter *sum = calloc(n ? n : 1, sizeof(*sum)), *vals;
+	int ncpus = fg_dp_ncpus(m->dp), c;
+	__u32 chunk = 1024, *keys, done = 0, i;
+
+	if (!sum)
+		return NULL;
+	vals = calloc((size_t)chunk * ncpus, sizeof(*vals));
+	keys = calloc(chunk, sizeof(*keys));
+	while (vals && keys && done < n) {
+		LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+		__u32 in = done, out = 0, count = n - done < chunk ? n - done : chunk;
+		int err;
+
+		err = bpf_map_lookup_batch(fd, done ? &in : NULL, &out, keys, vals, &count, &bopts);
+		if ((err && errno != ENOENT) || !count)
+			break;
+		for (i = 0; i < count; i++) {
+			if (keys[i] >= n)
+				continue;
+			for (c = 0; c < ncpus; c++) {
+				sum[keys[i]].packets += vals[(size_t)i * ncpus + c].packets;
+				sum[keys[i]].bytes += vals[(size_t)i * ncpus + c].bytes;
+			}
+		}
+		done = keys[count - 1] + 1;
+		if (err)
+			break; /* ENOENT: the end of the map */
+	}
+	for (i = done; i < n; i++)
+		fg_dp_read_counter(m->dp, fd, i, &sum[i]);
+	free(vals);
+	free(keys);
+	return sum;
+}
+
 /* One endpoint: its backend entries (one per service using it in older
  * data models) merged. */
 struct ep {
@@ -922,12 +975,13 @@ static void render_endpoints(struct fg_metrics *m, struct fg_expo *e)
 	size_t n = 0, cap = 0, i, k;
 	char buf[INET6_ADDRSTRLEN + 16];
 	__u32 id, high = fg_dp_backend_high(m->dp);
+	struct fg_counter *cnts = read_counters(m, maps->backend_stats, high);
 	int c;
 
 	/* The backends as this process wrote them (it is their only writer,
 	 * health included): no system call but for the counters. */
 	for (id = 0; id < high; id++) {
-		struct fg_counter cnt = {};
+		struct fg_counter cnt = cnts ? cnts[id] : (struct fg_counter){};
 		struct fg_backend bv, *be = &bv;
 
 		if (fg_dp_backend_view(m->dp, id, &bv) || !(be->flags & FG_BACKEND_F_ACTIVE) ||
@@ -940,7 +994,6 @@ static void render_endpoints(struct fg_metrics *m, struct fg_expo *e)
 				break;
 			eps = x;
 		}
-		fg_dp_read_counter(m->dp, maps->backend_stats, id, &cnt);
 		eps[n] = (struct ep){ .cluster = be->cluster_idx, .family = be->family,
 				      .addr = be->addr, .port = ntohs(be->port),
 				      .up = !!(be->flags & FG_BACKEND_F_UP),
@@ -1002,6 +1055,7 @@ static void render_endpoints(struct fg_metrics *m, struct fg_expo *e)
 		fg_expo_u64(e, "fleetgate_xdp_endpoint_bytes_total", l, eps[i].bytes);
 	}
 	free(eps);
+	free(cnts);
 }
 
 static void render_clusters(struct fg_metrics *m, struct fg_expo *e)

@@ -2,7 +2,7 @@
 /*
  * Prometheus metrics (docs/operations.md "Metrics" lists every one).
  *
- * Three parts:
+ * Four parts:
  *  - fg_expo: the text exposition format 0.0.4 (families with HELP and
  *    TYPE, label values escaped, histograms with cumulative buckets);
  *  - fg_http_stats: the HTTP request series, keyed by route host, route
@@ -100,8 +100,8 @@ void fg_metrics_on_request(const struct fg_request_record *rec, void *ctx);
 /* A config apply (fg_control_process / fg_control_recompute) returned err;
  * changed: a new plan is in force. */
 void fg_metrics_config_apply(struct fg_metrics *m, int err, bool changed);
-/* Follows failovers (call it on every timer tick; cheap unless the data
- * plane changed). */
+/* Follows failovers (call it on every timer tick): once a second at most,
+ * and only when the data plane changed. */
 void fg_metrics_tick(struct fg_metrics *m);
 /* The whole exposition. Returns 0 or -errno (-ENOMEM). */
 int fg_metrics_render(struct fg_metrics *m, struct fg_expo *e);
@@ -116,6 +116,8 @@ void fg_metrics_free(struct fg_metrics *m);
 typedef int (*fg_metrics_render_fn)(void *ctx, struct fg_expo *e);
 struct fg_metrics_server;
 
+/* 0 when listen_on is "ADDR:PORT" or "[ADDR6]:PORT", else -EINVAL. */
+int fg_metrics_listen_check(const char *listen_on);
 /* Listens on "ADDR:PORT" or "[ADDR6]:PORT" (port 0: any free port). */
 int fg_metrics_server_open(struct fg_metrics_server **out, const char *listen,
 			   fg_metrics_render_fn render, void *ctx);

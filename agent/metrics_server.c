@@ -74,9 +74,9 @@ static int parse_hostport(const char *s, struct fg_addr *addr, int *family, __u1
 		hlen = rb - h;
 		colon = rb + 1;
 	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
+		colon = strchr(s, ':');
+		if (!colon || strchr(colon + 1, ':'))
+			return -EINVAL; /* IPv6 goes in brackets */
 		hlen = colon - s;
 	}
 	if (!hlen || hlen >= sizeof(host))
@@ -89,6 +89,15 @@ static int parse_hostport(const char *s, struct fg_addr *addr, int *family, __u1
 		return -EINVAL;
 	*port = v;
 	return fg_addr_parse(host, addr, family);
+}
+
+int fg_metrics_listen_check(const char *listen_on)
+{
+	struct fg_addr addr;
+	int family;
+	__u16 port;
+
+	return parse_hostport(listen_on, &addr, &family, &port);
 }
 
 int fg_metrics_server_open(struct fg_metrics_server **out, const char *listen_on,

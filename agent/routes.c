@@ -409,6 +409,13 @@ static int add_gateway(struct builder *b, json_t *obj)
 		reasonf(gw->message, "waiting for the first list of: %s", b->opts->syncing);
 	} else
 		copy(gw->phase, sizeof(gw->phase), "Listening");
+	if (!failed && b->opts->behind && b->opts->behind[0] && !gw->message[0])
+		reasonf(gw->message, "the data plane is behind the configuration: %s",
+			b->opts->behind);
+	if (!failed && !gw->message[0] && b->opts->no_room && json_object_size(b->opts->no_room))
+		reasonf(gw->message, "%zu object(s) not programmed: no room in the data plane "
+			"(fleetgatectl get ingress says which, and the flag that makes room)",
+			json_object_size(b->opts->no_room));
 	if (!failed)
 		json_object_set_new(b->served_classes, cls, json_string(gw->name));
 
@@ -1698,6 +1705,17 @@ static int ingresses(struct builder *b)
 				reasonf(st->reason, "ingress class %s is not served by any MseIngressConfig", cls);
 				continue;
 			}
+			if (b->opts->no_room) {
+				char key[FG_ID_LEN * 5 + 2];
+				json_t *why;
+
+				snprintf(key, sizeof(key), "%s/%s", st->ns, st->name);
+				why = json_object_get(b->opts->no_room, key);
+				if (why) {
+					copy(st->reason, sizeof(st->reason), json_string_value(why));
+					continue;
+				}
+			}
 			err = canary ? canary_ingress(b, ings[i], st) : main_ingress(b, ings[i], st);
 		}
 	}
@@ -1723,6 +1741,13 @@ static int l4_services(struct builder *b)
 
 		if (strcmp(jstr_or(svcs[i], "spec.type", ""), "LoadBalancer"))
 			continue;
+		if (b->opts->no_room) {
+			char key[FG_ID_LEN * 5 + 16];
+
+			snprintf(key, sizeof(key), "Service %s/%s", ns, name);
+			if (json_object_get(b->opts->no_room, key))
+				continue;
+		}
 		json_array_foreach(jget(svcs[i], "spec.ports"), j, port) {
 			json_t *num = json_object_get(port, "port");
 			const char *proto = jstr_or(port, "protocol", "TCP");

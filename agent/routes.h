@@ -54,6 +54,13 @@ struct fg_plan_opts {
 	/* Sources whose first list has not come yet ("fleet, cluster X"), or
 	 * NULL/"": the gateway is not Listening before they have. */
 	const char *syncing;
+	/* Objects the data plane has no room for (fg_applier_fit): Ingress
+	 * "ns/name" or LoadBalancer Service "Service ns/name" -> reason. They
+	 * are rejected with that reason. NULL: none. */
+	json_t *no_room;
+	/* Set when the data plane is not what the objects ask for (the last
+	 * write failed): shown in the gateway's status. */
+	const char *behind;
 };
 
 enum fg_path_type {

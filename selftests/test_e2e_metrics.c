@@ -661,7 +661,12 @@ static void subtest_scrape(struct met_e2e *e)
 static void subtest_access_log(struct met_e2e *e)
 {
 	char ua[] = "\"curl/";
+	long long deadline = e2e_now_ms() + 2000;
 
+	/* Written by the agent's writer thread: a moment after the answers. */
+	while (log_lines(e->access_log, NULL) < N_MAIN + N_GRAY + N_404 &&
+	       e2e_now_ms() < deadline)
+		e2e_sleep_ms(20);
 	ASSERT_EQ(log_lines(e->access_log, NULL), N_MAIN + N_GRAY + N_404, "a line per request");
 	ASSERT_EQ(log_lines(e->access_log, " - - [", "\"GET /service1 HTTP/1.1\" 200 ", ua,
 			    " upstream=10.", ":8080 cluster=c", " canary=- upstream_time=0.",
@@ -714,7 +719,9 @@ static void subtest_failover(struct met_e2e *e)
 	free(m);
 	/* The gray requests now go to cluster 1, still on the canary. */
 	ASSERT_EQ(requests(e, "/service1", "stage: gray", 3, 200), 3, "canary answered");
-	e2e_sleep_ms(200); /* the writer thread */
+	for (deadline = e2e_now_ms() + 2000; e2e_now_ms() < deadline; e2e_sleep_ms(20))
+		if (log_lines(e->access_log, "cluster=" CLUSTER1 " canary=" GRAY " ", NULL) >= 3)
+			break;
 	ASSERT_EQ(log_lines(e->access_log, "cluster=" CLUSTER1 " canary=" GRAY " ", NULL), 3,
 		  "canary lines now in cluster 1");
 	m = scrape(e);

@@ -536,6 +536,13 @@ static void subtest_server(void)
 	free(r);
 	fg_metrics_server_close(s);
 	ASSERT_ERR(fg_metrics_server_open(&s, "nonsense", fixed_render, &val), "bad address");
+	ASSERT_OK(fg_metrics_listen_check("127.0.0.1:10254"), "ADDR:PORT");
+	ASSERT_OK(fg_metrics_listen_check("[::1]:0"), "[ADDR6]:PORT");
+	ASSERT_ERR(fg_metrics_listen_check("127.0.0.1"), "no port");
+	ASSERT_ERR(fg_metrics_listen_check("127.0.0.1:70000"), "port too large");
+	ASSERT_ERR(fg_metrics_listen_check("[::1]80"), "no colon after ]");
+	ASSERT_ERR(fg_metrics_listen_check("::1:80"), "IPv6 without brackets");
+	ASSERT_ERR(fg_metrics_listen_check("host.example:80"), "a name, not an address");
 }
 
 FG_TEST(metrics)
