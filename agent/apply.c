@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -802,6 +803,61 @@ static void release_backends(struct fg_applier *a)
 	a->n_to_free = 0;
 }
 
+/* Marks the targets the plan has (known ones only): the others are
+ * dropped by release_services. */
+static int mark_plan_targets(struct fg_applier *a, const struct fg_plan *plan)
+{
+	size_t i;
+
+	for (i = 0; i < plan->n_targets; i++) {
+		int sid = svc_lookup(a, plan->targets[i]->key);
+		char name[FG_NAME_LEN];
+
+		if (sid < 0) {
+			/* a previous agent's, found by name */
+			service_name(plan->targets[i]->key, name);
+			sid = strcmp(name, plan->targets[i]->key) ? svc_lookup(a, name) : -ENOENT;
+		}
+		if (sid >= 0)
+			a->svcs[sid]->seen = true;
+	}
+	return 0;
+}
+
+/* Listeners of L4 Services the plan no longer has, before their service
+ * ids go. */
+static void release_stale_listeners(struct fg_applier *a, const struct fg_plan *plan)
+{
+	json_t *keep = json_object();
+	char k[96], abuf[64];
+	size_t i;
+
+	if (!keep || !a->opts.listen_family) {
+		json_decref(keep);
+		return;
+	}
+	fg_addr_str(&a->opts.listen_addr, a->opts.listen_family, abuf, sizeof(abuf));
+	for (i = 0; i < plan->n_l4; i++) {
+		snprintf(k, sizeof(k), "%s|%u|%u", abuf, plan->l4[i].port, plan->l4[i].proto);
+		json_object_set_new(keep, k, json_true());
+	}
+	if (a->opts.listen_port) {
+		snprintf(k, sizeof(k), "%s|%u|%u", abuf, a->opts.listen_port, FG_PROTO_TCP);
+		json_object_set_new(keep, k, json_true());
+	}
+	remove_stale_listeners(a, keep);
+	{
+		const char *key;
+		json_t *v;
+		void *tmp;
+
+		json_object_foreach_safe(a->listener_ids, tmp, key, v)
+			if (!json_object_get(keep, key))
+				json_object_del(a->listener_ids, key);
+	}
+	json_decref(keep);
+}
+
 /* Slots the plan's rings may need at most: reserved in one step. */
 static __u64 plan_slots(struct fg_applier *a, const struct fg_plan *plan)
 {
@@ -836,6 +892,18 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	err = apply_clusters(a, plan);
 	if (err)
 		return err;
+	/* What this plan drops goes first: its ids are free for what it
+	 * adds (a full map takes a swap of Ingresses). Nothing routes to a
+	 * dropped target any more: its listener goes with it. */
+	err = mark_plan_targets(a, plan);
+	if (err)
+		return err;
+	release_stale_listeners(a, plan);
+	release_services(a);
+	release_backends(a);
+	for (sid = 1; sid < a->svc_next; sid++)
+		if (a->svcs[sid])
+			a->svcs[sid]->seen = false;
 	err = fg_dp_ring_reserve(a->dp, plan_slots(a, plan));
 	if (err)
 		return err;
@@ -861,7 +929,6 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan)
 	err = apply_listeners(a, plan);
 	if (err)
 		return err;
-	release_services(a);
 	if (a->adopted) {
 		/* What a previous agent left and this plan does not use. */
 		__u32 id;
@@ -903,6 +970,207 @@ int fg_applier_apply_targets(struct fg_applier *a, struct fg_target *const *targ
 	a->st.services_rebuilt = a->n_dirty;
 	release_backends(a);
 	return 0;
+}
+
+/* ---------- what fits ---------- */
+
+struct fit {
+	struct fg_applier *a;
+	json_t *seen_targets;   /* key -> true: counted */
+	struct fg_hmap seen_eps; /* struct ep_key -> 1: counted */
+	__u64 free_svc, free_be, free_rings;
+};
+
+/* The new ids and ring entries a target would take (0 when it is known or
+ * counted already); counts it when it fits. Returns false when not. */
+static bool fit_target(struct fit *f, const struct fg_target *t, const char **full)
+{
+	struct fg_applier *a = f->a;
+	__u64 new_eps = 0, rings = 1;
+	size_t i, j;
+
+	if (json_object_get(f->seen_targets, t->key))
+		return true;
+	for (i = 0; i < t->n_clusters; i++) {
+		json_t *v = json_object_get(a->cluster_ids, t->clusters[i].cluster);
+
+		rings += 2;
+		for (j = 0; j < t->clusters[i].n_eps; j++) {
+			struct ep_key k;
+
+			ep_key_of(&k, json_is_integer(v) ? (__u32)json_integer_value(v) : 0xffff,
+				  &t->clusters[i].eps[j]);
+			if (!fg_hmap_get(&a->be_by_ep, &k) && !fg_hmap_get(&f->seen_eps, &k))
+				new_eps++;
+		}
+	}
+	if (svc_lookup(a, t->key) < 0) {
+		if (!f->free_svc) {
+			*full = "the services map is full (%u route targets and L4 Services; "
+				"raise --max-services)";
+			return false;
+		}
+		if (f->free_rings < rings) {
+			*full = "the rings map is full (%u rings; raise --max-rings)";
+			return false;
+		}
+	}
+	if (new_eps > f->free_be) {
+		*full = "the backends map is full (%u endpoints; raise --max-backends)";
+		return false;
+	}
+	/* It fits: what it takes is taken. */
+	json_object_set_new(f->seen_targets, t->key, json_true());
+	if (svc_lookup(a, t->key) < 0) {
+		f->free_svc--;
+		f->free_rings -= rings;
+	}
+	f->free_be -= new_eps;
+	for (i = 0; i < t->n_clusters; i++) {
+		json_t *v = json_object_get(a->cluster_ids, t->clusters[i].cluster);
+
+		for (j = 0; j < t->clusters[i].n_eps; j++) {
+			struct ep_key k;
+
+			ep_key_of(&k, json_is_integer(v) ? (__u32)json_integer_value(v) : 0xffff,
+				  &t->clusters[i].eps[j]);
+			if (!fg_hmap_get(&a->be_by_ep, &k))
+				fg_hmap_put(&f->seen_eps, &k, 1);
+		}
+	}
+	return true;
+}
+
+static void no_room(struct fg_applier *a, json_t *out, const char *key, const char *fmt)
+{
+	char why[FG_REASON_LEN];
+	__u32 cap = strstr(fmt, "services") ? a->max_services
+		    : strstr(fmt, "rings") ? fg_dp_max_rings(a->dp) : a->max_backends;
+
+	snprintf(why, sizeof(why), "not programmed: ");
+	snprintf(why + strlen(why), sizeof(why) - strlen(why), fmt, cap);
+	json_object_set_new(out, key, json_string(why));
+}
+
+int fg_applier_fit(struct fg_applier *a, const struct fg_plan *plan, json_t *out)
+{
+	struct fit f = { .a = a };
+	struct fg_ring_stats rs;
+	json_t *by_ingress;
+	__u64 used_svc = 0;
+	size_t i, j;
+	__u32 sid;
+	int rejected = 0;
+
+	/* What the plan drops is released before it adds anything: those
+	 * services, and the backends only they hold, count as free. */
+	json_t *keep = json_object();
+	__u64 freed_be = 0;
+
+	if (!keep)
+		return -ENOMEM;
+	for (i = 0; i < plan->n_targets; i++)
+		json_object_set_new(keep, plan->targets[i]->key, json_true());
+	{
+		struct fg_hmap stale_refs;
+
+		fg_hmap_init(&stale_refs, sizeof(__u32));
+		for (sid = 1; sid < a->svc_next; sid++) {
+			struct svc_rec *r = a->svcs[sid];
+			__u32 k;
+
+			if (!r)
+				continue;
+			if (json_object_get(keep, r->key)) {
+				used_svc++;
+				continue;
+			}
+			for (k = 0; k < r->n_ids; k++) {
+				__u64 *v = fg_hmap_get(&stale_refs, &r->ids[k]);
+
+				fg_hmap_put(&stale_refs, &r->ids[k], v ? *v + 1 : 1);
+			}
+		}
+		for (i = fg_hmap_next(&stale_refs, 0); i < stale_refs.cap;
+		     i = fg_hmap_next(&stale_refs, i + 1)) {
+			__u32 id = *(const __u32 *)fg_hmap_key(&stale_refs, i);
+
+			if (*fg_hmap_val(&stale_refs, i) >= a->bes[id].refs)
+				freed_be++;
+		}
+		fg_hmap_fini(&stale_refs);
+	}
+	json_decref(keep);
+	fg_dp_ring_stats(a->dp, &rs);
+	f.free_svc = a->max_services - 1 - used_svc;
+	f.free_be = a->max_backends - 1 - (a->be_by_ep.n - freed_be);
+	f.free_rings = fg_dp_max_rings(a->dp) > 2 * rs.rings ? fg_dp_max_rings(a->dp) - 2 * rs.rings
+							     : 0;
+	f.seen_targets = json_object();
+	by_ingress = json_object();
+	fg_hmap_init(&f.seen_eps, sizeof(struct ep_key));
+	if (!f.seen_targets || !by_ingress) {
+		rejected = -ENOMEM;
+		goto out;
+	}
+	/* Each accepted Ingress's targets (its routes', or a canary's). */
+	for (i = 0; i < plan->n_routes; i++) {
+		const struct fg_route *r = &plan->routes[i];
+		json_t *list;
+
+		list = json_object_get(by_ingress, r->ingress);
+		if (!list) {
+			list = json_array();
+			json_object_set_new(by_ingress, r->ingress, list);
+		}
+		json_array_append_new(list, json_integer((json_int_t)(uintptr_t)r->target));
+		for (j = 0; j < r->n_canaries; j++) {
+			list = json_object_get(by_ingress, r->canaries[j].ingress);
+			if (!list) {
+				list = json_array();
+				json_object_set_new(by_ingress, r->canaries[j].ingress, list);
+			}
+			json_array_append_new(list,
+				json_integer((json_int_t)(uintptr_t)r->canaries[j].target));
+		}
+	}
+	/* Older first (the plan's order): what was there keeps its place. */
+	for (i = 0; i < plan->n_ingresses; i++) {
+		const struct fg_ingress_status *st = &plan->ingresses[i];
+		char key[FG_ID_LEN * 5 + 2];
+		const char *full = NULL;
+		json_t *list, *v;
+		size_t k;
+		bool ok = true;
+
+		if (!st->accepted)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", st->ns, st->name);
+		list = json_object_get(by_ingress, key);
+		json_array_foreach(list, k, v)
+			if (!fit_target(&f, (const struct fg_target *)(uintptr_t)json_integer_value(v),
+					&full))
+				ok = false;
+		if (!ok) {
+			no_room(a, out, key, full);
+			rejected++;
+		}
+	}
+	for (i = 0; i < plan->n_l4; i++) {
+		const char *full = NULL;
+		char key[FG_ID_LEN * 5 + 16];
+
+		if (fit_target(&f, plan->l4[i].target, &full))
+			continue;
+		snprintf(key, sizeof(key), "Service %s/%s", plan->l4[i].ns, plan->l4[i].name);
+		no_room(a, out, key, full);
+		rejected++;
+	}
+out:
+	json_decref(f.seen_targets);
+	json_decref(by_ingress);
+	fg_hmap_fini(&f.seen_eps);
+	return rejected;
 }
 
 const struct fg_apply_stats *fg_applier_stats(const struct fg_applier *a)

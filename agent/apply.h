@@ -31,6 +31,16 @@ int fg_applier_apply(struct fg_applier *a, const struct fg_plan *plan);
  * never applied (apply the whole plan instead). */
 int fg_applier_apply_targets(struct fg_applier *a, struct fg_target *const *targets, size_t n);
 
+/*
+ * What of the plan the maps have room for: Ingresses (oldest first) and
+ * LoadBalancer Services whose targets or endpoints would not fit in the
+ * services, backends or rings maps go into out ("ns/name" or "Service
+ * ns/name" -> "not programmed: the backends map is full (N endpoints;
+ * raise --max-backends)"). Returns how many, or -errno. Nothing is
+ * written.
+ */
+int fg_applier_fit(struct fg_applier *a, const struct fg_plan *plan, json_t *out);
+
 /* What the last apply did. */
 struct fg_apply_stats {
 	__u64 targets_written;    /* changed or new targets */

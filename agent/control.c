@@ -30,6 +30,8 @@ struct fg_control {
 	json_t *kube_prev;         /* the Kubernetes objects last seen, by key */
 	char kube_state[512];      /* errors and sync of its sources, last seen */
 	char syncing[512];         /* sources not listed yet */
+	json_t *no_room;           /* objects the maps have no room for -> why */
+	char behind[256];          /* why the maps are not what the plan says */
 	struct fg_control_stats cst;
 	json_t *fleet;        /* current snapshot */
 	json_t *clusters;
@@ -179,9 +181,10 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 	c->cluster_errors = json_object();
 	c->kube_errors = json_array();
 	c->kube_prev = json_object();
+	c->no_room = json_object();
 	fg_changes_init(&c->ch);
 	if (!c->fleet || !c->clusters || !c->first_seen || !c->cluster_errors || !c->kube_errors ||
-	    !c->kube_prev || !c->ch.services || !c->ch.pod_ns || !c->ch.ingresses ||
+	    !c->kube_prev || !c->no_room || !c->ch.services || !c->ch.pod_ns || !c->ch.ingresses ||
 	    fg_objstore_new(&c->store)) {
 		err = -ENOMEM;
 		goto err;
@@ -247,6 +250,7 @@ void fg_control_free(struct fg_control *c)
 	json_decref(c->clusters);
 	json_decref(c->first_seen);
 	json_decref(c->kube_prev);
+	json_decref(c->no_room);
 	fg_changes_fini(&c->ch);
 	fg_objstore_free(c->store);
 	free(c);
@@ -515,6 +519,23 @@ static __u64 now_us(void)
 	return (__u64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The plan in force stays, its gateways say the maps lag behind it. */
+static void mark_behind(struct fg_control *c)
+{
+	size_t i;
+
+	for (i = 0; c->plan && i < c->plan->n_gateways; i++) {
+		struct fg_gateway_status *gw = &c->plan->gateways[i];
+		json_t *st = json_object_get(gw->object, "status");
+
+		if (!strcmp(gw->phase, "Failed"))
+			continue;
+		snprintf(gw->message, sizeof(gw->message),
+			 "the data plane is behind the configuration: %.180s", c->behind);
+		json_object_set_new(st, "message", json_string(gw->message));
+	}
+}
+
 static void plan_opts(struct fg_control *c, struct fg_plan_opts *popts)
 {
 	memset(popts, 0, sizeof(*popts));
@@ -543,15 +564,37 @@ static int recompute_full(struct fg_control *c)
 		pr_warn("cannot compute routes: %s\n", strerror(-err));
 		return err;
 	}
+	/* What the maps have no room for is rejected, whole objects, the
+	 * newest first; the rest is programmed. */
+	json_object_clear(c->no_room);
+	if (fg_applier_fit(c->applier, plan, c->no_room) > 0) {
+		const char *k;
+		json_t *why;
+
+		json_object_foreach(c->no_room, k, why)
+			pr_warn("%s: %s\n", k, json_string_value(why));
+		fg_plan_free(plan);
+		popts.no_room = c->no_room;
+		err = fg_plan_compute(&snap, &popts, &plan);
+		if (err) {
+			pr_warn("cannot compute routes: %s\n", strerror(-err));
+			return err;
+		}
+	}
 	c->cst.last_compute_us = now_us() - t0;
 	err = fg_applier_apply(c->applier, plan);
 	if (err) {
 		/* The maps keep the previous plan's state where this one could
-		 * not be written; the previous plan stays the one shown. */
+		 * not be written; the previous plan stays the one routing,
+		 * and its status says the data plane is behind. */
 		pr_warn("cannot write routes to the data plane: %s\n", strerror(-err));
+		snprintf(c->behind, sizeof(c->behind), "the last change could not be written: %s",
+			 strerror(-err));
+		mark_behind(c);
 		fg_plan_free(plan);
 		return err;
 	}
+	c->behind[0] = '\0';
 	{
 		struct fg_plan *old = c->plan;
 
@@ -620,6 +663,8 @@ static int recompute_changes(struct fg_control *c)
 		}
 		err = fg_applier_apply_targets(c->applier, ts, n);
 		free(ts);
+		/* No room, or a write that failed: the whole computation sorts
+		 * out what fits and says what does not. */
 		if (err)
 			return recompute_full(c);
 	}

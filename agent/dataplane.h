@@ -75,6 +75,7 @@ __u32 fg_dp_maglev_size(const struct fg_dataplane *dp);
 /* Entries of the services and backends maps (ids are below these). */
 __u32 fg_dp_max_services(const struct fg_dataplane *dp);
 __u32 fg_dp_max_backends(const struct fg_dataplane *dp);
+__u32 fg_dp_max_rings(const struct fg_dataplane *dp);
 /* A loaded data plane's backend as this process last wrote it (it is the
  * only writer), without a system call: address, port, family, flags,
  * weight and cluster (gen is 0). -EOPNOTSUPP on a pinned-open one. */

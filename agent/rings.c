@@ -390,6 +390,11 @@ int fg_dp_backend_view(const struct fg_dataplane *dp, __u32 id, struct fg_backen
 	return 0;
 }
 
+__u32 fg_dp_max_rings(const struct fg_dataplane *dp)
+{
+	return dp->max_rings;
+}
+
 __u32 fg_dp_backend_high(const struct fg_dataplane *dp)
 {
 	return dp->backend_high;

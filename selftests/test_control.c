@@ -247,8 +247,88 @@ out:
 	fg_dp_close(dp, true);
 }
 
+/* A fleet bigger than the backends map: the newest Ingresses are rejected,
+ * whole, with the limit and the flag named; the rest is programmed; room
+ * made later lets them in. */
+static void subtest_no_room(void)
+{
+	struct fg_dp_opts dopts = { .max_services = 1024, .max_backends = 64, .max_rings = 4096 };
+	struct fg_control_opts copts = { .listen = "10.0.0.1:80" };
+	struct fg_dataplane *dp = NULL;
+	struct fg_control *c = NULL;
+	const struct fg_plan *p;
+	unsigned long long full0;
+	size_t i, accepted = 0, rejected = 0;
+	char rel[64], path[PATH_MAX + 64];
+	int err = 0;
+
+	snprintf(dir, sizeof(dir), "%s/ctl-noroom", test__tmpdir());
+	if (!ASSERT_OK(fg_sh("mkdir -p %s/fleet %s/clusters/%s %s/clusters/%s", dir, dir, CL1, dir,
+			     CL2), "mkdir"))
+		return;
+	err = put("fleet/gw.yaml",
+		  "apiVersion: mse.alibabacloud.com/v1alpha1\nkind: MseIngressConfig\n"
+		  "metadata:\n  name: gw\n  annotations:\n"
+		  "    mse.alibabacloud.com/remote-clusters: " CL1 "," CL2 "\n"
+		  "spec:\n  ingress:\n    local:\n      ingressClass: mse\n");
+	/* 12 Ingresses x 2 clusters x 4 endpoints = 96 > 63 backends. */
+	for (i = 0; i < 12 && !err; i++) {
+		err = ingress_file((int)i, -1);
+		if (!err)
+			err = service_file((int)i, 0, 4, 0);
+		if (!err)
+			err = service_file((int)i, 1, 4, 0);
+	}
+	if (!ASSERT_OK(err, "config files"))
+		return;
+	copts.config_dir = dir;
+	if (!ASSERT_OK(fg_dp_load(&dp, &dopts), "data plane"))
+		return;
+	if (!ASSERT_OK(fg_control_new(&c, dp, &copts), "control"))
+		goto out;
+	fg_control_set_state(c, true, true);
+	if (!ASSERT_OK(fg_control_recompute(c), "computation"))
+		goto out;
+	p = fg_control_plan(c);
+	for (i = 0; i < p->n_ingresses; i++) {
+		if (p->ingresses[i].accepted) {
+			accepted++;
+			continue;
+		}
+		rejected++;
+		ASSERT_TRUE(strstr(p->ingresses[i].reason, "backends map is full") &&
+			    strstr(p->ingresses[i].reason, "--max-backends"),
+			    p->ingresses[i].reason);
+	}
+	printf("12 Ingresses, room for 63 endpoints: %zu accepted, %zu rejected\n", accepted,
+	       rejected);
+	ASSERT_EQ(accepted, 7, "those that fit (7 x 8 = 56 endpoints)");
+	ASSERT_EQ(rejected, 5, "the others");
+	ASSERT_EQ(p->n_routes, accepted, "their routes programmed");
+	ASSERT_TRUE(strstr(p->gateways[0].message, "not programmed") != NULL,
+		    "the gateway's status says so");
+	ASSERT_STREQ(p->gateways[0].phase, "Listening", "and keeps serving");
+
+	/* Room made: the rejected ones come in. */
+	full0 = fg_control_stats(c)->full;
+	for (i = 0; i < 6; i++) {
+		snprintf(rel, sizeof(rel), "fleet/ing%zu.yaml", i);
+		snprintf(path, sizeof(path), "%s/%s", dir, rel);
+		unlink(path);
+	}
+	if (ASSERT_TRUE(settle(c, full0, 0, true), "recomputed")) {
+		p = fg_control_plan(c);
+		ASSERT_EQ(p->n_routes, 6, "the 6 left all fit");
+	}
+out:
+	fg_control_free(c);
+	fg_dp_close(dp, true);
+}
+
 FG_TEST(control)
 {
+	if (test__start_subtest("no_room"))
+		subtest_no_room();
 	if (test__start_subtest("incremental_n100"))
 		fleet_body(100, 4);
 	if (test__start_subtest("incremental_n2000"))
