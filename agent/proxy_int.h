@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Inside the HTTP proxy: the state its parts share. Nothing outside
+ * agent/proxy*.c includes this.
+ *
+ *   proxy.c           the server: listeners, accept, limits, timeouts,
+ *                     the public API (proxy.h)
+ *   proxy_conn.c      a client connection's state machine: heads, the
+ *                     exchange with an upstream, errors, retries
+ *   proxy_route.c     request routing: routes, canaries, the choice of
+ *                     a cluster and an endpoint, passive health
+ *   proxy_upstream.c  upstream connections and their keep-alive pool
+ *   proxy_body.c      moving bytes: buffers, framing, splice, sockmap
+ *   proxy_record.c    request records (metrics, access log)
+ */
+#ifndef FG_PROXY_INT_H
+#define FG_PROXY_INT_H
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <bpf/bpf.h>
+
+#include "health.h"
+#include "hmap.h"
+#include "http.h"
+#include "log.h"
+#include "proxy.h"
+#include "resources.h"
+#include "routes.h"
+#include "splice.h"
+
+#define BODY_WINDOW (32 * 1024)   /* body bytes staged per buffer */
+#define REPLAY_MAX (64 * 1024)    /* request body kept for a retry */
+#define LINGER_MS 2000            /* reading leftovers after our FIN */
+#define MAX_EVENTS 128
+#define PROCESS_ROUNDS 4
+#define CHECK_EVERY_MS 100
+#define POOL_BUCKETS 1024
+#define CLIENT_BUCKETS 4096
+#define FD_HEADROOM 2             /* a new client and its upstream */
+#define ACCEPT_BATCH 64
+#define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
+
+enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM, T_TIMER };
+
+#define SM_TICK_NS 1000000       /* sockmap: window and barrier checks, 1 ms */
+
+struct tag {
+	enum tag_kind kind;
+	void *obj;
+};
+
+struct buf {
+	char *d;
+	size_t off, len, cap, max;
+};
+
+enum cstate {
+	C_HEAD,    /* reading a request head */
+	C_PROXY,   /* a request is being served */
+	C_CLOSING, /* flushing `out`, then lingering close */
+	C_LINGER,  /* FIN sent; discarding what the client still sends */
+};
+
+enum rstate { R_HEAD, R_BODY, R_DONE };
+
+/* Why an upstream try ended without a response for the client. */
+enum fail_kind {
+	F_CONNECT,         /* refused, unreachable: not sent */
+	F_CONNECT_TIMEOUT, /* not sent */
+	F_LOCAL,           /* the gateway's own resources: not sent */
+	F_SEND,            /* error while sending the request */
+	F_NO_RESPONSE,     /* closed or reset before a response byte */
+	F_HEAD_TIMEOUT,    /* no response head in time */
+	F_INVALID_HEADER,  /* a response head we will not relay */
+	F_STATUS,          /* a status the route retries (http_502, ...) */
+};
+
+/* Connections per client address (max_conns_per_client). */
+struct client_slot {
+	struct fg_addr addr;
+	__u8 family;
+	unsigned n;
+	struct client_slot *next;
+};
+
+struct pool_key {
+	struct fg_addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+struct upstream {
+	struct tag tag;
+	int fd;
+	unsigned events;
+	struct fg_proxy *p;
+	struct conn *conn;       /* owner; NULL while pooled */
+	struct pool_key key;
+	__u32 backend_id, service_id, cluster_idx;
+	bool connecting, reused, dead, pooled;
+	__u64 since;             /* connect start, or time pooled */
+	struct upstream *next;   /* pool stack / graveyard */
+	/* sockmap mode: in fg_sk_socks (verdict program) from before the
+	 * first request byte; positions as in fg_sk_state. */
+	bool sk_tried;
+	__u64 sk_cookie;         /* 0: not in the map (no kernel path) */
+	__u64 sk_read;           /* bytes recv()'d since it joined */
+	__u64 sk_kseen;          /* total_redirected accounted */
+	__u64 sk_gen;            /* last window generation */
+};
+
+struct pool {
+	struct pool_key key;
+	struct upstream *top;
+	unsigned n;
+	struct pool *next;
+};
+
+struct conn {
+	struct tag tag;
+	int fd;
+	unsigned events;
+	struct fg_proxy *p;
+	struct conn *prev, *next; /* live list (next: graveyard when dead) */
+	char ip[INET6_ADDRSTRLEN];
+	enum cstate state;
+	bool eof, close_after, dead;
+	struct client_slot *slot;
+	__u64 head_start;        /* first byte of the current head, 0: idle */
+	__u64 activity;          /* last byte from/to the client */
+	__u64 last_rx;           /* last byte from the client */
+	__u64 linger_start;
+	unsigned served;         /* exchanges finished */
+	struct buf in, out, upo, rin;
+
+	/* the current exchange */
+	bool is_head_req, req_ka;
+	int version_minor;
+	struct fg_http_framer rqf;
+	bool rq_done;
+	bool rq_abandoned;       /* the upstream stopped taking the request */
+	size_t upo_sent;         /* index into upo.d */
+	size_t upo_limit;        /* head + REPLAY_MAX while replayable */
+	bool replayable;
+	bool idempotent;         /* RFC 9110 §9.2.2 */
+	bool req_sent;           /* a byte of it reached this try's upstream */
+	struct fg_route_policy policy;
+	unsigned attempts;
+	__u32 tried[FG_NU_MAX_TRIES]; /* backends of the failed tries */
+	bool fresh_retry;
+	__u32 service_id;
+	char service[FG_ID_LEN * 8];
+	struct upstream *up;
+	__u64 up_activity;
+	bool up_eof;
+	int up_errno;
+	bool resp_bytes;         /* any byte came from the upstream */
+	bool resp_head_sent;     /* the final response head went to `out` */
+	bool resp_ka;
+	enum rstate rs;
+	struct fg_http_framer rsf;
+
+	/* splice mode: upstream -> client (response), client -> upstream
+	 * (request); opened on first use. What a pipe holds was taken from
+	 * the source before anything now in out / upo past upo_sent. */
+	struct fg_pipe rp, qp;
+	bool no_splice;          /* a pipe could not be opened */
+
+	/* sockmap mode (response bodies): the client is a redirect target
+	 * (fg_sk_peers); a window open on up->sk_cookie sends the next
+	 * opaque bytes of the response here in the kernel. */
+	__u64 sk_cookie;         /* 0: not in the map */
+	bool win;                /* a window is open (gen win_gen) */
+	__u64 win_gen;
+	/* Barrier: nothing is written to the client until its TCP stream
+	 * holds sm_target bytes (fg_tcp_written): the redirected ones go
+	 * through the psock's work queue. */
+	bool sm_barrier;
+	__u64 sm_target;
+
+	/* request records (opts.on_request, request_record.h) */
+	bool rec_open;           /* a request is under way: a record is due */
+	struct fg_request_record rec;
+	struct fg_request_strings rec_store; /* its strings */
+	__u64 rx, tx;            /* bytes read from the client / queued to it */
+	__u64 in_mark, out_mark; /* consumed / queued when the last record ended */
+	__u64 hdr_mark;          /* queued before the response head */
+};
+
+/* A service's cluster ring as last read from the maps. */
+struct ring_cache {
+	__u64 epoch;  /* the routing epoch it was read at */
+	__u32 *ring;  /* NULL: the service has none */
+	__u32 size;
+};
+
+struct cache {
+	struct fg_hmap rings;   /* service id -> struct ring_cache * */
+	__u32 *cands;           /* scratch: the candidates of a pick */
+	size_t cap_cands;
+};
+
+struct fg_proxy {
+	struct fg_proxy_opts opts;
+	struct fg_control *control;
+	struct fg_dataplane *dp;
+	int epfd, lfd;
+	__u16 port;
+	struct tag ltag;
+	bool accept_paused;
+	__u64 accept_resume;
+	struct conn *conns;
+	unsigned n_conns;
+	unsigned n_upstreams;
+	unsigned n_pooled;
+	unsigned n_pipes;
+	unsigned fd_base;         /* descriptors open at fg_proxy_open */
+	unsigned fd_budget;       /* ours at most; 0: no limit known */
+	struct client_slot *clients[CLIENT_BUCKETS];
+	struct fg_local_errors local;
+	struct pool *pools[POOL_BUCKETS];
+	struct conn *dead_conns;
+	struct upstream *dead_ups;
+	struct fg_http_limits limits;
+	struct fg_http_request req;   /* scratch: only used while dispatching */
+	struct fg_http_response resp; /* scratch */
+	char *scratch;
+	size_t scratch_len;
+	struct cache cache;
+	__u64 rng;
+	__u64 next_check;
+	struct fg_proxy_counters st;
+	enum fg_l7_mode mode;
+	char mode_why[512];
+	struct fg_sockmap *sm;
+	__u64 spliced_bytes;      /* splice + sockmap */
+	__u64 kernel_bytes;       /* sockmap */
+	__u64 windows;            /* sockmap: windows opened */
+	int tfd;                  /* sockmap: timerfd, armed while a window or
+				   * a barrier is pending */
+	bool tarmed;
+	struct tag ttag;
+};
+
+
+/* ---------- small helpers ---------- */
+
+static inline __u64 now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline __u32 rnd(struct fg_proxy *p)
+{
+	/* xorshift64* */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return (__u32)((p->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+static inline __u32 rnd_below(struct fg_proxy *p, __u32 n)
+{
+	return (__u32)(((__u64)rnd(p) * n) >> 32);
+}
+
+static inline size_t buf_used(const struct buf *b)
+{
+	return b->len - b->off;
+}
+
+static inline char *buf_data(const struct buf *b)
+{
+	return b->d + b->off;
+}
+
+static inline void buf_consume(struct buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+static inline void buf_free(struct buf *b)
+{
+	free(b->d);
+	b->d = NULL;
+	b->off = b->len = b->cap = 0;
+}
+
+/* Makes room at the end so that up to `limit` bytes (capped at max) can be
+ * held; returns the room, 0 when full or out of memory. */
+static inline size_t buf_room(struct buf *b, size_t limit)
+{
+	size_t used = buf_used(b);
+
+	if (limit > b->max)
+		limit = b->max;
+	if (used >= limit)
+		return 0;
+	if (b->cap < limit) {
+		char *d = realloc(b->d, limit);
+
+		if (!d)
+			return 0;
+		b->d = d;
+		b->cap = limit;
+	}
+	if (b->off && b->cap - b->len < limit - used) {
+		memmove(b->d, b->d + b->off, used);
+		b->off = 0;
+		b->len = used;
+	}
+	return b->cap - b->len < limit - used ? b->cap - b->len : limit - used;
+}
+
+static inline int buf_append(struct buf *b, const void *data, size_t n)
+{
+	if (buf_room(b, buf_used(b) + n) < n)
+		return -ENOSPC;
+	memcpy(b->d + b->len, data, n);
+	b->len += n;
+	return 0;
+}
+
+static inline void ep_set(struct fg_proxy *p, int fd, struct tag *tag, unsigned *cur, unsigned want)
+{
+	struct epoll_event ev = { .events = want, .data.ptr = tag };
+
+	if (*cur == want)
+		return;
+	if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev))
+		pr_warn("proxy: epoll_ctl(MOD) on fd %d: %s\n", fd, strerror(errno));
+	*cur = want;
+}
+
+static inline int ep_add(struct fg_proxy *p, int fd, struct tag *tag, unsigned events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = tag };
+
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+static inline bool ieq(const char *s, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !strncasecmp(s, lit, n);
+}
+
+static inline __u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* ---------- the parts ---------- */
+
+void px_abort_mid_response(struct conn *c, const char *why);
+void px_backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len);
+void px_bad_gateway(struct conn *c, int status, const char *why);
+bool px_canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
+				const struct fg_http_header *h, bool *never);
+void px_check_conn(struct conn *c, __u64 now);
+void px_check_timeouts(struct fg_proxy *p);
+void px_choose_mode(struct fg_proxy *p);
+const struct fg_target *px_choose_target(struct fg_proxy *p, const struct fg_route *r,
+					     const struct fg_http_request *req);
+struct client_slot **px_client_find(struct fg_proxy *p, const struct fg_addr *a, __u8 family);
+int px_client_flush(struct conn *c);
+void px_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len);
+int px_client_read(struct conn *c);
+void px_client_release(struct fg_proxy *p, struct client_slot *cs);
+struct client_slot *px_client_take(struct fg_proxy *p, const struct sockaddr_storage *ss);
+void px_conn_close(struct conn *c);
+void px_conn_free(struct conn *c);
+bool px_conn_lists(const struct fg_http_response *resp, const char *name, size_t nlen);
+void px_conn_progress(struct conn *c);
+unsigned px_count_open_fds(void);
+void px_count_status(struct fg_proxy *p, int status);
+void px_dispatch(struct conn *c, __u32 bid, bool use_pool);
+void px_do_accept(struct fg_proxy *p);
+void px_drop_upstream(struct conn *c);
+bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex);
+void px_fd_budget_update(struct fg_proxy *p);
+bool px_fds_allow(const struct fg_proxy *p, unsigned more);
+unsigned px_fds_reserved(const struct fg_proxy *p);
+void px_final_error(struct conn *c, enum fail_kind kind, const char *why);
+const struct fg_route *px_find_route(const struct fg_plan *plan, const char *host,
+					 const char *path);
+void px_finish_exchange(struct conn *c);
+bool px_hop_by_hop(const struct fg_http_response *resp, const struct fg_http_header *h);
+const char *px_key_str(const struct pool_key *k, char *buf, size_t len);
+void px_linger_read(struct conn *c);
+void px_mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why);
+bool px_may_resend(const struct conn *c);
+bool px_method_idempotent(const char *m, size_t n);
+void px_on_client(struct conn *c, unsigned ev);
+void px_on_timer(struct fg_proxy *p);
+void px_on_upstream(struct upstream *u, unsigned ev);
+int px_open_listener(struct fg_proxy *p);
+size_t px_out_pending(const struct conn *c);
+size_t px_out_writable(const struct conn *c);
+int px_pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n_ex,
+			int avoid_cluster, __u32 *bid);
+bool px_pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *ex,
+			    size_t n_ex, __u32 *bid);
+void px_pipe_close(struct fg_proxy *p, struct fg_pipe *pp);
+int px_pipe_open(struct conn *c, struct fg_pipe *pp);
+struct pool **px_pool_find(struct fg_proxy *p, const struct pool_key *k);
+struct upstream *px_pool_get(struct fg_proxy *p, const struct pool_key *k);
+unsigned px_pool_hash(const struct pool_key *k);
+void px_pool_put(struct upstream *u);
+void px_pool_unlink(struct upstream *u);
+bool px_pooled_alive(const struct upstream *u);
+bool px_pump_request(struct conn *c);
+bool px_pump_response(struct conn *c);
+int px_put_response_head(struct conn *c, const struct fg_http_response *r);
+void px_reap(struct fg_proxy *p);
+void px_rec_begin(struct conn *c, const struct fg_http_request *req,
+		      const struct fg_route *route);
+__u64 px_rec_consumed(const struct conn *c);
+void px_rec_end(struct conn *c, int status, enum fg_request_end end, long head_bytes);
+__u64 px_rec_queued(const struct conn *c);
+void px_rec_refused(struct fg_proxy *p, const struct sockaddr_storage *ss, long sent);
+void px_rec_response(struct conn *c, int status);
+void px_rec_target(struct conn *c, const struct fg_route *route, const struct fg_target *t);
+void px_rec_upstream(struct conn *c, const void *addr, int family, __be16 port, __u32 cidx);
+void px_refuse(struct fg_proxy *p, int fd, const struct sockaddr_storage *ss, const char *why);
+bool px_req_spliceable(const struct conn *c);
+void px_reset_exchange(struct conn *c);
+bool px_resp_spliceable(const struct conn *c);
+void px_respond_error(struct conn *c, int status, const char *text, bool close);
+__u32 px_retry_flag(enum fail_kind kind);
+size_t px_rin_limit(const struct conn *c);
+const __u32 *px_ring_get(struct fg_proxy *p, __u32 sid, __u32 *size);
+void px_sm_account(struct conn *c, __u64 total_redirected);
+void px_sm_arm(struct fg_proxy *p);
+bool px_sm_barrier_passed(struct conn *c);
+void px_sm_join(struct upstream *u);
+void px_sm_window_end(struct conn *c, bool withdraw);
+void px_sockaddr_key(const struct sockaddr_storage *ss, struct fg_addr *a, __u8 *family);
+bool px_sockmap_response(struct conn *c);
+bool px_splice_request(struct conn *c);
+bool px_splice_response(struct conn *c);
+bool px_splicing(const struct conn *c);
+void px_start_closing(struct conn *c);
+void px_start_linger(struct conn *c);
+void px_start_request(struct conn *c, size_t hlen);
+bool px_status_retry(struct conn *c, int status);
+const char *px_status_text(int status);
+bool px_step_head(struct conn *c);
+bool px_step_proxy(struct conn *c);
+size_t px_strip_forwarded(char *h, size_t len);
+void px_up_close(struct upstream *u);
+void px_up_close_fd(struct upstream *u);
+struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int *err);
+int px_up_flush(struct conn *c);
+void px_up_read(struct conn *c);
+void px_update_events(struct conn *c);
+size_t px_upo_room(struct conn *c);
+void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char *what);
+bool px_waiting_on_client(const struct conn *c);
+bool px_waiting_on_upstream(const struct conn *c);
+
+#endif /* FG_PROXY_INT_H */

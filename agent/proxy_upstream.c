@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Upstream connections: connects and the keep-alive pool per endpoint.
+ */
+#include "proxy_int.h"
+
+unsigned px_pool_hash(const struct pool_key *k)
+{
+	const unsigned char *b = (const unsigned char *)k;
+	unsigned h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < sizeof(*k); i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h % POOL_BUCKETS;
+}
+
+struct pool **px_pool_find(struct fg_proxy *p, const struct pool_key *k)
+{
+	struct pool **pp = &p->pools[px_pool_hash(k)];
+
+	while (*pp && memcmp(&(*pp)->key, k, sizeof(*k)))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void px_up_close_fd(struct upstream *u)
+{
+	if (u->fd >= 0) {
+		if (u->sk_cookie) {
+			fg_sockmap_forget(u->p->sm, u->sk_cookie);
+			u->sk_cookie = 0;
+		}
+		close(u->fd);
+		u->fd = -1;
+	}
+}
+
+void px_up_close(struct upstream *u)
+{
+	if (u->dead)
+		return;
+	px_up_close_fd(u);
+	u->dead = true;
+	u->conn = NULL;
+	u->next = u->p->dead_ups;
+	u->p->dead_ups = u;
+	u->p->n_upstreams--;
+}
+
+/* Takes u out of its pool (it must be pooled). */
+void px_pool_unlink(struct upstream *u)
+{
+	struct fg_proxy *p = u->p;
+	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
+	struct upstream **up;
+
+	if (!pl)
+		return;
+	for (up = &pl->top; *up; up = &(*up)->next) {
+		if (*up == u) {
+			*up = u->next;
+			u->next = NULL;
+			pl->n--;
+			p->n_pooled--;
+			break;
+		}
+	}
+	u->pooled = false;
+	if (!pl->n) {
+		*pp = pl->next;
+		free(pl);
+	}
+}
+
+struct upstream *px_pool_get(struct fg_proxy *p, const struct pool_key *k)
+{
+	struct pool *pl = *px_pool_find(p, k);
+	struct upstream *u;
+
+	if (!pl || !pl->top)
+		return NULL;
+	u = pl->top;
+	px_pool_unlink(u);
+	return u;
+}
+
+void px_pool_put(struct upstream *u)
+{
+	struct fg_proxy *p = u->p;
+	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
+
+	if (!p->opts.pool_max_idle || (pl && pl->n >= p->opts.pool_max_idle)) {
+		px_up_close(u);
+		return;
+	}
+	if (!pl) {
+		pl = calloc(1, sizeof(*pl));
+		if (!pl) {
+			px_up_close(u);
+			return;
+		}
+		pl->key = u->key;
+		*pp = pl;
+	}
+	u->conn = NULL;
+	u->pooled = true;
+	u->since = now_ms();
+	u->next = pl->top;
+	pl->top = u;
+	pl->n++;
+	p->n_pooled++;
+	/* Watch it: an idle connection that becomes readable was closed (or
+	 * spoke out of turn) and is dropped. */
+	ep_set(p, u->fd, &u->tag, &u->events, EPOLLIN);
+}
+
+void px_backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (k->family == FG_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = k->port;
+		sin->sin_addr.s_addr = k->addr.v4;
+		*len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = k->port;
+		memcpy(&sin6->sin6_addr, k->addr.bytes, 16);
+		*len = sizeof(*sin6);
+	}
+}
+
+const char *px_key_str(const struct pool_key *k, char *buf, size_t len)
+{
+	char abuf[INET6_ADDRSTRLEN];
+
+	fg_addr_str(&k->addr, k->family, abuf, sizeof(abuf));
+	snprintf(buf, len, k->family == FG_AF_INET ? "%s:%u" : "[%s]:%u", abuf, ntohs(k->port));
+	return buf;
+}
+
+/* A new connection toward k. Returns it connecting (or connected), or NULL
+ * with *err: local failures (fg_local_errno: no descriptor, no local port,
+ * no memory) as -errno, the peer's refusal as a positive errno. */
+struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int *err)
+{
+	struct sockaddr_storage ss;
+	struct upstream *u;
+	socklen_t slen;
+	int one = 1;
+
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	u->p = p;
+	u->tag.kind = T_UPSTREAM;
+	u->tag.obj = u;
+	u->key = *k;
+	u->fd = socket(k->family == FG_AF_INET ? AF_INET : AF_INET6,
+		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		*err = -errno;
+		free(u);
+		return NULL;
+	}
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p->st.upstream_connects++;
+	px_backend_sockaddr(k, &ss, &slen);
+	u->since = now_ms();
+	if (connect(u->fd, (struct sockaddr *)&ss, slen)) {
+		if (errno != EINPROGRESS) {
+			/* No local port (EADDRNOTAVAIL) is ours, not the peer's. */
+			*err = fg_local_errno(errno) ? -errno : errno;
+			close(u->fd);
+			free(u);
+			return NULL;
+		}
+		u->connecting = true;
+	}
+	u->events = u->connecting ? EPOLLOUT : EPOLLIN;
+	if (ep_add(p, u->fd, &u->tag, u->events)) {
+		*err = -errno;
+		close(u->fd);
+		free(u);
+		return NULL;
+	}
+	p->n_upstreams++;
+	return u;
+}
+
+/* A pooled connection the upstream closed while it idled reads as EOF:
+ * checked before a request that may not be sent twice goes on it. */
+bool px_pooled_alive(const struct upstream *u)
+{
+	char b;
+	ssize_t n = recv(u->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
