@@ -33,6 +33,7 @@ struct fg_control {
 	json_t *no_room;           /* objects the maps have no room for -> why */
 	char behind[256];          /* why the maps are not what the plan says */
 	struct fg_control_stats cst;
+	unsigned long plan_gen;    /* atomic: fg_control_plan_gen */
 	json_t *fleet;        /* current snapshot */
 	json_t *clusters;
 	json_t *first_seen;   /* gateway name -> time first seen */
@@ -270,6 +271,16 @@ void fg_control_set_state(struct fg_control *c, bool dataplane_ready, bool liste
 const struct fg_plan *fg_control_plan(const struct fg_control *c)
 {
 	return c->plan;
+}
+
+unsigned long fg_control_plan_gen(const struct fg_control *c)
+{
+	return __atomic_load_n(&c->plan_gen, __ATOMIC_ACQUIRE);
+}
+
+static void plan_changed(struct fg_control *c)
+{
+	__atomic_add_fetch(&c->plan_gen, 1, __ATOMIC_RELEASE);
 }
 
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t)
@@ -599,6 +610,7 @@ static int recompute_full(struct fg_control *c)
 		struct fg_plan *old = c->plan;
 
 		c->plan = plan;
+		plan_changed(c);
 		/* Rejections seen while sources are still listing are not
 		 * final: said once they are. */
 		if (!c->syncing[0])
@@ -647,6 +659,7 @@ static int recompute_changes(struct fg_control *c)
 		if (!fg_ingress_route_local_change(old, new) ||
 		    fg_plan_patch_ingress(c->plan, new) < 0)
 			return recompute_full(c);
+		plan_changed(c);
 	}
 	if (json_object_size(c->ch.services) || json_object_size(c->ch.pod_ns)) {
 		plan_opts(c, &popts);

@@ -37,6 +37,10 @@ int fg_control_recompute(struct fg_control *c);
 void fg_control_set_state(struct fg_control *c, bool dataplane_ready, bool listening);
 /* The current plan (NULL before the first computation). */
 const struct fg_plan *fg_control_plan(const struct fg_control *c);
+/* Changes whenever the plan's routes, canaries, policies or targets may
+ * have changed (a new plan, or one patched in place); not when only
+ * endpoints changed. Readable from any thread. */
+unsigned long fg_control_plan_gen(const struct fg_control *c);
 /* Service id of a target in the data plane, or -ENOENT. */
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
 /* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */

@@ -469,7 +469,8 @@ __u32 fg_dp_max_backends(const struct fg_dataplane *dp)
 
 __u64 fg_dp_epoch(const struct fg_dataplane *dp)
 {
-	return routing_epoch;
+	/* Read by proxy workers on their own threads. */
+	return __atomic_load_n(&routing_epoch, __ATOMIC_ACQUIRE);
 }
 
 int fg_dp_ncpus(const struct fg_dataplane *dp)
@@ -605,20 +606,24 @@ int fg_dp_detach(struct fg_dataplane *dp, int ifindex)
 }
 
 
+/* The epoch moves after the write: a reader that saw the new epoch reads
+ * the new state (proxy workers cache by epoch on their own threads). */
 int dp_update(struct fg_dataplane *dp, int fd, const void *key, const void *val, __u64 flags)
 {
-	routing_epoch++;
+	int err = bpf_map_update_elem(fd, key, val, flags) ? -errno : 0;
+
+	__atomic_add_fetch(&routing_epoch, 1, __ATOMIC_RELEASE);
 	dp->map_writes++;
-	return bpf_map_update_elem(fd, key, val, flags) ? -errno : 0;
+	return err;
 }
 
 int dp_delete(struct fg_dataplane *dp, int fd, const void *key)
 {
-	routing_epoch++;
+	int err = bpf_map_delete_elem(fd, key) && errno != ENOENT ? -errno : 0;
+
+	__atomic_add_fetch(&routing_epoch, 1, __ATOMIC_RELEASE);
 	dp->map_writes++;
-	if (bpf_map_delete_elem(fd, key) && errno != ENOENT)
-		return -errno;
-	return 0;
+	return err;
 }
 
 /* The ids in use reach a new high: readers of the arrays are told. */

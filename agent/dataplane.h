@@ -157,6 +157,18 @@ int fg_dp_ring_reserve(struct fg_dataplane *dp, __u64 slots);
 int fg_dp_ring_read(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx,
 		    __u32 **table, __u32 *size);
 
+/* The same for a thread other than the one writing the maps (a proxy
+ * worker): it keeps its own descriptor of the slab, found again by id when
+ * the slab was replaced (grown) under it. Zero-initialise with fd = -1;
+ * fg_dp_slab_reader_close releases it. */
+struct fg_slab_reader {
+	int fd;
+	__u32 id;
+};
+int fg_dp_ring_read_shared(const struct fg_dataplane *dp, struct fg_slab_reader *rd,
+			   __u32 service_id, __u32 cluster_idx, __u32 **table, __u32 *size);
+void fg_dp_slab_reader_close(struct fg_slab_reader *rd);
+
 struct fg_ring_stats {
 	__u64 slab_slots;   /* the slab's size (4 bytes each) */
 	__u64 slab_used;    /* slots in use or retired (loaded data planes) */

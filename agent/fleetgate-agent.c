@@ -6,6 +6,7 @@
  * failing over by rewriting the maps.
  */
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -53,6 +54,7 @@ struct agent {
 	enum fg_l7_mode l7_mode;
 	bool l7_mode_set;
 	unsigned max_conns;
+	unsigned workers;           /* proxy event loops, 0: the CPUs */
 	unsigned max_conns_per_client;
 	unsigned client_body_timeout_ms;
 	bool snat_ports_set;
@@ -144,6 +146,9 @@ static void usage(FILE *out)
 "                             (default: the larger range outside it, from\n"
 "                             10000: 10000-32767 with Linux's default range)\n"
 "      --max-conns N          HTTP client connections at most (default 10000)\n"
+"      --workers N            HTTP proxy event loops, one thread each, one\n"
+"                             listener each on the same port (default: the\n"
+"                             CPUs, at most 64; sockmap mode runs one)\n"
 "      --max-conns-per-client N\n"
 "                             HTTP client connections from one address at\n"
 "                             most (default 1000); more get a 503\n"
@@ -236,6 +241,7 @@ enum {
 	OPT_H_HTTP_PATH,
 	OPT_L7_MODE,
 	OPT_MAX_CONNS,
+	OPT_WORKERS,
 	OPT_MAX_CONNS_PER_CLIENT,
 	OPT_CLIENT_BODY_TIMEOUT,
 	OPT_MAX_SERVICES,
@@ -274,6 +280,7 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "health-http-path", required_argument, NULL, OPT_H_HTTP_PATH },
 		{ "l7-mode", required_argument, NULL, OPT_L7_MODE },
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT },
 		{ "client-body-timeout", required_argument, NULL, OPT_CLIENT_BODY_TIMEOUT },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
@@ -359,6 +366,11 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 10000000, &v) || !v)
 				goto bad;
 			a->max_conns = v;
+			break;
+		case OPT_WORKERS:
+			if (parse_uint(optarg, FG_PROXY_MAX_WORKERS, &v) || !v)
+				goto bad;
+			a->workers = v;
 			break;
 		case OPT_MAX_CONNS_PER_CLIENT:
 			if (parse_uint(optarg, 10000000, &v) || !v)
@@ -851,16 +863,7 @@ static int start_ha(struct agent *a)
 /* The proxy's open client connections, -1 when unknown. */
 static int proxy_conns(struct agent *a)
 {
-	json_t *st;
-	int n;
-
-	if (!a->proxy)
-		return 0;
-	st = fg_proxy_stats(a->proxy);
-	n = json_is_integer(json_object_get(st, "connections")) ?
-		    (int)json_integer_value(json_object_get(st, "connections")) : -1;
-	json_decref(st);
-	return n;
+	return a->proxy ? (int)fg_proxy_connections(a->proxy) : 0;
 }
 
 /* Metrics (--metrics-listen) and the access log (--access-log): both are
@@ -906,7 +909,23 @@ static void control_process(struct agent *a)
 	const struct fg_plan *before = fg_control_plan(a->control);
 	int err = fg_control_process(a->control);
 
+	fg_proxy_sync_routes(a->proxy);
 	fg_metrics_config_apply(a->metrics, err, fg_control_plan(a->control) != before);
+}
+
+/* The CPUs this process may run on (its affinity, a cpuset's share). */
+static unsigned online_cpus(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (!sched_getaffinity(0, sizeof(set), &set) && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > FG_PROXY_MAX_WORKERS ? FG_PROXY_MAX_WORKERS : (unsigned)n;
 }
 
 /* The HTTP proxy on --listen, once the control plane has its routes; the
@@ -923,6 +942,7 @@ static int start_proxy(struct agent *a)
 		popts.l7_mode = a->l7_mode;
 	if (a->max_conns)
 		popts.max_conns = a->max_conns;
+	popts.workers = a->workers ? a->workers : online_cpus();
 	if (a->max_conns_per_client)
 		popts.max_conns_per_client = a->max_conns_per_client;
 	if (a->client_body_timeout_ms)
@@ -941,14 +961,18 @@ static int start_proxy(struct agent *a)
 	err = fg_proxy_open(&a->proxy, a->control, a->dp, &popts);
 	if (err)
 		return err;
-	if (a->metrics)
-		fg_metrics_set_proxy(a->metrics, a->proxy);
+	if (a->metrics) {
+		err = fg_metrics_set_proxy(a->metrics, a->proxy);
+		if (err)
+			return err;
+	}
 	fg_control_set_state(a->control, true, true);
 	err = fg_control_recompute(a->control);
 	fg_metrics_config_apply(a->metrics, err, !err);
 	if (err)
 		pr_warn("routes not recomputed after the listener opened: %s\n", strerror(-err));
-	return 0;
+	/* The workers take their first routes as they start. */
+	return fg_proxy_start(a->proxy);
 }
 
 static int setup_loop(struct agent *a)
@@ -1032,8 +1056,11 @@ static int run_loop(struct agent *a)
 					snprintf(why, sizeof(why), "received signal %u",
 						 si.ssi_signo);
 					if (!fg_ha_draining(a->ha) &&
-					    fg_ha_drain_start(a->ha, why))
+					    fg_ha_drain_start(a->ha, why)) {
+						if (a->proxy)
+							fg_proxy_drain(a->proxy);
 						continue;
+					}
 					pr_info("received signal %u, shutting down\n", si.ssi_signo);
 					return 0;
 				}
@@ -1071,6 +1098,9 @@ static int run_loop(struct agent *a)
 				fg_nl_monitor_process(a->mon, on_netlink, a);
 			}
 		}
+		/* Whatever changed the plan (sources, health, the admin
+		 * socket): the workers get its routes. */
+		fg_proxy_sync_routes(a->proxy);
 	}
 }
 
@@ -1122,7 +1152,6 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	reserve_snat_ports(&a);
-	a.health_opts.interval_ms = a.health_interval_ms;
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;

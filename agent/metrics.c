@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -482,7 +483,11 @@ struct fg_metrics {
 	struct fg_health *health;
 	struct fg_proxy *proxy;
 	struct fg_access_log *log;
-	struct fg_http_stats *http; /* the proxy's, one worker today */
+	/* One table per proxy worker, each under its own lock: a worker
+	 * takes only its own (uncontended but while a scrape renders). */
+	struct fg_http_stats *http[FG_PROXY_MAX_WORKERS];
+	pthread_mutex_t http_lock[FG_PROXY_MAX_WORKERS];
+	int n_http;
 	time_t start;
 
 	/* cluster ids by index, reread when the data plane changed */
@@ -504,6 +509,23 @@ struct fg_metrics {
 
 };
 
+/* Tables for n workers (never fewer than there are). */
+static int http_tables(struct fg_metrics *m, int n)
+{
+	int err;
+
+	if (n > FG_PROXY_MAX_WORKERS)
+		n = FG_PROXY_MAX_WORKERS;
+	while (m->n_http < n) {
+		err = fg_http_stats_new(&m->http[m->n_http], 0);
+		if (err)
+			return err;
+		pthread_mutex_init(&m->http_lock[m->n_http], NULL);
+		m->n_http++;
+	}
+	return 0;
+}
+
 int fg_metrics_new(struct fg_metrics **out, struct fg_dataplane *dp, struct fg_control *control,
 		   struct fg_health *health)
 {
@@ -516,18 +538,19 @@ int fg_metrics_new(struct fg_metrics **out, struct fg_dataplane *dp, struct fg_c
 	m->control = control;
 	m->health = health;
 	m->start = time(NULL);
-	err = fg_http_stats_new(&m->http, 0);
+	err = http_tables(m, 1);
 	if (err) {
-		free(m);
+		fg_metrics_free(m);
 		return err;
 	}
 	*out = m;
 	return 0;
 }
 
-void fg_metrics_set_proxy(struct fg_metrics *m, struct fg_proxy *proxy)
+int fg_metrics_set_proxy(struct fg_metrics *m, struct fg_proxy *proxy)
 {
 	m->proxy = proxy;
+	return proxy ? http_tables(m, fg_proxy_workers(proxy)) : 0;
 }
 
 void fg_metrics_set_access_log(struct fg_metrics *m, struct fg_access_log *log)
@@ -548,7 +571,10 @@ void fg_metrics_free(struct fg_metrics *m)
 			m->svc[i] = s->next;
 			free(s);
 		}
-	fg_http_stats_free(m->http);
+	for (i = 0; i < (size_t)m->n_http; i++) {
+		fg_http_stats_free(m->http[i]);
+		pthread_mutex_destroy(&m->http_lock[i]);
+	}
 	free(m);
 }
 
@@ -586,7 +612,10 @@ const char *fg_metrics_cluster_name(struct fg_metrics *m, int idx)
 void fg_metrics_on_request(const struct fg_request_record *r, void *ctx)
 {
 	struct fg_metrics *m = ctx;
-	const char *cluster = fg_metrics_cluster_name(m, r->cluster_idx);
+	/* Called on the proxy workers' threads: the record names its
+	 * cluster (the lookup is for records made elsewhere, tests). */
+	const char *cluster = r->cluster ? r->cluster : fg_metrics_cluster_name(m, r->cluster_idx);
+	int w = r->worker >= 0 && r->worker < m->n_http ? r->worker : 0;
 	struct fg_http_obs o = {
 		.host = r->routed ? (r->route_host[0] ? r->route_host : "*") : "",
 		.path = r->routed ? r->route_path : "",
@@ -598,7 +627,9 @@ void fg_metrics_on_request(const struct fg_request_record *r, void *ctx)
 		.bytes_out = r->bytes_out,
 	};
 
-	fg_http_stats_observe(m->http, &o);
+	pthread_mutex_lock(&m->http_lock[w]);
+	fg_http_stats_observe(m->http[w], &o);
+	pthread_mutex_unlock(&m->http_lock[w]);
 	if (m->log)
 		fg_access_log_record(m->log, r, cluster);
 }
@@ -1216,11 +1247,15 @@ static void render_xdp(struct fg_metrics *m, struct fg_expo *e)
 
 int fg_metrics_render(struct fg_metrics *m, struct fg_expo *e)
 {
-	int err;
+	int err, i;
 
 	gauge1(e, "fleetgate_start_time_seconds", "Unix time the agent started.",
 	       (double)m->start);
-	err = fg_http_stats_render(e, &m->http, 1);
+	for (i = 0; i < m->n_http; i++)
+		pthread_mutex_lock(&m->http_lock[i]);
+	err = fg_http_stats_render(e, m->http, m->n_http);
+	for (i = 0; i < m->n_http; i++)
+		pthread_mutex_unlock(&m->http_lock[i]);
 	if (err)
 		return err;
 	render_proxy(m, e);

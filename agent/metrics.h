@@ -91,8 +91,9 @@ struct fg_metrics;
 
 int fg_metrics_new(struct fg_metrics **out, struct fg_dataplane *dp, struct fg_control *control,
 		   struct fg_health *health);
-/* Either may come later, or never (NULL). */
-void fg_metrics_set_proxy(struct fg_metrics *m, struct fg_proxy *proxy);
+/* Either may come later, or never (NULL). The proxy's workers get a
+ * table each (-ENOMEM when one cannot be had). */
+int fg_metrics_set_proxy(struct fg_metrics *m, struct fg_proxy *proxy);
 void fg_metrics_set_access_log(struct fg_metrics *m, struct fg_access_log *log);
 /* fg_proxy_opts.on_request, ctx the fg_metrics: counts the request and
  * writes its access log line. */

@@ -21,6 +21,7 @@
  * closed while handling a batch of events are freed after the batch.
  */
 #include <dirent.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/timerfd.h>
@@ -29,16 +30,38 @@
 
 /* ---------- the gateway's own resources ---------- */
 
-/* Descriptors the proxy holds or has promised: two per client (itself and
- * the upstream it will need), the idle pooled upstreams, the pipes. */
-unsigned px_fds_reserved(const struct fg_proxy *p)
+unsigned px_total_conns(const struct fg_proxy *srv)
 {
-	return 2 * p->n_conns + p->n_pooled + 2 * p->n_pipes;
+	unsigned n = 0;
+	int i;
+
+	for (i = 0; i < srv->n_workers; i++)
+		n += LOAD(srv->workers[i].n_conns);
+	return n;
 }
 
-bool px_fds_allow(const struct fg_proxy *p, unsigned more)
+/* Descriptors the proxy holds or has promised, all workers together: two
+ * per client (itself and the upstream it will need), the idle pooled
+ * upstreams, the pipes. */
+unsigned px_fds_reserved(const struct px_worker *p)
 {
-	return !p->fd_budget || px_fds_reserved(p) + more <= p->fd_budget;
+	const struct fg_proxy *srv = p->srv;
+	unsigned n = 0;
+	int i;
+
+	for (i = 0; i < srv->n_workers; i++) {
+		const struct px_worker *w = &srv->workers[i];
+
+		n += 2 * LOAD(w->n_conns) + LOAD(w->n_pooled) + 2 * LOAD(w->n_pipes);
+	}
+	return n;
+}
+
+bool px_fds_allow(const struct px_worker *p, unsigned more)
+{
+	unsigned budget = LOAD(p->srv->fd_budget);
+
+	return !budget || px_fds_reserved(p) + more <= budget;
 }
 
 unsigned px_count_open_fds(void)
@@ -57,37 +80,39 @@ unsigned px_count_open_fds(void)
 
 /* The budget follows the soft file limit, which may change under us
  * (prlimit), so it is read again on every timeout check. */
-void px_fd_budget_update(struct fg_proxy *p)
+void px_fd_budget_update(struct px_worker *p)
 {
+	struct fg_proxy *srv = p->srv;
 	struct rlimit rl;
 	__u64 other;
+	unsigned budget;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY) {
-		p->fd_budget = 0;
+		__atomic_store_n(&srv->fd_budget, 0, __ATOMIC_RELAXED);
 		return;
 	}
-	other = (__u64)p->fd_base + p->opts.fd_reserve;
-	p->fd_budget = rl.rlim_cur > other + FD_HEADROOM ? (unsigned)(rl.rlim_cur - other)
-							  : FD_HEADROOM;
+	other = (__u64)srv->fd_base + srv->opts.fd_reserve;
+	budget = rl.rlim_cur > other + FD_HEADROOM ? (unsigned)(rl.rlim_cur - other) : FD_HEADROOM;
+	__atomic_store_n(&srv->fd_budget, budget, __ATOMIC_RELAXED);
 }
 
 int px_pipe_open(struct conn *c, struct fg_pipe *pp)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	int err;
 
 	if (!px_fds_allow(p, 2))
 		return -EMFILE; /* the copy path needs no descriptor */
 	err = fg_pipe_open(pp);
 	if (!err)
-		p->n_pipes++;
+		CNT_ADD(p, n_pipes, 1);
 	return err;
 }
 
-void px_pipe_close(struct fg_proxy *p, struct fg_pipe *pp)
+void px_pipe_close(struct px_worker *p, struct fg_pipe *pp)
 {
 	if (pp->rd >= 0)
-		p->n_pipes--;
+		CNT_ADD(p, n_pipes, -1);
 	fg_pipe_close(pp);
 }
 
@@ -110,7 +135,9 @@ void px_sockaddr_key(const struct sockaddr_storage *ss, struct fg_addr *a, __u8 
 	}
 }
 
-struct client_slot **px_client_find(struct fg_proxy *p, const struct fg_addr *a, __u8 family)
+/* Under srv->lock. */
+static struct client_slot **client_find(struct fg_proxy *srv, const struct fg_addr *a,
+					__u8 family)
 {
 	unsigned h = 2166136261u;
 	struct client_slot **sp;
@@ -119,54 +146,66 @@ struct client_slot **px_client_find(struct fg_proxy *p, const struct fg_addr *a,
 	for (i = 0; i < sizeof(*a); i++)
 		h = (h ^ a->bytes[i]) * 16777619u;
 	h = (h ^ family) * 16777619u;
-	for (sp = &p->clients[h % CLIENT_BUCKETS]; *sp; sp = &(*sp)->next)
+	for (sp = &srv->clients[h % CLIENT_BUCKETS]; *sp; sp = &(*sp)->next)
 		if ((*sp)->family == family && !memcmp(&(*sp)->addr, a, sizeof(*a)))
 			break;
 	return sp;
 }
 
-/* Takes a connection slot of the client's address; NULL when it has
- * max_conns_per_client already (or no memory). */
-struct client_slot *px_client_take(struct fg_proxy *p, const struct sockaddr_storage *ss)
+/* Takes a connection slot of the client's address (every worker's
+ * connections count); NULL when it has max_conns_per_client already (or
+ * no memory). */
+struct client_slot *px_client_take(struct px_worker *p, const struct sockaddr_storage *ss)
 {
+	struct fg_proxy *srv = p->srv;
 	struct client_slot **sp, *cs;
 	struct fg_addr a;
 	__u8 family;
 
 	px_sockaddr_key(ss, &a, &family);
-	sp = px_client_find(p, &a, family);
+	pthread_mutex_lock(&srv->lock);
+	sp = client_find(srv, &a, family);
 	cs = *sp;
 	if (!cs) {
 		cs = calloc(1, sizeof(*cs));
 		if (!cs)
-			return NULL;
+			goto out;
 		cs->addr = a;
 		cs->family = family;
 		*sp = cs;
 	}
-	if (cs->n >= p->opts.max_conns_per_client)
-		return NULL;
+	if (cs->n >= p->opts.max_conns_per_client) {
+		cs = NULL;
+		goto out;
+	}
 	cs->n++;
+out:
+	pthread_mutex_unlock(&srv->lock);
 	return cs;
 }
 
-void px_client_release(struct fg_proxy *p, struct client_slot *cs)
+void px_client_release(struct px_worker *p, struct client_slot *cs)
 {
+	struct fg_proxy *srv = p->srv;
 	struct client_slot **sp;
 
-	if (!cs || --cs->n)
+	if (!cs)
 		return;
-	sp = px_client_find(p, &cs->addr, cs->family);
-	if (*sp == cs) {
-		*sp = cs->next;
-		free(cs);
+	pthread_mutex_lock(&srv->lock);
+	if (!--cs->n) {
+		sp = client_find(srv, &cs->addr, cs->family);
+		if (*sp == cs) {
+			*sp = cs->next;
+			free(cs);
+		}
 	}
+	pthread_mutex_unlock(&srv->lock);
 }
 
 /* ---------- events ---------- */
 
 /* sockmap: open windows and pending barriers are checked every tick. */
-void px_on_timer(struct fg_proxy *p)
+void px_on_timer(struct px_worker *p)
 {
 	struct itimerspec off = {};
 	struct conn *c, *next;
@@ -190,7 +229,7 @@ void px_on_timer(struct fg_proxy *p)
 
 /* A 503 at once and the connection closed: nothing of the client's is
  * read, so this costs no buffer. */
-void px_refuse(struct fg_proxy *p, int fd, const struct sockaddr_storage *ss, const char *why)
+void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why)
 {
 	char msg[256];
 	long sent;
@@ -205,7 +244,7 @@ void px_refuse(struct fg_proxy *p, int fd, const struct sockaddr_storage *ss, co
 		pr_debug("proxy: cannot refuse a connection politely: %s\n", strerror(errno));
 	shutdown(fd, SHUT_WR);
 	close(fd);
-	p->st.refused++;
+	STAT_INC(p, refused);
 	px_count_status(p, 503);
 	px_rec_refused(p, ss, sent);
 }
@@ -224,7 +263,7 @@ void px_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
-void px_do_accept(struct fg_proxy *p)
+void px_do_accept(struct px_worker *p)
 {
 	int i;
 
@@ -244,6 +283,7 @@ void px_do_accept(struct fg_proxy *p)
 				 * rather than spin. */
 				struct epoll_event ev = { .events = 0, .data.ptr = &p->ltag };
 
+
 				pr_warn("proxy: accept: %s; pausing for 100 ms\n", strerror(errno));
 				epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
 				p->accept_paused = true;
@@ -251,13 +291,13 @@ void px_do_accept(struct fg_proxy *p)
 			}
 			return;
 		}
-		p->st.accepted++;
-		if (p->n_conns >= p->opts.max_conns) {
+		STAT_INC(p, accepted);
+		if (px_total_conns(p->srv) >= p->opts.max_conns) {
 			px_refuse(p, fd, &ss, "too many connections");
 			continue;
 		}
 		if (!px_fds_allow(p, FD_HEADROOM)) {
-			p->st.refused_fds++;
+			STAT_INC(p, refused_fds);
 			px_refuse(p, fd, &ss,
 			       "too many connections: the gateway is at its file descriptor limit");
 			continue;
@@ -270,7 +310,7 @@ void px_do_accept(struct fg_proxy *p)
 		c->slot = px_client_take(p, &ss);
 		if (!c->slot) {
 			free(c);
-			p->st.refused_per_client++;
+			STAT_INC(p, refused_per_client);
 			px_refuse(p, fd, &ss, "too many connections from your address");
 			continue;
 		}
@@ -300,13 +340,33 @@ void px_do_accept(struct fg_proxy *p)
 		if (p->conns)
 			p->conns->prev = c;
 		p->conns = c;
-		p->n_conns++;
+		CNT_ADD(p, n_conns, 1);
 	}
 }
 
 /* ---------- timeouts ---------- */
 
-void px_check_timeouts(struct fg_proxy *p)
+/* Draining (fg_proxy_drain): the listener stays (clients whose routers
+ * have not yet heard the withdrawal still arrive) but every connection
+ * ends after its answer (Connection: close), idle keep-alive ones at once,
+ * as nginx does on a graceful stop. */
+static void drain(struct px_worker *p)
+{
+	struct conn *c, *next;
+
+	for (c = p->conns; c; c = next) {
+		next = c->next;
+		if (c->dead)
+			continue;
+		c->close_after = true;
+		/* Idle between two requests; a new connection whose first
+		 * request has yet to come is served. */
+		if (c->served && c->state == C_HEAD && !buf_used(&c->in) && !px_out_pending(c))
+			px_conn_close(c);
+	}
+}
+
+void px_check_timeouts(struct px_worker *p)
 {
 	__u64 now = now_ms();
 	struct conn *c, *next;
@@ -315,7 +375,9 @@ void px_check_timeouts(struct fg_proxy *p)
 	p->next_check = now + CHECK_EVERY_MS;
 	px_fd_budget_update(p);
 	fg_local_errors_flush(&p->local);
-	if (p->accept_paused && now >= p->accept_resume) {
+	if (LOAD(p->srv->draining))
+		drain(p);
+	if (p->accept_paused && p->listening && now >= p->accept_resume) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
 
 		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
@@ -343,6 +405,152 @@ void px_check_timeouts(struct fg_proxy *p)
 	}
 }
 
+/* ---------- workers ---------- */
+
+/* One pass over what is ready; waits up to timeout_ms for something. */
+static void worker_run(struct px_worker *p, int timeout_ms)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	int round, n, i;
+
+	for (round = 0; round < PROCESS_ROUNDS; round++) {
+		n = epoll_wait(p->epfd, evs, MAX_EVENTS, round ? 0 : timeout_ms);
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++) {
+			struct tag *t = evs[i].data.ptr;
+
+			switch (t->kind) {
+			case T_LISTEN:
+				if (p->listening)
+					px_do_accept(p);
+				break;
+			case T_CLIENT: {
+				struct conn *c = t->obj;
+
+				if (!c->dead)
+					px_on_client(c, evs[i].events);
+				break;
+			}
+			case T_UPSTREAM: {
+				struct upstream *u = t->obj;
+
+				if (!u->dead)
+					px_on_upstream(u, evs[i].events);
+				break;
+			}
+			case T_TIMER:
+				px_on_timer(p);
+				break;
+			case T_WAKE: {
+				__u64 v;
+
+				if (read(p->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					pr_debug("proxy: eventfd: %s\n", strerror(errno));
+				if (LOAD(p->srv->draining))
+					drain(p);
+				break;
+			}
+			}
+		}
+		px_reap(p);
+		if (n < MAX_EVENTS)
+			break;
+	}
+	if (now_ms() >= p->next_check)
+		px_check_timeouts(p);
+	px_reap(p);
+}
+
+static void *worker_main(void *arg)
+{
+	struct px_worker *p = arg;
+
+	while (!LOAD(p->srv->stop)) {
+		__u64 now = now_ms();
+
+		worker_run(p, p->next_check > now ? (int)(p->next_check - now) : 0);
+	}
+	return NULL;
+}
+
+static void worker_fini(struct px_worker *p)
+{
+	size_t b;
+
+	while (p->conns)
+		px_conn_close(p->conns);
+	for (b = 0; b < POOL_BUCKETS; b++) {
+		while (p->pools[b]) {
+			struct upstream *u = p->pools[b]->top;
+
+			px_pool_unlink(u);
+			px_up_close(u);
+		}
+	}
+	px_reap(p);
+	if (p->lfd >= 0)
+		close(p->lfd);
+	if (p->epfd >= 0)
+		close(p->epfd);
+	if (p->tfd >= 0)
+		close(p->tfd);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	px_cache_fini(&p->cache);
+	px_routes_put(p->routes);
+	free(p->scratch);
+}
+
+static int worker_init(struct fg_proxy *srv, int id, __u16 port)
+{
+	struct px_worker *p = &srv->workers[id];
+	int err;
+
+	p->srv = srv;
+	p->id = id;
+	p->epfd = p->lfd = p->tfd = p->wake_fd = -1;
+	p->opts = srv->opts;
+	p->dp = srv->dp;
+	p->mode = srv->mode;
+	p->sm = srv->sm;
+	p->limits.max_head = p->opts.max_head;
+	p->scratch_len = p->opts.max_head + FG_HTTP_DEF_MAX_REQUEST_LINE + 1;
+	p->scratch = malloc(p->scratch_len);
+	fg_hmap_init(&p->cache.svcs, sizeof(__u64));
+	fg_hmap_init(&p->cache.backends, sizeof(__u64));
+	p->cache.epoch = ~0ULL;
+	p->cache.slab.fd = -1;
+	if (!p->scratch)
+		return -ENOMEM;
+	fg_local_errors_init(&p->local, "proxy");
+	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
+		p->rng = now_ms() ^ ((__u64)getpid() << 32) ^ ((__u64)id << 16);
+	p->rng |= 1;
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0)
+		return -errno;
+	if (p->sm) {
+		p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		p->ttag.kind = T_TIMER;
+		p->ttag.obj = p;
+		if (p->tfd < 0 || ep_add(p, p->tfd, &p->ttag, EPOLLIN))
+			return -errno;
+	}
+	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	p->wtag.kind = T_WAKE;
+	p->wtag.obj = p;
+	if (p->wake_fd < 0 || ep_add(p, p->wake_fd, &p->wtag, EPOLLIN))
+		return -errno;
+	err = px_open_listener(p, port);
+	if (err)
+		return err;
+	p->ltag.kind = T_LISTEN;
+	p->ltag.obj = p;
+	p->listening = true;
+	return ep_add(p, p->lfd, &p->ltag, EPOLLIN);
+}
+
 /* ---------- API ---------- */
 
 void fg_proxy_opts_init(struct fg_proxy_opts *o)
@@ -362,6 +570,7 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 	o->pool_max_idle = 32;
 	o->pool_idle_timeout_ms = 30000;
 	o->l7_mode = FG_L7_AUTO;
+	o->workers = 1;
 	if (getenv("FLEETGATE_L7_MODE") &&
 	    fg_l7_mode_parse(getenv("FLEETGATE_L7_MODE"), &o->l7_mode))
 		pr_warn("proxy: FLEETGATE_L7_MODE=%s is not auto|sockmap|splice|copy: ignored\n",
@@ -436,7 +645,7 @@ out:
 	pr_info("proxy: L7 data path mode %s (%s)\n", fg_l7_mode_name(p->mode), p->mode_why);
 }
 
-int px_open_listener(struct fg_proxy *p)
+int px_open_listener(struct px_worker *p, __u16 port)
 {
 	const struct fg_proxy_opts *o = &p->opts;
 	struct sockaddr_storage ss = {};
@@ -447,14 +656,14 @@ int px_open_listener(struct fg_proxy *p)
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(o->port);
+		sin->sin_port = htons(port);
 		sin->sin_addr.s_addr = o->addr.v4;
 		slen = sizeof(*sin);
 	} else if (o->family == FG_AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(o->port);
+		sin6->sin6_port = htons(port);
 		memcpy(&sin6->sin6_addr, o->addr.bytes, 16);
 		slen = sizeof(*sin6);
 	} else {
@@ -468,7 +677,10 @@ int px_open_listener(struct fg_proxy *p)
 		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
 	else
 		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+	/* One listener per worker on the same port: the kernel spreads the
+	 * connections (SO_REUSEPORT). */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
 	    bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 1024)) {
 		int err = -errno;
 
@@ -486,19 +698,20 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 		  const struct fg_proxy_opts *opts)
 {
 	struct fg_proxy_opts def;
-	struct fg_proxy *p;
+	struct fg_proxy *srv;
 	char abuf[INET6_ADDRSTRLEN];
-	int err;
+	int err, i;
 
 	fg_proxy_opts_init(&def);
-	p = calloc(1, sizeof(*p));
-	if (!p)
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
 		return -ENOMEM;
-	p->epfd = p->lfd = p->tfd = -1;
-	p->control = control;
-	p->dp = dp;
-	p->opts = *opts;
-#define DEF(f) do { if (!p->opts.f) p->opts.f = def.f; } while (0)
+	srv->ctl_fd = srv->epfd = -1;
+	pthread_mutex_init(&srv->lock, NULL);
+	srv->control = control;
+	srv->dp = dp;
+	srv->opts = *opts;
+#define DEF(f) do { if (!srv->opts.f) srv->opts.f = def.f; } while (0)
 	DEF(family);
 	DEF(header_timeout_ms);
 	DEF(idle_timeout_ms);
@@ -510,183 +723,265 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	DEF(client_body_timeout_ms);
 	DEF(max_head);
 	DEF(pool_idle_timeout_ms);
+	DEF(workers);
 #undef DEF
-	if (p->opts.max_head < 1024)
-		p->opts.max_head = 1024;
-	if (p->opts.max_head > (1 << 20))
-		p->opts.max_head = 1 << 20;
-	p->limits.max_head = p->opts.max_head;
-	p->scratch_len = p->opts.max_head + FG_HTTP_DEF_MAX_REQUEST_LINE + 1;
-	p->scratch = malloc(p->scratch_len);
-	fg_hmap_init(&p->cache.rings, sizeof(__u64));
-	if (!p->scratch) {
-		err = -ENOMEM;
+	if (srv->opts.max_head < 1024)
+		srv->opts.max_head = 1024;
+	if (srv->opts.max_head > (1 << 20))
+		srv->opts.max_head = 1 << 20;
+	if (srv->opts.workers > FG_PROXY_MAX_WORKERS)
+		srv->opts.workers = FG_PROXY_MAX_WORKERS;
+	px_choose_mode(srv);
+	/* The sockmap windows are one worker's business. */
+	if (srv->mode == FG_L7_SOCKMAP && srv->opts.workers > 1) {
+		pr_info("proxy: sockmap mode runs one worker\n");
+		srv->opts.workers = 1;
+	}
+	srv->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	srv->workers = calloc(srv->opts.workers, sizeof(*srv->workers));
+	if (srv->ctl_fd < 0 || srv->epfd < 0 || !srv->workers) {
+		err = srv->ctl_fd < 0 || srv->epfd < 0 ? -errno : -ENOMEM;
 		goto err;
 	}
-	fg_local_errors_init(&p->local, "proxy");
-	if (getrandom(&p->rng, sizeof(p->rng), 0) != sizeof(p->rng))
-		p->rng = now_ms() ^ ((__u64)getpid() << 32);
-	p->rng |= 1;
-	px_choose_mode(p);
-	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->epfd < 0) {
-		err = -errno;
-		goto err;
-	}
-	if (p->sm) {
-		p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		p->ttag.kind = T_TIMER;
-		p->ttag.obj = p;
-		if (p->tfd < 0 || ep_add(p, p->tfd, &p->ttag, EPOLLIN)) {
-			err = -errno;
+	for (i = 0; i < (int)srv->opts.workers; i++) {
+		srv->n_workers = i + 1;
+		/* The first takes the port (a free one when 0), the others
+		 * the same. */
+		err = worker_init(srv, i, i ? srv->port : srv->opts.port);
+		if (err) {
+			pr_warn("proxy: cannot listen on %s port %u: %s\n",
+				fg_addr_str(&srv->opts.addr, srv->opts.family, abuf, sizeof(abuf)),
+				i ? srv->port : srv->opts.port, strerror(-err));
 			goto err;
 		}
+		if (!i)
+			srv->port = srv->workers[0].port;
+		{
+			struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+
+			if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->workers[i].epfd, &ev)) {
+				err = -errno;
+				goto err;
+			}
+		}
 	}
-	err = px_open_listener(p);
-	if (err) {
-		pr_warn("proxy: cannot listen on %s port %u: %s\n",
-			fg_addr_str(&p->opts.addr, p->opts.family, abuf, sizeof(abuf)),
-			p->opts.port, strerror(-err));
-		goto err;
-	}
-	p->ltag.kind = T_LISTEN;
-	p->ltag.obj = p;
-	err = ep_add(p, p->lfd, &p->ltag, EPOLLIN);
-	if (err)
-		goto err;
-	p->fd_base = px_count_open_fds();
-	px_fd_budget_update(p);
-	if (p->fd_budget)
+	srv->fd_base = px_count_open_fds();
+	px_fd_budget_update(&srv->workers[0]);
+	if (srv->fd_budget)
 		pr_debug("proxy: file descriptor budget %u (%u open at start, %u left to the "
-			 "rest of the agent)\n", p->fd_budget, p->fd_base, p->opts.fd_reserve);
-	pr_info("proxy: listening on %s%s%s:%u\n", p->opts.family == FG_AF_INET6 ? "[" : "",
-		fg_addr_str(&p->opts.addr, p->opts.family, abuf, sizeof(abuf)),
-		p->opts.family == FG_AF_INET6 ? "]" : "", p->port);
-	*out = p;
+			 "rest of the agent)\n", srv->fd_budget, srv->fd_base, srv->opts.fd_reserve);
+	pr_info("proxy: listening on %s%s%s:%u (%d worker%s)\n",
+		srv->opts.family == FG_AF_INET6 ? "[" : "",
+		fg_addr_str(&srv->opts.addr, srv->opts.family, abuf, sizeof(abuf)),
+		srv->opts.family == FG_AF_INET6 ? "]" : "", srv->port, srv->n_workers,
+		srv->n_workers > 1 ? "s" : "");
+	*out = srv;
 	return 0;
 err:
-	fg_proxy_close(p);
+	fg_proxy_close(srv);
 	return err;
 }
 
-int fg_proxy_fd(const struct fg_proxy *p)
+int fg_proxy_start(struct fg_proxy *srv)
 {
-	return p->epfd;
-}
+	int i, err;
 
-__u16 fg_proxy_port(const struct fg_proxy *p)
-{
-	return p->port;
-}
+	err = px_routes_publish(srv);
+	if (err)
+		return err;
+	srv->threaded = true;
+	for (i = 0; i < srv->n_workers; i++) {
+		struct px_worker *p = &srv->workers[i];
 
-void fg_proxy_process(struct fg_proxy *p)
-{
-	struct epoll_event evs[MAX_EVENTS];
-	int round, n, i;
-
-	for (round = 0; round < PROCESS_ROUNDS; round++) {
-		n = epoll_wait(p->epfd, evs, MAX_EVENTS, 0);
-		if (n <= 0)
-			break;
-		for (i = 0; i < n; i++) {
-			struct tag *t = evs[i].data.ptr;
-
-			switch (t->kind) {
-			case T_LISTEN:
-				px_do_accept(p);
-				break;
-			case T_CLIENT: {
-				struct conn *c = t->obj;
-
-				if (!c->dead)
-					px_on_client(c, evs[i].events);
-				break;
-			}
-			case T_UPSTREAM: {
-				struct upstream *u = t->obj;
-
-				if (!u->dead)
-					px_on_upstream(u, evs[i].events);
-				break;
-			}
-			case T_TIMER:
-				px_on_timer(p);
-				break;
-			}
+		err = -pthread_create(&p->thread, NULL, worker_main, p);
+		if (err) {
+			pr_warn("proxy: cannot start worker %d: %s\n", i, strerror(-err));
+			return err;
 		}
-		px_reap(p);
-		if (n < MAX_EVENTS)
-			break;
+		p->running = true;
 	}
-	if (now_ms() >= p->next_check)
-		px_check_timeouts(p);
-	px_reap(p);
+	return 0;
 }
 
-void fg_proxy_tick(struct fg_proxy *p)
+void fg_proxy_sync_routes(struct fg_proxy *srv)
 {
-	px_check_timeouts(p);
-	px_reap(p);
+	if (srv && srv->threaded &&
+	    fg_control_plan_gen(srv->control) != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE))
+		px_routes_publish(srv);
 }
 
-void fg_proxy_close(struct fg_proxy *p)
+int fg_proxy_workers(const struct fg_proxy *srv)
 {
-	size_t b, i;
+	return srv->n_workers;
+}
 
-	if (!p)
+void fg_proxy_drain(struct fg_proxy *srv)
+{
+	__u64 one = 1;
+	int i;
+
+	__atomic_store_n(&srv->draining, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < srv->n_workers; i++)
+		if (write(srv->workers[i].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_debug("proxy: cannot wake worker %d: %s\n", i, strerror(errno));
+}
+
+unsigned fg_proxy_connections(const struct fg_proxy *srv)
+{
+	return px_total_conns(srv);
+}
+
+int fg_proxy_fd(const struct fg_proxy *srv)
+{
+	return srv->threaded ? srv->ctl_fd : srv->epfd;
+}
+
+__u16 fg_proxy_port(const struct fg_proxy *srv)
+{
+	return srv->port;
+}
+
+void fg_proxy_process(struct fg_proxy *srv)
+{
+	int i;
+
+	if (srv->threaded) {
+		px_markdowns_apply(srv);
 		return;
-	while (p->conns)
-		px_conn_close(p->conns);
-	for (b = 0; b < POOL_BUCKETS; b++) {
-		while (p->pools[b]) {
-			struct upstream *u = p->pools[b]->top;
+	}
+	for (i = 0; i < srv->n_workers; i++)
+		worker_run(&srv->workers[i], 0);
+}
 
-			px_pool_unlink(u);
-			px_up_close(u);
+void fg_proxy_tick(struct fg_proxy *srv)
+{
+	int i;
+
+	if (srv->threaded) {
+		px_markdowns_apply(srv);
+		return;
+	}
+	for (i = 0; i < srv->n_workers; i++) {
+		px_check_timeouts(&srv->workers[i]);
+		px_reap(&srv->workers[i]);
+	}
+}
+
+void fg_proxy_close(struct fg_proxy *srv)
+{
+	__u64 one = 1;
+	int i;
+
+	if (!srv)
+		return;
+	__atomic_store_n(&srv->stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < srv->n_workers; i++) {
+		struct px_worker *p = &srv->workers[i];
+
+		if (!p->running)
+			continue;
+		if (write(p->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_debug("proxy: cannot wake worker %d: %s\n", i, strerror(errno));
+		pthread_join(p->thread, NULL);
+		p->running = false;
+	}
+	if (srv->threaded)
+		px_markdowns_apply(srv);
+	for (i = 0; i < srv->n_workers; i++)
+		worker_fini(&srv->workers[i]);
+	free(srv->workers);
+	px_routes_put(srv->routes);
+	free(srv->markdowns);
+	if (srv->ctl_fd >= 0)
+		close(srv->ctl_fd);
+	if (srv->epfd >= 0)
+		close(srv->epfd);
+	fg_sockmap_close(srv->sm, true);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv);
+}
+
+enum fg_l7_mode fg_proxy_mode(const struct fg_proxy *srv)
+{
+	return srv->mode;
+}
+
+const char *fg_proxy_mode_why(const struct fg_proxy *srv)
+{
+	return srv->mode_why;
+}
+
+#define SUM(f) do { __u64 s_ = 0; for (i = 0; i < srv->n_workers; i++) { \
+	s_ += LOAD(srv->workers[i].st.f); } out->f = s_; } while (0)
+
+void fg_proxy_counters(const struct fg_proxy *srv, struct fg_proxy_counters *out)
+{
+	int i, k;
+
+	memset(out, 0, sizeof(*out));
+	SUM(requests);
+	for (k = 0; k < 6; k++)
+		for (i = 0; i < srv->n_workers; i++)
+			out->responses[k] += LOAD(srv->workers[i].st.responses[k]);
+	SUM(upstream_connects);
+	SUM(upstream_reuses);
+	SUM(retries);
+	SUM(connect_failures);
+	SUM(passive_down);
+	SUM(timeouts);
+	SUM(accepted);
+	SUM(refused);
+	SUM(refused_per_client);
+	SUM(refused_fds);
+	SUM(client_timeouts);
+	SUM(not_retried);
+	for (i = 0; i < srv->n_workers; i++)
+		out->local_errors += LOAD(srv->workers[i].local.total);
+}
+
+#undef SUM
+
+/* The workers' local errors together. */
+static json_t *local_errors_json(const struct fg_proxy *srv)
+{
+	struct fg_local_errors sum;
+	int i, k;
+
+	fg_local_errors_init(&sum, "proxy");
+	for (i = 0; i < srv->n_workers; i++) {
+		const struct fg_local_errors *le = &srv->workers[i].local;
+
+		sum.total += LOAD(le->total);
+		for (k = 0; k < 5; k++)
+			sum.by_errno[k] += LOAD(le->by_errno[k]);
+		if (LOAD(le->total) && !sum.last_what[0]) {
+			sum.last_errno = LOAD(le->last_errno);
+			memcpy(sum.last_what, le->last_what, sizeof(sum.last_what));
+			sum.last_what[sizeof(sum.last_what) - 1] = '\0';
 		}
 	}
-	px_reap(p);
-	if (p->lfd >= 0)
-		close(p->lfd);
-	if (p->epfd >= 0)
-		close(p->epfd);
-	if (p->tfd >= 0)
-		close(p->tfd);
-	for (i = fg_hmap_next(&p->cache.rings, 0); i < p->cache.rings.cap;
-	     i = fg_hmap_next(&p->cache.rings, i + 1)) {
-		struct ring_cache *rc = (struct ring_cache *)(uintptr_t)*fg_hmap_val(&p->cache.rings, i);
-
-		free(rc->ring);
-		free(rc);
-	}
-	fg_hmap_fini(&p->cache.rings);
-	free(p->cache.cands);
-	free(p->scratch);
-	fg_sockmap_close(p->sm, true);
-	free(p);
+	return fg_local_errors_json(&sum);
 }
 
-enum fg_l7_mode fg_proxy_mode(const struct fg_proxy *p)
+json_t *fg_proxy_stats(const struct fg_proxy *srv)
 {
-	return p->mode;
-}
-
-const char *fg_proxy_mode_why(const struct fg_proxy *p)
-{
-	return p->mode_why;
-}
-
-void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out)
-{
-	*out = p->st;
-	out->local_errors = p->local.total;
-}
-
-json_t *fg_proxy_stats(const struct fg_proxy *p)
-{
-	const struct fg_proxy_counters *s = &p->st;
+	struct fg_proxy_counters st, *s = &st;
+	__u64 conns = 0, ups = 0, pooled = 0, spliced = 0, kernel = 0, windows = 0;
 	json_t *j;
+	int i;
 
+	fg_proxy_counters(srv, &st);
+	for (i = 0; i < srv->n_workers; i++) {
+		const struct px_worker *w = &srv->workers[i];
+
+		conns += LOAD(w->n_conns);
+		ups += LOAD(w->n_upstreams);
+		pooled += LOAD(w->n_pooled);
+		spliced += LOAD(w->spliced_bytes);
+		kernel += LOAD(w->kernel_bytes);
+		windows += LOAD(w->windows);
+	}
 	j = json_pack("{s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
 			 " s:I, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:I}",
 			 "requests", (json_int_t)s->requests, "responses",
@@ -701,23 +996,40 @@ json_t *fg_proxy_stats(const struct fg_proxy *p)
 			 "timeouts", (json_int_t)s->timeouts,
 			 "accepted", (json_int_t)s->accepted,
 			 "refused", (json_int_t)s->refused,
-			 "connections", (int)p->n_conns,
-			 "upstreams", (int)p->n_upstreams,
-			 "idleUpstreams", (int)p->n_pooled,
-			 "mode", fg_l7_mode_name(p->mode),
-			 "modeReason", p->mode_why,
-			 "splicedBytes", (json_int_t)p->spliced_bytes,
-			 "kernelBytes", (json_int_t)p->kernel_bytes,
-			 "kernelWindows", (json_int_t)p->windows);
+			 "connections", (int)conns,
+			 "upstreams", (int)ups,
+			 "idleUpstreams", (int)pooled,
+			 "mode", fg_l7_mode_name(srv->mode),
+			 "modeReason", srv->mode_why,
+			 "splicedBytes", (json_int_t)spliced,
+			 "kernelBytes", (json_int_t)kernel,
+			 "kernelWindows", (json_int_t)windows);
 	if (!j)
 		return NULL;
 	json_object_set_new(j, "refusedPerClient", json_integer((json_int_t)s->refused_per_client));
 	json_object_set_new(j, "refusedFds", json_integer((json_int_t)s->refused_fds));
 	json_object_set_new(j, "clientTimeouts", json_integer((json_int_t)s->client_timeouts));
 	json_object_set_new(j, "notRetried", json_integer((json_int_t)s->not_retried));
-	json_object_set_new(j, "localErrors", fg_local_errors_json(&p->local));
-	json_object_set_new(j, "fdBudget", json_integer(p->fd_budget));
-	json_object_set_new(j, "fdsReserved", json_integer(px_fds_reserved(p)));
-	json_object_set_new(j, "maxConnsPerClient", json_integer(p->opts.max_conns_per_client));
+	json_object_set_new(j, "localErrors", local_errors_json(srv));
+	json_object_set_new(j, "fdBudget", json_integer(LOAD(srv->fd_budget)));
+	json_object_set_new(j, "fdsReserved",
+			    json_integer(srv->n_workers ? px_fds_reserved(&srv->workers[0]) : 0));
+	json_object_set_new(j, "maxConnsPerClient", json_integer(srv->opts.max_conns_per_client));
+	json_object_set_new(j, "workers", json_integer(srv->n_workers));
+	{
+		json_t *per = json_array();
+
+		for (i = 0; per && i < srv->n_workers; i++) {
+			const struct px_worker *w = &srv->workers[i];
+
+			json_array_append_new(per, json_pack("{s:I, s:I, s:i, s:i}",
+				"accepted", (json_int_t)LOAD(w->st.accepted),
+				"requests", (json_int_t)LOAD(w->st.requests),
+				"connections", (int)LOAD(w->n_conns),
+				"idleUpstreams", (int)LOAD(w->n_pooled)));
+		}
+		json_object_set_new(j, "perWorker", per);
+	}
+	json_object_set_new(j, "draining", json_boolean(LOAD(srv->draining)));
 	return j;
 }

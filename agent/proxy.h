@@ -42,7 +42,16 @@
  * byte within upstream_timeout_ms), 408 (a request body that stalled
  * client_body_timeout_ms). Bodies are short text/plain.
  *
- * Single-threaded: every function must be called from the same thread.
+ * Workers: opts.workers event loops, each with its own listener on the
+ * same port (SO_REUSEPORT, the kernel spreads the connections), its own
+ * connections, upstream pool and caches. fg_proxy_open builds them;
+ * without fg_proxy_start they run inline in fg_proxy_process (the agent's
+ * thread, as tests use it); after it each runs on its own thread and
+ * fg_proxy_fd / fg_proxy_process serve only what workers hand back to the
+ * control thread (passive health mark-downs, which write the maps). The
+ * routes reach workers as immutable snapshots (fg_proxy_sync_routes after
+ * every plan change). Every function here is called from one thread, the
+ * agent's.
  */
 #ifndef FG_PROXY_H
 #define FG_PROXY_H
@@ -100,7 +109,12 @@ struct fg_proxy_opts {
 	fg_request_cb on_request;
 	void *on_request_ctx;
 	bool record_details;
+	/* Event loops (1 when 0); at most FG_PROXY_MAX_WORKERS. sockmap mode
+	 * runs one. The agent passes --workers (default: the CPUs). */
+	unsigned workers;
 };
+
+#define FG_PROXY_MAX_WORKERS 64
 
 struct fg_proxy;
 
@@ -117,6 +131,17 @@ __u16 fg_proxy_port(const struct fg_proxy *p);
 void fg_proxy_process(struct fg_proxy *p);
 /* Timeouts (header, idle, connect, upstream, pool); call it periodically. */
 void fg_proxy_tick(struct fg_proxy *p);
+/* Runs each worker on its own thread (see above). */
+int fg_proxy_start(struct fg_proxy *p);
+/* Gives the workers the plan's routes when they changed (threaded only;
+ * inline workers look for themselves). */
+void fg_proxy_sync_routes(struct fg_proxy *p);
+int fg_proxy_workers(const struct fg_proxy *p);
+/* No new clients; idle keep-alive connections closed, the others after
+ * their answer. */
+void fg_proxy_drain(struct fg_proxy *p);
+/* Client connections open, every worker's. */
+unsigned fg_proxy_connections(const struct fg_proxy *p);
 /* Closes every connection and the listener. NULL is fine. */
 void fg_proxy_close(struct fg_proxy *p);
 

@@ -352,7 +352,7 @@ int px_put_response_head(struct conn *c, const struct fg_http_response *r)
 /* Response: rin -> out. Returns true on progress. */
 bool px_pump_response(struct conn *c)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	struct fg_http_response *r = &p->resp;
 	bool moved = false;
 
@@ -509,7 +509,7 @@ bool px_splice_response(struct conn *c)
 			break;
 		}
 		fg_http_framer_skip(&c->rsf, n);
-		c->p->spliced_bytes += n;
+		STAT_ADD(c->p, spliced_bytes, n);
 		c->tx += n;
 		c->resp_bytes = true;
 		c->up_activity = now_ms();
@@ -545,7 +545,7 @@ bool px_splice_request(struct conn *c)
 			break;
 		}
 		fg_http_framer_skip(&c->rqf, n);
-		c->p->spliced_bytes += n;
+		STAT_ADD(c->p, spliced_bytes, n);
 		c->rx += n;
 		c->activity = c->last_rx = now_ms();
 		c->rq_done = fg_http_framer_done(&c->rqf);
@@ -576,7 +576,7 @@ bool px_splice_request(struct conn *c)
  *  - after it the client gets nothing from the agent until its TCP stream
  *    holds what the kernel redirected (the barrier). */
 
-void px_sm_arm(struct fg_proxy *p)
+void px_sm_arm(struct px_worker *p)
 {
 	struct itimerspec its = { .it_interval = { 0, SM_TICK_NS }, .it_value = { 0, SM_TICK_NS } };
 
@@ -594,8 +594,8 @@ void px_sm_account(struct conn *c, __u64 total_redirected)
 		return;
 	u->sk_kseen = total_redirected;
 	fg_http_framer_skip(&c->rsf, k);
-	c->p->kernel_bytes += k;
-	c->p->spliced_bytes += k;
+	STAT_ADD(c->p, kernel_bytes, k);
+	STAT_ADD(c->p, spliced_bytes, k);
 	c->tx += k;
 	c->sm_target += k;
 	c->sm_barrier = true;
@@ -656,7 +656,7 @@ bool px_sm_barrier_passed(struct conn *c)
 /* Puts the upstream into the verdict map before it carries a byte. */
 void px_sm_join(struct upstream *u)
 {
-	struct fg_proxy *p = u->p;
+	struct px_worker *p = u->p;
 	int err;
 
 	if (!p->sm || u->sk_tried || u->connecting || u->fd < 0)
@@ -674,7 +674,7 @@ void px_sm_join(struct upstream *u)
 bool px_sockmap_response(struct conn *c)
 {
 	struct upstream *u = c->up;
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	struct fg_sk_state st;
 	unsigned long long opaque;
 	int err;
@@ -728,7 +728,7 @@ bool px_sockmap_response(struct conn *c)
 	if (err)
 		return false;
 	c->win = true;
-	p->windows++;
+	STAT_ADD(p, windows, 1);
 	px_sm_arm(p);
 	return true;
 }

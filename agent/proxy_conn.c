@@ -24,17 +24,17 @@ const char *px_status_text(int status)
 	}
 }
 
-void px_count_status(struct fg_proxy *p, int status)
+void px_count_status(struct px_worker *p, int status)
 {
 	int cls = status / 100;
 
 	if (cls >= 1 && cls <= 5)
-		p->st.responses[cls]++;
+		STAT_INC(p, responses[cls]);
 }
 
 void px_conn_close(struct conn *c)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 
 	if (c->dead)
 		return;
@@ -60,7 +60,7 @@ void px_conn_close(struct conn *c)
 		c->next->prev = c->prev;
 	c->next = p->dead_conns;
 	p->dead_conns = c;
-	p->n_conns--;
+	CNT_ADD(p, n_conns, -1);
 }
 
 void px_conn_free(struct conn *c)
@@ -75,7 +75,7 @@ void px_conn_free(struct conn *c)
 	free(c);
 }
 
-void px_reap(struct fg_proxy *p)
+void px_reap(struct px_worker *p)
 {
 	while (p->dead_conns) {
 		struct conn *c = p->dead_conns;
@@ -219,7 +219,7 @@ bool px_method_idempotent(const char *m, size_t n)
  * p->req): route it and start the exchange. */
 void px_start_request(struct conn *c, size_t hlen)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	const struct fg_http_request *req = &p->req;
 	const struct fg_route *route;
 	const struct fg_target *t;
@@ -234,15 +234,15 @@ void px_start_request(struct conn *c, size_t hlen)
 	c->idempotent = px_method_idempotent(req->method, req->method_len);
 	c->version_minor = req->version_minor;
 	c->req_ka = req->keep_alive;
-	c->close_after = !req->keep_alive || c->eof;
+	/* Draining: each connection ends after its answer. */
+	c->close_after = !req->keep_alive || c->eof || LOAD(c->p->srv->draining);
 	has_body = !(req->body == FG_BODY_NONE ||
 		     (req->body == FG_BODY_LENGTH && !req->content_length));
 
 	plen = req->path_len < p->scratch_len ? req->path_len : p->scratch_len - 1;
 	memcpy(p->scratch, req->path, plen);
 	p->scratch[plen] = '\0';
-	route = px_find_route(fg_control_plan(p->control), req->host_len ? req->host : "",
-			   p->scratch);
+	route = px_find_route(px_routes_current(p), req->host_len ? req->host : "", p->scratch);
 	px_rec_begin(c, req, route);
 	if (!route) {
 		snprintf(msg, sizeof(msg), "no route for %s %.512s",
@@ -256,8 +256,8 @@ void px_start_request(struct conn *c, size_t hlen)
 	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
 		 t->subset[0] ? " subset " : "", t->subset);
 	px_rec_target(c, route, t);
-	sid = fg_control_service_id(p->control, t);
-	if (sid < 0 || px_pick_backend(p, sid, NULL, 0, -1, &bid)) {
+	sid = t->service_id;
+	if (sid <= 0 || px_pick_backend(p, sid, NULL, 0, -1, &bid)) {
 		snprintf(msg, sizeof(msg), "no healthy cluster for %s", c->service);
 		buf_consume(&c->in, hlen);
 		px_respond_error(c, 503, msg, has_body || c->close_after);
@@ -352,7 +352,7 @@ void px_final_error(struct conn *c, enum fail_kind kind, const char *why)
  */
 void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char *what)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	struct upstream *u = c->up;
 	char why[256], kbuf[64];
 	__u32 bid;
@@ -383,7 +383,7 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 
 		px_drop_upstream(c);
 		if (slow_client) {
-			p->st.client_timeouts++;
+			STAT_INC(p, client_timeouts);
 			pr_debug("proxy: %s: %s while waiting for the client's body: 408\n", c->ip, why);
 			px_respond_error(c, 408, "request body not received in time", true);
 		} else {
@@ -401,7 +401,7 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 		 * backend's fault; again on a new connection, when it may be
 		 * sent again. */
 		if (!px_may_resend(c)) {
-			p->st.not_retried++;
+			STAT_INC(p, not_retried);
 			px_bad_gateway(c, 502, why);
 			return;
 		}
@@ -418,7 +418,7 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 		px_mark_down(p, c->service_id, bid, why);
 	retry = kind == F_STATUS || (c->policy.next_upstream & px_retry_flag(kind));
 	if (retry && !px_may_resend(c)) {
-		p->st.not_retried++;
+		STAT_INC(p, not_retried);
 		pr_debug("proxy: %s: %s; not resent: the request reached it and its method is "
 			 "not idempotent\n", c->ip, why);
 		retry = false;
@@ -428,7 +428,7 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 	if (retry && c->attempts < c->policy.next_upstream_tries &&
 	    !px_pick_backend(p, c->service_id, c->tried, c->attempts, cidx, &bid)) {
 		c->attempts++;
-		p->st.retries++;
+		STAT_INC(p, retries);
 		c->req_sent = false;
 		c->upo_sent = 0;
 		c->resp_bytes = false;
@@ -443,14 +443,14 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 /* Gets c an upstream connection to backend bid (pooled when use_pool). */
 void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 {
-	struct fg_proxy *p = c->p;
-	struct fg_backend bev, *be = &bev;
+	struct px_worker *p = c->p;
+	const struct fg_backend *be = px_backend(p, bid);
 	struct pool_key key = {};
 	struct upstream *u = NULL;
 	char kbuf[64], what[96];
 	int err = 0;
 
-	if (fg_dp_backend_view(p->dp, bid, &bev)) {
+	if (!be) {
 		px_bad_gateway(c, 502, "backend gone");
 		return;
 	}
@@ -462,7 +462,7 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 		if (c->idempotent || px_pooled_alive(u)) {
 			u->reused = true;
 			c->rec.up_connect_ns = c->rec.up_start_ns;
-			p->st.upstream_reuses++;
+			STAT_INC(p, upstream_reuses);
 			break;
 		}
 		px_up_close(u);
@@ -480,7 +480,7 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 					.cluster_idx = be->cluster_idx, .fd = -1, .p = p };
 
 		if (err > 0)
-			p->st.connect_failures++;
+			STAT_INC(p, connect_failures);
 		u = calloc(1, sizeof(*u));
 		if (!u) {
 			px_bad_gateway(c, 503, "gateway out of memory");
@@ -489,7 +489,7 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 		*u = tmp;
 		u->tag.kind = T_UPSTREAM;
 		u->tag.obj = u;
-		p->n_upstreams++;
+		CNT_ADD(p, n_upstreams, 1);
 		c->up = u;
 		if (err < 0)
 			px_upstream_failed(c, F_LOCAL, -err, "could not be connected to");
@@ -528,7 +528,7 @@ bool px_status_retry(struct conn *c, int status)
 	    c->attempts >= c->policy.next_upstream_tries || c->attempts > FG_NU_MAX_TRIES)
 		return false;
 	if (!px_may_resend(c)) {
-		c->p->st.not_retried++;
+		STAT_INC(c->p, not_retried);
 		return false;
 	}
 	memcpy(ex, c->tried, (c->attempts - 1) * sizeof(ex[0]));
@@ -566,7 +566,7 @@ void px_finish_exchange(struct conn *c)
 
 bool px_step_head(struct conn *c)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	const char *why = NULL;
 	size_t used = buf_used(&c->in);
 	int r;
@@ -584,7 +584,7 @@ bool px_step_head(struct conn *c)
 	r = fg_http_parse_request(buf_data(&c->in), used, &p->limits, &p->req, &why);
 	if (r == 0) {
 		if (used >= c->in.max) {
-			p->st.requests++;
+			STAT_INC(p, requests);
 			c->is_head_req = false;
 			px_respond_error(c, 431, "request header fields too large", true);
 			return true;
@@ -599,7 +599,7 @@ bool px_step_head(struct conn *c)
 		}
 		return false;
 	}
-	p->st.requests++;
+	STAT_INC(p, requests);
 	if (r < 0) {
 		c->is_head_req = false;
 		px_respond_error(c, -r, why ? why : "bad request", true);
@@ -690,7 +690,7 @@ void px_linger_read(struct conn *c)
 
 void px_update_events(struct conn *c)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	unsigned want = 0;
 
 	if (c->state == C_LINGER) {
@@ -812,7 +812,7 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 				fg_local_error(&c->p->local, err, what);
 				px_upstream_failed(c, F_LOCAL, err, "could not be connected to");
 			} else {
-				c->p->st.connect_failures++;
+				STAT_INC(c->p, connect_failures);
 				px_upstream_failed(c, F_CONNECT, err, "connect failed");
 			}
 			px_conn_progress(c);
@@ -861,7 +861,7 @@ void px_check_conn(struct conn *c, __u64 now)
 	switch (c->state) {
 	case C_HEAD:
 		if (c->head_start && now - c->head_start >= o->header_timeout_ms) {
-			c->p->st.timeouts++;
+			STAT_INC(c->p, timeouts);
 			c->is_head_req = false;
 			px_respond_error(c, 408, "request header timeout", true);
 			px_conn_progress(c);
@@ -873,15 +873,15 @@ void px_check_conn(struct conn *c, __u64 now)
 		break;
 	case C_PROXY:
 		if (u && u->connecting && now - u->since >= o->upstream_connect_timeout_ms) {
-			c->p->st.timeouts++;
-			c->p->st.connect_failures++;
+			STAT_INC(c->p, timeouts);
+			STAT_INC(c->p, connect_failures);
 			px_upstream_failed(c, F_CONNECT_TIMEOUT, ETIMEDOUT, "connect");
 			px_conn_progress(c);
 		} else if (u && c->rs == R_HEAD && px_waiting_on_upstream(c) &&
 			   now - c->up_activity >= o->upstream_timeout_ms) {
 			char msg[128];
 
-			c->p->st.timeouts++;
+			STAT_INC(c->p, timeouts);
 			snprintf(msg, sizeof(msg), "did not answer within %u ms",
 				 o->upstream_timeout_ms);
 			px_upstream_failed(c, F_HEAD_TIMEOUT, 0, msg);
@@ -890,13 +890,13 @@ void px_check_conn(struct conn *c, __u64 now)
 			   now - c->last_rx >= o->client_body_timeout_ms) {
 			/* nginx's client_body_timeout: the client's fault, not
 			 * the upstream's that waits for the rest. */
-			c->p->st.client_timeouts++;
-			c->p->st.timeouts++;
+			STAT_INC(c->p, client_timeouts);
+			STAT_INC(c->p, timeouts);
 			px_respond_error(c, 408, "request body not received in time", true);
 			px_conn_progress(c);
 		} else if (c->rs == R_BODY && px_waiting_on_upstream(c) &&
 			   now - c->up_activity >= o->upstream_timeout_ms) {
-			c->p->st.timeouts++;
+			STAT_INC(c->p, timeouts);
 			px_abort_mid_response(c, "upstream stalled");
 			px_conn_progress(c);
 		} else if (now - c->activity >= o->idle_timeout_ms &&

@@ -31,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <pthread.h>
 #include <bpf/bpf.h>
 
 #include "health.h"
@@ -54,7 +55,7 @@
 #define ACCEPT_BATCH 64
 #define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
 
-enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM, T_TIMER };
+enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM, T_TIMER, T_WAKE };
 
 #define SM_TICK_NS 1000000       /* sockmap: window and barrier checks, 1 ms */
 
@@ -108,7 +109,7 @@ struct upstream {
 	struct tag tag;
 	int fd;
 	unsigned events;
-	struct fg_proxy *p;
+	struct px_worker *p;
 	struct conn *conn;       /* owner; NULL while pooled */
 	struct pool_key key;
 	__u32 backend_id, service_id, cluster_idx;
@@ -135,7 +136,7 @@ struct conn {
 	struct tag tag;
 	int fd;
 	unsigned events;
-	struct fg_proxy *p;
+	struct px_worker *p;
 	struct conn *prev, *next; /* live list (next: graveyard when dead) */
 	char ip[INET6_ADDRSTRLEN];
 	enum cstate state;
@@ -202,36 +203,69 @@ struct conn {
 	__u64 hdr_mark;          /* queued before the response head */
 };
 
-/* A service's cluster ring as last read from the maps. */
-struct ring_cache {
-	__u64 epoch;  /* the routing epoch it was read at */
-	__u32 *ring;  /* NULL: the service has none */
+/*
+ * The routes as the workers see them: a copy of the plan's routes,
+ * canaries and targets (without endpoints) with each target's service id,
+ * indexed by host, immutable once published (fg_proxy_set_routes): a
+ * worker keeps a reference while it uses one, and moves to a newer one at
+ * its next request.
+ */
+struct px_routes {
+	int refs;                 /* atomic */
+	unsigned long gen;        /* the control plane's plan generation */
+	struct fg_route *routes;  /* in match order, canaries copied */
+	size_t n_routes;
+	struct fg_target *targets; /* no clusters; service_id set */
+	size_t n_targets;
+	struct fg_hmap exact;     /* hash of a host -> (first << 32 | count) in idx */
+	struct fg_hmap wild;      /* hash of a wildcard's suffix -> the same */
+	__u32 *idx;
+	__u32 *any;               /* routes for any host, then defaults */
+	size_t n_any, n_dflt;
+};
+
+/* What a worker read from the maps to choose endpoints, per service;
+ * dropped whole when the routing state changed (the data plane's epoch),
+ * checked only when a pick begins (px_pick_backend). */
+struct svc_cache {
+	__u32 *ring;              /* the cluster ring, NULL: none */
 	__u32 size;
+	__u32 *members[FG_MAX_CLUSTERS]; /* backend ids, read on first use */
+	__u32 n_members[FG_MAX_CLUSTERS];
+	bool members_read[FG_MAX_CLUSTERS];
 };
 
 struct cache {
-	struct fg_hmap rings;   /* service id -> struct ring_cache * */
-	__u32 *cands;           /* scratch: the candidates of a pick */
+	__u64 epoch;
+	struct fg_hmap svcs;      /* service id -> struct svc_cache * */
+	struct fg_hmap backends;  /* backend id -> struct fg_backend * */
+	char clusters[FG_MAX_CLUSTERS][FG_NAME_LEN]; /* names, read on first use */
+	bool cluster_read[FG_MAX_CLUSTERS];
+	struct fg_slab_reader slab; /* this worker's descriptor of the ring slab */
+	__u32 *cands;             /* scratch: the candidates of a pick */
 	size_t cap_cands;
 };
 
-struct fg_proxy {
+/* One event loop: its listener (SO_REUSEPORT), connections, upstream
+ * pool, caches and counters. The read-only settings are copied in. */
+struct px_worker {
+	struct fg_proxy *srv;
+	int id;
+	pthread_t thread;
+	bool running;
 	struct fg_proxy_opts opts;
-	struct fg_control *control;
 	struct fg_dataplane *dp;
 	int epfd, lfd;
 	__u16 port;
 	struct tag ltag;
 	bool accept_paused;
 	__u64 accept_resume;
+	bool listening;           /* the listener is in the epoll set */
 	struct conn *conns;
-	unsigned n_conns;
+	unsigned n_conns;         /* these three are read by other threads */
 	unsigned n_upstreams;
 	unsigned n_pooled;
 	unsigned n_pipes;
-	unsigned fd_base;         /* descriptors open at fg_proxy_open */
-	unsigned fd_budget;       /* ours at most; 0: no limit known */
-	struct client_slot *clients[CLIENT_BUCKETS];
 	struct fg_local_errors local;
 	struct pool *pools[POOL_BUCKETS];
 	struct conn *dead_conns;
@@ -241,12 +275,12 @@ struct fg_proxy {
 	struct fg_http_response resp; /* scratch */
 	char *scratch;
 	size_t scratch_len;
+	struct px_routes *routes; /* held: the newest this worker has seen */
 	struct cache cache;
 	__u64 rng;
 	__u64 next_check;
 	struct fg_proxy_counters st;
 	enum fg_l7_mode mode;
-	char mode_why[512];
 	struct fg_sockmap *sm;
 	__u64 spliced_bytes;      /* splice + sockmap */
 	__u64 kernel_bytes;       /* sockmap */
@@ -255,8 +289,47 @@ struct fg_proxy {
 				   * a barrier is pending */
 	bool tarmed;
 	struct tag ttag;
+	int wake_fd;              /* eventfd: stop, drain */
+	struct tag wtag;
 };
 
+/* A backend a worker saw fail, for the control thread to mark down. */
+struct px_markdown {
+	__u32 backend_id, service_id;
+	char why[200];
+};
+
+/* The server: what the workers share. */
+struct fg_proxy {
+	struct fg_proxy_opts opts;
+	struct fg_control *control;
+	struct fg_dataplane *dp;
+	struct px_worker *workers;
+	int n_workers;
+	bool threaded;            /* workers run on their own threads */
+	int stop;                 /* atomic: workers leave their loops */
+	int draining;             /* atomic: no new clients, close after answers */
+	__u16 port;
+	enum fg_l7_mode mode;
+	char mode_why[512];
+	struct fg_sockmap *sm;
+	unsigned fd_base;         /* descriptors open at fg_proxy_open */
+	unsigned fd_budget;       /* atomic; all workers' at most, 0: no limit */
+	pthread_mutex_t lock;     /* clients, routes, markdowns */
+	struct client_slot *clients[CLIENT_BUCKETS];
+	struct px_routes *routes; /* the newest published */
+	unsigned long routes_gen; /* atomic: its generation */
+	struct px_markdown *markdowns;
+	size_t n_markdowns, cap_markdowns;
+	int ctl_fd;               /* eventfd: markdowns wait for the control thread */
+	int epfd;                 /* inline: an epoll over the workers' ones */
+};
+
+/* Counters written by one worker, read by any thread. */
+#define STAT_INC(p, f) __atomic_store_n(&(p)->st.f, (p)->st.f + 1, __ATOMIC_RELAXED)
+#define STAT_ADD(p, f, n) __atomic_store_n(&(p)->f, (p)->f + (n), __ATOMIC_RELAXED)
+#define CNT_ADD(p, f, n) __atomic_add_fetch(&(p)->f, (n), __ATOMIC_RELAXED)
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* ---------- small helpers ---------- */
 
@@ -268,7 +341,7 @@ static inline __u64 now_ms(void)
 	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static inline __u32 rnd(struct fg_proxy *p)
+static inline __u32 rnd(struct px_worker *p)
 {
 	/* xorshift64* */
 	p->rng ^= p->rng >> 12;
@@ -277,7 +350,7 @@ static inline __u32 rnd(struct fg_proxy *p)
 	return (__u32)((p->rng * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-static inline __u32 rnd_below(struct fg_proxy *p, __u32 n)
+static inline __u32 rnd_below(struct px_worker *p, __u32 n)
 {
 	return (__u32)(((__u64)rnd(p) * n) >> 32);
 }
@@ -341,7 +414,7 @@ static inline int buf_append(struct buf *b, const void *data, size_t n)
 	return 0;
 }
 
-static inline void ep_set(struct fg_proxy *p, int fd, struct tag *tag, unsigned *cur, unsigned want)
+static inline void ep_set(struct px_worker *p, int fd, struct tag *tag, unsigned *cur, unsigned want)
 {
 	struct epoll_event ev = { .events = want, .data.ptr = tag };
 
@@ -352,7 +425,7 @@ static inline void ep_set(struct fg_proxy *p, int fd, struct tag *tag, unsigned 
 	*cur = want;
 }
 
-static inline int ep_add(struct fg_proxy *p, int fd, struct tag *tag, unsigned events)
+static inline int ep_add(struct px_worker *p, int fd, struct tag *tag, unsigned events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = tag };
 
@@ -377,56 +450,64 @@ static inline __u64 now_ns(void)
 void px_abort_mid_response(struct conn *c, const char *why);
 void px_backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len);
 void px_bad_gateway(struct conn *c, int status, const char *why);
-bool px_canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
+bool px_canary_header_match(struct px_worker *p, const struct fg_canary *cn,
 				const struct fg_http_header *h, bool *never);
 void px_check_conn(struct conn *c, __u64 now);
-void px_check_timeouts(struct fg_proxy *p);
+void px_check_timeouts(struct px_worker *p);
 void px_choose_mode(struct fg_proxy *p);
-const struct fg_target *px_choose_target(struct fg_proxy *p, const struct fg_route *r,
+const struct fg_target *px_choose_target(struct px_worker *p, const struct fg_route *r,
 					     const struct fg_http_request *req);
-struct client_slot **px_client_find(struct fg_proxy *p, const struct fg_addr *a, __u8 family);
 int px_client_flush(struct conn *c);
 void px_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len);
 int px_client_read(struct conn *c);
-void px_client_release(struct fg_proxy *p, struct client_slot *cs);
-struct client_slot *px_client_take(struct fg_proxy *p, const struct sockaddr_storage *ss);
+void px_client_release(struct px_worker *p, struct client_slot *cs);
+struct client_slot *px_client_take(struct px_worker *p, const struct sockaddr_storage *ss);
 void px_conn_close(struct conn *c);
 void px_conn_free(struct conn *c);
 bool px_conn_lists(const struct fg_http_response *resp, const char *name, size_t nlen);
 void px_conn_progress(struct conn *c);
 unsigned px_count_open_fds(void);
-void px_count_status(struct fg_proxy *p, int status);
+void px_count_status(struct px_worker *p, int status);
 void px_dispatch(struct conn *c, __u32 bid, bool use_pool);
-void px_do_accept(struct fg_proxy *p);
+void px_do_accept(struct px_worker *p);
 void px_drop_upstream(struct conn *c);
 bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex);
-void px_fd_budget_update(struct fg_proxy *p);
-bool px_fds_allow(const struct fg_proxy *p, unsigned more);
-unsigned px_fds_reserved(const struct fg_proxy *p);
+void px_fd_budget_update(struct px_worker *p);
+bool px_fds_allow(const struct px_worker *p, unsigned more);
+unsigned px_fds_reserved(const struct px_worker *p);
 void px_final_error(struct conn *c, enum fail_kind kind, const char *why);
-const struct fg_route *px_find_route(const struct fg_plan *plan, const char *host,
-					 const char *path);
+
 void px_finish_exchange(struct conn *c);
 bool px_hop_by_hop(const struct fg_http_response *resp, const struct fg_http_header *h);
 const char *px_key_str(const struct pool_key *k, char *buf, size_t len);
 void px_linger_read(struct conn *c);
-void px_mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why);
+void px_mark_down(struct px_worker *p, __u32 sid, __u32 bid, const char *why);
+void px_markdowns_apply(struct fg_proxy *srv);
+const struct fg_route *px_find_route(const struct px_routes *rt, const char *host,
+				     const char *path);
+struct px_routes *px_routes_current(struct px_worker *p);
+int px_routes_publish(struct fg_proxy *srv);
+void px_routes_put(struct px_routes *rt);
+const struct fg_backend *px_backend(struct px_worker *p, __u32 bid);
+const char *px_cluster_name(struct px_worker *p, __u32 cidx);
+void px_cache_fini(struct cache *k);
 bool px_may_resend(const struct conn *c);
 bool px_method_idempotent(const char *m, size_t n);
 void px_on_client(struct conn *c, unsigned ev);
-void px_on_timer(struct fg_proxy *p);
+void px_on_timer(struct px_worker *p);
 void px_on_upstream(struct upstream *u, unsigned ev);
-int px_open_listener(struct fg_proxy *p);
+int px_open_listener(struct px_worker *p, __u16 port);
+unsigned px_total_conns(const struct fg_proxy *srv);
 size_t px_out_pending(const struct conn *c);
 size_t px_out_writable(const struct conn *c);
-int px_pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n_ex,
+int px_pick_backend(struct px_worker *p, __u32 sid, const __u32 *ex, size_t n_ex,
 			int avoid_cluster, __u32 *bid);
-bool px_pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *ex,
+bool px_pick_in_cluster(struct px_worker *p, __u32 sid, __u32 cidx, const __u32 *ex,
 			    size_t n_ex, __u32 *bid);
-void px_pipe_close(struct fg_proxy *p, struct fg_pipe *pp);
+void px_pipe_close(struct px_worker *p, struct fg_pipe *pp);
 int px_pipe_open(struct conn *c, struct fg_pipe *pp);
-struct pool **px_pool_find(struct fg_proxy *p, const struct pool_key *k);
-struct upstream *px_pool_get(struct fg_proxy *p, const struct pool_key *k);
+struct pool **px_pool_find(struct px_worker *p, const struct pool_key *k);
+struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k);
 unsigned px_pool_hash(const struct pool_key *k);
 void px_pool_put(struct upstream *u);
 void px_pool_unlink(struct upstream *u);
@@ -434,26 +515,26 @@ bool px_pooled_alive(const struct upstream *u);
 bool px_pump_request(struct conn *c);
 bool px_pump_response(struct conn *c);
 int px_put_response_head(struct conn *c, const struct fg_http_response *r);
-void px_reap(struct fg_proxy *p);
+void px_reap(struct px_worker *p);
 void px_rec_begin(struct conn *c, const struct fg_http_request *req,
 		      const struct fg_route *route);
 __u64 px_rec_consumed(const struct conn *c);
 void px_rec_end(struct conn *c, int status, enum fg_request_end end, long head_bytes);
 __u64 px_rec_queued(const struct conn *c);
-void px_rec_refused(struct fg_proxy *p, const struct sockaddr_storage *ss, long sent);
+void px_rec_refused(struct px_worker *p, const struct sockaddr_storage *ss, long sent);
 void px_rec_response(struct conn *c, int status);
 void px_rec_target(struct conn *c, const struct fg_route *route, const struct fg_target *t);
 void px_rec_upstream(struct conn *c, const void *addr, int family, __be16 port, __u32 cidx);
-void px_refuse(struct fg_proxy *p, int fd, const struct sockaddr_storage *ss, const char *why);
+void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why);
 bool px_req_spliceable(const struct conn *c);
 void px_reset_exchange(struct conn *c);
 bool px_resp_spliceable(const struct conn *c);
 void px_respond_error(struct conn *c, int status, const char *text, bool close);
 __u32 px_retry_flag(enum fail_kind kind);
 size_t px_rin_limit(const struct conn *c);
-const __u32 *px_ring_get(struct fg_proxy *p, __u32 sid, __u32 *size);
+const __u32 *px_ring_get(struct px_worker *p, __u32 sid, __u32 *size);
 void px_sm_account(struct conn *c, __u64 total_redirected);
-void px_sm_arm(struct fg_proxy *p);
+void px_sm_arm(struct px_worker *p);
 bool px_sm_barrier_passed(struct conn *c);
 void px_sm_join(struct upstream *u);
 void px_sm_window_end(struct conn *c, bool withdraw);
@@ -472,7 +553,7 @@ bool px_step_proxy(struct conn *c);
 size_t px_strip_forwarded(char *h, size_t len);
 void px_up_close(struct upstream *u);
 void px_up_close_fd(struct upstream *u);
-struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int *err);
+struct upstream *px_up_connect(struct px_worker *p, const struct pool_key *k, int *err);
 int px_up_flush(struct conn *c);
 void px_up_read(struct conn *c);
 void px_update_events(struct conn *c);

@@ -45,6 +45,8 @@ void px_rec_upstream(struct conn *c, const void *addr, int family, __be16 port, 
 	if (!c->rec_open)
 		return;
 	r->cluster_idx = cidx < FG_MAX_CLUSTERS ? (int)cidx : -1;
+	/* The worker's copy lives as long as the worker. */
+	r->cluster = px_cluster_name(c->p, cidx);
 	r->up_family = family;
 	memcpy(&r->up_addr, addr, sizeof(r->up_addr));
 	r->up_port = ntohs(port);
@@ -67,7 +69,7 @@ void px_rec_response(struct conn *c, int status)
  * the response, when the proxy made it (< 0: as recorded). */
 void px_rec_end(struct conn *c, int status, enum fg_request_end end, long head_bytes)
 {
-	struct fg_proxy *p = c->p;
+	struct px_worker *p = c->p;
 	struct fg_request_record *r = &c->rec;
 
 	if (!p->opts.on_request)
@@ -84,11 +86,14 @@ void px_rec_end(struct conn *c, int status, enum fg_request_end end, long head_b
 	c->in_mark = px_rec_consumed(c);
 	c->out_mark = px_rec_queued(c);
 	c->rec_open = false;
+	r->worker = p->id;
+	if (!r->cluster)
+		r->cluster = "";
 	p->opts.on_request(r, p->opts.on_request_ctx);
 }
 
 /* A connection refused at accept (503 sent, sent bytes of it). */
-void px_rec_refused(struct fg_proxy *p, const struct sockaddr_storage *ss, long sent)
+void px_rec_refused(struct px_worker *p, const struct sockaddr_storage *ss, long sent)
 {
 	struct fg_request_record r;
 	char ip[INET6_ADDRSTRLEN];
@@ -101,5 +106,7 @@ void px_rec_refused(struct fg_proxy *p, const struct sockaddr_storage *ss, long 
 	r.end = FG_REQ_REFUSED;
 	r.bytes_out = sent > 0 ? sent : 0;
 	r.start_ns = r.end_ns = now_ns();
+	r.worker = p->id;
+	r.cluster = "";
 	p->opts.on_request(&r, p->opts.on_request_ctx);
 }

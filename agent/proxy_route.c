@@ -1,38 +1,380 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Request routing: which route, which canary, which cluster and endpoint
- * (from the data plane's rings and backends), and passive health.
+ * Request routing: the routes a worker sees (an immutable copy of the
+ * plan's, indexed by host), which canary, which cluster and endpoint (from
+ * the data plane's maps, cached per routing epoch), and passive health
+ * (handed to the control thread, which alone writes the maps).
  */
 #include "proxy_int.h"
+#include "fleetgate_hash.h"
 
-/* The cluster ring of a service, NULL when it has none; reread from the
- * maps after routing state changed (the data plane's epoch). */
-const __u32 *px_ring_get(struct fg_proxy *p, __u32 sid, __u32 *size)
+/* ---------- the routes (immutable copies) ---------- */
+
+static __u64 str_hash(const char *s)
 {
-	__u64 epoch = fg_dp_epoch(p->dp), *v, key = sid;
-	struct ring_cache *rc;
+	size_t n = strlen(s);
 
-	v = fg_hmap_get(&p->cache.rings, &key);
-	if (v) {
-		rc = (struct ring_cache *)(uintptr_t)*v;
-	} else {
-		rc = calloc(1, sizeof(*rc));
-		if (!rc || fg_hmap_put(&p->cache.rings, &key, (uintptr_t)rc)) {
-			free(rc);
-			return NULL;
+	return (__u64)fg_bytes_hash(s, n, 0x6f757465u) << 32 | fg_bytes_hash(s, n, 0x726f7574u);
+}
+
+void px_routes_put(struct px_routes *rt)
+{
+	size_t i, j;
+
+	if (!rt || __atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	for (i = 0; i < rt->n_routes; i++) {
+		struct fg_route *r = &rt->routes[i];
+
+		for (j = 0; j < r->n_canaries; j++)
+			if (r->canaries[j].has_pattern)
+				fg_regex_free(r->canaries[j].pattern);
+		free(r->canaries);
+	}
+	free(rt->routes);
+	free(rt->targets);
+	free(rt->idx);
+	free(rt->any);
+	fg_hmap_fini(&rt->exact);
+	fg_hmap_fini(&rt->wild);
+	free(rt);
+}
+
+static long target_index(const struct fg_plan *plan, const struct fg_target *t, json_t *at)
+{
+	char key[32];
+	json_t *v;
+
+	snprintf(key, sizeof(key), "%p", (const void *)t);
+	v = json_object_get(at, key);
+	(void)plan;
+	return v ? (long)json_integer_value(v) : -1;
+}
+
+/* Groups the route indexes of one kind by the hash of their host. */
+static int index_hosts(struct px_routes *rt, struct fg_hmap *m, bool wildcard, size_t *pos)
+{
+	size_t i, n = 0;
+
+	/* counts, then slots: (first << 32 | count) */
+	for (i = 0; i < rt->n_routes; i++) {
+		const struct fg_route *r = &rt->routes[i];
+		__u64 h, *v;
+
+		if (r->is_default || !r->host[0] || r->wildcard != wildcard)
+			continue;
+		h = str_hash(r->host);
+		v = fg_hmap_get(m, &h);
+		if (fg_hmap_put(m, &h, v ? *v + 1 : 1))
+			return -ENOMEM;
+		n++;
+	}
+	for (i = fg_hmap_next(m, 0); i < m->cap; i = fg_hmap_next(m, i + 1)) {
+		__u64 *v = fg_hmap_val(m, i), count = *v;
+
+		*v = (__u64)*pos << 32;
+		*pos += count;
+	}
+	for (i = 0; i < rt->n_routes; i++) {
+		const struct fg_route *r = &rt->routes[i];
+		__u64 h, *v;
+
+		if (r->is_default || !r->host[0] || r->wildcard != wildcard)
+			continue;
+		h = str_hash(r->host);
+		v = fg_hmap_get(m, &h);
+		rt->idx[(*v >> 32) + (*v & 0xffffffffu)] = (__u32)i;
+		(*v)++;
+	}
+	(void)n;
+	return 0;
+}
+
+/* A copy of the plan's routes for the workers; run by the thread that owns
+ * the plan (the control plane's). */
+static struct px_routes *routes_build(struct fg_control *control, unsigned long gen)
+{
+	const struct fg_plan *plan = fg_control_plan(control);
+	struct px_routes *rt = calloc(1, sizeof(*rt));
+	json_t *at = json_object();
+	size_t i, j, pos = 0;
+
+	if (!rt || !at)
+		goto err;
+	rt->refs = 1;
+	rt->gen = gen;
+	fg_hmap_init(&rt->exact, sizeof(__u64));
+	fg_hmap_init(&rt->wild, sizeof(__u64));
+	if (!plan) {
+		json_decref(at);
+		return rt;
+	}
+	rt->targets = calloc(plan->n_targets ? plan->n_targets : 1, sizeof(*rt->targets));
+	rt->routes = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->routes));
+	rt->idx = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->idx));
+	rt->any = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->any));
+	if (!rt->targets || !rt->routes || !rt->idx || !rt->any)
+		goto err;
+	for (i = 0; i < plan->n_targets; i++) {
+		const struct fg_target *t = plan->targets[i];
+		struct fg_target *c = &rt->targets[i];
+		char key[32];
+
+		/* Who it is, not where its endpoints are: those come from
+		 * the maps. */
+		memcpy(c, t, sizeof(*c));
+		c->clusters = NULL;
+		c->n_clusters = 0;
+		c->req = NULL;
+		c->service_id = fg_control_service_id(control, t);
+		snprintf(key, sizeof(key), "%p", (const void *)t);
+		json_object_set_new(at, key, json_integer((json_int_t)i));
+	}
+	rt->n_targets = plan->n_targets;
+	for (i = 0; i < plan->n_routes; i++) {
+		const struct fg_route *r = &plan->routes[i];
+		struct fg_route *c = &rt->routes[i];
+		long ti = target_index(plan, r->target, at);
+
+		*c = *r;
+		c->canaries = NULL;
+		c->n_canaries = 0;
+		c->target = ti >= 0 ? &rt->targets[ti] : NULL;
+		rt->n_routes = i + 1;
+		if (!r->n_canaries)
+			continue;
+		c->canaries = calloc(r->n_canaries, sizeof(*c->canaries));
+		if (!c->canaries)
+			goto err;
+		for (j = 0; j < r->n_canaries; j++) {
+			struct fg_canary *cn = &c->canaries[j];
+
+			*cn = r->canaries[j];
+			cn->has_pattern = false;
+			ti = target_index(plan, r->canaries[j].target, at);
+			cn->target = ti >= 0 ? &rt->targets[ti] : c->target;
+			if (r->canaries[j].has_pattern) {
+				if (fg_regex_dup(&cn->pattern, r->canaries[j].pattern))
+					goto err;
+				cn->has_pattern = true;
+			}
+			c->n_canaries = j + 1;
 		}
-		rc->epoch = epoch + 1; /* not read yet */
 	}
-	if (rc->epoch != epoch) {
-		free(rc->ring);
-		rc->ring = NULL;
-		rc->size = 0;
-		rc->epoch = epoch;
-		if (fg_dp_ring_read(p->dp, sid, FG_RING_CLUSTERS, &rc->ring, &rc->size))
-			rc->ring = NULL;
+	if (index_hosts(rt, &rt->exact, false, &pos) || index_hosts(rt, &rt->wild, true, &pos))
+		goto err;
+	/* Any host, then the default backends: the plan's order. */
+	for (i = 0; i < rt->n_routes; i++)
+		if (!rt->routes[i].is_default && !rt->routes[i].host[0])
+			rt->any[rt->n_any++] = (__u32)i;
+	for (i = 0; i < rt->n_routes; i++)
+		if (rt->routes[i].is_default)
+			rt->any[rt->n_any + rt->n_dflt++] = (__u32)i;
+	json_decref(at);
+	return rt;
+err:
+	json_decref(at);
+	px_routes_put(rt);
+	return NULL;
+}
+
+/* Publishes a new copy (control thread). */
+int px_routes_publish(struct fg_proxy *srv)
+{
+	unsigned long gen = fg_control_plan_gen(srv->control);
+	struct px_routes *rt = routes_build(srv->control, gen), *old;
+
+	if (!rt)
+		return -ENOMEM;
+	pthread_mutex_lock(&srv->lock);
+	old = srv->routes;
+	srv->routes = rt;
+	__atomic_store_n(&srv->routes_gen, gen, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&srv->lock);
+	px_routes_put(old);
+	return 0;
+}
+
+/* The newest routes for this worker: a reference it keeps until a newer
+ * copy is out. Without threads the worker builds the copy itself when the
+ * plan changed (it runs on the control plane's thread then). */
+struct px_routes *px_routes_current(struct px_worker *p)
+{
+	struct fg_proxy *srv = p->srv;
+
+	if (!srv->threaded && srv->control &&
+	    fg_control_plan_gen(srv->control) != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE))
+		px_routes_publish(srv);
+	if (!p->routes || p->routes->gen != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE)) {
+		struct px_routes *rt;
+
+		pthread_mutex_lock(&srv->lock);
+		rt = srv->routes;
+		if (rt)
+			__atomic_add_fetch(&rt->refs, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&srv->lock);
+		px_routes_put(p->routes);
+		p->routes = rt;
 	}
-	*size = rc->size;
-	return rc->ring;
+	return p->routes;
+}
+
+static const struct fg_route *match_in(const struct px_routes *rt, const __u32 *idx, size_t n,
+				       const char *host, const char *path, bool exact)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct fg_route *r = &rt->routes[idx[i]];
+
+		if (exact ? strcmp(r->host, host) != 0 : !fg_host_matches(r->host, r->wildcard, host))
+			continue;
+		if (fg_path_matches(r->type, r->path, path))
+			return r;
+	}
+	return NULL;
+}
+
+/* The plan's first matching route: exact host, then wildcard, then any
+ * host, then default backends (routes.c route_order). */
+const struct fg_route *px_find_route(const struct px_routes *rt, const char *host,
+				     const char *path)
+{
+	const struct fg_route *r = NULL;
+	const char *dot;
+	__u64 h, *v;
+
+	if (!rt)
+		return NULL;
+	if (*host) {
+		h = str_hash(host);
+		v = fg_hmap_get(&rt->exact, &h);
+		if (v)
+			r = match_in(rt, rt->idx + (*v >> 32), *v & 0xffffffffu, host, path, true);
+		dot = strchr(host, '.');
+		if (!r && dot && dot[1]) {
+			h = str_hash(dot + 1);
+			v = fg_hmap_get(&rt->wild, &h);
+			if (v)
+				r = match_in(rt, rt->idx + (*v >> 32), *v & 0xffffffffu, host, path,
+					     false);
+		}
+	}
+	if (!r)
+		r = match_in(rt, rt->any, rt->n_any + rt->n_dflt, host, path, false);
+	return r;
+}
+
+/* ---------- endpoints, from the maps ---------- */
+
+static void cache_clear(struct cache *k)
+{
+	size_t i, c;
+
+	for (i = fg_hmap_next(&k->svcs, 0); i < k->svcs.cap; i = fg_hmap_next(&k->svcs, i + 1)) {
+		struct svc_cache *sc = (struct svc_cache *)(uintptr_t)*fg_hmap_val(&k->svcs, i);
+
+		free(sc->ring);
+		for (c = 0; c < FG_MAX_CLUSTERS; c++)
+			free(sc->members[c]);
+		free(sc);
+	}
+	fg_hmap_clear(&k->svcs);
+	for (i = fg_hmap_next(&k->backends, 0); i < k->backends.cap;
+	     i = fg_hmap_next(&k->backends, i + 1))
+		free((void *)(uintptr_t)*fg_hmap_val(&k->backends, i));
+	fg_hmap_clear(&k->backends);
+	memset(k->cluster_read, 0, sizeof(k->cluster_read));
+}
+
+void px_cache_fini(struct cache *k)
+{
+	cache_clear(k);
+	fg_hmap_fini(&k->svcs);
+	fg_hmap_fini(&k->backends);
+	free(k->cands);
+	fg_dp_slab_reader_close(&k->slab);
+}
+
+/* Everything read before the routing state last changed is dropped. */
+static void cache_check(struct px_worker *p)
+{
+	__u64 epoch = fg_dp_epoch(p->dp);
+
+	if (p->cache.epoch == epoch)
+		return;
+	cache_clear(&p->cache);
+	p->cache.epoch = epoch;
+}
+
+static struct svc_cache *svc_get(struct px_worker *p, __u32 sid)
+{
+	__u64 key = sid, *v;
+	struct svc_cache *sc;
+
+	v = fg_hmap_get(&p->cache.svcs, &key);
+	if (v)
+		return (struct svc_cache *)(uintptr_t)*v;
+	sc = calloc(1, sizeof(*sc));
+	if (!sc || fg_hmap_put(&p->cache.svcs, &key, (uintptr_t)sc)) {
+		free(sc);
+		return NULL;
+	}
+	if (fg_dp_ring_read_shared(p->dp, &p->cache.slab, sid, FG_RING_CLUSTERS, &sc->ring,
+				   &sc->size))
+		sc->ring = NULL;
+	return sc;
+}
+
+/* A backend as the maps hold it (cached); NULL when it is not active. */
+const struct fg_backend *px_backend(struct px_worker *p, __u32 bid)
+{
+	__u64 key = bid, *v;
+	struct fg_backend *be;
+
+	v = fg_hmap_get(&p->cache.backends, &key);
+	if (v)
+		return (const struct fg_backend *)(uintptr_t)*v;
+	be = malloc(sizeof(*be));
+	if (!be)
+		return NULL;
+	if (bpf_map_lookup_elem(fg_dp_maps(p->dp)->backends, &bid, be) ||
+	    !(be->flags & FG_BACKEND_F_ACTIVE)) {
+		free(be);
+		return NULL;
+	}
+	if (fg_hmap_put(&p->cache.backends, &key, (uintptr_t)be)) {
+		free(be);
+		return NULL;
+	}
+	return be;
+}
+
+/* A cluster's name (its id in the fleet), "" when unknown. */
+const char *px_cluster_name(struct px_worker *p, __u32 cidx)
+{
+	struct fg_cluster cl;
+
+	if (cidx >= FG_MAX_CLUSTERS)
+		return "";
+	if (!p->cache.cluster_read[cidx]) {
+		p->cache.clusters[cidx][0] = '\0';
+		if (!bpf_map_lookup_elem(fg_dp_maps(p->dp)->clusters, &cidx, &cl) &&
+		    (cl.flags & FG_CLUSTER_F_ACTIVE))
+			snprintf(p->cache.clusters[cidx], FG_NAME_LEN, "%.*s", FG_NAME_LEN - 1,
+				 cl.name);
+		p->cache.cluster_read[cidx] = true;
+	}
+	return p->cache.clusters[cidx];
+}
+
+/* The cluster ring of a service, NULL when it has none. */
+const __u32 *px_ring_get(struct px_worker *p, __u32 sid, __u32 *size)
+{
+	struct svc_cache *sc = svc_get(p, sid);
+
+	*size = sc ? sc->size : 0;
+	return sc ? sc->ring : NULL;
 }
 
 bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex)
@@ -46,30 +388,37 @@ bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex)
 }
 
 /* A random up member of (sid, cidx) that is not excluded. */
-bool px_pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *ex,
-			    size_t n_ex, __u32 *bid)
+bool px_pick_in_cluster(struct px_worker *p, __u32 sid, __u32 cidx, const __u32 *ex,
+			size_t n_ex, __u32 *bid)
 {
-	const __u32 *members;
-	struct fg_backend be;
-	size_t n_members, i, n = 0;
+	struct svc_cache *sc = svc_get(p, sid);
+	size_t i, n = 0;
 
-	if (fg_dp_members(p->dp, sid, cidx, &members, &n_members) || !n_members)
+	if (!sc || cidx >= FG_MAX_CLUSTERS)
 		return false;
-	if (n_members > p->cache.cap_cands) {
-		__u32 *c = realloc(p->cache.cands, n_members * sizeof(*c));
+	if (!sc->members_read[cidx]) {
+		if (fg_dp_ring_read_shared(p->dp, &p->cache.slab, sid, cidx | FG_RING_MEMBERS,
+					   &sc->members[cidx], &sc->n_members[cidx]))
+			sc->n_members[cidx] = 0;
+		sc->members_read[cidx] = true;
+	}
+	if (!sc->n_members[cidx])
+		return false;
+	if (sc->n_members[cidx] > p->cache.cap_cands) {
+		__u32 *c = realloc(p->cache.cands, sc->n_members[cidx] * sizeof(*c));
 
 		if (!c)
 			return false;
 		p->cache.cands = c;
-		p->cache.cap_cands = n_members;
+		p->cache.cap_cands = sc->n_members[cidx];
 	}
-	for (i = 0; i < n_members; i++) {
-		if (fg_dp_backend_view(p->dp, members[i], &be) ||
-		    (be.flags & (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP)) !=
-			    (FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP) ||
-		    px_excluded(members[i], ex, n_ex))
+	for (i = 0; i < sc->n_members[cidx]; i++) {
+		__u32 id = sc->members[cidx][i];
+		const struct fg_backend *be = px_backend(p, id);
+
+		if (!be || !(be->flags & FG_BACKEND_F_UP) || px_excluded(id, ex, n_ex))
 			continue;
-		p->cache.cands[n++] = members[i];
+		p->cache.cands[n++] = id;
 	}
 	if (!n)
 		return false;
@@ -80,14 +429,17 @@ bool px_pick_in_cluster(struct fg_proxy *p, __u32 sid, __u32 cidx, const __u32 *
 /* A backend for service sid: a random slot of its cluster ring, then a
  * random up backend of that cluster; avoid_cluster (or -1) is taken only
  * when no other cluster can serve. */
-int px_pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n_ex,
-			int avoid_cluster, __u32 *bid)
+int px_pick_backend(struct px_worker *p, __u32 sid, const __u32 *ex, size_t n_ex,
+		    int avoid_cluster, __u32 *bid)
 {
 	bool tried[FG_MAX_CLUSTERS] = {};
 	const __u32 *ring;
 	__u32 start, i, c, size;
 	int pass, t;
 
+	/* What the cache holds stays valid until the next pick: callers
+	 * keep px_backend()'s pointer that long. */
+	cache_check(p);
 	ring = px_ring_get(p, sid, &size);
 	if (!ring || !size)
 		return -ENOENT;
@@ -114,7 +466,11 @@ int px_pick_backend(struct fg_proxy *p, __u32 sid, const __u32 *ex, size_t n_ex,
 	return -ENOENT;
 }
 
-void px_mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why)
+/* ---------- passive health ---------- */
+
+/* Marks a backend down in the maps and rebuilds the rings of every
+ * service that has it (control thread). */
+static void markdown_apply(struct fg_proxy *srv, const struct px_markdown *m)
 {
 	char abuf[INET6_ADDRSTRLEN];
 	struct fg_backend be;
@@ -122,24 +478,85 @@ void px_mark_down(struct fg_proxy *p, __u32 sid, __u32 bid, const char *why)
 
 	/* Several requests in flight can fail on the same endpoint: it is
 	 * marked, and its rings rebuilt, once. */
-	if (fg_dp_backend_view(p->dp, bid, &be) || !(be.flags & FG_BACKEND_F_UP))
+	if (bpf_map_lookup_elem(fg_dp_maps(srv->dp)->backends, &m->backend_id, &be) ||
+	    !(be.flags & FG_BACKEND_F_ACTIVE) || !(be.flags & FG_BACKEND_F_UP))
 		return;
-	err = fg_dp_set_backend_up(p->dp, bid, false);
+	err = fg_dp_set_backend_up(srv->dp, m->backend_id, false);
 	if (err) {
-		pr_debug("proxy: cannot mark backend %u down: %s\n", bid, strerror(-err));
+		pr_debug("proxy: cannot mark backend %u down: %s\n", m->backend_id, strerror(-err));
 		return;
 	}
 	/* Every service with this endpoint: it is down for all of them. */
-	err = fg_dp_backends_changed(p->dp, &bid, 1);
+	err = fg_dp_backends_changed(srv->dp, &m->backend_id, 1);
 	if (err)
-		pr_warn("proxy: cannot rebuild the rings of backend %u: %s\n", bid, strerror(-err));
-	p->st.passive_down++;
-	pr_warn("proxy: backend %u (%s:%u) of cluster %s marked down (service %u): %s\n", bid,
-		fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf)), ntohs(be.port),
-		fg_dp_cluster_name(p->dp, be.cluster_idx), sid, why);
+		pr_warn("proxy: cannot rebuild the rings of backend %u: %s\n", m->backend_id,
+			strerror(-err));
+	pr_warn("proxy: backend %u (%s:%u) of cluster %s marked down (service %u): %s\n",
+		m->backend_id, fg_addr_str(&be.addr, be.family, abuf, sizeof(abuf)),
+		ntohs(be.port), fg_dp_cluster_name(srv->dp, be.cluster_idx), m->service_id, m->why);
 }
 
-bool px_canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
+void px_mark_down(struct px_worker *p, __u32 sid, __u32 bid, const char *why)
+{
+	struct fg_proxy *srv = p->srv;
+	struct px_markdown m = { .backend_id = bid, .service_id = sid };
+	struct fg_backend *be;
+	__u64 key = bid, *v, one = 1;
+
+	/* This worker stops using it at once. */
+	v = fg_hmap_get(&p->cache.backends, &key);
+	be = v ? (struct fg_backend *)(uintptr_t)*v : NULL;
+	if (be && !(be->flags & FG_BACKEND_F_UP))
+		return; /* said already */
+	if (be)
+		be->flags &= ~FG_BACKEND_F_UP;
+	STAT_INC(p, passive_down);
+	snprintf(m.why, sizeof(m.why), "%s", why);
+	if (!srv->threaded) {
+		markdown_apply(srv, &m);
+		return;
+	}
+	/* The control thread alone writes the maps. */
+	pthread_mutex_lock(&srv->lock);
+	if (srv->n_markdowns == srv->cap_markdowns) {
+		size_t cap = srv->cap_markdowns ? srv->cap_markdowns * 2 : 16;
+		struct px_markdown *a = realloc(srv->markdowns, cap * sizeof(*a));
+
+		if (a) {
+			srv->markdowns = a;
+			srv->cap_markdowns = cap;
+		}
+	}
+	if (srv->n_markdowns < srv->cap_markdowns)
+		srv->markdowns[srv->n_markdowns++] = m;
+	pthread_mutex_unlock(&srv->lock);
+	if (write(srv->ctl_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_debug("proxy: cannot wake the control thread: %s\n", strerror(errno));
+}
+
+/* The control thread's share: the markdowns the workers queued. */
+void px_markdowns_apply(struct fg_proxy *srv)
+{
+	struct px_markdown *ms;
+	size_t n, i;
+	__u64 v;
+
+	if (read(srv->ctl_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_debug("proxy: eventfd: %s\n", strerror(errno));
+	pthread_mutex_lock(&srv->lock);
+	ms = srv->markdowns;
+	n = srv->n_markdowns;
+	srv->markdowns = NULL;
+	srv->n_markdowns = srv->cap_markdowns = 0;
+	pthread_mutex_unlock(&srv->lock);
+	for (i = 0; i < n; i++)
+		markdown_apply(srv, &ms[i]);
+	free(ms);
+}
+
+/* ---------- canaries ---------- */
+
+bool px_canary_header_match(struct px_worker *p, const struct fg_canary *cn,
 				const struct fg_http_header *h, bool *never)
 {
 	*never = false;
@@ -156,7 +573,7 @@ bool px_canary_header_match(struct fg_proxy *p, const struct fg_canary *cn,
 }
 
 /* The route's target or one of its canaries' for this request. */
-const struct fg_target *px_choose_target(struct fg_proxy *p, const struct fg_route *r,
+const struct fg_target *px_choose_target(struct px_worker *p, const struct fg_route *r,
 					     const struct fg_http_request *req)
 {
 	bool never[FG_MAX_CANARIES] = {};
@@ -201,17 +618,4 @@ const struct fg_target *px_choose_target(struct fg_proxy *p, const struct fg_rou
 	return r->target;
 }
 
-const struct fg_route *px_find_route(const struct fg_plan *plan, const char *host,
-					 const char *path)
-{
-	size_t i;
 
-	for (i = 0; plan && i < plan->n_routes; i++) {
-		const struct fg_route *r = &plan->routes[i];
-
-		if (fg_host_matches(r->host, r->wildcard, host) &&
-		    fg_path_matches(r->type, r->path, path))
-			return r;
-	}
-	return NULL;
-}

@@ -15,7 +15,7 @@ unsigned px_pool_hash(const struct pool_key *k)
 	return h % POOL_BUCKETS;
 }
 
-struct pool **px_pool_find(struct fg_proxy *p, const struct pool_key *k)
+struct pool **px_pool_find(struct px_worker *p, const struct pool_key *k)
 {
 	struct pool **pp = &p->pools[px_pool_hash(k)];
 
@@ -45,13 +45,13 @@ void px_up_close(struct upstream *u)
 	u->conn = NULL;
 	u->next = u->p->dead_ups;
 	u->p->dead_ups = u;
-	u->p->n_upstreams--;
+	CNT_ADD(u->p, n_upstreams, -1);
 }
 
 /* Takes u out of its pool (it must be pooled). */
 void px_pool_unlink(struct upstream *u)
 {
-	struct fg_proxy *p = u->p;
+	struct px_worker *p = u->p;
 	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
 	struct upstream **up;
 
@@ -62,7 +62,7 @@ void px_pool_unlink(struct upstream *u)
 			*up = u->next;
 			u->next = NULL;
 			pl->n--;
-			p->n_pooled--;
+			CNT_ADD(p, n_pooled, -1);
 			break;
 		}
 	}
@@ -73,7 +73,7 @@ void px_pool_unlink(struct upstream *u)
 	}
 }
 
-struct upstream *px_pool_get(struct fg_proxy *p, const struct pool_key *k)
+struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k)
 {
 	struct pool *pl = *px_pool_find(p, k);
 	struct upstream *u;
@@ -87,7 +87,7 @@ struct upstream *px_pool_get(struct fg_proxy *p, const struct pool_key *k)
 
 void px_pool_put(struct upstream *u)
 {
-	struct fg_proxy *p = u->p;
+	struct px_worker *p = u->p;
 	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
 
 	if (!p->opts.pool_max_idle || (pl && pl->n >= p->opts.pool_max_idle)) {
@@ -109,7 +109,7 @@ void px_pool_put(struct upstream *u)
 	u->next = pl->top;
 	pl->top = u;
 	pl->n++;
-	p->n_pooled++;
+	CNT_ADD(p, n_pooled, 1);
 	/* Watch it: an idle connection that becomes readable was closed (or
 	 * spoke out of turn) and is dropped. */
 	ep_set(p, u->fd, &u->tag, &u->events, EPOLLIN);
@@ -147,7 +147,7 @@ const char *px_key_str(const struct pool_key *k, char *buf, size_t len)
 /* A new connection toward k. Returns it connecting (or connected), or NULL
  * with *err: local failures (fg_local_errno: no descriptor, no local port,
  * no memory) as -errno, the peer's refusal as a positive errno. */
-struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int *err)
+struct upstream *px_up_connect(struct px_worker *p, const struct pool_key *k, int *err)
 {
 	struct sockaddr_storage ss;
 	struct upstream *u;
@@ -171,7 +171,7 @@ struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int
 		return NULL;
 	}
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	p->st.upstream_connects++;
+	STAT_INC(p, upstream_connects);
 	px_backend_sockaddr(k, &ss, &slen);
 	u->since = now_ms();
 	if (connect(u->fd, (struct sockaddr *)&ss, slen)) {
@@ -191,7 +191,7 @@ struct upstream *px_up_connect(struct fg_proxy *p, const struct pool_key *k, int
 		free(u);
 		return NULL;
 	}
-	p->n_upstreams++;
+	CNT_ADD(p, n_upstreams, 1);
 	return u;
 }
 

@@ -45,8 +45,13 @@ struct fg_request_record {
 	const char *canary;      /* namespace/name of the canary Ingress that
 				  * took the request, "" when none did */
 	const char *service;     /* namespace/service[ subset S] */
-	/* The upstream of the last try; cluster_idx -1 when none was tried. */
+	/* The upstream of the last try; cluster_idx -1 when none was tried.
+	 * cluster: its name as the proxy read it; NULL (a record built
+	 * elsewhere) makes the metrics look the index up themselves, which
+	 * only the control thread may do. */
 	int cluster_idx;
+	const char *cluster;
+	int worker;              /* the proxy worker that served it */
 	int up_family;           /* FG_AF_INET / FG_AF_INET6 */
 	struct fg_addr up_addr;
 	__u16 up_port;           /* host order */

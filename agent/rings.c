@@ -859,6 +859,70 @@ int fg_dp_ring_read(struct fg_dataplane *dp, __u32 service_id, __u32 cluster_idx
 	return 0;
 }
 
+/* The slab in ring_slots now; rd keeps its descriptor while the id holds. */
+static int slab_reader_refresh(const struct fg_dataplane *dp, struct fg_slab_reader *rd)
+{
+	__u32 zero = 0, id;
+	int fd;
+
+	if (bpf_map_lookup_elem(dp->maps.ring_slots, &zero, &id))
+		return -errno;
+	if (rd->fd >= 0 && rd->id == id)
+		return 0;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	if (rd->fd >= 0)
+		close(rd->fd);
+	rd->fd = fd;
+	rd->id = id;
+	return 0;
+}
+
+int fg_dp_ring_read_shared(const struct fg_dataplane *dp, struct fg_slab_reader *rd,
+			   __u32 service_id, __u32 cluster_idx, __u32 **table, __u32 *size)
+{
+	struct fg_ring_key key = { .service_id = service_id, .cluster_idx = cluster_idx };
+	struct fg_ring r;
+	__u32 *t;
+	int err, attempt;
+
+	*table = NULL;
+	*size = 0;
+	if (bpf_map_lookup_elem(dp->maps.rings, &key, &r))
+		return errno == ENOENT ? -ENOENT : -errno;
+	if (!r.size)
+		return -ENOENT;
+	t = malloc((size_t)r.size * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	/* A ring placed past the end of the slab this reader knows: the
+	 * slab grew (ring_slots is written before the rings that need the
+	 * room), so look it up again once. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		err = rd->fd < 0 || attempt ? slab_reader_refresh(dp, rd) : 0;
+		if (!err)
+			err = slab_read(rd->fd, r.offset, t, r.size);
+		if (!err)
+			break;
+	}
+	if (err) {
+		free(t);
+		return err;
+	}
+	*table = t;
+	*size = r.size;
+	return 0;
+}
+
+void fg_dp_slab_reader_close(struct fg_slab_reader *rd)
+{
+	if (rd->fd >= 0)
+		close(rd->fd);
+	rd->fd = -1;
+	rd->id = 0;
+}
+
 int fg_dp_cluster_shares(struct fg_dataplane *dp, __u32 service_id,
 			 __u32 slots[FG_MAX_CLUSTERS], __u32 *total)
 {

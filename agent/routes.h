@@ -95,6 +95,7 @@ struct fg_target_cluster {
 struct fg_target {
 	char key[1024]; /* stable identity, to keep data plane ids across plans */
 	void *req;      /* what it was computed from (routes.c), to refresh it */
+	int service_id; /* the data plane's id: set in the proxy's copies only */
 	char ns[FG_ID_LEN];
 	char service[FG_ID_LEN * 4];
 	__u16 port;    /* the Service port, by number (0 when by name) */

@@ -47,6 +47,7 @@ static struct {
 	bool thr_running;
 	volatile bool stop;
 	pthread_mutex_t lock;
+	unsigned workers;
 	__u16 port;      /* the proxy's */
 	int up_port;     /* every upstream's */
 	pid_t pids[N_SERVERS];
@@ -96,6 +97,7 @@ static void *proxy_loop(void *arg)
 		poll(&pfd, 1, 20);
 		pthread_mutex_lock(&T.lock);
 		fg_proxy_process(T.proxy);
+		fg_proxy_sync_routes(T.proxy);
 		if (now_ms() - last_tick >= 50) {
 			fg_proxy_tick(T.proxy);
 			last_tick = now_ms();
@@ -154,6 +156,7 @@ static pid_t spawn_server(int i, int port, const char *ready)
 	snprintf(pbuf, sizeof(pbuf), "%d", port);
 	snprintf(log, sizeof(log), "%s/upstream%d.log", test__tmpdir(), i);
 	unlink(ready);
+	unlink(log); /* counts are this test's (another may have run before) */
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
@@ -1625,9 +1628,22 @@ static int setup(void)
 	popts.max_conns = MAX_CONNS;
 	popts.max_conns_per_client = MAX_CONNS_PER_CLIENT;
 	popts.client_body_timeout_ms = CLIENT_BODY_TIMEOUT_MS;
+	popts.workers = T.workers;
 	err = fg_proxy_open(&T.proxy, T.control, T.dp, &popts);
 	if (!ASSERT_OK(err, "fg_proxy_open"))
 		return err;
+	/* Threaded: the workers on their own threads, this one the
+	 * control thread (mark-downs, routes). */
+	if (T.workers > 1) {
+		err = fg_proxy_start(T.proxy);
+		if (!ASSERT_OK(err, "fg_proxy_start"))
+			return err;
+		/* sockmap windows are one worker's business */
+		if (fg_proxy_mode(T.proxy) == FG_L7_SOCKMAP)
+			T.workers = 1;
+		if (!ASSERT_EQ(fg_proxy_workers(T.proxy), (int)T.workers, "workers"))
+			return -EINVAL;
+	}
 	T.port = fg_proxy_port(T.proxy);
 	pthread_mutex_init(&T.lock, NULL);
 	T.stop = false;
@@ -1653,11 +1669,58 @@ static void teardown(void)
 	stop_servers();
 }
 
-static void proxy_body(void)
+/* Several workers: connections spread over them by the kernel
+ * (SO_REUSEPORT), each served by one, the limits shared. */
+static void subtest_workers_spread(void)
+{
+	struct hc *hs[MAX_CONNS_PER_CLIENT] = {};
+	int i, n = MAX_CONNS_PER_CLIENT, busy = 0, ok = 0;
+	struct hresp r;
+	json_t *j, *per;
+
+	for (i = 0; i < n; i++) {
+		hs[i] = hc_open();
+		if (!ASSERT_OK_PTR(hs[i], "connect"))
+			goto out;
+	}
+	for (i = 0; i < n; i++)
+		hc_send(hs[i], "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+	for (i = 0; i < n; i++) {
+		if (!hc_response(hs[i], &r, false))
+			ok += r.status == 200;
+		hresp_free(&r);
+	}
+	ASSERT_EQ(ok, n, "answered");
+	ASSERT_EQ(gauge("connections"), n, "open connections, all workers");
+	pthread_mutex_lock(&T.lock);
+	j = fg_proxy_stats(T.proxy);
+	pthread_mutex_unlock(&T.lock);
+	per = json_object_get(j, "perWorker");
+	ASSERT_EQ((int)json_array_size(per), (int)T.workers, "a row per worker");
+	for (i = 0; i < (int)json_array_size(per); i++) {
+		json_int_t acc = json_integer_value(json_object_get(json_array_get(per, i),
+								    "accepted"));
+
+		if (test__verbose())
+			printf("worker %d accepted %lld\n", i, (long long)acc);
+		busy += acc > 0;
+	}
+	/* 12 connections from distinct ports: all on one of two workers has
+	 * a chance of 2^-11 each time; the cumulative counts over the whole
+	 * test (hundreds of connections) make it far smaller. */
+	ASSERT_EQ(busy, (int)T.workers, "every worker took connections");
+	json_decref(j);
+out:
+	for (i = 0; i < n; i++)
+		hc_close(hs[i]);
+}
+
+static void proxy_body(unsigned workers)
 {
 	int err;
 
 	memset(&T, 0, sizeof(T));
+	T.workers = workers;
 	if (find_scripts()) {
 		test__skip("selftests/e2e/proxy_upstream.py not found");
 		return;
@@ -1714,6 +1777,8 @@ static void proxy_body(void)
 		subtest_per_client_cap();
 	if (test__start_subtest("local_error_not_backend"))
 		subtest_local_error_not_backend();
+	if (workers > 1 && test__start_subtest("spread"))
+		subtest_workers_spread();
 	if (test__start_subtest("stats"))
 		subtest_stats();
 out:
@@ -1730,6 +1795,20 @@ FG_TEST(proxy)
 		test__skip("no private network namespace: %s", strerror(-ns));
 		return;
 	}
-	proxy_body();
+	proxy_body(1);
+	test__netns_restore(ns);
+}
+
+/* The same with two workers on their own threads (as the agent runs
+ * them): every behaviour above holds across workers. */
+FG_TEST(proxy_workers)
+{
+	int ns = test__netns_private();
+
+	if (ns < 0) {
+		test__skip("no private network namespace: %s", strerror(-ns));
+		return;
+	}
+	proxy_body(2);
 	test__netns_restore(ns);
 }
