@@ -1477,6 +1477,7 @@ static void render_proxy(const json_t *items)
 	if (!it)
 		return;
 	printf("Mode:              %s\n", *js(it, "mode") ? js(it, "mode") : "copy");
+	printf("Workers:           %lld\n", ji(it, "workers"));
 	printf("Connections:       %lld open, %lld accepted, %lld refused\n",
 	       ji(it, "connections"), ji(it, "accepted"), ji(it, "refused"));
 	printf("Requests:          %lld\n", ji(it, "requests"));
@@ -1494,6 +1495,9 @@ static void render_proxy(const json_t *items)
 	       "descriptor budget (%lld of %lld reserved)\n", ji(it, "refusedPerClient"),
 	       ji(it, "maxConnsPerClient"), ji(it, "refusedFds"), ji(it, "fdsReserved"),
 	       ji(it, "fdBudget"));
+	printf("Empty reads:       %lld (reads that found nothing; %.2f per request)\n",
+	       ji(it, "emptyReads"),
+	       ji(it, "requests") ? (double)ji(it, "emptyReads") / ji(it, "requests") : 0.0);
 	local_errors_line("Local errors:", json_object_get(it, "localErrors"));
 	local_errors_line("Probe local errs:",
 			  json_object_get(json_object_get(it, "health"), "localErrors"));

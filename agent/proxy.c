@@ -325,6 +325,7 @@ void px_do_accept(struct px_worker *p)
 		c->rin.max = FG_HTTP_RESP_MAX_HEAD;
 		c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
 		c->state = C_HEAD;
+		c->rd_ready = true; /* the request may have come with the handshake */
 		c->activity = c->last_rx = c->head_start = now_ms();
 		if (p->sm && p->mode == FG_L7_SOCKMAP && fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie))
 			c->sk_cookie = 0; /* this one's responses go through user space */
@@ -370,7 +371,6 @@ void px_check_timeouts(struct px_worker *p)
 {
 	__u64 now = now_ms();
 	struct conn *c, *next;
-	size_t b;
 
 	p->next_check = now + CHECK_EVERY_MS;
 	px_fd_budget_update(p);
@@ -387,22 +387,7 @@ void px_check_timeouts(struct px_worker *p)
 		next = c->next;
 		px_check_conn(c, now);
 	}
-	for (b = 0; b < POOL_BUCKETS; b++) {
-		struct pool *pl = p->pools[b], *pn;
-
-		for (; pl; pl = pn) {
-			struct upstream *u, *un;
-
-			pn = pl->next;
-			for (u = pl->top; u; u = un) {
-				un = u->next;
-				if (now - u->since >= p->opts.pool_idle_timeout_ms) {
-					px_pool_unlink(u); /* may free pl when it empties */
-					px_up_close(u);
-				}
-			}
-		}
-	}
+	px_pool_expire(p, now);
 }
 
 /* ---------- workers ---------- */
@@ -482,10 +467,16 @@ static void worker_fini(struct px_worker *p)
 		px_conn_close(p->conns);
 	for (b = 0; b < POOL_BUCKETS; b++) {
 		while (p->pools[b]) {
-			struct upstream *u = p->pools[b]->top;
+			struct pool *pl = p->pools[b];
 
-			px_pool_unlink(u);
-			px_up_close(u);
+			while (pl->top) {
+				struct upstream *u = pl->top;
+
+				px_pool_unlink(u);
+				px_up_close(u);
+			}
+			p->pools[b] = pl->next;
+			free(pl);
 		}
 	}
 	px_reap(p);
@@ -567,7 +558,8 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 	o->client_body_timeout_ms = 60000;
 	o->max_head = FG_HTTP_DEF_MAX_HEAD;
 	o->xff = true;
-	o->pool_max_idle = 32;
+	o->pool_max_idle = 0; /* auto: px_pool_cap */
+	o->pool_min_idle = 32;
 	o->pool_idle_timeout_ms = 30000;
 	o->l7_mode = FG_L7_AUTO;
 	o->workers = 1;
@@ -723,6 +715,7 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	DEF(client_body_timeout_ms);
 	DEF(max_head);
 	DEF(pool_idle_timeout_ms);
+	DEF(pool_min_idle);
 	DEF(workers);
 #undef DEF
 	if (srv->opts.max_head < 1024)
@@ -1016,6 +1009,13 @@ json_t *fg_proxy_stats(const struct fg_proxy *srv)
 			    json_integer(srv->n_workers ? px_fds_reserved(&srv->workers[0]) : 0));
 	json_object_set_new(j, "maxConnsPerClient", json_integer(srv->opts.max_conns_per_client));
 	json_object_set_new(j, "workers", json_integer(srv->n_workers));
+	{
+		__u64 empty = 0;
+
+		for (i = 0; i < srv->n_workers; i++)
+			empty += LOAD(srv->workers[i].empty_reads);
+		json_object_set_new(j, "emptyReads", json_integer((json_int_t)empty));
+	}
 	{
 		json_t *per = json_array();
 

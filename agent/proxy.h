@@ -90,7 +90,11 @@ struct fg_proxy_opts {
 					  * reads -> 408 */
 	size_t max_head;         /* 32 KiB: request head -> 431 */
 	bool xff;                /* true: X-Forwarded-For/-Proto, X-Real-IP */
-	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
+	/* Idle upstream connections kept per backend and worker. 0 (the
+	 * default): as many as were in use at once in the last minute, at
+	 * least 32, within the file descriptor budget. */
+	unsigned pool_max_idle;
+	unsigned pool_min_idle;  /* auto sizing keeps at least this many (32) */
 	unsigned pool_idle_timeout_ms; /* 30000 */
 	/* How body bytes move (splice.h, docs/architecture.md "L7 data
 	 * path"): FG_L7_AUTO (0) probes splice at fg_proxy_open and takes

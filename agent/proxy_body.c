@@ -56,8 +56,10 @@ int px_client_read(struct conn *c)
 			c->in.len += n;
 			c->rx += n;
 			c->activity = c->last_rx = now_ms();
-			if ((size_t)n < room)
+			if ((size_t)n < room) {
+				c->rd_ready = false; /* drained: epoll tells when more comes */
 				return 0;
+			}
 			continue;
 		}
 		if (n == 0) {
@@ -66,8 +68,11 @@ int px_client_read(struct conn *c)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			return 0;
+		}
 		return -errno;
 	}
 }
@@ -164,7 +169,7 @@ void px_up_read(struct conn *c)
 {
 	struct upstream *u = c->up;
 
-	while (u && u->fd >= 0 && !u->connecting && !c->up_eof) {
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && u->rd_ready) {
 		size_t room = buf_room(&c->rin, px_rin_limit(c));
 		ssize_t n;
 
@@ -184,14 +189,19 @@ void px_up_read(struct conn *c)
 			u->sk_read += n;
 			c->resp_bytes = true;
 			c->up_activity = now_ms();
-			if ((size_t)n < room)
+			if ((size_t)n < room) {
+				u->rd_ready = false;
 				return;
+			}
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			u->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			return;
+		}
 		c->up_eof = true;
 		c->up_errno = n < 0 ? errno : 0;
 		/* Nothing more will come: stop watching it now. */
@@ -482,8 +492,8 @@ bool px_splice_response(struct conn *c)
 	struct upstream *u = c->up;
 	bool moved = false;
 
-	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && px_resp_spliceable(c) &&
-	       !buf_used(&c->out)) {
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && u->rd_ready &&
+	       px_resp_spliceable(c) && !buf_used(&c->out)) {
 		unsigned long long opaque = fg_http_framer_opaque(&c->rsf);
 		ssize_t n;
 
@@ -499,8 +509,11 @@ bool px_splice_response(struct conn *c)
 			break;
 		}
 		n = fg_pipe_fill(&c->rp, u->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
-		if (n == -EAGAIN)
+		if (n == -EAGAIN) {
+			u->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			break;
+		}
 		if (n <= 0) {
 			c->up_eof = true;
 			c->up_errno = n < 0 ? (int)-n : 0;
@@ -528,7 +541,7 @@ bool px_splice_request(struct conn *c)
 {
 	bool moved = false;
 
-	while (px_req_spliceable(c) && !c->qp.len) {
+	while (c->rd_ready && px_req_spliceable(c) && !c->qp.len) {
 		unsigned long long opaque = fg_http_framer_opaque(&c->rqf);
 		ssize_t n;
 
@@ -537,8 +550,11 @@ bool px_splice_request(struct conn *c)
 			break;
 		}
 		n = fg_pipe_fill(&c->qp, c->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
-		if (n == -EAGAIN)
+		if (n == -EAGAIN) {
+			c->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			break;
+		}
 		if (n <= 0) {
 			c->eof = true;
 			moved = true;

@@ -503,6 +503,7 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 	u->cluster_idx = be->cluster_idx;
 	c->up = u;
 	c->up_activity = now_ms();
+	px_pool_busy(u);
 }
 
 /* The route sends a request answered with this status to another
@@ -777,6 +778,8 @@ void px_on_client(struct conn *c, unsigned ev)
 		px_conn_close(c);
 		return;
 	}
+	if (ev & (EPOLLIN | EPOLLRDHUP))
+		c->rd_ready = true;
 	if ((ev & EPOLLIN) && px_client_read(c)) {
 		px_conn_close(c);
 		return;
@@ -825,8 +828,10 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 		if (c->rec_open)
 			c->rec.up_connect_ns = now_ns();
 	}
-	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+		u->rd_ready = true;
 		px_up_read(c);
+	}
 	if ((ev & (EPOLLERR | EPOLLHUP)) && u->fd >= 0 && !c->up_eof) {
 		/* Could not read it all (rin full): the error is reported
 		 * over and over until the fd goes, so it goes now. */

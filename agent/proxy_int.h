@@ -114,6 +114,11 @@ struct upstream {
 	struct pool_key key;
 	__u32 backend_id, service_id, cluster_idx;
 	bool connecting, reused, dead, pooled;
+	bool busy;                /* counted in its pool's busy */
+	/* epoll said readable and no read has come back short or empty
+	 * since: reads are tried only then (an EAGAIN per readiness, not
+	 * per step). */
+	bool rd_ready;
 	__u64 since;             /* connect start, or time pooled */
 	struct upstream *next;   /* pool stack / graveyard */
 	/* sockmap mode: in fg_sk_socks (verdict program) from before the
@@ -125,12 +130,20 @@ struct upstream {
 	__u64 sk_gen;            /* last window generation */
 };
 
+/* One backend's connections in one worker: the idle ones (a LIFO stack)
+ * and how many are in use, to size the stack to the load. */
 struct pool {
 	struct pool_key key;
 	struct upstream *top;
-	unsigned n;
+	unsigned n;               /* idle, in top */
+	unsigned busy;            /* owned by a client connection now */
+	unsigned peak, prev_peak; /* most busy at once, this window and the last */
+	__u64 window_start;
+	__u64 last_used;
 	struct pool *next;
 };
+
+#define POOL_WINDOW_MS 60000      /* how long a peak of load is remembered */
 
 struct conn {
 	struct tag tag;
@@ -141,6 +154,7 @@ struct conn {
 	char ip[INET6_ADDRSTRLEN];
 	enum cstate state;
 	bool eof, close_after, dead;
+	bool rd_ready;            /* as upstream.rd_ready, for the client */
 	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
@@ -285,6 +299,7 @@ struct px_worker {
 	__u64 spliced_bytes;      /* splice + sockmap */
 	__u64 kernel_bytes;       /* sockmap */
 	__u64 windows;            /* sockmap: windows opened */
+	__u64 empty_reads;        /* reads that found nothing (EAGAIN) */
 	int tfd;                  /* sockmap: timerfd, armed while a window or
 				   * a barrier is pending */
 	bool tarmed;
@@ -508,6 +523,9 @@ void px_pipe_close(struct px_worker *p, struct fg_pipe *pp);
 int px_pipe_open(struct conn *c, struct fg_pipe *pp);
 struct pool **px_pool_find(struct px_worker *p, const struct pool_key *k);
 struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k);
+void px_pool_busy(struct upstream *u);
+void px_pool_expire(struct px_worker *p, __u64 now);
+unsigned px_pool_cap(const struct px_worker *p, const struct pool *pl);
 unsigned px_pool_hash(const struct pool_key *k);
 void px_pool_put(struct upstream *u);
 void px_pool_unlink(struct upstream *u);
