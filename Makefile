@@ -21,7 +21,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libpcre2-dev pkg-config libclang-rt-14-dev \
 	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl nginx haproxy wrk prometheus \
-	bird2
+	bird2 python3-websockets
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \

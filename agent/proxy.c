@@ -929,6 +929,7 @@ void fg_proxy_counters(const struct fg_proxy *srv, struct fg_proxy_counters *out
 	SUM(refused_fds);
 	SUM(client_timeouts);
 	SUM(not_retried);
+	SUM(tunnels);
 	for (i = 0; i < srv->n_workers; i++)
 		out->local_errors += LOAD(srv->workers[i].local.total);
 }
@@ -1003,6 +1004,7 @@ json_t *fg_proxy_stats(const struct fg_proxy *srv)
 	json_object_set_new(j, "refusedFds", json_integer((json_int_t)s->refused_fds));
 	json_object_set_new(j, "clientTimeouts", json_integer((json_int_t)s->client_timeouts));
 	json_object_set_new(j, "notRetried", json_integer((json_int_t)s->not_retried));
+	json_object_set_new(j, "tunnels", json_integer((json_int_t)s->tunnels));
 	json_object_set_new(j, "localErrors", local_errors_json(srv));
 	json_object_set_new(j, "fdBudget", json_integer(LOAD(srv->fd_budget)));
 	json_object_set_new(j, "fdsReserved",

@@ -167,6 +167,7 @@ struct fg_proxy_counters {
 				  * reached an endpoint and is not idempotent */
 	__u64 local_errors;      /* upstream connects that failed for a
 				  * reason of the gateway's own */
+	__u64 tunnels;           /* upgraded connections (101 relayed) */
 };
 
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out);

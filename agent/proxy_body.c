@@ -396,7 +396,12 @@ bool px_pump_response(struct conn *c)
 		}
 		if (r->interim) {
 			if (r->status == 101) {
-				px_bad_gateway(c, 502, "upstream switched protocols");
+				if (!c->upgrade[0]) {
+					px_bad_gateway(c, 502, "upstream switched protocols unasked");
+					return true;
+				}
+				if (px_tunnel_start(c, r, n))
+					return moved; /* wait for the client to drain out */
 				return true;
 			}
 			/* 100 Continue and friends go to HTTP/1.1 clients. */

@@ -201,6 +201,7 @@ void px_reset_exchange(struct conn *c)
 	c->resp_ka = false;
 	c->rs = R_HEAD;
 	c->rin.off = c->rin.len = 0;
+	c->upgrade[0] = '\0';
 }
 
 /* RFC 9110 §9.2.2: the methods a proxy may send again. */
@@ -282,6 +283,15 @@ void px_start_request(struct conn *c, size_t hlen)
 	}
 	if (!p->opts.xff)
 		n = px_strip_forwarded(c->upo.d, n);
+	if (px_upgrade_request(c, req, has_body)) {
+		size_t len = n;
+
+		if (px_upgrade_head(c, &len)) {
+			px_respond_error(c, 431, "request head too large", true);
+			return;
+		}
+		n = len;
+	}
 	c->upo.off = 0;
 	c->upo.len = n;
 	c->upo_limit = n + REPLAY_MAX;
@@ -694,6 +704,10 @@ void px_update_events(struct conn *c)
 	struct px_worker *p = c->p;
 	unsigned want = 0;
 
+	if (c->state == C_TUNNEL) {
+		px_tunnel_events(c);
+		return;
+	}
 	if (c->state == C_LINGER) {
 		want = EPOLLIN;
 	} else {
@@ -755,6 +769,9 @@ void px_conn_progress(struct conn *c)
 			break;
 		case C_LINGER:
 			break;
+		case C_TUNNEL:
+			moved = px_tunnel_step(c);
+			break;
 		}
 		if (!moved)
 			break;
@@ -771,6 +788,12 @@ void px_on_client(struct conn *c, unsigned ev)
 	}
 	if (c->state == C_LINGER) {
 		px_linger_read(c);
+		return;
+	}
+	if (c->state == C_TUNNEL) {
+		/* Reading says what happened: data, FIN or the error. */
+		c->rd_ready = true;
+		px_conn_progress(c);
 		return;
 	}
 	if (ev & EPOLLHUP) {
@@ -796,6 +819,11 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 		 * something unasked. Either way it cannot be reused. */
 		px_pool_unlink(u);
 		px_up_close(u);
+		return;
+	}
+	if (c->state == C_TUNNEL) {
+		u->rd_ready = true;
+		px_conn_progress(c);
 		return;
 	}
 	if (u->connecting) {
@@ -916,6 +944,9 @@ void px_check_conn(struct conn *c, __u64 now)
 	case C_LINGER:
 		if (now - c->linger_start >= LINGER_MS)
 			px_conn_close(c);
+		break;
+	case C_TUNNEL:
+		px_tunnel_check(c, now);
 		break;
 	}
 }

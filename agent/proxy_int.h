@@ -74,6 +74,7 @@ enum cstate {
 	C_PROXY,   /* a request is being served */
 	C_CLOSING, /* flushing `out`, then lingering close */
 	C_LINGER,  /* FIN sent; discarding what the client still sends */
+	C_TUNNEL,  /* switched protocols: bytes both ways (proxy_tunnel.c) */
 };
 
 enum rstate { R_HEAD, R_BODY, R_DONE };
@@ -207,6 +208,12 @@ struct conn {
 	 * through the psock's work queue. */
 	bool sm_barrier;
 	__u64 sm_target;
+
+	/* Upgrade (proxy_tunnel.c): the protocol asked for ("" when the
+	 * request is not an upgrade); once switched, which halves are shut. */
+	char upgrade[64];
+	bool t_cl_shut, t_up_shut;
+	unsigned tunnel_idle_ms;
 
 	/* request records (opts.on_request, request_record.h) */
 	bool rec_open;           /* a request is under way: a record is due */
@@ -569,6 +576,13 @@ const char *px_status_text(int status);
 bool px_step_head(struct conn *c);
 bool px_step_proxy(struct conn *c);
 size_t px_strip_forwarded(char *h, size_t len);
+bool px_upgrade_request(struct conn *c, const struct fg_http_request *req, bool has_body);
+int px_upgrade_head(struct conn *c, size_t *len);
+int px_tunnel_start(struct conn *c, const struct fg_http_response *r, size_t n);
+bool px_tunnel_step(struct conn *c);
+void px_tunnel_events(struct conn *c);
+void px_tunnel_end(struct conn *c, enum fg_request_end end);
+void px_tunnel_check(struct conn *c, __u64 now);
 void px_up_close(struct upstream *u);
 void px_up_close_fd(struct upstream *u);
 struct upstream *px_up_connect(struct px_worker *p, const struct pool_key *k, int *err);
