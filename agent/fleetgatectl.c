@@ -1495,6 +1495,14 @@ static void render_proxy(const json_t *items)
 	       "descriptor budget (%lld of %lld reserved)\n", ji(it, "refusedPerClient"),
 	       ji(it, "maxConnsPerClient"), ji(it, "refusedFds"), ji(it, "fdsReserved"),
 	       ji(it, "fdBudget"));
+	if (json_object_get(it, "tls")) {
+		const json_t *t = json_object_get(it, "tls");
+
+		printf("TLS:               %lld handshakes (%lld TLS 1.3, %lld TLS 1.2, %lld resumed, "
+		       "%lld kTLS), %lld failed%s%s\n", ji(t, "handshakes"), ji(t, "tls13"),
+		       ji(t, "tls12"), ji(t, "resumed"), ji(t, "ktls"), ji(t, "handshakeErrors"),
+		       *js(t, "lastError") ? "; last: " : "", js(t, "lastError"));
+	}
 	printf("Empty reads:       %lld (reads that found nothing; %.2f per request)\n",
 	       ji(it, "emptyReads"),
 	       ji(it, "requests") ? (double)ji(it, "emptyReads") / ji(it, "requests") : 0.0);

@@ -28,7 +28,8 @@ bool px_resp_spliceable(const struct conn *c)
 {
 	/* An upstream socket with the verdict program is read by recv()
 	 * (the psock queue), never spliced from. */
-	return px_splicing(c) && !(c->up && c->up->sk_cookie) && c->rs == R_BODY && !buf_used(&c->rin) &&
+	return px_splicing(c) && (!c->ssl || c->ktls_tx) && !(c->up && c->up->sk_cookie) &&
+	       c->rs == R_BODY && !buf_used(&c->rin) &&
 	       fg_http_framer_opaque(&c->rsf) >= SPLICE_MIN;
 }
 
@@ -36,7 +37,7 @@ bool px_resp_spliceable(const struct conn *c)
  * kept for a retry, and everything before them went. */
 bool px_req_spliceable(const struct conn *c)
 {
-	return px_splicing(c) && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
+	return px_splicing(c) && !c->ssl && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
 	       !c->replayable && !buf_used(&c->in) && c->upo_sent == c->upo.len && c->up &&
 	       c->up->fd >= 0 && !c->up->connecting && fg_http_framer_opaque(&c->rqf) >= SPLICE_MIN;
 }
@@ -51,12 +52,14 @@ int px_client_read(struct conn *c)
 
 		if (!room)
 			return 0;
-		n = recv(c->fd, c->in.d + c->in.len, room, 0);
+		n = px_cl_recv(c, c->in.d + c->in.len, room);
 		if (n > 0) {
 			c->in.len += n;
 			c->rx += n;
 			c->activity = c->last_rx = now_ms();
-			if ((size_t)n < room) {
+			/* OpenSSL returns a record at a time: only EAGAIN says
+			 * it has nothing more. */
+			if ((size_t)n < room && !c->ssl) {
 				c->rd_ready = false; /* drained: epoll tells when more comes */
 				return 0;
 			}
@@ -92,8 +95,7 @@ int px_client_flush(struct conn *c)
 			return 0;
 	}
 	while (buf_used(&c->out)) {
-		ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = px_cl_send(c, buf_data(&c->out), buf_used(&c->out));
 
 		if (n > 0) {
 			buf_consume(&c->out, n);

@@ -25,6 +25,7 @@ struct tdir {
 	struct fg_pipe *pp; /* splice path (rd < 0: not open) */
 	bool splice;
 	__u64 *count;       /* bytes moved (record) */
+	struct conn *tls_src, *tls_dst; /* the client, when it is TLS */
 };
 
 /* "Connection" lists the token "upgrade" (any of its fields). */
@@ -181,7 +182,8 @@ static int tdir_flush(struct tdir *d)
 			return moved;
 	}
 	while (buf_used(d->b)) {
-		ssize_t n = send(d->dst, buf_data(d->b), buf_used(d->b), MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = d->tls_dst ? px_cl_send(d->tls_dst, buf_data(d->b), buf_used(d->b)) :
+			    send(d->dst, buf_data(d->b), buf_used(d->b), MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {
 			buf_consume(d->b, n);
@@ -201,6 +203,8 @@ static int tdir_flush(struct tdir *d)
  * Returns >0 when bytes came, 0, -errno. */
 static int tdir_fill(struct conn *c, struct tdir *d)
 {
+	if (d->tls_src && px_cl_pending(d->tls_src))
+		*d->src_ready = true; /* decrypted bytes wait in OpenSSL */
 	if (!*d->src_ready || *d->src_eof)
 		return 0;
 	if (d->splice && !buf_used(d->b)) {
@@ -235,11 +239,12 @@ static int tdir_fill(struct conn *c, struct tdir *d)
 
 		if (!room)
 			return 0;
-		n = recv(d->src, d->b->d + d->b->len, room, 0);
+		n = d->tls_src ? px_cl_recv(d->tls_src, d->b->d + d->b->len, room) :
+				 recv(d->src, d->b->d + d->b->len, room, 0);
 		if (n > 0) {
 			d->b->len += n;
 			*d->count += n;
-			if ((size_t)n < room)
+			if ((size_t)n < room && !d->tls_src)
 				*d->src_ready = false;
 			return 1;
 		}
@@ -274,6 +279,8 @@ static bool tdir_step(struct conn *c, struct tdir *d)
 			break; /* dst is full: EPOLLOUT */
 		if (*d->src_eof) {
 			if (!*d->dst_shut) {
+				if (d->tls_dst)
+					px_tls_close_notify(d->tls_dst);
 				shutdown(d->dst, SHUT_WR);
 				*d->dst_shut = true;
 				moved = true;
@@ -301,11 +308,13 @@ static void dirs(struct conn *c, struct tdir *to_up, struct tdir *to_cl)
 
 	*to_up = (struct tdir){ .src = c->fd, .dst = u->fd, .src_ready = &c->rd_ready,
 				.src_eof = &c->eof, .dst_shut = &c->t_up_shut, .b = &c->in,
-				.pp = &c->qp, .splice = splice, .count = &c->rx };
+				.pp = &c->qp, .splice = splice && !c->ssl, .count = &c->rx,
+				.tls_src = c->ssl ? c : NULL };
 	/* The verdict program's socket is read from its queue (recv). */
 	*to_cl = (struct tdir){ .src = u->fd, .dst = c->fd, .src_ready = &u->rd_ready,
 				.src_eof = &c->up_eof, .dst_shut = &c->t_cl_shut, .b = &c->rin,
-				.pp = &c->rp, .splice = splice && !u->sk_cookie, .count = &c->tx };
+				.pp = &c->rp, .splice = splice && !u->sk_cookie && (!c->ssl || c->ktls_tx),
+				.count = &c->tx, .tls_dst = c->ssl && !c->ktls_tx ? c : NULL };
 }
 
 /* One pass both ways. Returns true on progress. */
