@@ -1181,6 +1181,7 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	reserve_snat_ports(&a);
+	a.health_opts.interval_ms = a.health_interval_ms;
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;
