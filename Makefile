@@ -132,8 +132,9 @@ demo: all
 	demo/run.sh $(ARGS)
 
 bench: all $(BENCH_BINS)
-	selftests/bench.sh
-	selftests/bench_l7.sh
+	BUILD=$(BUILD) selftests/bench.sh
+	BUILD=$(BUILD) selftests/bench_l7.sh
+	BUILD=$(BUILD) selftests/bench_cp.sh
 
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
 	$(call msg,FUZZ,$@)

@@ -101,7 +101,7 @@ static void usage(FILE *out)
 "\n"
 "Loads fleetgate's XDP data plane, pins its maps, attaches it to the gateway\n"
 "interfaces and keeps it running: the fleet's objects in the config\n"
-"directory become routes in the maps (within 100 ms of a change), interface\n"
+"directory become routes in the maps (as they change, without a restart), interface\n"
 "addresses and next hops follow netlink, backends are health-checked and\n"
 "failed over. Runs in the foreground, logs to stderr, exits cleanly on\n"
 "SIGTERM/SIGINT (programs detached, pins removed unless --keep-pins).\n"
