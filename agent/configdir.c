@@ -238,7 +238,14 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 		pr_info("%s: parses again\n", path);
 	f->failed = false;
 	memset(&f->err, 0, sizeof(f->err));
-	if (f->docs ? !json_equal(f->docs, docs) : json_array_size(docs) > 0) {
+	if (f->docs && json_equal(f->docs, docs)) {
+		/* Rewritten as it was: the objects already handed out stay
+		 * the ones in force, so that the next change of this file
+		 * names (as old) the very objects its listener holds. */
+		json_decref(docs);
+		return;
+	}
+	if (f->docs || json_array_size(docs) > 0) {
 		cd->changed = true;
 		notify(cd, f->origin, f->path, f->docs, docs);
 	}

@@ -338,7 +338,10 @@ static void on_dir_change(const char *origin, const char *path, json_t *old, jso
 		obj_key(key, sizeof(key), origin, obj);
 		prev = json_object_get(by_key, key);
 		if (prev && json_equal(prev, obj)) {
-			/* Same object: the store keeps the old copy. */
+			/* Same object: the store keeps the old copy, and so
+			 * does the file's list, so that the next change of
+			 * this file names the very object the store holds. */
+			json_array_set(new, i, prev);
 			json_object_del(by_key, key);
 			continue;
 		}

@@ -53,10 +53,36 @@ static int put(const char *rel, const char *fmt, ...)
 	return err;
 }
 
+/* Ingress 0 as the bench's probe route writes it: the main Ingress pinned
+ * to cluster 1 and its canary pinned to cluster 2, in one file. */
+static int probe_ingress_file(int weight)
+{
+	static const char doc[] =
+		"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  annotations:\n"
+		"    mse.ingress.kubernetes.io/service-subset: subset-%d\n"
+		"    mse.ingress.kubernetes.io/subset-labels: |\n"
+		"      topology.istio.io/cluster %s\n%s"
+		"  name: %s\n  namespace: web\nspec:\n  ingressClassName: mse\n  rules:\n"
+		"  - host: h0.example.com\n    http:\n      paths:\n      - path: /\n"
+		"        pathType: Prefix\n        backend:\n          service:\n"
+		"            name: svc0\n            port:\n              number: 80\n";
+	char main_doc[1024], canary_doc[1024], weight_ann[160];
+
+	snprintf(main_doc, sizeof(main_doc), doc, 0, CL1, "", "ing0");
+	snprintf(weight_ann, sizeof(weight_ann),
+		 "    nginx.ingress.kubernetes.io/canary: \"true\"\n"
+		 "    nginx.ingress.kubernetes.io/canary-weight: \"%d\"\n", weight);
+	snprintf(canary_doc, sizeof(canary_doc), doc, 1, CL2, weight_ann, "can0");
+	return put("fleet/ing0.yaml", "%s---\n%s", main_doc, canary_doc);
+}
+
 static int ingress_file(int i, int weight)
 {
 	char rel[64];
 	int err;
+
+	if (i == 0 && weight >= 0)
+		return probe_ingress_file(weight);
 
 	snprintf(rel, sizeof(rel), "fleet/ing%d.yaml", i);
 	err = put(rel,
@@ -127,6 +153,26 @@ static const struct fg_route *route_for(const struct fg_plan *p, const char *hos
 	return NULL;
 }
 
+/* Processes events for up to turns x 10 ms: true as soon as the control
+ * plane did any computation. */
+static bool settle_for(struct fg_control *c, unsigned long long full0, unsigned long long inc0,
+		       int turns)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	int i;
+
+	for (i = 0; i < turns; i++) {
+		const struct fg_control_stats *st;
+
+		fg_control_process(c);
+		st = fg_control_stats(c);
+		if (st->full > full0 || st->incremental > inc0)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
 /* Processes events until the control plane has done `want` more
  * computations of the kind asked (or 3 s pass). */
 static bool settle(struct fg_control *c, unsigned long long full0, unsigned long long inc0,
@@ -170,7 +216,9 @@ static void fleet_body(int n, int e)
 		  "    mse.alibabacloud.com/remote-clusters: " CL1 "," CL2 "\n"
 		  "spec:\n  ingress:\n    local:\n      ingressClass: mse\n");
 	for (i = 0; i < n && !err; i++) {
-		err = ingress_file(i, i % 10 ? -1 : 10);
+		/* Ingress 0's canary starts at weight 0, as the bench's probe
+		 * route does. */
+		err = ingress_file(i, i % 10 ? -1 : i ? 10 : 0);
 		if (!err)
 			err = service_file(i, 0, e, 0);
 		if (!err)
@@ -206,7 +254,38 @@ static void fleet_body(int n, int e)
 		ASSERT_FALSE(backend_at(dp, addr), "the old one is gone");
 	}
 
-	/* A canary's weight changes: its routes are patched. */
+	/* The file rewritten as it was (as a sync tool does): no change, and
+	 * the objects in force stay those the next change replaces. */
+	full0 = fg_control_stats(c)->full;
+	inc0 = fg_control_stats(c)->incremental;
+	if (!ASSERT_OK(ingress_file(0, 0), "the same file again"))
+		goto out;
+	ASSERT_FALSE(settle_for(c, full0, inc0, 30), "no computation for the same objects");
+
+	/* A canary's weight goes 0 -> 100 -> 0 -> 100 -> 0: its routes are
+	 * patched every time, a weight of 0 included (the route keeps the
+	 * canary). */
+	{
+		static const int weights[] = { 100, 0, 100, 0 };
+		size_t w;
+
+		for (w = 0; w < 4; w++) {
+			full0 = fg_control_stats(c)->full;
+			inc0 = fg_control_stats(c)->incremental;
+			if (!ASSERT_OK(ingress_file(0, weights[w]), "canary weight edit"))
+				goto out;
+			if (!ASSERT_TRUE(settle(c, full0, inc0, false), "an incremental computation"))
+				continue;
+			st = fg_control_stats(c);
+			printf("N=%d: canary weight -> %d: %.2f ms, full %llu -> %llu\n", n,
+			       weights[w], st->last_us / 1000.0, full0,
+			       (unsigned long long)st->full);
+			ASSERT_EQ(st->full, full0, "a weight edit is no full computation");
+			r = route_for(fg_control_plan(c), "h0.example.com");
+			if (ASSERT_OK_PTR(r, "route") && ASSERT_EQ(r->n_canaries, 1, "canary"))
+				ASSERT_EQ(r->canaries[0].weight, (__u32)weights[w], "new weight");
+		}
+	}
 	full0 = fg_control_stats(c)->full;
 	inc0 = fg_control_stats(c)->incremental;
 	if (!ASSERT_OK(ingress_file(0, 35), "canary weight edit"))
