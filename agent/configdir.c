@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "configdir.h"
 #include "log.h"
 
@@ -195,6 +196,18 @@ static struct cfile *file_insert(struct fg_configdir *cd, size_t pos,
 	return f;
 }
 
+/* A cluster's endpoints are most of what a fleet holds: kept compact
+ * (compact.h) from the moment they are read. */
+static void compact_docs(const char *path, json_t *docs)
+{
+	json_t *obj;
+	size_t i;
+
+	json_array_foreach(docs, i, obj)
+		if (fg_obj_compact(obj))
+			pr_warn("config: %s: object %zu kept whole: out of memory\n", path, i);
+}
+
 static void file_reload(struct fg_configdir *cd, const char *path, const char *origin)
 {
 	struct fg_manifest_error err;
@@ -234,6 +247,7 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 		f->err = err;
 		return;
 	}
+	compact_docs(path, docs);
 	if (f->failed)
 		pr_info("%s: parses again\n", path);
 	f->failed = false;

@@ -10,6 +10,7 @@
 #include <bpf/bpf.h>
 
 #include "apply.h"
+#include "compact.h"
 #include "configdir.h"
 #include "control.h"
 #include "kube.h"
@@ -34,6 +35,7 @@ struct fg_control {
 	char behind[256];          /* why the maps are not what the plan says */
 	struct fg_control_stats cst;
 	unsigned long plan_gen;    /* atomic: fg_control_plan_gen */
+	unsigned long plan_serial; /* fg_control_plan_serial */
 	json_t *fleet;        /* current snapshot */
 	json_t *clusters;
 	json_t *first_seen;   /* gateway name -> time first seen */
@@ -276,6 +278,11 @@ const struct fg_plan *fg_control_plan(const struct fg_control *c)
 unsigned long fg_control_plan_gen(const struct fg_control *c)
 {
 	return __atomic_load_n(&c->plan_gen, __ATOMIC_ACQUIRE);
+}
+
+unsigned long fg_control_plan_serial(const struct fg_control *c)
+{
+	return c->plan_serial;
 }
 
 static void plan_changed(struct fg_control *c)
@@ -613,6 +620,7 @@ static int recompute_full(struct fg_control *c)
 		struct fg_plan *old = c->plan;
 
 		c->plan = plan;
+		c->plan_serial++;
 		plan_changed(c);
 		/* Rejections seen while sources are still listing are not
 		 * final: said once they are. */
@@ -628,6 +636,23 @@ static int recompute_full(struct fg_control *c)
 	pr_debug("routes: %zu routes, %zu L4 ports, %zu targets, %zu clusters (%llu us)\n",
 		 plan->n_routes, plan->n_l4, plan->n_targets, plan->n_clusters,
 		 (unsigned long long)c->cst.last_us);
+	return 0;
+}
+
+int fg_control_update_state(struct fg_control *c, bool dataplane_ready, bool listening)
+{
+	struct fg_plan_opts popts;
+
+	fg_control_set_state(c, dataplane_ready, listening);
+	/* Changes not taken yet, or no plan: everything, as before. */
+	if (!c->plan || c->ch.any)
+		return fg_control_recompute(c);
+	plan_opts(c, &popts);
+	popts.syncing = c->syncing;
+	fg_plan_update_phases(c->plan, &popts);
+	if (c->behind[0])
+		mark_behind(c);
+	plan_changed(c);
 	return 0;
 }
 
@@ -654,14 +679,25 @@ static int recompute_changes(struct fg_control *c)
 	__u64 t0 = now_us();
 	int err;
 
-	if (!c->plan || c->ch.full)
+	if (!c->plan || c->ch.full) {
+		pr_debug("routes: full computation: %s\n",
+			 c->plan ? "a change that touches every route" : "no plan yet");
 		return recompute_full(c);
+	}
 	json_object_foreach(c->ch.ingresses, k, pair) {
 		json_t *old = json_array_get(pair, 0), *new = json_array_get(pair, 1);
 
-		if (!fg_ingress_route_local_change(old, new) ||
-		    fg_plan_patch_ingress(c->plan, new) < 0)
+		if (!fg_ingress_route_local_change(old, new)) {
+			pr_debug("routes: full computation: Ingress %s changed beyond what its "
+				 "routes hold\n", k);
 			return recompute_full(c);
+		}
+		err = fg_plan_patch_ingress(c->plan, new);
+		if (err < 0) {
+			pr_debug("routes: full computation: Ingress %s cannot be patched: %s\n", k,
+				 strerror(-err));
+			return recompute_full(c);
+		}
 		plan_changed(c);
 	}
 	if (json_object_size(c->ch.services) || json_object_size(c->ch.pod_ns)) {
@@ -828,6 +864,14 @@ static void count_cluster(json_t *objs, int *services, int *ready)
 			if (!obj_in_ns(o, "EndpointSlice", ns, name))
 				continue;
 			slices = true;
+			if (fg_compact_is(o)) {
+				struct fg_compact_ep cep;
+				const char *pos = NULL;
+
+				while (fg_compact_next(o, &pos, &cep))
+					(*ready)++;
+				continue;
+			}
 			json_array_foreach(json_object_get(o, "endpoints"), k, ep) {
 				json_t *r = json_object_get(json_object_get(ep, "conditions"), "ready");
 

@@ -35,12 +35,19 @@ int fg_control_process(struct fg_control *c);
 int fg_control_recompute(struct fg_control *c);
 /* Lifecycle inputs of the gateway status. */
 void fg_control_set_state(struct fg_control *c, bool dataplane_ready, bool listening);
+/* The same, and the plan's gateways take the new state at once (their
+ * phase): no route is recomputed, unless changes are pending or there is
+ * no plan yet. 0 or -errno of the computation. */
+int fg_control_update_state(struct fg_control *c, bool dataplane_ready, bool listening);
 /* The current plan (NULL before the first computation). */
 const struct fg_plan *fg_control_plan(const struct fg_control *c);
 /* Changes whenever the plan's routes, canaries, policies or targets may
  * have changed (a new plan, or one patched in place); not when only
  * endpoints changed. Readable from any thread. */
 unsigned long fg_control_plan_gen(const struct fg_control *c);
+/* Changes only with a new plan (a full computation): the same serial
+ * means the same targets with the same service ids. Control thread. */
+unsigned long fg_control_plan_serial(const struct fg_control *c);
 /* Service id of a target in the data plane, or -ENOENT. */
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
 /* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */

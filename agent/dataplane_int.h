@@ -28,6 +28,10 @@ struct fg_ring_state {
 	__u32 *members;   /* backend ids, up or down (backend rings only) */
 	__u32 n_members, cap_members;
 	__u64 sig;        /* of the entries the published ring was built from */
+	/* Cluster rings only: slots per cluster index in the published ring
+	 * (FG_MAX_CLUSTERS), so shares are known without reading the slab;
+	 * NULL for a ring adopted from pins. */
+	__u32 *shares;
 	struct fg_ring ring;  /* published ring (size 0: none) */
 	struct fg_ring list;  /* published member list (size 0: none) */
 };

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -813,6 +814,34 @@ static json_t *admin_request(json_t *request, void *ctx)
 	}
 }
 
+/* Start-up's steps with -v: how long each took (wall and CPU) and the
+ * memory held after it, so a slow or fat start says where. */
+static void start_stage(const char *what)
+{
+	static struct timespec wall0, cpu0;
+	struct timespec wall, cpu;
+	long rss_pages = 0;
+	FILE *f;
+
+	if (fg_log_get_level() < FG_LOG_DEBUG)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &wall);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+	f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%*d %ld", &rss_pages) != 1)
+			rss_pages = 0;
+		fclose(f);
+	}
+	if (what)
+		pr_debug("start: %s: %.1f ms (%.1f ms CPU), RSS %ld MiB\n", what,
+			 (wall.tv_sec - wall0.tv_sec) * 1e3 + (wall.tv_nsec - wall0.tv_nsec) / 1e6,
+			 (cpu.tv_sec - cpu0.tv_sec) * 1e3 + (cpu.tv_nsec - cpu0.tv_nsec) / 1e6,
+			 rss_pages * sysconf(_SC_PAGESIZE) >> 20);
+	wall0 = wall;
+	cpu0 = cpu;
+}
+
 static int start_control(struct agent *a)
 {
 	struct fg_control_opts copts = {
@@ -825,13 +854,16 @@ static int start_control(struct agent *a)
 	};
 	int err;
 
+	start_stage(NULL);
 	err = fg_control_new(&a->control, a->dp, &copts);
 	if (err)
 		return err;
+	start_stage("configuration read");
 	fg_control_set_state(a->control, true, false);
 	err = fg_control_recompute(a->control);
 	if (err)
 		pr_warn("initial routes not applied: %s\n", strerror(-err));
+	start_stage("first plan computed and applied");
 	if (!a->admin_path) {
 		err = fg_admin_socket_path(a->pin_path, a->admin_buf, sizeof(a->admin_buf));
 		if (err)
@@ -995,9 +1027,12 @@ static int start_proxy(struct agent *a)
 		if (err)
 			return err;
 	}
-	fg_control_set_state(a->control, true, true);
-	err = fg_control_recompute(a->control);
+	start_stage("proxy opened");
+	/* Opening the listener changes the gateways' phase, nothing else:
+	 * at 10,000 Ingresses a second computation cost 2-3 s of start-up. */
+	err = fg_control_update_state(a->control, true, true);
 	fg_metrics_config_apply(a->metrics, err, !err);
+	start_stage("plan recomputed for Listening");
 	if (err)
 		pr_warn("routes not recomputed after the listener opened: %s\n", strerror(-err));
 	/* The workers take their first routes as they start. */
@@ -1059,9 +1094,45 @@ static int setup_loop(struct agent *a)
 	return 0;
 }
 
+struct turn_clock {
+	struct timespec wall, cpu;
+};
+
+static void turn_start(struct turn_clock *t)
+{
+	clock_gettime(CLOCK_MONOTONIC, &t->wall);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t->cpu);
+}
+
+static double ms_since(const struct timespec *t0, clockid_t clk)
+{
+	struct timespec now;
+
+	clock_gettime(clk, &now);
+	return (now.tv_sec - t0->tv_sec) * 1e3 + (now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* A turn of the control loop that holds everything else back (changes,
+ * health, admin) for longer than a change may take is said, with -v, by
+ * what ran in it: slow turns are what delays an edit. */
+static void turn_end(const struct turn_clock *t, const char *what)
+{
+	double wall, cpu;
+
+	if (fg_log_get_level() < FG_LOG_DEBUG)
+		return;
+	wall = ms_since(&t->wall, CLOCK_MONOTONIC);
+	if (wall < 20.0)
+		return;
+	cpu = ms_since(&t->cpu, CLOCK_THREAD_CPUTIME_ID);
+	pr_debug("loop: %s took %.1f ms (%.1f ms CPU)\n", what, wall, cpu);
+}
+
 static int run_loop(struct agent *a)
 {
 	struct epoll_event evs[8];
+	struct turn_clock tc;
+	const char *what;
 	int n, i;
 
 	for (;;) {
@@ -1074,6 +1145,8 @@ static int run_loop(struct agent *a)
 		for (i = 0; i < n; i++) {
 			int fd = evs[i].data.fd;
 
+			turn_start(&tc);
+			what = "netlink";
 			if (fd == a->sigfd) {
 				struct signalfd_siginfo si;
 
@@ -1099,10 +1172,17 @@ static int run_loop(struct agent *a)
 				if (read(fd, &ticks, sizeof(ticks)) < 0)
 					continue;
 				fg_health_tick(a->health);
+				turn_end(&tc, "health tick");
+				turn_start(&tc);
 				if (a->proxy)
 					fg_proxy_tick(a->proxy);
+				turn_end(&tc, "proxy tick");
+				turn_start(&tc);
 				fg_metrics_tick(a->metrics);
 				fg_metrics_server_tick(a->msrv);
+				turn_end(&tc, "metrics tick");
+				turn_start(&tc);
+				what = "HA";
 				if (a->ha) {
 					fg_ha_update(a->ha);
 					if (fg_ha_draining(a->ha) &&
@@ -1110,26 +1190,34 @@ static int run_loop(struct agent *a)
 						return 0;
 				}
 			} else if (a->proxy && fd == fg_proxy_fd(a->proxy)) {
+				what = "proxy";
 				fg_proxy_process(a->proxy);
 			} else if (a->msrv && fd == fg_metrics_server_fd(a->msrv)) {
+				what = "metrics server";
 				fg_metrics_server_process(a->msrv);
 			} else if (fd == fg_control_fd(a->control)) {
+				what = "control";
 				control_process(a);
 				if (a->ha) {
 					fg_ha_plan_changed(a->ha);
 					fg_ha_update(a->ha);
 				}
 			} else if (fd == fg_admin_fd(a->admin)) {
+				what = "admin";
 				fg_admin_process(a->admin);
 			} else if (fd == fg_health_fd(a->health)) {
+				what = "health";
 				fg_health_process(a->health);
 			} else {
 				fg_nl_monitor_process(a->mon, on_netlink, a);
 			}
+			turn_end(&tc, what);
 		}
 		/* Whatever changed the plan (sources, health, the admin
 		 * socket): the workers get its routes. */
+		turn_start(&tc);
 		fg_proxy_sync_routes(a->proxy);
+		turn_end(&tc, "route snapshot");
 	}
 }
 

@@ -469,6 +469,7 @@ struct svc_state {
 	struct svc_state *next;
 	char name[FG_NAME_LEN];
 	bool live;          /* in the current plan */
+	__u64 pass;         /* the last pass that saw it */
 	bool failed_over;   /* its ring serves clusters of a tier > 0 */
 	int tier;           /* the tier its ring serves, -1: empty ring */
 	__u64 failovers;    /* times it went from tier 0 to a higher one */
@@ -476,6 +477,7 @@ struct svc_state {
 };
 
 #define SVC_HASH 1024
+#define FAILOVER_SLICE 2048 /* services read per tick while a pass runs */
 
 struct fg_metrics {
 	struct fg_dataplane *dp;
@@ -501,6 +503,9 @@ struct fg_metrics {
 	__u64 svc_epoch;
 	__u64 svc_tick_ms;  /* the last update from fg_metrics_tick */
 	bool svc_valid;
+	bool svc_running;   /* a pass over the plan's targets is under way */
+	__u64 svc_pass;
+	size_t svc_pos;     /* its next target */
 
 	/* config applies */
 	__u64 applies_ok, applies_failed;
@@ -671,23 +676,30 @@ static struct svc_state *svc_get(struct fg_metrics *m, const char *name)
 
 /* Every service of the plan: which tier its live cluster ring serves. A
  * ring over clusters of a tier above 0 is a failover (the route's own
- * clusters have no healthy endpoint left). */
-static void failover_update(struct fg_metrics *m)
+ * clusters have no healthy endpoint left). A pass starts when the data
+ * plane changed and reads at most `limit` targets per call (0: all): at
+ * 11,000 services a whole pass is a system call each, 25 ms of the
+ * control thread, which an endpoint change must not wait behind. Until a
+ * pass ends, services keep what the last one saw. */
+static void failover_step(struct fg_metrics *m, size_t limit)
 {
 	const struct fg_plan *plan = fg_control_plan(m->control);
 	__u64 epoch = fg_dp_epoch(m->dp);
 	int fd = fg_dp_maps(m->dp)->services;
+	size_t n = plan ? plan->n_targets : 0, end;
 	struct svc_state *s;
 	size_t i;
 
-	if (m->svc_valid && m->svc_epoch == epoch)
-		return;
-	m->svc_valid = true;
-	m->svc_epoch = epoch;
-	for (i = 0; i < SVC_HASH; i++)
-		for (s = m->svc[i]; s; s = s->next)
-			s->live = false;
-	for (i = 0; plan && i < plan->n_targets; i++) {
+	if (!m->svc_running) {
+		if (m->svc_valid && m->svc_epoch == epoch)
+			return;
+		m->svc_running = true;
+		m->svc_epoch = epoch;
+		m->svc_pass++;
+		m->svc_pos = 0;
+	}
+	end = limit && n - m->svc_pos > limit ? m->svc_pos + limit : n;
+	for (i = m->svc_pos; i < end; i++) {
 		struct fg_service svc;
 		__u32 slots[FG_MAX_CLUSTERS], total = 0, sid;
 		int id = fg_control_service_id(m->control, plan->targets[i]), c, tier = -1;
@@ -700,8 +712,9 @@ static void failover_update(struct fg_metrics *m)
 			continue;
 		svc.name[FG_NAME_LEN - 1] = '\0';
 		s = svc_get(m, svc.name);
-		if (!s || s->live)
+		if (!s || s->pass == m->svc_pass)
 			continue;
+		s->pass = m->svc_pass;
 		if (fg_dp_cluster_shares(m->dp, sid, slots, &total))
 			continue;
 		for (c = 0; c < FG_MAX_CLUSTERS; c++)
@@ -716,11 +729,28 @@ static void failover_update(struct fg_metrics *m)
 		s->total = total;
 		s->live = true;
 	}
+	m->svc_pos = end;
+	if (end < n)
+		return;
+	for (i = 0; i < SVC_HASH; i++)
+		for (s = m->svc[i]; s; s = s->next)
+			if (s->pass != m->svc_pass)
+				s->live = false;
+	m->svc_running = false;
+	m->svc_valid = true;
 }
 
-/* A failover is followed within a second: the update reads every
- * service's ring, so after a change it runs at most once a second (and at
- * every scrape). */
+/* The whole of it, for a scrape. */
+static void failover_update(struct fg_metrics *m)
+{
+	do
+		failover_step(m, 0);
+	while (m->svc_running);
+}
+
+/* A failover is followed within a second or so: a pass starts at most once
+ * a second after a change (and runs whole at every scrape), FAILOVER_SLICE
+ * services a tick, so 11,000 services take 6 ticks. */
 void fg_metrics_tick(struct fg_metrics *m)
 {
 	struct timespec ts;
@@ -730,10 +760,14 @@ void fg_metrics_tick(struct fg_metrics *m)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (m->svc_running) {
+		failover_step(m, FAILOVER_SLICE);
+		return;
+	}
 	if (m->svc_valid && now - m->svc_tick_ms < 1000)
 		return;
 	m->svc_tick_ms = now;
-	failover_update(m);
+	failover_step(m, FAILOVER_SLICE);
 }
 
 /* ---------- rendering ---------- */

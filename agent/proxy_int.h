@@ -248,12 +248,25 @@ struct conn {
  * worker keeps a reference while it uses one, and moves to a newer one at
  * its next request.
  */
+/* The targets of one plan (fg_control_plan_serial) as the workers see
+ * them: shared by every copy of the routes made from that plan, since
+ * what changes a plan in place (a canary weight, a retry policy, the
+ * gateways' phase, endpoints) never changes a target's identity or id. */
+struct px_targets {
+	int refs;                  /* atomic */
+	unsigned long serial;      /* of the plan they were copied from */
+	struct fg_target *t;       /* no clusters; service_id set */
+	size_t n;
+	struct fg_hmap at;         /* the plan's target pointer -> index in t */
+};
+
 struct px_routes {
 	int refs;                 /* atomic */
 	unsigned long gen;        /* the control plane's plan generation */
 	struct fg_route *routes;  /* in match order, canaries copied */
 	size_t n_routes;
-	struct fg_target *targets; /* no clusters; service_id set */
+	struct px_targets *tg;
+	struct fg_target *targets; /* tg->t */
 	size_t n_targets;
 	struct fg_hmap exact;     /* hash of a host -> (first << 32 | count) in idx */
 	struct fg_hmap wild;      /* hash of a wildcard's suffix -> the same */

@@ -17,6 +17,60 @@ static __u64 str_hash(const char *s)
 	return (__u64)fg_bytes_hash(s, n, 0x6f757465u) << 32 | fg_bytes_hash(s, n, 0x726f7574u);
 }
 
+static void targets_put(struct px_targets *tg)
+{
+	if (!tg || __atomic_sub_fetch(&tg->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	free(tg->t);
+	fg_hmap_fini(&tg->at);
+	free(tg);
+}
+
+/* The targets of the plan in force: those of prev when it was copied from
+ * the same plan (a weight edit then copies no target: at 11,000 targets
+ * the copy and its index took half of the 45 ms a snapshot cost). */
+static struct px_targets *targets_get(struct fg_control *control, const struct fg_plan *plan,
+				      const struct px_routes *prev)
+{
+	unsigned long serial = fg_control_plan_serial(control);
+	struct px_targets *tg;
+	size_t i;
+
+	if (prev && prev->tg && prev->tg->serial == serial) {
+		__atomic_add_fetch(&prev->tg->refs, 1, __ATOMIC_ACQ_REL);
+		return prev->tg;
+	}
+	tg = calloc(1, sizeof(*tg));
+	if (!tg)
+		return NULL;
+	tg->refs = 1;
+	tg->serial = serial;
+	fg_hmap_init(&tg->at, sizeof(__u64));
+	tg->t = malloc((plan->n_targets ? plan->n_targets : 1) * sizeof(*tg->t));
+	if (!tg->t)
+		goto err;
+	for (i = 0; i < plan->n_targets; i++) {
+		const struct fg_target *t = plan->targets[i];
+		struct fg_target *c = &tg->t[i];
+		__u64 key = (__u64)(uintptr_t)t;
+
+		/* Who it is, not where its endpoints are: those come from
+		 * the maps. */
+		memcpy(c, t, sizeof(*c));
+		c->clusters = NULL;
+		c->n_clusters = 0;
+		c->req = NULL;
+		c->service_id = fg_control_service_id(control, t);
+		if (fg_hmap_put(&tg->at, &key, i))
+			goto err;
+	}
+	tg->n = plan->n_targets;
+	return tg;
+err:
+	targets_put(tg);
+	return NULL;
+}
+
 void px_routes_put(struct px_routes *rt)
 {
 	size_t i, j;
@@ -32,7 +86,7 @@ void px_routes_put(struct px_routes *rt)
 		free(r->canaries);
 	}
 	free(rt->routes);
-	free(rt->targets);
+	targets_put(rt->tg);
 	free(rt->idx);
 	free(rt->any);
 	fg_hmap_fini(&rt->exact);
@@ -40,15 +94,11 @@ void px_routes_put(struct px_routes *rt)
 	free(rt);
 }
 
-static long target_index(const struct fg_plan *plan, const struct fg_target *t, json_t *at)
+static long target_index(const struct px_targets *tg, const struct fg_target *t)
 {
-	char key[32];
-	json_t *v;
+	__u64 key = (__u64)(uintptr_t)t, *v = fg_hmap_get(&tg->at, &key);
 
-	snprintf(key, sizeof(key), "%p", (const void *)t);
-	v = json_object_get(at, key);
-	(void)plan;
-	return v ? (long)json_integer_value(v) : -1;
+	return v ? (long)*v : -1;
 }
 
 /* Groups the route indexes of one kind by the hash of their host. */
@@ -92,49 +142,33 @@ static int index_hosts(struct px_routes *rt, struct fg_hmap *m, bool wildcard, s
 
 /* A copy of the plan's routes for the workers; run by the thread that owns
  * the plan (the control plane's). */
-static struct px_routes *routes_build(struct fg_control *control, unsigned long gen)
+static struct px_routes *routes_build(struct fg_control *control, unsigned long gen,
+				      const struct px_routes *prev)
 {
 	const struct fg_plan *plan = fg_control_plan(control);
 	struct px_routes *rt = calloc(1, sizeof(*rt));
-	json_t *at = json_object();
 	size_t i, j, pos = 0;
 
-	if (!rt || !at)
-		goto err;
+	if (!rt)
+		return NULL;
 	rt->refs = 1;
 	rt->gen = gen;
 	fg_hmap_init(&rt->exact, sizeof(__u64));
 	fg_hmap_init(&rt->wild, sizeof(__u64));
-	if (!plan) {
-		json_decref(at);
+	if (!plan)
 		return rt;
-	}
-	rt->targets = calloc(plan->n_targets ? plan->n_targets : 1, sizeof(*rt->targets));
+	rt->tg = targets_get(control, plan, prev);
 	rt->routes = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->routes));
 	rt->idx = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->idx));
 	rt->any = calloc(plan->n_routes ? plan->n_routes : 1, sizeof(*rt->any));
-	if (!rt->targets || !rt->routes || !rt->idx || !rt->any)
+	if (!rt->tg || !rt->routes || !rt->idx || !rt->any)
 		goto err;
-	for (i = 0; i < plan->n_targets; i++) {
-		const struct fg_target *t = plan->targets[i];
-		struct fg_target *c = &rt->targets[i];
-		char key[32];
-
-		/* Who it is, not where its endpoints are: those come from
-		 * the maps. */
-		memcpy(c, t, sizeof(*c));
-		c->clusters = NULL;
-		c->n_clusters = 0;
-		c->req = NULL;
-		c->service_id = fg_control_service_id(control, t);
-		snprintf(key, sizeof(key), "%p", (const void *)t);
-		json_object_set_new(at, key, json_integer((json_int_t)i));
-	}
-	rt->n_targets = plan->n_targets;
+	rt->targets = rt->tg->t;
+	rt->n_targets = rt->tg->n;
 	for (i = 0; i < plan->n_routes; i++) {
 		const struct fg_route *r = &plan->routes[i];
 		struct fg_route *c = &rt->routes[i];
-		long ti = target_index(plan, r->target, at);
+		long ti = target_index(rt->tg, r->target);
 
 		*c = *r;
 		c->canaries = NULL;
@@ -151,7 +185,7 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 
 			*cn = r->canaries[j];
 			cn->has_pattern = false;
-			ti = target_index(plan, r->canaries[j].target, at);
+			ti = target_index(rt->tg, r->canaries[j].target);
 			cn->target = ti >= 0 ? &rt->targets[ti] : c->target;
 			if (r->canaries[j].has_pattern) {
 				if (fg_regex_dup(&cn->pattern, r->canaries[j].pattern))
@@ -170,10 +204,8 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 	for (i = 0; i < rt->n_routes; i++)
 		if (rt->routes[i].is_default)
 			rt->any[rt->n_any + rt->n_dflt++] = (__u32)i;
-	json_decref(at);
 	return rt;
 err:
-	json_decref(at);
 	px_routes_put(rt);
 	return NULL;
 }
@@ -182,10 +214,18 @@ err:
 int px_routes_publish(struct fg_proxy *srv)
 {
 	unsigned long gen = fg_control_plan_gen(srv->control);
-	struct px_routes *rt = routes_build(srv->control, gen), *old;
+	struct timespec t0, t1;
+	struct px_routes *rt, *old;
 
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+	/* Only this thread replaces srv->routes: reading it unlocked is safe. */
+	rt = routes_build(srv->control, gen, srv->routes);
 	if (!rt)
 		return -ENOMEM;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+	pr_debug("proxy: routes %lu: %zu routes, %zu targets copied in %.1f ms CPU\n", gen,
+		 rt->n_routes, rt->n_targets,
+		 (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
 	pthread_mutex_lock(&srv->lock);
 	old = srv->routes;
 	srv->routes = rt;

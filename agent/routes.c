@@ -15,6 +15,7 @@
 
 #include "fleetgate_hash.h"
 #include "fg_regex.h"
+#include "compact.h"
 #include "routes.h"
 
 #define ANN_REMOTE_CLUSTERS "mse.alibabacloud.com/remote-clusters"
@@ -362,6 +363,39 @@ static int gateway_clusters(struct builder *b, json_t *obj, json_t *remote, bool
 	return err;
 }
 
+/* The phase of a gateway that did not fail, from the agent's state. */
+static void gateway_phase(struct fg_gateway_status *gw, const struct fg_plan_opts *opts)
+{
+	if (!opts->dataplane_ready)
+		copy(gw->phase, sizeof(gw->phase), "Pending");
+	else if (!opts->listening)
+		copy(gw->phase, sizeof(gw->phase), "Running");
+	else if (opts->syncing && opts->syncing[0]) {
+		/* A partial view would program a partial data plane: not
+		 * Listening before every source has been listed. */
+		copy(gw->phase, sizeof(gw->phase), "Running");
+		reasonf(gw->message, "waiting for the first list of: %s", opts->syncing);
+	} else
+		copy(gw->phase, sizeof(gw->phase), "Listening");
+}
+
+void fg_plan_update_phases(struct fg_plan *plan, const struct fg_plan_opts *opts)
+{
+	size_t i;
+
+	for (i = 0; i < plan->n_gateways; i++) {
+		struct fg_gateway_status *gw = &plan->gateways[i];
+		json_t *st = json_object_get(gw->object, "status");
+
+		if (!strcmp(gw->phase, "Failed"))
+			continue;
+		gateway_phase(gw, opts);
+		json_object_set_new(st, "status", json_string(gw->phase));
+		if (gw->message[0])
+			json_object_set_new(st, "message", json_string(gw->message));
+	}
+}
+
 static int add_gateway(struct builder *b, json_t *obj)
 {
 	struct fg_plan *p = b->plan;
@@ -398,17 +432,8 @@ static int add_gateway(struct builder *b, json_t *obj)
 	}
 	if (failed)
 		copy(gw->phase, sizeof(gw->phase), "Failed");
-	else if (!b->opts->dataplane_ready)
-		copy(gw->phase, sizeof(gw->phase), "Pending");
-	else if (!b->opts->listening)
-		copy(gw->phase, sizeof(gw->phase), "Running");
-	else if (b->opts->syncing && b->opts->syncing[0]) {
-		/* A partial view would program a partial data plane: not
-		 * Listening before every source has been listed. */
-		copy(gw->phase, sizeof(gw->phase), "Running");
-		reasonf(gw->message, "waiting for the first list of: %s", b->opts->syncing);
-	} else
-		copy(gw->phase, sizeof(gw->phase), "Listening");
+	else
+		gateway_phase(gw, b->opts);
 	if (!failed && b->opts->behind && b->opts->behind[0] && !gw->message[0])
 		reasonf(gw->message, "the data plane is behind the configuration: %s",
 			b->opts->behind);
@@ -641,6 +666,32 @@ static bool service_port(json_t *svc, __u16 number, const char *name, const char
 	return false;
 }
 
+/* A compacted slice's ready addresses (compact.h). */
+static int compact_endpoints(const struct fg_cindex *objs, const char *ns, json_t *slice,
+			     __u16 pnum, const struct subset *ss, struct fg_target_cluster *tc,
+			     size_t *cap)
+{
+	char ip[INET6_ADDRSTRLEN + 8], pod[FG_HOST_LEN];
+	struct fg_compact_ep ep;
+	const char *pos = NULL;
+	int err;
+
+	while (fg_compact_next(slice, &pos, &ep)) {
+		if (ep.addr_len >= sizeof(ip) || ep.pod_len >= sizeof(pod))
+			continue; /* not an IP literal, or no pod name: as below */
+		memcpy(ip, ep.addr, ep.addr_len);
+		ip[ep.addr_len] = '\0';
+		memcpy(pod, ep.pod, ep.pod_len);
+		pod[ep.pod_len] = '\0';
+		if (!pod_in_subset(objs, ns, ep.pod_len ? pod : NULL, ss))
+			continue;
+		err = add_endpoint(tc, cap, ip, pnum, ep.pod_len ? pod : NULL);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* EndpointSlices first (as kube-proxy does), Endpoints otherwise. */
 static int slice_endpoints(const struct fg_cindex *objs, const char *ns, const char *svc_name,
 			   const char *port_name, const struct subset *ss,
@@ -663,6 +714,12 @@ static int slice_endpoints(const struct fg_cindex *objs, const char *ns, const c
 		}
 		if (!pnum)
 			continue;
+		if (fg_compact_is(obj)) {
+			err = compact_endpoints(objs, ns, obj, pnum, ss, tc, cap);
+			if (err)
+				return err;
+			continue;
+		}
 		json_array_foreach(json_object_get(obj, "endpoints"), j, ep) {
 			json_t *ready = jget(ep, "conditions.ready");
 			const char *pod = jstr(ep, "targetRef.name");

@@ -232,6 +232,13 @@ int fg_plan_refresh(struct fg_plan *plan, const struct fg_snapshot *snap,
  * is invalid), or -errno.
  */
 int fg_plan_patch_ingress(struct fg_plan *plan, json_t *ing);
+/*
+ * The gateways' phase (Pending, Running, Listening) follows opts'
+ * dataplane_ready, listening and syncing: set in place, without
+ * recomputing routes (the agent opening its listener changes nothing
+ * else). Failed gateways stay so.
+ */
+void fg_plan_update_phases(struct fg_plan *plan, const struct fg_plan_opts *opts);
 void fg_plan_free(struct fg_plan *plan);
 
 /* Display forms (fleetgatectl get ... -o json). */
