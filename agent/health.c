@@ -239,14 +239,19 @@ static __u64 bucket_at(const struct fg_health *h, __u64 now)
 
 /* Moves the ids of the buckets whose time came to the due queue; each
  * bucket once per interval however late the call. While the queue holds
- * more than the probes can start soon, a bucket's ids are not walked but
- * counted late at once: with more endpoints than the probes can visit
+ * an eighth of the endpoints (and more than a few probes' worth), a
+ * bucket's ids are not walked but counted late at once: with more endpoints than the probes can visit
  * (1,000,000 every 250 ms), walking them only to find each still queued
  * cost 50-90 ms of the control thread per call, past every budget. */
 static void wheel_advance(struct fg_health *h, __u64 now)
 {
 	__u64 target = bucket_at(h, now);
 	size_t backlog = (size_t)h->opts.max_inflight * DQ_BACKLOG;
+
+	/* An eighth of the interval's endpoints waiting: far behind, not a
+	 * late turn the probes make up for. */
+	if (backlog < h->n_known / 8)
+		backlog = h->n_known / 8;
 
 	if (target > h->cursor + h->nb)
 		h->cursor = target - h->nb;
