@@ -94,6 +94,16 @@ enum fail_kind {
 	F_STATUS,          /* a status the route retries (http_502, ...) */
 };
 
+/* A TLS session on a socket, client or upstream side (proxy_tls.c): what
+ * OpenSSL last asked for, so the interest set follows it. */
+struct px_sslio {
+	SSL *ssl;                 /* NULL: plain TCP */
+	bool hs_wants_write;      /* the handshake waits to write */
+	bool rd_wants_write;      /* a read needs the socket writable */
+	bool wr_wants_read;       /* a write needs the socket readable */
+	bool shut;                /* close_notify sent */
+};
+
 /* Connections per client address (max_conns_per_client). */
 struct client_slot {
 	struct fg_addr addr;
@@ -106,7 +116,7 @@ struct pool_key {
 	struct fg_addr addr;
 	__be16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 tls;                 /* HTTPS upstream: its own pool */
 };
 
 struct upstream {
@@ -119,6 +129,10 @@ struct upstream {
 	__u32 backend_id, service_id, cluster_idx;
 	bool connecting, reused, dead, pooled;
 	bool busy;                /* counted in its pool's busy */
+	/* backend-protocol HTTPS: the session; connecting stays true until
+	 * its handshake is done (tcp_up: the TCP part is). */
+	struct px_sslio tls;
+	bool tcp_up;
 	/* epoll said readable and no read has come back short or empty
 	 * since: reads are tried only then (an EAGAIN per readiness, not
 	 * per step). */
@@ -159,10 +173,9 @@ struct conn {
 	enum cstate state;
 	bool eof, close_after, dead;
 	bool rd_ready;            /* as upstream.rd_ready, for the client */
-	/* TLS (proxy_tls.c): the session, NULL on a plain listener. */
-	SSL *ssl;
+	/* TLS (proxy_tls.c): the session (tls.ssl NULL on a plain listener). */
+	struct px_sslio tls;
 	bool ktls_tx;             /* the kernel encrypts what we write */
-	bool tls_hs_wants_write, tls_rd_wants_write, tls_wr_wants_read, tls_shut;
 	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
@@ -627,13 +640,19 @@ bool px_tunnel_step(struct conn *c);
 void px_tunnel_events(struct conn *c);
 void px_tunnel_end(struct conn *c, enum fg_request_end end);
 void px_tunnel_check(struct conn *c, __u64 now);
+ssize_t px_io_recv(struct px_sslio *io, int fd, void *buf, size_t len);
+ssize_t px_io_send(struct px_sslio *io, int fd, const void *buf, size_t len);
+bool px_io_pending(const struct px_sslio *io);
+void px_io_close_notify(struct px_sslio *io);
+void px_io_free(struct px_sslio *io);
+unsigned px_io_hs_events(const struct px_sslio *io);
 ssize_t px_cl_recv(struct conn *c, void *buf, size_t len);
 ssize_t px_cl_send(struct conn *c, const void *buf, size_t len);
 bool px_cl_pending(const struct conn *c);
 bool px_tls_step(struct conn *c);
-unsigned px_tls_events(const struct conn *c);
 void px_tls_close_notify(struct conn *c);
 void px_tls_free(struct conn *c);
+int px_up_tls_step(struct upstream *u, char *why, size_t len);
 bool px_tls_ktls_tx(const struct conn *c);
 void px_tls_handshake_done(struct conn *c);
 void px_tls_handshake_failed(struct conn *c, const char *why);
