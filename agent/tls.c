@@ -82,6 +82,7 @@ struct fg_tls_store {
 /* An ALPN list in wire format; never freed once published, so a handshake
  * reading the old one while it is replaced stays valid. */
 struct alpn_list {
+	struct alpn_list *older; /* kept reachable, never freed */
 	size_t len;
 	unsigned char wire[];
 };
@@ -148,6 +149,7 @@ static void tls_init(void)
 		free(l);
 		return;
 	}
+	l->older = NULL;
 	l->len = sizeof(http11) - 1;
 	memcpy(l->wire, http11, l->len);
 	__atomic_store_n(&alpn_cur, l, __ATOMIC_RELEASE);
@@ -502,6 +504,12 @@ static int parse_key_pem(const char *pem, size_t n, const char *label, EVP_PKEY 
 		whyf(why, len, "%s is not PEM (no -----BEGIN line)", label);
 		return -EINVAL;
 	}
+	/* OpenSSL 3's decoders try whatever block they find and say
+	 * "unsupported" about a certificate: say what is missing instead. */
+	if (!memmem(pem, n, "PRIVATE KEY-----", 16)) {
+		whyf(why, len, "%s has no PEM private key block", label);
+		return -EINVAL;
+	}
 	b = BIO_new_mem_buf(pem, (int)n);
 	if (!b)
 		return -ENOMEM;
@@ -735,7 +743,7 @@ int fg_tls_gen_cert(const struct fg_tls_gen_opts *o, X509 **crt, EVP_PKEY **key,
 	if (!strcmp(kt, "EC"))
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	else if (!strcmp(kt, "RSA"))
-		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)(o->rsa_bits ? o->rsa_bits : 2048));
 	else {
 		whyf(why, len, "unknown key type %s", kt);
 		return -EINVAL;
@@ -963,6 +971,7 @@ int fg_tls_set_alpn(const char *list)
 	}
 	l->len = n;
 	/* The old list stays allocated: a handshake may be reading it. */
+	l->older = __atomic_load_n(&alpn_cur, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&alpn_cur, l, __ATOMIC_RELEASE);
 	return 0;
 }

@@ -87,7 +87,8 @@ int fg_tls_cert_from_files(const char *crt_path, const char *key_path,
 struct fg_tls_gen_opts {
 	const char *cn;            /* subject CN (NULL: none) */
 	const char *const *sans;   /* DNS names, NULL-terminated (NULL: none) */
-	const char *key_type;      /* "EC" (P-256) or "RSA" (2048 bits) */
+	const char *key_type;      /* "EC" (P-256) or "RSA" */
+	unsigned int rsa_bits;     /* 0: 2048 */
 	long not_before;           /* seconds from now (negative: past); 0: -3600 */
 	long not_after;            /* seconds from now; 0: 365 days */
 	bool ca;                   /* basicConstraints CA:TRUE, keyCertSign */
