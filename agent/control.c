@@ -696,8 +696,8 @@ static void tls_publish(struct fg_control *c)
 	__atomic_store_n(&c->tls_gen, fg_tls_store_generation(s), __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&c->tls_lock);
 	fg_tls_store_put(old);
-	pr_info("tls: certificates for %zu names (store generation %lu)\n", fg_tls_store_size(s),
-		fg_tls_store_generation(s));
+	pr_info("tls: certificates for %zu name%s (store generation %lu)\n", fg_tls_store_size(s),
+		fg_tls_store_size(s) == 1 ? "" : "s", fg_tls_store_generation(s));
 }
 
 /* Only the Secrets changed (or a validity period began or ended): the

@@ -4,21 +4,27 @@
  * hands to its connections, upstream client contexts and kernel TLS.
  *
  * Certificates (struct fg_tls_cert) are immutable and refcounted: the leaf,
- * its chain, the private key and a server SSL_CTX of their own with the
- * gateway's settings (TLS 1.2 and 1.3 only, Mozilla "intermediate"-like
- * ciphers for 1.2, server cipher preference, ALPN from fg_tls_set_alpn(),
- * session tickets under one key per process, no compression, no
- * renegotiation). They come from a Kubernetes Secret of type
- * kubernetes.io/tls, from PEM files, or are generated (the self-signed
- * "fake" certificate for unknown names when no default is given).
+ * its chain and the private key, checked by OpenSSL as a pair when they
+ * are built. They come from a Kubernetes Secret of type kubernetes.io/tls,
+ * from PEM files, or are generated (the self-signed "fake" certificate for
+ * unknown names when no default is given).
+ *
+ * Every server connection comes from one SSL_CTX with the gateway's
+ * settings (fg_tls_server_ctx: TLS 1.2 and 1.3 only, Mozilla
+ * "intermediate"-like ciphers for 1.2, server cipher preference, ALPN from
+ * fg_tls_set_alpn(), session tickets under one key per process, no session
+ * cache, no compression, no renegotiation); its certificate callback puts
+ * the chosen certificate on the connection (references, no copies). One
+ * context for all rather than one per certificate: an OpenSSL 3 SSL_CTX
+ * costs about 0.3 ms and 14 KB, which 10,000 Ingresses would multiply.
  *
  * The store (struct fg_tls_store) maps server names to certificates:
  * exact names first, then "*.suffix" wildcards (one label), else the
  * default certificate. It is immutable and refcounted too: build a new
  * one to change anything. A server SSL made by fg_tls_new_server_ssl()
  * holds a reference on its store until SSL_free(), and its certificate is
- * chosen from that store by the SNI callback, so publishing a new store
- * never touches connections that began on an older one.
+ * chosen from that store once its ClientHello is read (SNI), so publishing
+ * a new store never touches connections that began on an older one.
  *
  * Threads: everything here may be called from any thread. Certificates and
  * stores are read-only after they are built; their references are atomic.
@@ -106,7 +112,7 @@ void fg_tls_cert_put(struct fg_tls_cert *c);
 
 /* Read-only views, valid as long as the reference. */
 X509 *fg_tls_cert_x509(const struct fg_tls_cert *c);
-SSL_CTX *fg_tls_cert_ctx(const struct fg_tls_cert *c);
+STACK_OF(X509) *fg_tls_cert_chain(const struct fg_tls_cert *c); /* NULL: none */
 const char *fg_tls_cert_name(const struct fg_tls_cert *c);
 const char *fg_tls_cert_subject(const struct fg_tls_cert *c); /* "CN=a.example.com,O=..." */
 const char *fg_tls_cert_issuer(const struct fg_tls_cert *c);
@@ -157,9 +163,12 @@ struct fg_tls_cert *fg_tls_store_lookup(const struct fg_tls_store *s, const char
 /* Whether both stores map every name to the same certificates. */
 bool fg_tls_store_same(const struct fg_tls_store *a, const struct fg_tls_store *b);
 
+/* The server context every fg_tls_new_server_ssl() connection comes from
+ * (borrowed; NULL when OpenSSL could not be set up). */
+SSL_CTX *fg_tls_server_ctx(void);
 /*
- * A server SSL whose certificate the SNI callback takes from store (a new
- * reference, released by SSL_free()). The caller attaches the socket
+ * A server SSL whose certificate the certificate callback takes from store
+ * (a new reference, released by SSL_free()). The caller attaches the socket
  * (SSL_set_fd: kernel TLS needs the socket BIO) and runs SSL_accept or
  * SSL_do_handshake as usual. NULL on failure (ENOMEM).
  */
@@ -217,8 +226,9 @@ struct fg_ktls_caps {
 int fg_ktls_probe(char *why, size_t len);
 /* The probe's details (probing first if needed). */
 const struct fg_ktls_caps *fg_ktls_caps(void);
-/* Sets SSL_OP_ENABLE_KTLS on a context when the probe passed; else
- * -EOPNOTSUPP with the probe's reason. */
+/* Sets SSL_OP_ENABLE_KTLS on a context (a client one, say) when the probe
+ * passed; else -EOPNOTSUPP with the probe's reason. Server connections
+ * get it from fg_tls_set_ktls(). */
 int fg_tls_ktls_enable(SSL_CTX *ctx, char *why, size_t len);
 /* After the handshake: whether OpenSSL moved sending / receiving of this
  * SSL into the kernel. */
