@@ -936,6 +936,58 @@ out:
 	fg_kube_free(k);
 }
 
+/* Secrets for Ingress spec.tls: the fleet source asks the server for type
+ * kubernetes.io/tls only (fieldSelector), so other Secrets never reach
+ * fleetgate; changes and deletions arrive through the watch. */
+static void test_tls_secrets(void)
+{
+	struct probe site = { .origin = NULL, .kind = "Secret", .key = "web/site", .label_v = "1" };
+	struct fg_kube *k;
+	struct reqs r;
+	size_t from = log_len(), i;
+	json_t *e;
+	double t;
+	static const char tls_secret[] =
+		"{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":\"kubernetes.io/tls\","
+		"\"metadata\":{\"name\":\"site\",\"namespace\":\"web\",\"labels\":{\"v\":\"%s\"}},"
+		"\"data\":{\"tls.crt\":\"Y3J0\",\"tls.key\":\"a2V5\"}}";
+	char body[512];
+
+	snprintf(body, sizeof(body), tls_secret, "1");
+	ASSERT_TRUE(ctl_ok("/_test/apply", body), "apply TLS Secret");
+	ASSERT_TRUE(ctl_ok("/_test/apply", "{\"apiVersion\":\"v1\",\"kind\":\"Secret\","
+			   "\"type\":\"Opaque\",\"metadata\":{\"name\":\"db-password\","
+			   "\"namespace\":\"web\"},\"data\":{\"password\":\"eA==\"}}"),
+		    "apply Opaque Secret");
+	k = new_kube_with(NULL, kubeconfig("fleet-tls.yaml", "", CA_DATA, U_TOKEN), 0);
+	if (!k)
+		return;
+	t = WAIT_FOR(k, WAIT_MS, (run_probe(k, &site), synced(k, NULL) && site.found));
+	ASSERT_GE(t, 0, "TLS Secret listed");
+	ASSERT_EQ(site.count, 1, "only the TLS Secret");
+	snprintf(body, sizeof(body), tls_secret, "2");
+	site.label_v = "2";
+	ASSERT_TRUE(ctl_ok("/_test/apply", body), "modify TLS Secret");
+	t = WAIT_FOR(k, EVENT_BOUND_MS, (run_probe(k, &site), site.found && site.label_ok));
+	ASSERT_GE(t, 0, "modification seen");
+	ASSERT_TRUE(delete_obj("", "Secret", "web", "site"), "delete TLS Secret");
+	t = WAIT_FOR(k, EVENT_BOUND_MS, (run_probe(k, &site), !site.found));
+	ASSERT_GE(t, 0, "deletion seen");
+	count_reqs("", "secrets", from, &r);
+	ASSERT_GE(r.lists, 1, "listed");
+	ASSERT_GE(r.watches, 1, "watched");
+	json_array_foreach(r.log, i, e) {
+		if (i < from || strcmp(json_string_value(json_object_get(e, "resource")) ?: "",
+				       "secrets"))
+			continue;
+		ASSERT_STREQ(json_string_value(json_object_get(e, "fields")),
+			     "type=kubernetes.io/tls", "every Secret request has the fieldSelector");
+	}
+	json_decref(r.log);
+	fg_kube_free(k);
+	delete_obj("", "Secret", "web", "db-password");
+}
+
 /* A resource the server does not serve (a CRD not installed): empty, and
  * no failure. */
 static void test_not_served(void)
@@ -972,6 +1024,7 @@ FG_TEST(kube)
 		{ "auth", test_auth },
 		{ "kubeconfig_errors", test_kubeconfig_errors },
 		{ "fleet_and_secrets", test_fleet_and_secrets },
+		{ "tls_secrets", test_tls_secrets },
 		{ "not_served", test_not_served },
 		{ "server_down", test_server_down },
 	};
