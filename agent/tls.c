@@ -366,13 +366,33 @@ void fg_tls_cert_put(struct fg_tls_cert *c)
 		cert_free(c);
 }
 
+/* OpenSSL's own checks of the pair (the security level: key sizes,
+ * signature algorithms of the chain), done once here on a connection that
+ * is never used rather than failing handshakes later. */
+static int openssl_accepts(const struct fg_tls_cert *c, const char *crt_label, char *why,
+			   size_t len)
+{
+	SSL *probe = SSL_new(server_ctx);
+	char r[160];
+	int err = 0;
+
+	if (!probe)
+		return -ENOMEM;
+	if (SSL_use_cert_and_key(probe, c->x509, c->key, c->chain, 1) != 1) {
+		whyf(why, len, "OpenSSL refuses the certificate in %s: %s", crt_label,
+		     ossl_reason(r, sizeof(r)));
+		err = -EKEYREJECTED;
+	}
+	SSL_free(probe);
+	return err;
+}
+
 /* A certificate from its parts (taken over, also on failure). */
 static int cert_build(X509 *x509, STACK_OF(X509) *chain, EVP_PKEY *key, const char *name,
 		      const char *key_label, const char *crt_label, struct fg_tls_cert **out,
 		      char *why, size_t len)
 {
 	struct fg_tls_cert *c;
-	char r[160];
 	int err;
 
 	err = ensure_init();
@@ -401,19 +421,10 @@ static int cert_build(X509 *x509, STACK_OF(X509) *chain, EVP_PKEY *key, const ch
 	name_str(X509_get_issuer_name(x509), c->issuer, sizeof(c->issuer));
 	c->not_before = asn1_time(X509_get0_notBefore(x509));
 	c->not_after = asn1_time(X509_get0_notAfter(x509));
-	/* OpenSSL's own checks of the pair (the security level: key sizes,
-	 * signature algorithms) on a connection that is never used. */
-	{
-		SSL *probe = SSL_new(server_ctx);
-
-		if (!probe || SSL_use_cert_and_key(probe, x509, key, chain, 1) != 1) {
-			whyf(why, len, "OpenSSL refuses the certificate in %s: %s", crt_label,
-			     ossl_reason(r, sizeof(r)));
-			SSL_free(probe);
-			cert_free(c);
-			return probe ? -EKEYREJECTED : -ENOMEM;
-		}
-		SSL_free(probe);
+	err = openssl_accepts(c, crt_label, why, len);
+	if (err) {
+		cert_free(c);
+		return err;
 	}
 	*out = c;
 	return 0;
@@ -609,8 +620,8 @@ static int cert_from_pem(const char *crt, size_t crt_len, const char *crt_label,
 int fg_tls_cert_from_pem(const char *crt, size_t crt_len, const char *key, size_t key_len,
 			 const char *name, struct fg_tls_cert **out, char *why, size_t len)
 {
-	return cert_from_pem(crt, crt_len, "the certificate", key, key_len, "the key", name, out,
-			     why, len);
+	return cert_from_pem(crt, crt_len, "the certificate PEM", key, key_len, "the key PEM", name,
+			     out, why, len);
 }
 
 static int read_file(const char *path, char **buf, size_t *n, char *why, size_t len)

@@ -375,7 +375,8 @@ static void subtest_bad_secrets(void)
 	youngk = pem_key(young.k, NULL);
 	weakc = pem_x509(weak.x);
 	weakk = pem_key(weak.k, NULL);
-	chain = crt ? concat(crt, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n") : NULL;
+	chain = crt ? concat(crt, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+				  "-----END CERTIFICATE-----\n") : NULL;
 	if (!ASSERT_TRUE(crt && key && okey && ocrt && enc && oldc && oldk && youngc && youngk &&
 			 weakc && weakk && chain, "PEM"))
 		goto out;
@@ -618,6 +619,22 @@ static void subtest_sni(void)
 			ASSERT_TRUE(xfer(c.cli, c.srv, "GET / HTTP/1.1\r\n\r\n"), name);
 		}
 		conn_close(&c);
+	}
+	/* A HelloRetryRequest (the client's key share is for a group the
+	 * server lacks): the certificate is chosen again from the second
+	 * ClientHello, the same one. */
+	{
+		SSL_CTX *hrr = client_ctx(0, 0);
+		struct conn c;
+
+		if (ASSERT_TRUE(SSL_CTX_set1_groups_list(hrr, "X448:P-256") == 1, "groups") &&
+		    ASSERT_TRUE(connect_to(&c, store, hrr, "a.example.com"), "HRR handshake")) {
+			ASSERT_TRUE(served(&c, ca), "HRR: a.example.com");
+			ASSERT_EQ(SSL_get_negotiated_group(c.srv), NID_X9_62_prime256v1,
+				  "P-256 after the retry");
+		}
+		conn_close(&c);
+		SSL_CTX_free(hrr);
 	}
 out:
 	fg_tls_store_put(store);
@@ -1139,6 +1156,35 @@ static void subtest_files_and_kubectl(void)
 	}
 }
 
+/* With sending in the kernel, bytes spliced from a pipe straight into the
+ * socket go out as TLS records: the proxy's splice path for bodies. */
+static bool splice_body(struct conn *cn)
+{
+	static const char body[] = "a response body that never passed through OpenSSL";
+	size_t n = sizeof(body) - 1, got = 0;
+	char buf[128];
+	int p[2], i, r;
+	bool ok;
+
+	if (pipe(p))
+		return false;
+	ok = write(p[1], body, n) == (ssize_t)n &&
+	     splice(p[0], NULL, cn->fds[0], NULL, n, SPLICE_F_MOVE) == (ssize_t)n;
+	close(p[0]);
+	close(p[1]);
+	for (i = 0; ok && i < 1000 && got < n; i++) {
+		r = SSL_read(cn->cli, buf + got, (int)(sizeof(buf) - got));
+		if (r > 0)
+			got += (size_t)r;
+		else if (SSL_get_error(cn->cli, r) == SSL_ERROR_WANT_READ)
+			usleep(1000);
+		else
+			break;
+	}
+	ERR_clear_error();
+	return ok && got == n && !memcmp(buf, body, n);
+}
+
 /* Kernel TLS: the probe says why not here; where the kernel has it (the
  * vm-test kernel) handshakes move send (and for TLS 1.2 receive) into
  * it and records still arrive. */
@@ -1191,6 +1237,8 @@ static void subtest_ktls(void)
 				  "receive as probed");
 			ASSERT_TRUE(xfer(cn.srv, cn.cli, "HTTP/1.1 200 OK\r\n\r\n"), "kernel sends");
 			ASSERT_TRUE(xfer(cn.cli, cn.srv, "GET / HTTP/1.1\r\n\r\n"), "receives");
+			if (tx)
+				ASSERT_TRUE(splice_body(&cn), "a body spliced into the socket");
 		}
 		conn_close(&cn);
 		SSL_CTX_free(cctx);
