@@ -21,7 +21,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 DEB_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libmnl-dev \
 	libjansson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libpcre2-dev pkg-config libclang-rt-14-dev \
 	iproute2 ethtool ipvsadm netsniff-ng python3 procps psmisc openssl help2man nftables iputils-ping curl nginx haproxy wrk prometheus \
-	bird2
+	bird2 python3-websockets
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
@@ -133,8 +133,9 @@ demo: all
 	demo/run.sh $(ARGS)
 
 bench: all $(BENCH_BINS)
-	selftests/bench.sh
-	selftests/bench_l7.sh
+	BUILD=$(BUILD) selftests/bench.sh
+	BUILD=$(BUILD) selftests/bench_l7.sh
+	BUILD=$(BUILD) selftests/bench_cp.sh
 
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
 	$(call msg,FUZZ,$@)

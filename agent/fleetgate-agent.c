@@ -55,6 +55,8 @@ struct agent {
 	bool l7_mode_set;
 	unsigned max_conns;
 	unsigned workers;           /* proxy event loops, 0: the CPUs */
+	unsigned upstream_keepalive;   /* idle per backend and worker, 0: auto */
+	unsigned upstream_keepalive_ms;
 	unsigned max_conns_per_client;
 	unsigned client_body_timeout_ms;
 	bool snat_ports_set;
@@ -99,7 +101,7 @@ static void usage(FILE *out)
 "\n"
 "Loads fleetgate's XDP data plane, pins its maps, attaches it to the gateway\n"
 "interfaces and keeps it running: the fleet's objects in the config\n"
-"directory become routes in the maps (within 100 ms of a change), interface\n"
+"directory become routes in the maps (as they change, without a restart), interface\n"
 "addresses and next hops follow netlink, backends are health-checked and\n"
 "failed over. Runs in the foreground, logs to stderr, exits cleanly on\n"
 "SIGTERM/SIGINT (programs detached, pins removed unless --keep-pins).\n"
@@ -149,6 +151,13 @@ static void usage(FILE *out)
 "      --workers N            HTTP proxy event loops, one thread each, one\n"
 "                             listener each on the same port (default: the\n"
 "                             CPUs, at most 64; sockmap mode runs one)\n"
+"      --upstream-keepalive N|auto\n"
+"                             idle upstream connections kept per backend and\n"
+"                             worker (default auto: as many as were in use at\n"
+"                             once in the last minute, at least 32)\n"
+"      --upstream-keepalive-timeout MS\n"
+"                             an idle upstream connection is closed after MS\n"
+"                             (default 30000)\n"
 "      --max-conns-per-client N\n"
 "                             HTTP client connections from one address at\n"
 "                             most (default 1000); more get a 503\n"
@@ -242,6 +251,8 @@ enum {
 	OPT_L7_MODE,
 	OPT_MAX_CONNS,
 	OPT_WORKERS,
+	OPT_UPSTREAM_KEEPALIVE,
+	OPT_UPSTREAM_KEEPALIVE_TIMEOUT,
 	OPT_MAX_CONNS_PER_CLIENT,
 	OPT_CLIENT_BODY_TIMEOUT,
 	OPT_MAX_SERVICES,
@@ -281,6 +292,9 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "l7-mode", required_argument, NULL, OPT_L7_MODE },
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "upstream-keepalive", required_argument, NULL, OPT_UPSTREAM_KEEPALIVE },
+		{ "upstream-keepalive-timeout", required_argument, NULL,
+		  OPT_UPSTREAM_KEEPALIVE_TIMEOUT },
 		{ "max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT },
 		{ "client-body-timeout", required_argument, NULL, OPT_CLIENT_BODY_TIMEOUT },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
@@ -371,6 +385,18 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, FG_PROXY_MAX_WORKERS, &v) || !v)
 				goto bad;
 			a->workers = v;
+			break;
+		case OPT_UPSTREAM_KEEPALIVE:
+			if (!strcmp(optarg, "auto"))
+				v = 0;
+			else if (parse_uint(optarg, 1000000, &v))
+				goto bad;
+			a->upstream_keepalive = v;
+			break;
+		case OPT_UPSTREAM_KEEPALIVE_TIMEOUT:
+			if (parse_uint(optarg, 3600000, &v) || v < 100)
+				goto bad;
+			a->upstream_keepalive_ms = v;
 			break;
 		case OPT_MAX_CONNS_PER_CLIENT:
 			if (parse_uint(optarg, 10000000, &v) || !v)
@@ -943,6 +969,9 @@ static int start_proxy(struct agent *a)
 	if (a->max_conns)
 		popts.max_conns = a->max_conns;
 	popts.workers = a->workers ? a->workers : online_cpus();
+	popts.pool_max_idle = a->upstream_keepalive;
+	if (a->upstream_keepalive_ms)
+		popts.pool_idle_timeout_ms = a->upstream_keepalive_ms;
 	if (a->max_conns_per_client)
 		popts.max_conns_per_client = a->max_conns_per_client;
 	if (a->client_body_timeout_ms)
@@ -1152,6 +1181,7 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	reserve_snat_ports(&a);
+	a.health_opts.interval_ms = a.health_interval_ms;
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;

@@ -1502,6 +1502,7 @@ static void render_proxy(const json_t *items)
 	if (!it)
 		return;
 	printf("Mode:              %s\n", *js(it, "mode") ? js(it, "mode") : "copy");
+	printf("Workers:           %lld\n", ji(it, "workers"));
 	printf("Connections:       %lld open, %lld accepted, %lld refused\n",
 	       ji(it, "connections"), ji(it, "accepted"), ji(it, "refused"));
 	printf("Requests:          %lld\n", ji(it, "requests"));
@@ -1519,6 +1520,17 @@ static void render_proxy(const json_t *items)
 	       "descriptor budget (%lld of %lld reserved)\n", ji(it, "refusedPerClient"),
 	       ji(it, "maxConnsPerClient"), ji(it, "refusedFds"), ji(it, "fdsReserved"),
 	       ji(it, "fdBudget"));
+	if (json_object_get(it, "tls")) {
+		const json_t *t = json_object_get(it, "tls");
+
+		printf("TLS:               %lld handshakes (%lld TLS 1.3, %lld TLS 1.2, %lld resumed, "
+		       "%lld kTLS), %lld failed%s%s\n", ji(t, "handshakes"), ji(t, "tls13"),
+		       ji(t, "tls12"), ji(t, "resumed"), ji(t, "ktls"), ji(t, "handshakeErrors"),
+		       *js(t, "lastError") ? "; last: " : "", js(t, "lastError"));
+	}
+	printf("Empty reads:       %lld (reads that found nothing; %.2f per request)\n",
+	       ji(it, "emptyReads"),
+	       ji(it, "requests") ? (double)ji(it, "emptyReads") / ji(it, "requests") : 0.0);
 	local_errors_line("Local errors:", json_object_get(it, "localErrors"));
 	local_errors_line("Probe local errs:",
 			  json_object_get(json_object_get(it, "health"), "localErrors"));

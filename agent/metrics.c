@@ -830,6 +830,28 @@ static void render_proxy(struct fg_metrics *m, struct fg_expo *e)
 	gauge1(e, "fleetgate_http_fd_budget",
 	       "File descriptors the proxy may hold (from the soft RLIMIT_NOFILE); 0: no limit.",
 	       (double)jint(st, "fdBudget"));
+	counter1(e, "fleetgate_http_tunnels_total",
+		 "Upgraded connections (WebSocket and other Upgrade): 101 relayed, then tunnelled.",
+		 c.tunnels);
+	gauge1(e, "fleetgate_http_workers", "Proxy event loops (threads).",
+	       (double)jint(st, "workers"));
+	if (json_object_get(st, "tls")) {
+		const char *v12[] = { "version", "TLSv1.2", NULL };
+		const char *v13[] = { "version", "TLSv1.3", NULL };
+
+		fg_expo_family(e, "fleetgate_tls_handshakes_total", "counter",
+			       "TLS handshakes completed on --listen-tls listeners, by version.");
+		fg_expo_u64(e, "fleetgate_tls_handshakes_total", v12, c.tls_v12);
+		fg_expo_u64(e, "fleetgate_tls_handshakes_total", v13, c.tls_v13);
+		counter1(e, "fleetgate_tls_handshake_errors_total",
+			 "TLS handshakes that failed (protocol or certificate error, timeout, "
+			 "client gone).", c.tls_handshake_errors);
+		counter1(e, "fleetgate_tls_sessions_resumed_total",
+			 "Completed TLS handshakes that resumed a session (ticket).", c.tls_resumed);
+		counter1(e, "fleetgate_tls_ktls_connections_total",
+			 "Completed TLS handshakes whose transmit keys went to the kernel (kTLS).",
+			 c.tls_ktls);
+	}
 	json_decref(st);
 }
 

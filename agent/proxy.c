@@ -263,8 +263,25 @@ void px_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
-void px_do_accept(struct px_worker *p)
+/* accept(2) failed for want of resources: every listener of the worker
+ * stays readable, so they pause rather than spin. */
+static void accept_pause(struct px_worker *p, bool pause)
 {
+	int i;
+
+	for (i = 0; i < p->n_ls; i++) {
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = &p->ls[i].tag };
+
+		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i].fd, &ev);
+	}
+	p->accept_paused = pause;
+	if (pause)
+		p->accept_resume = now_ms() + 100;
+}
+
+void px_do_accept(struct px_listener *l)
+{
+	struct px_worker *p = l->p;
 	int i;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
@@ -273,21 +290,14 @@ void px_do_accept(struct px_worker *p)
 		struct conn *c;
 		int fd, one = 1;
 
-		fd = accept4(p->lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				/* The listener stays readable: pause it
-				 * rather than spin. */
-				struct epoll_event ev = { .events = 0, .data.ptr = &p->ltag };
-
-
 				pr_warn("proxy: accept: %s; pausing for 100 ms\n", strerror(errno));
-				epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
-				p->accept_paused = true;
-				p->accept_resume = now_ms() + 100;
+				accept_pause(p, true);
 			}
 			return;
 		}
@@ -325,6 +335,7 @@ void px_do_accept(struct px_worker *p)
 		c->rin.max = FG_HTTP_RESP_MAX_HEAD;
 		c->upo.max = 2 * p->opts.max_head + 4096 + REPLAY_MAX;
 		c->state = C_HEAD;
+		c->rd_ready = true; /* the request may have come with the handshake */
 		c->activity = c->last_rx = c->head_start = now_ms();
 		if (p->sm && p->mode == FG_L7_SOCKMAP && fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie))
 			c->sk_cookie = 0; /* this one's responses go through user space */
@@ -370,39 +381,20 @@ void px_check_timeouts(struct px_worker *p)
 {
 	__u64 now = now_ms();
 	struct conn *c, *next;
-	size_t b;
 
 	p->next_check = now + CHECK_EVERY_MS;
 	px_fd_budget_update(p);
 	fg_local_errors_flush(&p->local);
 	if (LOAD(p->srv->draining))
 		drain(p);
-	if (p->accept_paused && p->listening && now >= p->accept_resume) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
-
-		epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->lfd, &ev);
-		p->accept_paused = false;
-	}
+	if (p->accept_paused && now >= p->accept_resume)
+		accept_pause(p, false);
 	for (c = p->conns; c; c = next) {
 		next = c->next;
 		px_check_conn(c, now);
 	}
-	for (b = 0; b < POOL_BUCKETS; b++) {
-		struct pool *pl = p->pools[b], *pn;
-
-		for (; pl; pl = pn) {
-			struct upstream *u, *un;
-
-			pn = pl->next;
-			for (u = pl->top; u; u = un) {
-				un = u->next;
-				if (now - u->since >= p->opts.pool_idle_timeout_ms) {
-					px_pool_unlink(u); /* may free pl when it empties */
-					px_up_close(u);
-				}
-			}
-		}
-	}
+	px_resume_parked(p, true);
+	px_pool_expire(p, now);
 }
 
 /* ---------- workers ---------- */
@@ -422,8 +414,7 @@ static void worker_run(struct px_worker *p, int timeout_ms)
 
 			switch (t->kind) {
 			case T_LISTEN:
-				if (p->listening)
-					px_do_accept(p);
+				px_do_accept(t->obj);
 				break;
 			case T_CLIENT: {
 				struct conn *c = t->obj;
@@ -449,6 +440,7 @@ static void worker_run(struct px_worker *p, int timeout_ms)
 					pr_debug("proxy: eventfd: %s\n", strerror(errno));
 				if (LOAD(p->srv->draining))
 					drain(p);
+				px_resume_parked(p, false);
 				break;
 			}
 			}
@@ -482,15 +474,22 @@ static void worker_fini(struct px_worker *p)
 		px_conn_close(p->conns);
 	for (b = 0; b < POOL_BUCKETS; b++) {
 		while (p->pools[b]) {
-			struct upstream *u = p->pools[b]->top;
+			struct pool *pl = p->pools[b];
 
-			px_pool_unlink(u);
-			px_up_close(u);
+			while (pl->top) {
+				struct upstream *u = pl->top;
+
+				px_pool_unlink(u);
+				px_up_close(u);
+			}
+			p->pools[b] = pl->next;
+			free(pl);
 		}
 	}
 	px_reap(p);
-	if (p->lfd >= 0)
-		close(p->lfd);
+	for (b = 0; b < (size_t)p->n_ls; b++)
+		if (p->ls[b].fd >= 0)
+			close(p->ls[b].fd);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	if (p->tfd >= 0)
@@ -502,14 +501,16 @@ static void worker_fini(struct px_worker *p)
 	free(p->scratch);
 }
 
-static int worker_init(struct fg_proxy *srv, int id, __u16 port)
+static int worker_init(struct fg_proxy *srv, int id)
 {
 	struct px_worker *p = &srv->workers[id];
-	int err;
+	int err, i;
 
 	p->srv = srv;
 	p->id = id;
-	p->epfd = p->lfd = p->tfd = p->wake_fd = -1;
+	p->epfd = p->tfd = p->wake_fd = -1;
+	for (i = 0; i < FG_PROXY_MAX_LISTENERS; i++)
+		p->ls[i].fd = -1;
 	p->opts = srv->opts;
 	p->dp = srv->dp;
 	p->mode = srv->mode;
@@ -542,13 +543,36 @@ static int worker_init(struct fg_proxy *srv, int id, __u16 port)
 	p->wtag.obj = p;
 	if (p->wake_fd < 0 || ep_add(p, p->wake_fd, &p->wtag, EPOLLIN))
 		return -errno;
-	err = px_open_listener(p, port);
-	if (err)
-		return err;
-	p->ltag.kind = T_LISTEN;
-	p->ltag.obj = p;
+	for (i = 0; i < srv->n_ls; i++) {
+		struct px_listen_addr *la = &srv->ls[i];
+		struct px_listener *l = &p->ls[i];
+		char abuf[INET6_ADDRSTRLEN];
+		__u16 port;
+
+		/* The first worker binds (a free port when 0), the others the
+		 * same port. */
+		err = px_open_listener(la, &l->fd, &port);
+		if (err) {
+			pr_warn("proxy: cannot listen on %s%s%s:%u%s: %s\n",
+				la->family == FG_AF_INET6 ? "[" : "",
+				fg_addr_str(&la->addr, la->family, abuf, sizeof(abuf)),
+				la->family == FG_AF_INET6 ? "]" : "", la->port,
+				la->tls ? " (TLS)" : "", strerror(-err));
+			return err;
+		}
+		la->port = port;
+		p->n_ls = i + 1;
+		l->p = p;
+		l->idx = i;
+		l->tls = la->tls;
+		l->tag.kind = T_LISTEN;
+		l->tag.obj = l;
+		err = ep_add(p, l->fd, &l->tag, EPOLLIN);
+		if (err)
+			return err;
+	}
 	p->listening = true;
-	return ep_add(p, p->lfd, &p->ltag, EPOLLIN);
+	return 0;
 }
 
 /* ---------- API ---------- */
@@ -567,7 +591,8 @@ void fg_proxy_opts_init(struct fg_proxy_opts *o)
 	o->client_body_timeout_ms = 60000;
 	o->max_head = FG_HTTP_DEF_MAX_HEAD;
 	o->xff = true;
-	o->pool_max_idle = 32;
+	o->pool_max_idle = 0; /* auto: px_pool_cap */
+	o->pool_min_idle = 32;
 	o->pool_idle_timeout_ms = 30000;
 	o->l7_mode = FG_L7_AUTO;
 	o->workers = 1;
@@ -645,26 +670,25 @@ out:
 	pr_info("proxy: L7 data path mode %s (%s)\n", fg_l7_mode_name(p->mode), p->mode_why);
 }
 
-int px_open_listener(struct px_worker *p, __u16 port)
+int px_open_listener(const struct px_listen_addr *la, int *fd_out, __u16 *port_out)
 {
-	const struct fg_proxy_opts *o = &p->opts;
 	struct sockaddr_storage ss = {};
 	socklen_t slen;
 	int one = 1, fd;
 
-	if (o->family == FG_AF_INET) {
+	if (la->family == FG_AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		sin->sin_addr.s_addr = o->addr.v4;
+		sin->sin_port = htons(la->port);
+		sin->sin_addr.s_addr = la->addr.v4;
 		slen = sizeof(*sin);
-	} else if (o->family == FG_AF_INET6) {
+	} else if (la->family == FG_AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		memcpy(&sin6->sin6_addr, o->addr.bytes, 16);
+		sin6->sin6_port = htons(la->port);
+		memcpy(&sin6->sin6_addr, la->addr.bytes, 16);
 		slen = sizeof(*sin6);
 	} else {
 		return -EAFNOSUPPORT;
@@ -687,10 +711,11 @@ int px_open_listener(struct px_worker *p, __u16 port)
 		close(fd);
 		return err;
 	}
+	*port_out = la->port;
 	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
-		p->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-							: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	p->lfd = fd;
+		*port_out = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							 : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*fd_out = fd;
 	return 0;
 }
 
@@ -723,6 +748,7 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	DEF(client_body_timeout_ms);
 	DEF(max_head);
 	DEF(pool_idle_timeout_ms);
+	DEF(pool_min_idle);
 	DEF(workers);
 #undef DEF
 	if (srv->opts.max_head < 1024)
@@ -744,19 +770,20 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 		err = srv->ctl_fd < 0 || srv->epfd < 0 ? -errno : -ENOMEM;
 		goto err;
 	}
+	srv->ls[0] = (struct px_listen_addr){ .family = srv->opts.family, .addr = srv->opts.addr,
+					      .port = srv->opts.port };
+	srv->n_ls = 1;
+	for (i = 0; i < (int)srv->opts.n_tls_listen && srv->n_ls < FG_PROXY_MAX_LISTENERS; i++) {
+		const struct fg_proxy_listen *tl = &srv->opts.tls_listen[i];
+
+		srv->ls[srv->n_ls++] = (struct px_listen_addr){ .family = tl->family,
+			.addr = tl->addr, .port = tl->port, .tls = true };
+	}
 	for (i = 0; i < (int)srv->opts.workers; i++) {
 		srv->n_workers = i + 1;
-		/* The first takes the port (a free one when 0), the others
-		 * the same. */
-		err = worker_init(srv, i, i ? srv->port : srv->opts.port);
-		if (err) {
-			pr_warn("proxy: cannot listen on %s port %u: %s\n",
-				fg_addr_str(&srv->opts.addr, srv->opts.family, abuf, sizeof(abuf)),
-				i ? srv->port : srv->opts.port, strerror(-err));
+		err = worker_init(srv, i);
+		if (err)
 			goto err;
-		}
-		if (!i)
-			srv->port = srv->workers[0].port;
 		{
 			struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
 
@@ -771,11 +798,12 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 	if (srv->fd_budget)
 		pr_debug("proxy: file descriptor budget %u (%u open at start, %u left to the "
 			 "rest of the agent)\n", srv->fd_budget, srv->fd_base, srv->opts.fd_reserve);
-	pr_info("proxy: listening on %s%s%s:%u (%d worker%s)\n",
-		srv->opts.family == FG_AF_INET6 ? "[" : "",
-		fg_addr_str(&srv->opts.addr, srv->opts.family, abuf, sizeof(abuf)),
-		srv->opts.family == FG_AF_INET6 ? "]" : "", srv->port, srv->n_workers,
-		srv->n_workers > 1 ? "s" : "");
+	for (i = 0; i < srv->n_ls; i++)
+		pr_info("proxy: listening on %s%s%s:%u%s (%d worker%s)\n",
+			srv->ls[i].family == FG_AF_INET6 ? "[" : "",
+			fg_addr_str(&srv->ls[i].addr, srv->ls[i].family, abuf, sizeof(abuf)),
+			srv->ls[i].family == FG_AF_INET6 ? "]" : "", srv->ls[i].port,
+			srv->ls[i].tls ? " (TLS)" : "", srv->n_workers, srv->n_workers > 1 ? "s" : "");
 	*out = srv;
 	return 0;
 err:
@@ -839,7 +867,12 @@ int fg_proxy_fd(const struct fg_proxy *srv)
 
 __u16 fg_proxy_port(const struct fg_proxy *srv)
 {
-	return srv->port;
+	return srv->ls[0].port;
+}
+
+__u16 fg_proxy_tls_port(const struct fg_proxy *srv, unsigned i)
+{
+	return (int)i + 1 < srv->n_ls ? srv->ls[i + 1].port : 0;
 }
 
 void fg_proxy_process(struct fg_proxy *srv)
@@ -936,6 +969,13 @@ void fg_proxy_counters(const struct fg_proxy *srv, struct fg_proxy_counters *out
 	SUM(refused_fds);
 	SUM(client_timeouts);
 	SUM(not_retried);
+	SUM(tunnels);
+	SUM(tls_handshakes);
+	SUM(tls_handshake_errors);
+	SUM(tls_resumed);
+	SUM(tls_v12);
+	SUM(tls_v13);
+	SUM(tls_ktls);
 	for (i = 0; i < srv->n_workers; i++)
 		out->local_errors += LOAD(srv->workers[i].local.total);
 }
@@ -1010,12 +1050,35 @@ json_t *fg_proxy_stats(const struct fg_proxy *srv)
 	json_object_set_new(j, "refusedFds", json_integer((json_int_t)s->refused_fds));
 	json_object_set_new(j, "clientTimeouts", json_integer((json_int_t)s->client_timeouts));
 	json_object_set_new(j, "notRetried", json_integer((json_int_t)s->not_retried));
+	json_object_set_new(j, "tunnels", json_integer((json_int_t)s->tunnels));
+	if (srv->n_ls > 1) {
+		const char *last = "";
+
+		for (i = 0; i < srv->n_workers; i++)
+			if (srv->workers[i].tls_last_error[0])
+				last = srv->workers[i].tls_last_error;
+		json_object_set_new(j, "tls", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+			"handshakes", (json_int_t)s->tls_handshakes,
+			"handshakeErrors", (json_int_t)s->tls_handshake_errors,
+			"resumed", (json_int_t)s->tls_resumed,
+			"tls12", (json_int_t)s->tls_v12,
+			"tls13", (json_int_t)s->tls_v13,
+			"ktls", (json_int_t)s->tls_ktls,
+			"lastError", last));
+	}
 	json_object_set_new(j, "localErrors", local_errors_json(srv));
 	json_object_set_new(j, "fdBudget", json_integer(LOAD(srv->fd_budget)));
 	json_object_set_new(j, "fdsReserved",
 			    json_integer(srv->n_workers ? px_fds_reserved(&srv->workers[0]) : 0));
 	json_object_set_new(j, "maxConnsPerClient", json_integer(srv->opts.max_conns_per_client));
 	json_object_set_new(j, "workers", json_integer(srv->n_workers));
+	{
+		__u64 empty = 0;
+
+		for (i = 0; i < srv->n_workers; i++)
+			empty += LOAD(srv->workers[i].empty_reads);
+		json_object_set_new(j, "emptyReads", json_integer((json_int_t)empty));
+	}
 	{
 		json_t *per = json_array();
 

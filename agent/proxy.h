@@ -67,6 +67,16 @@
 #include "request_record.h"
 #include "splice.h"
 
+#define FG_PROXY_MAX_WORKERS 64
+#define FG_PROXY_MAX_LISTENERS 9 /* the HTTP one and 8 TLS ones */
+
+/* A TLS listener (--listen-tls). */
+struct fg_proxy_listen {
+	int family;
+	struct fg_addr addr;
+	__u16 port;              /* 0: a free one (fg_proxy_tls_port) */
+};
+
 /* A zero field takes its default (in the comment), xff apart: call
  * fg_proxy_opts_init() first to get every default. */
 struct fg_proxy_opts {
@@ -90,7 +100,11 @@ struct fg_proxy_opts {
 					  * reads -> 408 */
 	size_t max_head;         /* 32 KiB: request head -> 431 */
 	bool xff;                /* true: X-Forwarded-For/-Proto, X-Real-IP */
-	unsigned pool_max_idle;  /* 32 idle upstream connections per backend */
+	/* Idle upstream connections kept per backend and worker. 0 (the
+	 * default): as many as were in use at once in the last minute, at
+	 * least 32, within the file descriptor budget. */
+	unsigned pool_max_idle;
+	unsigned pool_min_idle;  /* auto sizing keeps at least this many (32) */
 	unsigned pool_idle_timeout_ms; /* 30000 */
 	/* How body bytes move (splice.h, docs/architecture.md "L7 data
 	 * path"): FG_L7_AUTO (0) probes splice at fg_proxy_open and takes
@@ -109,12 +123,14 @@ struct fg_proxy_opts {
 	fg_request_cb on_request;
 	void *on_request_ctx;
 	bool record_details;
+	/* TLS listeners, with the same routes (proxy.h "TLS"). */
+	struct fg_proxy_listen tls_listen[FG_PROXY_MAX_LISTENERS - 1];
+	unsigned n_tls_listen;
 	/* Event loops (1 when 0); at most FG_PROXY_MAX_WORKERS. sockmap mode
 	 * runs one. The agent passes --workers (default: the CPUs). */
 	unsigned workers;
 };
 
-#define FG_PROXY_MAX_WORKERS 64
 
 struct fg_proxy;
 
@@ -127,6 +143,8 @@ int fg_proxy_open(struct fg_proxy **out, struct fg_control *control, struct fg_d
 int fg_proxy_fd(const struct fg_proxy *p);
 /* The port listened on (host order). */
 __u16 fg_proxy_port(const struct fg_proxy *p);
+/* The port of TLS listener i (opts.tls_listen[i]). */
+__u16 fg_proxy_tls_port(const struct fg_proxy *p, unsigned i);
 /* Handles the ready events without blocking; checks timeouts too. */
 void fg_proxy_process(struct fg_proxy *p);
 /* Timeouts (header, idle, connect, upstream, pool); call it periodically. */
@@ -163,6 +181,12 @@ struct fg_proxy_counters {
 				  * reached an endpoint and is not idempotent */
 	__u64 local_errors;      /* upstream connects that failed for a
 				  * reason of the gateway's own */
+	__u64 tunnels;           /* upgraded connections (101 relayed) */
+	__u64 tls_handshakes;    /* completed, on TLS listeners */
+	__u64 tls_handshake_errors;
+	__u64 tls_resumed;       /* of the completed: session resumed */
+	__u64 tls_v12, tls_v13;  /* of the completed: by version */
+	__u64 tls_ktls;          /* of the completed: kTLS transmit */
 };
 
 void fg_proxy_counters(const struct fg_proxy *p, struct fg_proxy_counters *out);

@@ -28,7 +28,8 @@ bool px_resp_spliceable(const struct conn *c)
 {
 	/* An upstream socket with the verdict program is read by recv()
 	 * (the psock queue), never spliced from. */
-	return px_splicing(c) && !(c->up && c->up->sk_cookie) && c->rs == R_BODY && !buf_used(&c->rin) &&
+	return px_splicing(c) && (!c->ssl || c->ktls_tx) && !(c->up && c->up->sk_cookie) &&
+	       c->rs == R_BODY && !buf_used(&c->rin) &&
 	       fg_http_framer_opaque(&c->rsf) >= SPLICE_MIN;
 }
 
@@ -36,7 +37,7 @@ bool px_resp_spliceable(const struct conn *c)
  * kept for a retry, and everything before them went. */
 bool px_req_spliceable(const struct conn *c)
 {
-	return px_splicing(c) && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
+	return px_splicing(c) && !c->ssl && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
 	       !c->replayable && !buf_used(&c->in) && c->upo_sent == c->upo.len && c->up &&
 	       c->up->fd >= 0 && !c->up->connecting && fg_http_framer_opaque(&c->rqf) >= SPLICE_MIN;
 }
@@ -51,13 +52,17 @@ int px_client_read(struct conn *c)
 
 		if (!room)
 			return 0;
-		n = recv(c->fd, c->in.d + c->in.len, room, 0);
+		n = px_cl_recv(c, c->in.d + c->in.len, room);
 		if (n > 0) {
 			c->in.len += n;
 			c->rx += n;
 			c->activity = c->last_rx = now_ms();
-			if ((size_t)n < room)
+			/* OpenSSL returns a record at a time: only EAGAIN says
+			 * it has nothing more. */
+			if ((size_t)n < room && !c->ssl) {
+				c->rd_ready = false; /* drained: epoll tells when more comes */
 				return 0;
+			}
 			continue;
 		}
 		if (n == 0) {
@@ -66,8 +71,11 @@ int px_client_read(struct conn *c)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			return 0;
+		}
 		return -errno;
 	}
 }
@@ -87,8 +95,7 @@ int px_client_flush(struct conn *c)
 			return 0;
 	}
 	while (buf_used(&c->out)) {
-		ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = px_cl_send(c, buf_data(&c->out), buf_used(&c->out));
 
 		if (n > 0) {
 			buf_consume(&c->out, n);
@@ -164,7 +171,7 @@ void px_up_read(struct conn *c)
 {
 	struct upstream *u = c->up;
 
-	while (u && u->fd >= 0 && !u->connecting && !c->up_eof) {
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && u->rd_ready) {
 		size_t room = buf_room(&c->rin, px_rin_limit(c));
 		ssize_t n;
 
@@ -184,14 +191,19 @@ void px_up_read(struct conn *c)
 			u->sk_read += n;
 			c->resp_bytes = true;
 			c->up_activity = now_ms();
-			if ((size_t)n < room)
+			if ((size_t)n < room) {
+				u->rd_ready = false;
 				return;
+			}
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			u->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			return;
+		}
 		c->up_eof = true;
 		c->up_errno = n < 0 ? errno : 0;
 		/* Nothing more will come: stop watching it now. */
@@ -386,7 +398,12 @@ bool px_pump_response(struct conn *c)
 		}
 		if (r->interim) {
 			if (r->status == 101) {
-				px_bad_gateway(c, 502, "upstream switched protocols");
+				if (!c->upgrade[0]) {
+					px_bad_gateway(c, 502, "upstream switched protocols unasked");
+					return true;
+				}
+				if (px_tunnel_start(c, r, n))
+					return moved; /* wait for the client to drain out */
 				return true;
 			}
 			/* 100 Continue and friends go to HTTP/1.1 clients. */
@@ -482,8 +499,8 @@ bool px_splice_response(struct conn *c)
 	struct upstream *u = c->up;
 	bool moved = false;
 
-	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && px_resp_spliceable(c) &&
-	       !buf_used(&c->out)) {
+	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && u->rd_ready &&
+	       px_resp_spliceable(c) && !buf_used(&c->out)) {
 		unsigned long long opaque = fg_http_framer_opaque(&c->rsf);
 		ssize_t n;
 
@@ -499,8 +516,11 @@ bool px_splice_response(struct conn *c)
 			break;
 		}
 		n = fg_pipe_fill(&c->rp, u->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
-		if (n == -EAGAIN)
+		if (n == -EAGAIN) {
+			u->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			break;
+		}
 		if (n <= 0) {
 			c->up_eof = true;
 			c->up_errno = n < 0 ? (int)-n : 0;
@@ -528,7 +548,7 @@ bool px_splice_request(struct conn *c)
 {
 	bool moved = false;
 
-	while (px_req_spliceable(c) && !c->qp.len) {
+	while (c->rd_ready && px_req_spliceable(c) && !c->qp.len) {
 		unsigned long long opaque = fg_http_framer_opaque(&c->rqf);
 		ssize_t n;
 
@@ -537,8 +557,11 @@ bool px_splice_request(struct conn *c)
 			break;
 		}
 		n = fg_pipe_fill(&c->qp, c->fd, opaque > (1ULL << 30) ? (1UL << 30) : (size_t)opaque);
-		if (n == -EAGAIN)
+		if (n == -EAGAIN) {
+			c->rd_ready = false;
+			STAT_ADD(c->p, empty_reads, 1);
 			break;
+		}
 		if (n <= 0) {
 			c->eof = true;
 			moved = true;

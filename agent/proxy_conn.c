@@ -38,6 +38,10 @@ void px_conn_close(struct conn *c)
 
 	if (c->dead)
 		return;
+	if (c->parked) {
+		c->parked = false;
+		p->n_parked--;
+	}
 	if (c->rec_open)
 		px_rec_end(c, c->resp_head_sent ? c->rec.status : 499, FG_REQ_ABORTED, -1);
 	if (c->up) {
@@ -65,6 +69,7 @@ void px_conn_close(struct conn *c)
 
 void px_conn_free(struct conn *c)
 {
+	px_tls_free(c);
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->upo);
@@ -201,6 +206,7 @@ void px_reset_exchange(struct conn *c)
 	c->resp_ka = false;
 	c->rs = R_HEAD;
 	c->rin.off = c->rin.len = 0;
+	c->upgrade[0] = '\0';
 }
 
 /* RFC 9110 §9.2.2: the methods a proxy may send again. */
@@ -271,9 +277,10 @@ void px_start_request(struct conn *c, size_t hlen)
 		px_respond_error(c, 500, "out of memory", true);
 		return;
 	}
-	n = fg_http_rewrite_head(req, c->ip, "http", c->upo.d, c->upo.cap);
+	n = fg_http_rewrite_head(req, c->ip, c->ssl ? "https" : "http", c->upo.d, c->upo.cap);
 	if (n == -ENOSPC && buf_room(&c->upo, 2 * hlen + 4096) >= 2 * hlen + 4096)
-		n = fg_http_rewrite_head(req, c->ip, "http", c->upo.d, c->upo.cap);
+		n = fg_http_rewrite_head(req, c->ip, c->ssl ? "https" : "http", c->upo.d,
+					 c->upo.cap);
 	if (n < 0) {
 		px_respond_error(c, n == -ENOSPC ? 431 : 400,
 			      n == -ENOSPC ? "request head too large" : "cannot forward this request",
@@ -282,6 +289,15 @@ void px_start_request(struct conn *c, size_t hlen)
 	}
 	if (!p->opts.xff)
 		n = px_strip_forwarded(c->upo.d, n);
+	if (px_upgrade_request(c, req, has_body)) {
+		size_t len = n;
+
+		if (px_upgrade_head(c, &len)) {
+			px_respond_error(c, 431, "request head too large", true);
+			return;
+		}
+		n = len;
+	}
 	c->upo.off = 0;
 	c->upo.len = n;
 	c->upo_limit = n + REPLAY_MAX;
@@ -350,6 +366,8 @@ void px_final_error(struct conn *c, enum fail_kind kind, const char *why)
  * once the request was complete. F_STATUS and F_INVALID_HEADER come with
  * a response head in rin that is dropped here.
  */
+static bool retry_pick(struct conn *c, const char *why);
+
 void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char *what)
 {
 	struct px_worker *p = c->p;
@@ -425,19 +443,66 @@ void px_upstream_failed(struct conn *c, enum fail_kind kind, int err, const char
 	}
 	if (c->attempts <= FG_NU_MAX_TRIES)
 		c->tried[c->attempts - 1] = bid;
-	if (retry && c->attempts < c->policy.next_upstream_tries &&
-	    !px_pick_backend(p, c->service_id, c->tried, c->attempts, cidx, &bid)) {
-		c->attempts++;
-		STAT_INC(p, retries);
-		c->req_sent = false;
-		c->upo_sent = 0;
-		c->resp_bytes = false;
-		c->rs = R_HEAD;
-		pr_debug("proxy: %s: %s; retrying on backend %u\n", c->ip, why, bid);
-		px_dispatch(c, bid, true);
-		return;
+	c->retry_cluster = cidx;
+	if (retry && c->attempts < c->policy.next_upstream_tries) {
+		if (retry_pick(c, why))
+			return;
+		if (px_markdown_pending(p)) {
+			/* The control thread is about to rebuild the rings
+			 * (another cluster may take over): wait for it. */
+			c->parked = true;
+			c->park_gen = p->md_gen;
+			c->park_until = now_ms() + PARK_MS;
+			c->park_kind = kind;
+			snprintf(c->park_why, sizeof(c->park_why), "%s", why);
+			p->n_parked++;
+			return;
+		}
 	}
 	px_final_error(c, kind, why);
+}
+
+/* Requests parked for a mark-down go on once it is in the maps, or fail
+ * as they would have (expire: those parked too long). */
+void px_resume_parked(struct px_worker *p, bool expire)
+{
+	__u64 applied = __atomic_load_n(&p->srv->md_applied, __ATOMIC_ACQUIRE), now = now_ms();
+	struct conn *c, *next;
+
+	if (!p->n_parked)
+		return;
+	for (c = p->conns; c; c = next) {
+		next = c->next;
+		if (c->dead || !c->parked)
+			continue;
+		if (c->park_gen > applied && !(expire && now >= c->park_until))
+			continue;
+		c->parked = false;
+		p->n_parked--;
+		if (!retry_pick(c, c->park_why))
+			px_final_error(c, c->park_kind, c->park_why);
+		px_conn_progress(c);
+	}
+}
+
+/* Another endpoint for the request (not one it tried, another cluster
+ * than the last try's when there is one). Returns true when it went. */
+static bool retry_pick(struct conn *c, const char *why)
+{
+	struct px_worker *p = c->p;
+	__u32 bid;
+
+	if (px_pick_backend(p, c->service_id, c->tried, c->attempts, c->retry_cluster, &bid))
+		return false;
+	c->attempts++;
+	STAT_INC(p, retries);
+	c->req_sent = false;
+	c->upo_sent = 0;
+	c->resp_bytes = false;
+	c->rs = R_HEAD;
+	pr_debug("proxy: %s: %s; retrying on backend %u\n", c->ip, why, bid);
+	px_dispatch(c, bid, true);
+	return true;
 }
 
 /* Gets c an upstream connection to backend bid (pooled when use_pool). */
@@ -503,6 +568,7 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 	u->cluster_idx = be->cluster_idx;
 	c->up = u;
 	c->up_activity = now_ms();
+	px_pool_busy(u);
 }
 
 /* The route sends a request answered with this status to another
@@ -664,6 +730,7 @@ bool px_step_proxy(struct conn *c)
 
 void px_start_linger(struct conn *c)
 {
+	px_tls_close_notify(c);
 	shutdown(c->fd, SHUT_WR);
 	c->state = C_LINGER;
 	c->linger_start = now_ms();
@@ -693,6 +760,14 @@ void px_update_events(struct conn *c)
 	struct px_worker *p = c->p;
 	unsigned want = 0;
 
+	if (c->state == C_TUNNEL) {
+		px_tunnel_events(c);
+		return;
+	}
+	if (c->state == C_TLS) {
+		ep_set(p, c->fd, &c->tag, &c->events, px_tls_events(c));
+		return;
+	}
 	if (c->state == C_LINGER) {
 		want = EPOLLIN;
 	} else {
@@ -701,6 +776,11 @@ void px_update_events(struct conn *c)
 			want |= EPOLLIN;
 		if (px_out_writable(c))
 			want |= EPOLLOUT;
+		/* OpenSSL asked for the other direction. */
+		if (c->tls_rd_wants_write)
+			want |= EPOLLOUT;
+		if (c->tls_wr_wants_read)
+			want |= EPOLLIN;
 	}
 	ep_set(p, c->fd, &c->tag, &c->events, want);
 	if (c->up && c->up->fd >= 0) {
@@ -754,6 +834,24 @@ void px_conn_progress(struct conn *c)
 			break;
 		case C_LINGER:
 			break;
+		case C_TUNNEL:
+			moved = px_tunnel_step(c);
+			break;
+		case C_TLS:
+			moved = px_tls_step(c);
+			break;
+		}
+		/* OpenSSL may hold decrypted bytes epoll cannot see. */
+		if (!c->dead && (c->state == C_HEAD || c->state == C_PROXY) && px_cl_pending(c) &&
+		    buf_used(&c->in) < c->in.max && !px_req_spliceable(c)) {
+			size_t before = buf_used(&c->in);
+
+			c->rd_ready = true;
+			if (px_client_read(c)) {
+				px_conn_close(c);
+				return;
+			}
+			moved |= buf_used(&c->in) != before || c->eof;
 		}
 		if (!moved)
 			break;
@@ -772,14 +870,26 @@ void px_on_client(struct conn *c, unsigned ev)
 		px_linger_read(c);
 		return;
 	}
+	if (c->state == C_TUNNEL || c->state == C_TLS) {
+		/* Reading says what happened: data, FIN or the error. */
+		c->rd_ready = true;
+		px_conn_progress(c);
+		return;
+	}
+	if ((ev & EPOLLOUT) && c->tls_rd_wants_write)
+		c->rd_ready = true; /* the read OpenSSL could not finish */
 	if (ev & EPOLLHUP) {
 		/* Both ways shut: nobody left to answer. */
 		px_conn_close(c);
 		return;
 	}
-	if ((ev & EPOLLIN) && px_client_read(c)) {
-		px_conn_close(c);
-		return;
+	if (ev & (EPOLLIN | EPOLLRDHUP))
+		c->rd_ready = true;
+	if ((ev & EPOLLIN) || ((ev & EPOLLOUT) && c->tls_rd_wants_write)) {
+		if (px_client_read(c)) {
+			px_conn_close(c);
+			return;
+		}
 	}
 	px_conn_progress(c);
 }
@@ -793,6 +903,11 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 		 * something unasked. Either way it cannot be reused. */
 		px_pool_unlink(u);
 		px_up_close(u);
+		return;
+	}
+	if (c->state == C_TUNNEL) {
+		u->rd_ready = true;
+		px_conn_progress(c);
 		return;
 	}
 	if (u->connecting) {
@@ -825,8 +940,10 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 		if (c->rec_open)
 			c->rec.up_connect_ns = now_ns();
 	}
-	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+		u->rd_ready = true;
 		px_up_read(c);
+	}
 	if ((ev & (EPOLLERR | EPOLLHUP)) && u->fd >= 0 && !c->up_eof) {
 		/* Could not read it all (rin full): the error is reported
 		 * over and over until the fd goes, so it goes now. */
@@ -911,6 +1028,17 @@ void px_check_conn(struct conn *c, __u64 now)
 	case C_LINGER:
 		if (now - c->linger_start >= LINGER_MS)
 			px_conn_close(c);
+		break;
+	case C_TUNNEL:
+		px_tunnel_check(c, now);
+		break;
+	case C_TLS:
+		if (now - c->head_start >= o->header_timeout_ms) {
+			STAT_INC(c->p, timeouts);
+			px_tls_handshake_failed(c, "handshake not complete in time");
+			STAT_INC(c->p, tls_handshake_errors);
+			px_conn_close(c);
+		}
 		break;
 	}
 }

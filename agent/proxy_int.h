@@ -33,6 +33,7 @@
 #include <sys/timerfd.h>
 #include <pthread.h>
 #include <bpf/bpf.h>
+#include <openssl/ssl.h>
 
 #include "health.h"
 #include "hmap.h"
@@ -53,6 +54,7 @@
 #define CLIENT_BUCKETS 4096
 #define FD_HEADROOM 2             /* a new client and its upstream */
 #define ACCEPT_BATCH 64
+#define PARK_MS 1000              /* a retry waits this long for a mark-down */
 #define SPLICE_MIN (16 * 1024)    /* fewer opaque bytes go through the buffers */
 
 enum tag_kind { T_LISTEN, T_CLIENT, T_UPSTREAM, T_TIMER, T_WAKE };
@@ -74,6 +76,8 @@ enum cstate {
 	C_PROXY,   /* a request is being served */
 	C_CLOSING, /* flushing `out`, then lingering close */
 	C_LINGER,  /* FIN sent; discarding what the client still sends */
+	C_TUNNEL,  /* switched protocols: bytes both ways (proxy_tunnel.c) */
+	C_TLS,     /* TLS handshake (proxy_tls.c), then C_HEAD */
 };
 
 enum rstate { R_HEAD, R_BODY, R_DONE };
@@ -114,6 +118,11 @@ struct upstream {
 	struct pool_key key;
 	__u32 backend_id, service_id, cluster_idx;
 	bool connecting, reused, dead, pooled;
+	bool busy;                /* counted in its pool's busy */
+	/* epoll said readable and no read has come back short or empty
+	 * since: reads are tried only then (an EAGAIN per readiness, not
+	 * per step). */
+	bool rd_ready;
 	__u64 since;             /* connect start, or time pooled */
 	struct upstream *next;   /* pool stack / graveyard */
 	/* sockmap mode: in fg_sk_socks (verdict program) from before the
@@ -125,12 +134,20 @@ struct upstream {
 	__u64 sk_gen;            /* last window generation */
 };
 
+/* One backend's connections in one worker: the idle ones (a LIFO stack)
+ * and how many are in use, to size the stack to the load. */
 struct pool {
 	struct pool_key key;
 	struct upstream *top;
-	unsigned n;
+	unsigned n;               /* idle, in top */
+	unsigned busy;            /* owned by a client connection now */
+	unsigned peak, prev_peak; /* most busy at once, this window and the last */
+	__u64 window_start;
+	__u64 last_used;
 	struct pool *next;
 };
+
+#define POOL_WINDOW_MS 60000      /* how long a peak of load is remembered */
 
 struct conn {
 	struct tag tag;
@@ -141,6 +158,11 @@ struct conn {
 	char ip[INET6_ADDRSTRLEN];
 	enum cstate state;
 	bool eof, close_after, dead;
+	bool rd_ready;            /* as upstream.rd_ready, for the client */
+	/* TLS (proxy_tls.c): the session, NULL on a plain listener. */
+	SSL *ssl;
+	bool ktls_tx;             /* the kernel encrypts what we write */
+	bool tls_hs_wants_write, tls_rd_wants_write, tls_wr_wants_read, tls_shut;
 	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
@@ -194,6 +216,22 @@ struct conn {
 	bool sm_barrier;
 	__u64 sm_target;
 
+	/* Upgrade (proxy_tunnel.c): the protocol asked for ("" when the
+	 * request is not an upgrade); once switched, which halves are shut. */
+	char upgrade[64];
+	bool t_cl_shut, t_up_shut;
+	unsigned tunnel_idle_ms;
+
+	/* Parked (threaded workers): no endpoint left for a retry in the
+	 * rings this worker read, while a mark-down it queued waits for the
+	 * control thread, whose ring rebuild may open another cluster (a
+	 * failover tier). Resumed when srv->md_applied reaches park_gen. */
+	bool parked;
+	int retry_cluster;        /* the failed try's cluster (avoided) */
+	__u64 park_gen, park_until;
+	enum fail_kind park_kind;
+	char park_why[256];
+
 	/* request records (opts.on_request, request_record.h) */
 	bool rec_open;           /* a request is under way: a record is due */
 	struct fg_request_record rec;
@@ -246,7 +284,26 @@ struct cache {
 	size_t cap_cands;
 };
 
-/* One event loop: its listener (SO_REUSEPORT), connections, upstream
+/* A listening socket of a worker: one per address of the server's (the
+ * HTTP one, then --listen-tls ones), each worker its own on the same port
+ * (SO_REUSEPORT). */
+struct px_listener {
+	int fd;
+	struct tag tag;           /* T_LISTEN, obj: this */
+	struct px_worker *p;
+	int idx;                  /* in srv->ls */
+	bool tls;
+};
+
+/* An address the server listens on. */
+struct px_listen_addr {
+	int family;
+	struct fg_addr addr;
+	__u16 port;               /* asked for; bound once the first worker has it */
+	bool tls;
+};
+
+/* One event loop: its listeners (SO_REUSEPORT), connections, upstream
  * pool, caches and counters. The read-only settings are copied in. */
 struct px_worker {
 	struct fg_proxy *srv;
@@ -255,9 +312,9 @@ struct px_worker {
 	bool running;
 	struct fg_proxy_opts opts;
 	struct fg_dataplane *dp;
-	int epfd, lfd;
-	__u16 port;
-	struct tag ltag;
+	int epfd;
+	struct px_listener ls[FG_PROXY_MAX_LISTENERS]; /* as srv->ls */
+	int n_ls;
 	bool accept_paused;
 	__u64 accept_resume;
 	bool listening;           /* the listener is in the epoll set */
@@ -285,6 +342,10 @@ struct px_worker {
 	__u64 spliced_bytes;      /* splice + sockmap */
 	__u64 kernel_bytes;       /* sockmap */
 	__u64 windows;            /* sockmap: windows opened */
+	__u64 empty_reads;        /* reads that found nothing (EAGAIN) */
+	char tls_last_error[160]; /* the last failed handshake */
+	__u64 md_gen;             /* srv->md_queued after its last mark-down */
+	unsigned n_parked;
 	int tfd;                  /* sockmap: timerfd, armed while a window or
 				   * a barrier is pending */
 	bool tarmed;
@@ -309,7 +370,8 @@ struct fg_proxy {
 	bool threaded;            /* workers run on their own threads */
 	int stop;                 /* atomic: workers leave their loops */
 	int draining;             /* atomic: no new clients, close after answers */
-	__u16 port;
+	struct px_listen_addr ls[FG_PROXY_MAX_LISTENERS];
+	int n_ls;
 	enum fg_l7_mode mode;
 	char mode_why[512];
 	struct fg_sockmap *sm;
@@ -322,6 +384,8 @@ struct fg_proxy {
 	struct px_markdown *markdowns;
 	size_t n_markdowns, cap_markdowns;
 	int ctl_fd;               /* eventfd: markdowns wait for the control thread */
+	__u64 md_queued;          /* mark-downs queued (under lock) */
+	__u64 md_applied;         /* atomic: of those, applied to the maps */
 	int epfd;                 /* inline: an epoll over the workers' ones */
 };
 
@@ -469,7 +533,7 @@ void px_conn_progress(struct conn *c);
 unsigned px_count_open_fds(void);
 void px_count_status(struct px_worker *p, int status);
 void px_dispatch(struct conn *c, __u32 bid, bool use_pool);
-void px_do_accept(struct px_worker *p);
+void px_do_accept(struct px_listener *l);
 void px_drop_upstream(struct conn *c);
 bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex);
 void px_fd_budget_update(struct px_worker *p);
@@ -483,6 +547,8 @@ const char *px_key_str(const struct pool_key *k, char *buf, size_t len);
 void px_linger_read(struct conn *c);
 void px_mark_down(struct px_worker *p, __u32 sid, __u32 bid, const char *why);
 void px_markdowns_apply(struct fg_proxy *srv);
+bool px_markdown_pending(const struct px_worker *p);
+void px_resume_parked(struct px_worker *p, bool expire);
 const struct fg_route *px_find_route(const struct px_routes *rt, const char *host,
 				     const char *path);
 struct px_routes *px_routes_current(struct px_worker *p);
@@ -496,7 +562,7 @@ bool px_method_idempotent(const char *m, size_t n);
 void px_on_client(struct conn *c, unsigned ev);
 void px_on_timer(struct px_worker *p);
 void px_on_upstream(struct upstream *u, unsigned ev);
-int px_open_listener(struct px_worker *p, __u16 port);
+int px_open_listener(const struct px_listen_addr *la, int *fd_out, __u16 *port_out);
 unsigned px_total_conns(const struct fg_proxy *srv);
 size_t px_out_pending(const struct conn *c);
 size_t px_out_writable(const struct conn *c);
@@ -508,6 +574,9 @@ void px_pipe_close(struct px_worker *p, struct fg_pipe *pp);
 int px_pipe_open(struct conn *c, struct fg_pipe *pp);
 struct pool **px_pool_find(struct px_worker *p, const struct pool_key *k);
 struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k);
+void px_pool_busy(struct upstream *u);
+void px_pool_expire(struct px_worker *p, __u64 now);
+unsigned px_pool_cap(const struct px_worker *p, const struct pool *pl);
 unsigned px_pool_hash(const struct pool_key *k);
 void px_pool_put(struct upstream *u);
 void px_pool_unlink(struct upstream *u);
@@ -551,6 +620,23 @@ const char *px_status_text(int status);
 bool px_step_head(struct conn *c);
 bool px_step_proxy(struct conn *c);
 size_t px_strip_forwarded(char *h, size_t len);
+bool px_upgrade_request(struct conn *c, const struct fg_http_request *req, bool has_body);
+int px_upgrade_head(struct conn *c, size_t *len);
+int px_tunnel_start(struct conn *c, const struct fg_http_response *r, size_t n);
+bool px_tunnel_step(struct conn *c);
+void px_tunnel_events(struct conn *c);
+void px_tunnel_end(struct conn *c, enum fg_request_end end);
+void px_tunnel_check(struct conn *c, __u64 now);
+ssize_t px_cl_recv(struct conn *c, void *buf, size_t len);
+ssize_t px_cl_send(struct conn *c, const void *buf, size_t len);
+bool px_cl_pending(const struct conn *c);
+bool px_tls_step(struct conn *c);
+unsigned px_tls_events(const struct conn *c);
+void px_tls_close_notify(struct conn *c);
+void px_tls_free(struct conn *c);
+bool px_tls_ktls_tx(const struct conn *c);
+void px_tls_handshake_done(struct conn *c);
+void px_tls_handshake_failed(struct conn *c, const char *why);
 void px_up_close(struct upstream *u);
 void px_up_close_fd(struct upstream *u);
 struct upstream *px_up_connect(struct px_worker *p, const struct pool_key *k, int *err);

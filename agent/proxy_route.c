@@ -527,8 +527,10 @@ void px_mark_down(struct px_worker *p, __u32 sid, __u32 bid, const char *why)
 			srv->cap_markdowns = cap;
 		}
 	}
-	if (srv->n_markdowns < srv->cap_markdowns)
+	if (srv->n_markdowns < srv->cap_markdowns) {
 		srv->markdowns[srv->n_markdowns++] = m;
+		p->md_gen = ++srv->md_queued;
+	}
 	pthread_mutex_unlock(&srv->lock);
 	if (write(srv->ctl_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		pr_debug("proxy: cannot wake the control thread: %s\n", strerror(errno));
@@ -538,20 +540,33 @@ void px_mark_down(struct px_worker *p, __u32 sid, __u32 bid, const char *why)
 void px_markdowns_apply(struct fg_proxy *srv)
 {
 	struct px_markdown *ms;
+	__u64 v, gen, one = 1;
 	size_t n, i;
-	__u64 v;
 
 	if (read(srv->ctl_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		pr_debug("proxy: eventfd: %s\n", strerror(errno));
 	pthread_mutex_lock(&srv->lock);
 	ms = srv->markdowns;
 	n = srv->n_markdowns;
+	gen = srv->md_queued;
 	srv->markdowns = NULL;
 	srv->n_markdowns = srv->cap_markdowns = 0;
 	pthread_mutex_unlock(&srv->lock);
 	for (i = 0; i < n; i++)
 		markdown_apply(srv, &ms[i]);
 	free(ms);
+	if (!n)
+		return;
+	/* Requests parked for these rings go on (px_resume_parked). */
+	__atomic_store_n(&srv->md_applied, gen, __ATOMIC_RELEASE);
+	for (i = 0; i < (size_t)srv->n_workers; i++)
+		if (write(srv->workers[i].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			pr_debug("proxy: cannot wake worker %zu: %s\n", i, strerror(errno));
+}
+
+bool px_markdown_pending(const struct px_worker *p)
+{
+	return p->srv->threaded && p->md_gen > __atomic_load_n(&p->srv->md_applied, __ATOMIC_ACQUIRE);
 }
 
 /* ---------- canaries ---------- */

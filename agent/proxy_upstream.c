@@ -36,10 +36,71 @@ void px_up_close_fd(struct upstream *u)
 	}
 }
 
+/* A pool, made when first needed; NULL when out of memory. */
+static struct pool *pool_take(struct px_worker *p, const struct pool_key *k)
+{
+	struct pool **pp = px_pool_find(p, k), *pl = *pp;
+
+	if (pl)
+		return pl;
+	pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return NULL;
+	pl->key = *k;
+	pl->window_start = pl->last_used = now_ms();
+	*pp = pl;
+	return pl;
+}
+
+/* u no longer serves a client: its pool counts one fewer in use. */
+static void pool_unbusy(struct upstream *u)
+{
+	struct pool *pl;
+
+	if (!u->busy)
+		return;
+	u->busy = false;
+	pl = *px_pool_find(u->p, &u->key);
+	if (pl && pl->busy)
+		pl->busy--;
+}
+
+/* u now serves a client (from the pool or new). */
+void px_pool_busy(struct upstream *u)
+{
+	struct pool *pl;
+
+	if (u->busy || u->fd < 0)
+		return;
+	pl = pool_take(u->p, &u->key);
+	if (!pl)
+		return;
+	u->busy = true;
+	pl->busy++;
+	pl->last_used = now_ms();
+	if (pl->busy > pl->peak)
+		pl->peak = pl->busy;
+}
+
+/* Idle connections a pool keeps: a fixed pool_max_idle, or (0, the
+ * default) as many as were in use at once lately, so that the next burst
+ * like the last finds them all (nginx's keepalive, sized by itself). The
+ * file descriptor budget bounds both (px_pool_put). */
+unsigned px_pool_cap(const struct px_worker *p, const struct pool *pl)
+{
+	unsigned peak;
+
+	if (p->opts.pool_max_idle)
+		return p->opts.pool_max_idle;
+	peak = pl->peak > pl->prev_peak ? pl->peak : pl->prev_peak;
+	return peak > p->opts.pool_min_idle ? peak : p->opts.pool_min_idle;
+}
+
 void px_up_close(struct upstream *u)
 {
 	if (u->dead)
 		return;
+	pool_unbusy(u);
 	px_up_close_fd(u);
 	u->dead = true;
 	u->conn = NULL;
@@ -52,7 +113,7 @@ void px_up_close(struct upstream *u)
 void px_pool_unlink(struct upstream *u)
 {
 	struct px_worker *p = u->p;
-	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
+	struct pool *pl = *px_pool_find(p, &u->key);
 	struct upstream **up;
 
 	if (!pl)
@@ -67,10 +128,6 @@ void px_pool_unlink(struct upstream *u)
 		}
 	}
 	u->pooled = false;
-	if (!pl->n) {
-		*pp = pl->next;
-		free(pl);
-	}
 }
 
 struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k)
@@ -88,20 +145,14 @@ struct upstream *px_pool_get(struct px_worker *p, const struct pool_key *k)
 void px_pool_put(struct upstream *u)
 {
 	struct px_worker *p = u->p;
-	struct pool **pp = px_pool_find(p, &u->key), *pl = *pp;
+	struct pool *pl;
 
-	if (!p->opts.pool_max_idle || (pl && pl->n >= p->opts.pool_max_idle)) {
+	pool_unbusy(u);
+	pl = pool_take(p, &u->key);
+	/* An idle connection holds a descriptor a new client may need. */
+	if (!pl || pl->n >= px_pool_cap(p, pl) || !px_fds_allow(p, FD_HEADROOM + 1)) {
 		px_up_close(u);
 		return;
-	}
-	if (!pl) {
-		pl = calloc(1, sizeof(*pl));
-		if (!pl) {
-			px_up_close(u);
-			return;
-		}
-		pl->key = u->key;
-		*pp = pl;
 	}
 	u->conn = NULL;
 	u->pooled = true;
@@ -113,6 +164,42 @@ void px_pool_put(struct upstream *u)
 	/* Watch it: an idle connection that becomes readable was closed (or
 	 * spoke out of turn) and is dropped. */
 	ep_set(p, u->fd, &u->tag, &u->events, EPOLLIN);
+}
+
+/* Idle connections past pool_idle_timeout_ms are closed (the oldest sit at
+ * the bottom of the stack); peaks age by window; pools unused for a window
+ * go. */
+void px_pool_expire(struct px_worker *p, __u64 now)
+{
+	size_t b;
+
+	for (b = 0; b < POOL_BUCKETS; b++) {
+		struct pool **pp = &p->pools[b];
+
+		while (*pp) {
+			struct pool *pl = *pp;
+			struct upstream *u, *un;
+
+			for (u = pl->top; u; u = un) {
+				un = u->next;
+				if (now - u->since >= p->opts.pool_idle_timeout_ms) {
+					px_pool_unlink(u);
+					px_up_close(u);
+				}
+			}
+			if (now - pl->window_start >= POOL_WINDOW_MS) {
+				pl->prev_peak = pl->peak;
+				pl->peak = pl->busy;
+				pl->window_start = now;
+			}
+			if (!pl->n && !pl->busy && now - pl->last_used >= POOL_WINDOW_MS) {
+				*pp = pl->next;
+				free(pl);
+				continue;
+			}
+			pp = &pl->next;
+		}
+	}
 }
 
 void px_backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len)

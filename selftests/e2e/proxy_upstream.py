@@ -108,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif path.startswith("/delay/"):
+            time.sleep(int(path[len("/delay/"):]) / 1000.0)
+            self.send_plain(self.greeting())
         elif path == "/silent":
             time.sleep(30)
             self.close_connection = True
@@ -127,6 +130,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # bursts of connects (the pool test)
 
 
 def main():

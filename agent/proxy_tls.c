@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Client connections on a TLS listener (--listen-tls): the handshake
+ * inside the event loop (state C_TLS), then every client read and write
+ * through OpenSSL (px_cl_recv / px_cl_send, which behave like recv/send:
+ * -1 with errno EAGAIN when OpenSSL wants the socket). Body bytes toward
+ * such a client go through the buffers (OpenSSL encrypts them), unless the
+ * kernel holds the session's transmit keys (kTLS): then splice(2) writes
+ * plaintext into the socket and the kernel encrypts. Request bodies always
+ * go through OpenSSL.
+ *
+ * OpenSSL may hold decrypted bytes the socket no longer shows as readable
+ * (SSL_has_pending): they are read before waiting on epoll again. A read
+ * may need a write (a TLS 1.3 key update) and a write a read: the interest
+ * set follows what OpenSSL asked for.
+ */
+#include <openssl/err.h>
+
+#include "proxy_int.h"
+
+/* The error of the last SSL call with result ret, as recv/send report
+ * theirs; a close_notify reads as EOF (0). */
+static ssize_t ssl_result(struct conn *c, int ret, bool reading)
+{
+	int e = SSL_get_error(c->ssl, ret);
+	unsigned long ec;
+
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		if (!reading)
+			c->tls_wr_wants_read = true;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		if (reading)
+			c->tls_rd_wants_write = true;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		/* EOF without close_notify: a truncation, reported as a
+		 * reset (nothing of the client's can be trusted as whole). */
+		if (!errno)
+			errno = reading ? ECONNRESET : EPIPE;
+		ERR_clear_error();
+		return -1;
+	default:
+		ec = ERR_peek_last_error();
+		pr_debug("proxy: %s: TLS: %s\n", c->ip, ec ? ERR_reason_error_string(ec) : "error");
+		ERR_clear_error();
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+ssize_t px_cl_recv(struct conn *c, void *buf, size_t len)
+{
+	size_t got = 0;
+	int ret;
+
+	if (!c->ssl)
+		return recv(c->fd, buf, len, 0);
+	c->tls_rd_wants_write = false;
+	ERR_clear_error();
+	ret = SSL_read_ex(c->ssl, buf, len, &got);
+	if (ret > 0)
+		return (ssize_t)got;
+	return ssl_result(c, ret, true);
+}
+
+ssize_t px_cl_send(struct conn *c, const void *buf, size_t len)
+{
+	size_t sent = 0;
+	int ret;
+
+	if (!c->ssl || c->ktls_tx)
+		return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	c->tls_wr_wants_read = false;
+	ERR_clear_error();
+	ret = SSL_write_ex(c->ssl, buf, len, &sent);
+	if (ret > 0)
+		return (ssize_t)sent;
+	return ssl_result(c, ret, false);
+}
+
+/* Decrypted bytes wait inside OpenSSL. */
+bool px_cl_pending(const struct conn *c)
+{
+	return c->ssl && SSL_has_pending(c->ssl);
+}
+
+/* The handshake's next step. Returns true on progress (done, or failed
+ * and closed). */
+bool px_tls_step(struct conn *c)
+{
+	struct px_worker *p = c->p;
+	unsigned long ec;
+	int ret, e;
+
+	ERR_clear_error();
+	ret = SSL_do_handshake(c->ssl);
+	if (ret == 1) {
+		c->state = C_HEAD;
+		c->rd_ready = true; /* the request may have come with the Finished */
+		c->ktls_tx = px_tls_ktls_tx(c);
+		px_tls_handshake_done(c);
+		return true;
+	}
+	e = SSL_get_error(c->ssl, ret);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_hs_wants_write = e == SSL_ERROR_WANT_WRITE;
+		return false;
+	}
+	ec = ERR_peek_last_error();
+	px_tls_handshake_failed(c, e == SSL_ERROR_SYSCALL && !ec ? "connection closed" :
+				   ec ? ERR_reason_error_string(ec) : "handshake failed");
+	ERR_clear_error();
+	STAT_INC(p, tls_handshake_errors);
+	px_conn_close(c);
+	return true;
+}
+
+/* What epoll should watch while the handshake runs. */
+unsigned px_tls_events(const struct conn *c)
+{
+	return c->tls_hs_wants_write ? EPOLLOUT : EPOLLIN;
+}
+
+/* Sends close_notify (best effort: the socket is non-blocking and the
+ * connection is going anyway). */
+void px_tls_close_notify(struct conn *c)
+{
+	if (!c->ssl || c->tls_shut)
+		return;
+	c->tls_shut = true;
+	if (c->state == C_TLS)
+		return; /* no session to close */
+	ERR_clear_error();
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
+}
+
+void px_tls_free(struct conn *c)
+{
+	if (!c->ssl)
+		return;
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+}
+
+/* The kernel encrypts what is written to the socket (kTLS transmit). */
+bool px_tls_ktls_tx(const struct conn *c)
+{
+#ifndef OPENSSL_NO_KTLS
+	return c->ssl && BIO_get_ktls_send(SSL_get_wbio(c->ssl));
+#else
+	return false;
+#endif
+}
+
+void px_tls_handshake_done(struct conn *c)
+{
+	struct px_worker *p = c->p;
+
+	STAT_INC(p, tls_handshakes);
+	if (SSL_session_reused(c->ssl))
+		STAT_INC(p, tls_resumed);
+	if (c->ktls_tx)
+		STAT_INC(p, tls_ktls);
+	switch (SSL_version(c->ssl)) {
+	case TLS1_3_VERSION:
+		STAT_INC(p, tls_v13);
+		break;
+	case TLS1_2_VERSION:
+		STAT_INC(p, tls_v12);
+		break;
+	}
+}
+
+void px_tls_handshake_failed(struct conn *c, const char *why)
+{
+	struct px_worker *p = c->p;
+
+	pr_debug("proxy: %s: TLS handshake failed: %s\n", c->ip, why);
+	/* The last reason, for fleetgatectl get proxy (one writer). */
+	snprintf(p->tls_last_error, sizeof(p->tls_last_error), "%s: %s", c->ip, why);
+}
