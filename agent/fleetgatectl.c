@@ -1527,6 +1527,8 @@ static void render_proxy(const json_t *items)
 		       "%lld kTLS), %lld failed%s%s\n", ji(t, "handshakes"), ji(t, "tls13"),
 		       ji(t, "tls12"), ji(t, "resumed"), ji(t, "ktls"), ji(t, "handshakeErrors"),
 		       *js(t, "lastError") ? "; last: " : "", js(t, "lastError"));
+		if (*js(t, "kernel"))
+			printf("Kernel TLS:        %s\n", js(t, "kernel"));
 	}
 	printf("Empty reads:       %lld (reads that found nothing; %.2f per request)\n",
 	       ji(it, "emptyReads"),

@@ -43,6 +43,7 @@
 #include "resources.h"
 #include "routes.h"
 #include "splice.h"
+#include "tls.h"
 
 #define BODY_WINDOW (32 * 1024)   /* body bytes staged per buffer */
 #define REPLAY_MAX (64 * 1024)    /* request body kept for a retry */
@@ -263,7 +264,9 @@ struct conn {
  */
 struct px_routes {
 	int refs;                 /* atomic */
-	unsigned long gen;        /* the control plane's plan generation */
+	unsigned long gen;        /* publication number (srv->routes_gen) */
+	/* The SNI store for TLS listeners (a reference; NULL without any). */
+	struct fg_tls_store *tls;
 	struct fg_route *routes;  /* in match order, canaries copied */
 	size_t n_routes;
 	struct fg_target *targets; /* no clusters; service_id set */
@@ -393,7 +396,8 @@ struct fg_proxy {
 	pthread_mutex_t lock;     /* clients, routes, markdowns */
 	struct client_slot *clients[CLIENT_BUCKETS];
 	struct px_routes *routes; /* the newest published */
-	unsigned long routes_gen; /* atomic: its generation */
+	unsigned long routes_gen; /* atomic: its publication number */
+	unsigned long pub_plan_gen, pub_tls_gen; /* what it was made from */
 	struct px_markdown *markdowns;
 	size_t n_markdowns, cap_markdowns;
 	int ctl_fd;               /* eventfd: markdowns wait for the control thread */
@@ -566,6 +570,7 @@ const struct fg_route *px_find_route(const struct px_routes *rt, const char *hos
 				     const char *path);
 struct px_routes *px_routes_current(struct px_worker *p);
 int px_routes_publish(struct fg_proxy *srv);
+bool px_routes_stale(const struct fg_proxy *srv);
 void px_routes_put(struct px_routes *rt);
 const struct fg_backend *px_backend(struct px_worker *p, __u32 bid);
 const char *px_cluster_name(struct px_worker *p, __u32 cidx);
@@ -607,7 +612,8 @@ void px_rec_refused(struct px_worker *p, const struct sockaddr_storage *ss, long
 void px_rec_response(struct conn *c, int status);
 void px_rec_target(struct conn *c, const struct fg_route *route, const struct fg_target *t);
 void px_rec_upstream(struct conn *c, const void *addr, int family, __be16 port, __u32 cidx);
-void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why);
+void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why,
+	       bool tls);
 bool px_req_spliceable(const struct conn *c);
 void px_reset_exchange(struct conn *c);
 bool px_resp_spliceable(const struct conn *c);
