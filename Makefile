@@ -51,7 +51,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard selftests/fuzz/*.c))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD)
-FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/fg_regex.c agent/log.c
+FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/fg_regex.c agent/log.c \
+	agent/tls_config.c agent/tls.c
 
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
@@ -139,7 +140,7 @@ bench: all $(BENCH_BINS)
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -ljansson -lyaml -lbpf -lpcre2-8 -o $@
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -ljansson -lyaml -lbpf -lpcre2-8 -lssl -lcrypto -o $@
 
 fuzz: $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \

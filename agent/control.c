@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <bpf/bpf.h>
 
 #include "apply.h"
@@ -16,6 +18,8 @@
 #include "kube.h"
 #include "log.h"
 #include "objstore.h"
+#include "tls.h"
+#include "tls_config.h"
 
 struct fg_control {
 	struct fg_dataplane *dp;
@@ -44,6 +48,14 @@ struct fg_control {
 	char address[64];     /* the listen address, as shown in status */
 	int listen_family;
 	__u16 listen_port;
+	/* TLS */
+	struct fg_tls_cache *tls_cache;  /* parsed Secrets across plans */
+	struct fg_tls_cert *tls_default; /* --default-cert, or generated on first need */
+	struct fg_tls_store *tls_store;  /* the newest store (tls_lock) */
+	pthread_mutex_t tls_lock;
+	unsigned long tls_gen;           /* atomic: the newest store's generation */
+	bool tls_wanted;                 /* someone asked for a store */
+	int tls_timer;                   /* timerfd: a validity period begins or ends */
 };
 
 int fg_parse_listen(const char *s, struct fg_addr *addr, int *family, __u16 *port)
@@ -159,6 +171,34 @@ static int open_epoll(struct fg_control *c)
 		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
 			return -errno;
 	}
+	ev.data.fd = c->tls_timer;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev))
+		return -errno;
+	return 0;
+}
+
+/* --default-cert/--default-key, when given: refused at start when they
+ * cannot serve; an expired one is only warned about (the operator's
+ * choice, and failing the start would take every name down). */
+static int load_default_cert(struct fg_control *c, const struct fg_control_opts *opts)
+{
+	char why[FG_TLS_WHY_LEN];
+	int err;
+
+	if (!opts->default_cert && !opts->default_key)
+		return 0;
+	if (!opts->default_cert || !opts->default_key) {
+		pr_warn("the default certificate needs both a certificate and a key file\n");
+		return -EINVAL;
+	}
+	err = fg_tls_cert_from_files(opts->default_cert, opts->default_key, &c->tls_default, why,
+				     sizeof(why));
+	if (err) {
+		pr_warn("cannot use the default certificate %s: %s\n", opts->default_cert, why);
+		return err;
+	}
+	if (fg_tls_cert_check_time(c->tls_default, time(NULL), why, sizeof(why)))
+		pr_warn("tls: the default certificate %s: %s\n", opts->default_cert, why);
 	return 0;
 }
 
@@ -178,6 +218,8 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 		return -ENOMEM;
 	c->dp = dp;
 	c->epfd = -1;
+	pthread_mutex_init(&c->tls_lock, NULL);
+	c->tls_timer = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
 	c->fleet = json_array();
 	c->clusters = json_object();
 	c->first_seen = json_object();
@@ -188,10 +230,18 @@ int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 	fg_changes_init(&c->ch);
 	if (!c->fleet || !c->clusters || !c->first_seen || !c->cluster_errors || !c->kube_errors ||
 	    !c->kube_prev || !c->no_room || !c->ch.services || !c->ch.pod_ns || !c->ch.ingresses ||
-	    fg_objstore_new(&c->store)) {
+	    fg_objstore_new(&c->store) || fg_tls_cache_new(&c->tls_cache)) {
 		err = -ENOMEM;
 		goto err;
 	}
+	if (c->tls_timer < 0) {
+		err = -errno;
+		pr_warn("control: cannot create the certificate timer: %s\n", strerror(-err));
+		goto err;
+	}
+	err = load_default_cert(c, opts);
+	if (err)
+		goto err;
 	if (opts->listen) {
 		err = fg_parse_listen(opts->listen, &aopts.listen_addr, &aopts.listen_family,
 				      &aopts.listen_port);
@@ -256,6 +306,12 @@ void fg_control_free(struct fg_control *c)
 	json_decref(c->no_room);
 	fg_changes_fini(&c->ch);
 	fg_objstore_free(c->store);
+	fg_tls_store_put(c->tls_store);
+	fg_tls_cert_put(c->tls_default);
+	fg_tls_cache_free(c->tls_cache);
+	if (c->tls_timer >= 0)
+		close(c->tls_timer);
+	pthread_mutex_destroy(&c->tls_lock);
 	free(c);
 }
 
@@ -563,6 +619,144 @@ static void plan_opts(struct fg_control *c, struct fg_plan_opts *popts)
 	popts->dataplane_ready = c->dataplane_ready;
 	popts->listening = c->listening;
 	popts->address = c->address;
+	popts->tls_cache = c->tls_cache;
+	popts->now = time(NULL);
+}
+
+/* ---------- TLS ---------- */
+
+static struct fg_tls_cert *tls_default(struct fg_control *c)
+{
+	char why[FG_TLS_WHY_LEN], until[32];
+
+	if (c->tls_default)
+		return c->tls_default;
+	if (fg_tls_cert_self_signed(&c->tls_default, why, sizeof(why))) {
+		pr_warn("tls: cannot generate the default certificate: %s\n", why);
+		return NULL;
+	}
+	fg_tls_time_str(fg_tls_cert_not_after(c->tls_default), until, sizeof(until));
+	pr_info("tls: no default certificate given: names without one get a generated "
+		"self-signed certificate (%s, until %s)\n", fg_tls_cert_subject(c->tls_default),
+		until);
+	return c->tls_default;
+}
+
+/* What changed in the hosts' TLS is said once, not at every computation. */
+static void log_tls(const struct fg_tls_plan *now, const struct fg_tls_plan *before)
+{
+	size_t i, j;
+
+	for (i = 0; now && i < now->n_hosts; i++) {
+		const struct fg_tls_host *h = &now->hosts[i];
+		bool same = false;
+
+		if (!h->reason[0])
+			continue;
+		for (j = 0; before && j < before->n_hosts && !same; j++)
+			same = !strcmp(before->hosts[j].host, h->host) &&
+			       !strcmp(before->hosts[j].ingress, h->ingress) &&
+			       !strcmp(before->hosts[j].reason, h->reason);
+		if (!same)
+			pr_warn("Ingress %s: TLS for %s: %s: %s\n", h->ingress, h->host,
+				fg_tls_state_name(h->state), h->reason);
+	}
+}
+
+/* The next computation when a certificate expires or becomes valid. */
+static void tls_arm_timer(struct fg_control *c)
+{
+	struct itimerspec its = {};
+	time_t t = c->plan && c->plan->tls ? c->plan->tls->next_check : 0;
+
+	its.it_value.tv_sec = t;
+	timerfd_settime(c->tls_timer, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* A new store when the plan's certificates differ from the newest one's. */
+static void tls_publish(struct fg_control *c)
+{
+	struct fg_tls_store_entry *e = NULL;
+	struct fg_tls_store *s = NULL, *old;
+	struct fg_tls_cert *dflt;
+	size_t n = 0;
+	int err;
+
+	tls_arm_timer(c);
+	if (!c->tls_store && !c->tls_wanted && !(c->plan && c->plan->tls && c->plan->tls->n_hosts))
+		return;
+	dflt = tls_default(c);
+	if (!dflt)
+		return;
+	err = fg_tls_plan_entries(c->plan ? c->plan->tls : NULL, &e, &n);
+	if (!err)
+		err = fg_tls_store_new(e, n, dflt, c->tls_gen + 1, &s);
+	free(e);
+	if (err) {
+		pr_warn("tls: cannot build the certificate store: %s\n", strerror(-err));
+		return;
+	}
+	if (c->tls_store && fg_tls_store_same(s, c->tls_store)) {
+		fg_tls_store_put(s);
+		return;
+	}
+	pthread_mutex_lock(&c->tls_lock);
+	old = c->tls_store;
+	c->tls_store = s;
+	__atomic_store_n(&c->tls_gen, fg_tls_store_generation(s), __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&c->tls_lock);
+	fg_tls_store_put(old);
+	pr_info("tls: certificates for %zu name%s (store generation %lu)\n", fg_tls_store_size(s),
+		fg_tls_store_size(s) == 1 ? "" : "s", fg_tls_store_generation(s));
+}
+
+/* Only the Secrets changed (or a validity period began or ended): the
+ * plan's TLS is recomputed, routes keep everything but their tls flag. */
+static int recompute_tls(struct fg_control *c)
+{
+	struct fg_tls_plan *before;
+	struct fg_snapshot snap;
+	bool changed = false;
+	int err;
+
+	if (!c->plan)
+		return 0;
+	memset(&snap, 0, sizeof(snap));
+	err = fg_objstore_snapshot(c->store, &snap);
+	if (err)
+		return err;
+	before = c->plan->tls;
+	c->plan->tls = NULL;
+	err = fg_tls_plan_compute(snap.fleet, c->plan, c->tls_cache, time(NULL), &changed);
+	if (err) {
+		c->plan->tls = before;
+		return err;
+	}
+	log_tls(c->plan->tls, before);
+	fg_tls_plan_free(before);
+	if (changed)
+		plan_changed(c);
+	tls_publish(c);
+	return 0;
+}
+
+struct fg_tls_store *fg_control_tls_store(struct fg_control *c)
+{
+	struct fg_tls_store *s;
+
+	if (!c->tls_store) {
+		c->tls_wanted = true;
+		tls_publish(c);
+	}
+	pthread_mutex_lock(&c->tls_lock);
+	s = fg_tls_store_get(c->tls_store);
+	pthread_mutex_unlock(&c->tls_lock);
+	return s;
+}
+
+unsigned long fg_control_tls_gen(const struct fg_control *c)
+{
+	return __atomic_load_n(&c->tls_gen, __ATOMIC_ACQUIRE);
 }
 
 /* Everything from the objects: a new plan, applied whole (the applier still
@@ -624,12 +818,15 @@ static int recompute_full(struct fg_control *c)
 		plan_changed(c);
 		/* Rejections seen while sources are still listing are not
 		 * final: said once they are. */
-		if (!c->syncing[0])
+		if (!c->syncing[0]) {
 			log_rejections(c, old);
-		else
+			log_tls(plan->tls, old ? old->tls : NULL);
+		} else {
 			pr_info("routes: waiting for the first list of %s\n", c->syncing);
+		}
 		fg_plan_free(old);
 	}
+	tls_publish(c);
 	note_first_seen(c);
 	c->cst.full++;
 	c->cst.last_us = now_us() - t0;
@@ -700,6 +897,13 @@ static int recompute_changes(struct fg_control *c)
 		}
 		plan_changed(c);
 	}
+	if (c->ch.tls) {
+		err = recompute_tls(c);
+		if (err) {
+			pr_warn("cannot recompute TLS: %s\n", strerror(-err));
+			return recompute_full(c);
+		}
+	}
 	if (json_object_size(c->ch.services) || json_object_size(c->ch.pod_ns)) {
 		plan_opts(c, &popts);
 		err = snapshot(c, &snap);
@@ -731,10 +935,13 @@ int fg_control_process(struct fg_control *c)
 {
 	struct epoll_event evs[4];
 	bool from_dir = false, from_kube = false;
+	__u64 ticks;
 	int err;
 
 	/* Drain the wakeups; the sources are read below whatever woke us. */
 	epoll_wait(c->epfd, evs, 4, 0);
+	if (read(c->tls_timer, &ticks, sizeof(ticks)) == sizeof(ticks))
+		c->ch.tls = c->ch.any = true;
 	if (c->cd) {
 		err = fg_configdir_process(c->cd, &from_dir);
 		if (err)
@@ -1003,12 +1210,35 @@ static json_t *answer_routes(struct fg_control *c)
 	return json_pack("{s:b, s:o}", "ok", 1, "items", items);
 }
 
+/* Ingresses with spec.tls get "tls": hosts, how many are served with a
+ * certificate, and what is wrong with the others. */
 static json_t *answer_ingresses(struct fg_control *c)
 {
 	json_t *items = c->plan ? fg_plan_ingresses_json(c->plan, c->listening ? c->address : "")
 				: json_array();
+	json_t *it;
+	size_t i;
 
+	json_array_foreach(items, i, it) {
+		char key[FG_ID_LEN * 5 + 2], reason[FG_REASON_LEN];
+		size_t hosts, ready;
+
+		snprintf(key, sizeof(key), "%s/%s",
+			 json_string_value(json_object_get(it, "namespace")),
+			 json_string_value(json_object_get(it, "name")));
+		if (fg_tls_plan_ingress(c->plan->tls, key, reason, sizeof(reason), &hosts, &ready))
+			json_object_set_new(it, "tls", json_pack("{s:I, s:I, s:s}", "hosts",
+				(json_int_t)hosts, "ready", (json_int_t)ready, "reason", reason));
+	}
 	return json_pack("{s:b, s:o}", "ok", 1, "items", items);
+}
+
+static json_t *answer_certificates(struct fg_control *c)
+{
+	json_t *items = fg_tls_plan_json(c->plan ? c->plan->tls : NULL, c->tls_default);
+
+	return json_pack("{s:b, s:o, s:I}", "ok", 1, "items", items, "generation",
+			 (json_int_t)fg_control_tls_gen(c));
 }
 
 static void add_error(const char *path, const struct fg_manifest_error *err, void *ctx)
@@ -1054,5 +1284,7 @@ json_t *fg_control_admin(json_t *request, void *ctx)
 		return filter_named(answer_routes(c), "host", name, "routes for host");
 	if (!strcmp(get, "status"))
 		return answer_status(c);
+	if (!strcmp(get, "certificates"))
+		return filter_named(answer_certificates(c), "host", name, "certificate for host");
 	return json_pack("{s:b, s:s}", "ok", 0, "error", "unknown kind");
 }

@@ -20,9 +20,14 @@ struct fg_control_opts {
 	const char *kube_context; /* NULL: current-context */
 	const char *const *cluster_kubeconfigs; /* "ID=PATH[#CONTEXT]", NULL-terminated */
 	bool cluster_secrets;    /* member clusters from labelled fleet Secrets */
+	/* The certificate for names no Ingress has one for (PEM files). NULL:
+	 * a self-signed one is generated when TLS is first needed. */
+	const char *default_cert;
+	const char *default_key;
 };
 
 struct fg_control;
+struct fg_tls_store;
 
 int fg_control_new(struct fg_control **out, struct fg_dataplane *dp,
 		   const struct fg_control_opts *opts);
@@ -48,6 +53,17 @@ unsigned long fg_control_plan_gen(const struct fg_control *c);
 /* Changes only with a new plan (a full computation): the same serial
  * means the same targets with the same service ids. Control thread. */
 unsigned long fg_control_plan_serial(const struct fg_control *c);
+/*
+ * TLS (tls.h, tls_config.h): the SNI store of the current plan, a new
+ * reference (the caller puts it), built on first use. A new store (a new
+ * generation) is made whenever the certificates serving some name change:
+ * an Ingress's spec.tls, a Secret edited, a certificate expiring or
+ * becoming valid (a timer), and only then. Call from the control plane's
+ * thread (as px_routes_publish does); NULL when no store can be made.
+ */
+struct fg_tls_store *fg_control_tls_store(struct fg_control *c);
+/* The newest store's generation (0: none yet). Readable from any thread. */
+unsigned long fg_control_tls_gen(const struct fg_control *c);
 /* Service id of a target in the data plane, or -ENOENT. */
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
 /* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */

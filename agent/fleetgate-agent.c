@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "netlink.h"
 #include "proxy.h"
+#include "tls.h"
 #include "resources.h"
 #include "splice.h"
 
@@ -56,6 +57,11 @@ struct agent {
 	bool l7_mode_set;
 	unsigned max_conns;
 	unsigned workers;           /* proxy event loops, 0: the CPUs */
+	const char *listen_tls[FG_PROXY_MAX_LISTENERS - 1]; /* --listen-tls */
+	unsigned n_listen_tls;
+	const char *default_cert, *default_key;
+	bool no_ktls;
+	char ktls_why[FG_TLS_WHY_LEN + 32];
 	unsigned upstream_keepalive;   /* idle per backend and worker, 0: auto */
 	unsigned upstream_keepalive_ms;
 	unsigned max_conns_per_client;
@@ -149,6 +155,16 @@ static void usage(FILE *out)
 "                             (default: the larger range outside it, from\n"
 "                             10000: 10000-32767 with Linux's default range)\n"
 "      --max-conns N          HTTP client connections at most (default 10000)\n"
+"      --listen-tls ADDR:PORT HTTPS on ADDR:PORT ([ADDR6]:PORT), the same\n"
+"                             routes, certificates from the Ingresses' tls:\n"
+"                             Secrets by SNI (repeatable, at most 8; needs\n"
+"                             --listen)\n"
+"      --default-cert FILE, --default-key FILE\n"
+"                             PEM certificate (with its chain) and key for\n"
+"                             names no Ingress has (default: a generated\n"
+"                             self-signed one)\n"
+"      --no-ktls              keep TLS records in OpenSSL even where the\n"
+"                             kernel could encrypt them (kTLS)\n"
 "      --workers N            HTTP proxy event loops, one thread each, one\n"
 "                             listener each on the same port (default: the\n"
 "                             CPUs, at most 64; sockmap mode runs one)\n"
@@ -252,6 +268,10 @@ enum {
 	OPT_L7_MODE,
 	OPT_MAX_CONNS,
 	OPT_WORKERS,
+	OPT_LISTEN_TLS,
+	OPT_DEFAULT_CERT,
+	OPT_DEFAULT_KEY,
+	OPT_NO_KTLS,
 	OPT_UPSTREAM_KEEPALIVE,
 	OPT_UPSTREAM_KEEPALIVE_TIMEOUT,
 	OPT_MAX_CONNS_PER_CLIENT,
@@ -293,6 +313,10 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "l7-mode", required_argument, NULL, OPT_L7_MODE },
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "listen-tls", required_argument, NULL, OPT_LISTEN_TLS },
+		{ "default-cert", required_argument, NULL, OPT_DEFAULT_CERT },
+		{ "default-key", required_argument, NULL, OPT_DEFAULT_KEY },
+		{ "no-ktls", no_argument, NULL, OPT_NO_KTLS },
 		{ "upstream-keepalive", required_argument, NULL, OPT_UPSTREAM_KEEPALIVE },
 		{ "upstream-keepalive-timeout", required_argument, NULL,
 		  OPT_UPSTREAM_KEEPALIVE_TIMEOUT },
@@ -381,6 +405,22 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 10000000, &v) || !v)
 				goto bad;
 			a->max_conns = v;
+			break;
+		case OPT_LISTEN_TLS:
+			if (a->n_listen_tls == FG_PROXY_MAX_LISTENERS - 1) {
+				pr_warn("at most %d --listen-tls\n", FG_PROXY_MAX_LISTENERS - 1);
+				return -EINVAL;
+			}
+			a->listen_tls[a->n_listen_tls++] = optarg;
+			break;
+		case OPT_DEFAULT_CERT:
+			a->default_cert = optarg;
+			break;
+		case OPT_DEFAULT_KEY:
+			a->default_key = optarg;
+			break;
+		case OPT_NO_KTLS:
+			a->no_ktls = true;
 			break;
 		case OPT_WORKERS:
 			if (parse_uint(optarg, FG_PROXY_MAX_WORKERS, &v) || !v)
@@ -804,6 +844,9 @@ static json_t *admin_request(json_t *request, void *ctx)
 		 * gateway's own, never a backend's. */
 		if (st && a->health)
 			json_object_set_new(st, "health", fg_health_stats(a->health));
+		if (st && json_object_get(st, "tls"))
+			json_object_set_new(json_object_get(st, "tls"), "kernel",
+					    json_string(a->ktls_why));
 		return json_pack("{s:b, s:o}", "ok", 1, "items", json_pack("[o]", st));
 	}
 	{
@@ -851,6 +894,8 @@ static int start_control(struct agent *a)
 		.kube_context = a->kube_context,
 		.cluster_kubeconfigs = a->cluster_kubeconfigs,
 		.cluster_secrets = a->cluster_secrets,
+		.default_cert = a->default_cert,
+		.default_key = a->default_key,
 	};
 	int err;
 
@@ -988,9 +1033,29 @@ static unsigned online_cpus(void)
 
 /* The HTTP proxy on --listen, once the control plane has its routes; the
  * gateway shows Listening from then on. */
+/* Kernel TLS for the TLS listeners' sessions where the kernel has it
+ * (probed once with real handshakes on loopback). */
+static void setup_ktls(struct agent *a)
+{
+	char why[FG_TLS_WHY_LEN];
+
+	if (a->no_ktls) {
+		snprintf(a->ktls_why, sizeof(a->ktls_why), "off (--no-ktls)");
+		return;
+	}
+	if (fg_ktls_probe(why, sizeof(why)) == 1 && !fg_tls_set_ktls(true)) {
+		snprintf(a->ktls_why, sizeof(a->ktls_why), "on: %s", why);
+		pr_info("TLS: %s\n", a->ktls_why);
+		return;
+	}
+	snprintf(a->ktls_why, sizeof(a->ktls_why), "off: %s", why);
+	pr_info("TLS: kernel TLS %s; records stay in OpenSSL\n", a->ktls_why);
+}
+
 static int start_proxy(struct agent *a)
 {
 	struct fg_proxy_opts popts;
+	unsigned i;
 	int err;
 
 	if (!a->listen)
@@ -1019,6 +1084,18 @@ static int start_proxy(struct agent *a)
 		pr_warn("invalid --listen '%s'\n", a->listen);
 		return err;
 	}
+	for (i = 0; i < a->n_listen_tls; i++) {
+		struct fg_proxy_listen *tl = &popts.tls_listen[popts.n_tls_listen++];
+
+		err = fg_parse_listen(a->listen_tls[i], &tl->addr, &tl->family, &tl->port);
+		if (err || !tl->port) {
+			pr_warn("invalid --listen-tls '%s': ADDR:PORT or [ADDR6]:PORT\n",
+				a->listen_tls[i]);
+			return -EINVAL;
+		}
+	}
+	if (a->n_listen_tls)
+		setup_ktls(a);
 	err = fg_proxy_open(&a->proxy, a->control, a->dp, &popts);
 	if (err)
 		return err;

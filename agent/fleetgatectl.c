@@ -1366,10 +1366,35 @@ static void render_ingresses(const json_t *items)
 		tbl_cell(&t, "%s", *js(it, "class") ? js(it, "class") : "<none>");
 		tbl_cell(&t, "%s", jb(it, "canary") ? "yes" : "no");
 		tbl_cell(&t, "%s", first ? js(first, "ip") : "");
-		if (jb(it, "accepted"))
-			tbl_cell(&t, "Accepted");
-		else
+		if (!jb(it, "accepted"))
 			tbl_cell(&t, "Rejected: %s", js(it, "reason"));
+		else if (*js(json_object_get(it, "tls"), "reason"))
+			/* Its HTTP routes serve; some TLS host does not. */
+			tbl_cell(&t, "Accepted, TLS: %s", js(json_object_get(it, "tls"), "reason"));
+		else
+			tbl_cell(&t, "Accepted");
+	}
+	tbl_print(&t);
+	tbl_free(&t);
+}
+
+static void render_certificates(const json_t *items)
+{
+	struct table t;
+	const json_t *it;
+	size_t i;
+
+	tbl_init(&t, "HOST", "INGRESS", "SECRET", "ISSUER", "NOT AFTER", "STATUS", NULL);
+	json_array_foreach(items, i, it) {
+		tbl_cell(&t, "%s", js(it, "host"));
+		tbl_cell(&t, "%s", *js(it, "ingress") ? js(it, "ingress") : "-");
+		tbl_cell(&t, "%s", *js(it, "secret") ? js(it, "secret") : "-");
+		tbl_cell(&t, "%s", *js(it, "issuer") ? js(it, "issuer") : "-");
+		tbl_cell(&t, "%s", *js(it, "notAfter") ? js(it, "notAfter") : "-");
+		if (*js(it, "reason"))
+			tbl_cell(&t, "%s: %s", js(it, "state"), js(it, "reason"));
+		else
+			tbl_cell(&t, "%s", js(it, "state"));
 	}
 	tbl_print(&t);
 	tbl_free(&t);
@@ -1502,6 +1527,8 @@ static void render_proxy(const json_t *items)
 		       "%lld kTLS), %lld failed%s%s\n", ji(t, "handshakes"), ji(t, "tls13"),
 		       ji(t, "tls12"), ji(t, "resumed"), ji(t, "ktls"), ji(t, "handshakeErrors"),
 		       *js(t, "lastError") ? "; last: " : "", js(t, "lastError"));
+		if (*js(t, "kernel"))
+			printf("Kernel TLS:        %s\n", js(t, "kernel"));
 	}
 	printf("Empty reads:       %lld (reads that found nothing; %.2f per request)\n",
 	       ji(it, "emptyReads"),
@@ -1523,6 +1550,8 @@ static const struct agent_kind agent_kinds[] = {
 	  "routes: host, path, match, clusters with effective weights and why", render_routes },
 	{ "proxy", { "http", NULL, NULL },
 	  "the HTTP proxy: data path mode, connections, requests, upstreams", render_proxy },
+	{ "certificates", { "certificate", "certs", "tls" },
+	  "TLS: host, Ingress, Secret, issuer, expiry, state or why not", render_certificates },
 };
 
 #define N_AGENT_KINDS (sizeof(agent_kinds) / sizeof(agent_kinds[0]))

@@ -44,6 +44,7 @@ struct rdef {
 	const char *kind;
 	const char *selector;    /* labelSelector, or NULL */
 	bool hidden;             /* not shown by foreach, errors not fatal */
+	const char *fields;      /* fieldSelector, or NULL */
 };
 
 static const struct rdef fleet_defs[] = {
@@ -51,6 +52,9 @@ static const struct rdef fleet_defs[] = {
 	  "mse.alibabacloud.com/v1alpha1", "MseIngressConfig" },
 	{ "/apis/networking.k8s.io/v1", "ingresses", "networking.k8s.io/v1", "Ingress" },
 	{ "/api/v1", "services", "v1", "Service" },
+	/* Certificates for Ingress spec.tls: only Secrets of that type
+	 * reach fleetgate (the API server filters them). */
+	{ "/api/v1", "secrets", "v1", "Secret", NULL, false, "type=kubernetes.io/tls" },
 };
 static const struct rdef secret_def = {
 	"/api/v1", "secrets", "v1", "Secret", SECRET_LABEL, true,
@@ -61,7 +65,7 @@ static const struct rdef cluster_defs[] = {
 	{ "/apis/discovery.k8s.io/v1", "endpointslices", "discovery.k8s.io/v1", "EndpointSlice" },
 	{ "/api/v1", "pods", "v1", "Pod" },
 };
-#define MAX_WATCHERS 5
+#define MAX_WATCHERS 6
 
 struct blob {
 	unsigned char *data;
@@ -989,6 +993,7 @@ static int build_url(struct watcher *w, unsigned int page_size)
 {
 	struct source *s = w->src;
 	char *sel = w->def->selector ? escape(w->easy, w->def->selector) : NULL;
+	char *fields = w->def->fields ? escape(w->easy, w->def->fields) : NULL;
 	char *cont = w->cont ? escape(w->easy, w->cont) : NULL;
 	char *rv = w->rv ? escape(w->easy, w->rv) : NULL;
 	char nsbuf[300] = "";
@@ -998,16 +1003,20 @@ static int build_url(struct watcher *w, unsigned int page_size)
 		snprintf(nsbuf, sizeof(nsbuf), "/namespaces/%s", s->ns);
 	free(w->url);
 	if (w->want_list)
-		rc = asprintf(&w->url, "%s%s%s/%s?limit=%u%s%s%s%s", s->auth.server, w->def->prefix,
-			      nsbuf, w->def->resource, page_size, cont ? "&continue=" : "",
-			      cont ? cont : "", sel ? "&labelSelector=" : "", sel ? sel : "");
+		rc = asprintf(&w->url, "%s%s%s/%s?limit=%u%s%s%s%s%s%s", s->auth.server,
+			      w->def->prefix, nsbuf, w->def->resource, page_size,
+			      cont ? "&continue=" : "", cont ? cont : "",
+			      sel ? "&labelSelector=" : "", sel ? sel : "",
+			      fields ? "&fieldSelector=" : "", fields ? fields : "");
 	else
 		rc = asprintf(&w->url,
 			      "%s%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true"
-			      "&timeoutSeconds=%d%s%s",
+			      "&timeoutSeconds=%d%s%s%s%s",
 			      s->auth.server, w->def->prefix, nsbuf, w->def->resource, rv ? rv : "",
-			      WATCH_TIMEOUT_S, sel ? "&labelSelector=" : "", sel ? sel : "");
+			      WATCH_TIMEOUT_S, sel ? "&labelSelector=" : "", sel ? sel : "",
+			      fields ? "&fieldSelector=" : "", fields ? fields : "");
 	curl_free(sel);
+	curl_free(fields);
 	curl_free(cont);
 	curl_free(rv);
 	if (rc < 0) {

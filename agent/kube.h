@@ -5,7 +5,9 @@
  * beside configdir.h, with the same (origin, object) shape).
  *
  *   fleet (origin NULL):   MseIngressConfig (mse.alibabacloud.com/v1alpha1),
- *                          Ingress (networking.k8s.io/v1), Service (v1);
+ *                          Ingress (networking.k8s.io/v1), Service (v1),
+ *                          Secret (v1) of type kubernetes.io/tls only
+ *                          (fieldSelector), for Ingress spec.tls;
  *                          with cluster_secrets, also Secrets labelled
  *                          fleetgate.io/cluster-id (member kubeconfigs,
  *                          see below; never shown by fg_kube_foreach)

@@ -32,7 +32,7 @@ void fg_changes_init(struct fg_changes *ch)
 
 void fg_changes_reset(struct fg_changes *ch)
 {
-	ch->any = ch->full = false;
+	ch->any = ch->full = ch->tls = false;
 	json_object_clear(ch->services);
 	json_object_clear(ch->pod_ns);
 	json_object_clear(ch->ingresses);
@@ -292,6 +292,12 @@ static int fleet_effect(json_t *old, json_t *new, struct fg_changes *ch)
 			json_array_set(pair, 0, json_array_get(prev, 0));
 		}
 		return pair && !json_object_set_new(ch->ingresses, key, pair) ? 0 : -ENOMEM;
+	}
+	/* A Secret changes which certificates serve which hosts, nothing
+	 * else (an Ingress's spec.tls is part of the Ingress). */
+	if (!strcmp(kind, "Secret")) {
+		ch->tls = true;
+		return 0;
 	}
 	/* Gateways, LoadBalancer Services, anything else: everything. */
 	ch->full = true;

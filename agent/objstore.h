@@ -4,7 +4,8 @@
  * change at a time (what the sources report), and what each change means
  * for the routes: the control plane recomputes only that.
  *
- *   fleet (origin NULL)   MseIngressConfig, Ingress, Service (LoadBalancer)
+ *   fleet (origin NULL)   MseIngressConfig, Ingress, Service (LoadBalancer),
+ *                         Secret (kubernetes.io/tls, for Ingress spec.tls)
  *   cluster (origin ID)   Service, Endpoints, EndpointSlice, Pod
  *
  * Every object is keyed by kind, namespace and name; when two files (or
@@ -29,6 +30,7 @@ struct fg_changes {
 	json_t *services;   /* "ns\x1fservice" -> true: their endpoints changed */
 	json_t *pod_ns;     /* namespace -> true: pods changed (subsets) */
 	json_t *ingresses;  /* "ns/name" -> [old or null, new or null] */
+	bool tls;           /* fleet Secrets changed: Ingress TLS (tls_config.h) */
 };
 
 void fg_changes_init(struct fg_changes *ch);

@@ -229,12 +229,21 @@ void px_on_timer(struct px_worker *p)
 
 /* A 503 at once and the connection closed: nothing of the client's is
  * read, so this costs no buffer. */
-void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why)
+void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why,
+	       bool tls)
 {
 	char msg[256];
-	long sent;
+	long sent = 0;
 	int n;
 
+	if (tls) {
+		/* No session yet, and a handshake would cost what is being
+		 * refused: closed (the client sees a reset handshake). */
+		close(fd);
+		STAT_INC(p, refused);
+		px_rec_refused(p, ss, 0);
+		return;
+	}
 	n = snprintf(msg, sizeof(msg),
 		     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
@@ -279,6 +288,25 @@ static void accept_pause(struct px_worker *p, bool pause)
 		p->accept_resume = now_ms() + 100;
 }
 
+/* A client of a TLS listener: its session from the current certificate
+ * store; the handshake runs in C_TLS. */
+static int tls_accept(struct px_worker *p, struct conn *c)
+{
+	struct px_routes *rt = px_routes_current(p);
+
+	c->tls.ssl = rt && rt->tls ? fg_tls_new_server_ssl(rt->tls) : NULL;
+	if (!c->tls.ssl || !SSL_set_fd(c->tls.ssl, c->fd)) {
+		px_tls_free(c);
+		STAT_INC(p, tls_handshake_errors);
+		snprintf(p->tls_last_error, sizeof(p->tls_last_error), "%s: %s", c->ip,
+			 rt && rt->tls ? "out of memory" : "no certificate store");
+		return -ENOMEM;
+	}
+	SSL_set_accept_state(c->tls.ssl);
+	c->state = C_TLS;
+	return 0;
+}
+
 void px_do_accept(struct px_listener *l)
 {
 	struct px_worker *p = l->p;
@@ -303,13 +331,14 @@ void px_do_accept(struct px_listener *l)
 		}
 		STAT_INC(p, accepted);
 		if (px_total_conns(p->srv) >= p->opts.max_conns) {
-			px_refuse(p, fd, &ss, "too many connections");
+			px_refuse(p, fd, &ss, "too many connections", l->tls);
 			continue;
 		}
 		if (!px_fds_allow(p, FD_HEADROOM)) {
 			STAT_INC(p, refused_fds);
 			px_refuse(p, fd, &ss,
-			       "too many connections: the gateway is at its file descriptor limit");
+			       "too many connections: the gateway is at its file descriptor limit",
+			       l->tls);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
@@ -321,7 +350,7 @@ void px_do_accept(struct px_listener *l)
 		if (!c->slot) {
 			free(c);
 			STAT_INC(p, refused_per_client);
-			px_refuse(p, fd, &ss, "too many connections from your address");
+			px_refuse(p, fd, &ss, "too many connections from your address", l->tls);
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -337,12 +366,22 @@ void px_do_accept(struct px_listener *l)
 		c->state = C_HEAD;
 		c->rd_ready = true; /* the request may have come with the handshake */
 		c->activity = c->last_rx = c->head_start = now_ms();
-		if (p->sm && p->mode == FG_L7_SOCKMAP && fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie))
-			c->sk_cookie = 0; /* this one's responses go through user space */
 		px_client_ip(&ss, c->ip, sizeof(c->ip));
+		if (l->tls) {
+			if (tls_accept(p, c)) {
+				px_client_release(p, c->slot);
+				close(fd);
+				free(c);
+				continue;
+			}
+		} else if (p->sm && p->mode == FG_L7_SOCKMAP &&
+			   fg_sockmap_add_peer(p->sm, fd, &c->sk_cookie)) {
+			c->sk_cookie = 0; /* this one's responses go through user space */
+		}
 		c->events = EPOLLIN;
 		if (ep_add(p, fd, &c->tag, c->events)) {
 			px_client_release(p, c->slot);
+			px_tls_free(c);
 			close(fd);
 			free(c);
 			continue;
@@ -834,8 +873,7 @@ int fg_proxy_start(struct fg_proxy *srv)
 
 void fg_proxy_sync_routes(struct fg_proxy *srv)
 {
-	if (srv && srv->threaded &&
-	    fg_control_plan_gen(srv->control) != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE))
+	if (srv && srv->threaded && px_routes_stale(srv))
 		px_routes_publish(srv);
 }
 

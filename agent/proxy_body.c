@@ -28,7 +28,8 @@ bool px_resp_spliceable(const struct conn *c)
 {
 	/* An upstream socket with the verdict program is read by recv()
 	 * (the psock queue), never spliced from. */
-	return px_splicing(c) && (!c->ssl || c->ktls_tx) && !(c->up && c->up->sk_cookie) &&
+	return px_splicing(c) && (!c->tls.ssl || c->ktls_tx) && !(c->up && c->up->sk_cookie) &&
+	       !(c->up && c->up->tls.ssl) &&
 	       c->rs == R_BODY && !buf_used(&c->rin) &&
 	       fg_http_framer_opaque(&c->rsf) >= SPLICE_MIN;
 }
@@ -37,9 +38,9 @@ bool px_resp_spliceable(const struct conn *c)
  * kept for a retry, and everything before them went. */
 bool px_req_spliceable(const struct conn *c)
 {
-	return px_splicing(c) && !c->ssl && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
+	return px_splicing(c) && !c->tls.ssl && c->state == C_PROXY && !c->rq_done && !c->rq_abandoned &&
 	       !c->replayable && !buf_used(&c->in) && c->upo_sent == c->upo.len && c->up &&
-	       c->up->fd >= 0 && !c->up->connecting && fg_http_framer_opaque(&c->rqf) >= SPLICE_MIN;
+	       c->up->fd >= 0 && !c->up->connecting && !c->up->tls.ssl && fg_http_framer_opaque(&c->rqf) >= SPLICE_MIN;
 }
 
 int px_client_read(struct conn *c)
@@ -59,7 +60,7 @@ int px_client_read(struct conn *c)
 			c->activity = c->last_rx = now_ms();
 			/* OpenSSL returns a record at a time: only EAGAIN says
 			 * it has nothing more. */
-			if ((size_t)n < room && !c->ssl) {
+			if ((size_t)n < room && !c->tls.ssl) {
 				c->rd_ready = false; /* drained: epoll tells when more comes */
 				return 0;
 			}
@@ -137,8 +138,8 @@ int px_up_flush(struct conn *c)
 	if (u && u->fd >= 0 && !u->connecting && !u->sk_tried)
 		px_sm_join(u);
 	while (u && u->fd >= 0 && !u->connecting && c->upo_sent < c->upo.len) {
-		ssize_t n = send(u->fd, c->upo.d + c->upo_sent, c->upo.len - c->upo_sent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = px_io_send(&u->tls, u->fd, c->upo.d + c->upo_sent,
+				       c->upo.len - c->upo_sent);
 
 		if (n > 0) {
 			c->upo_sent += n;
@@ -171,13 +172,15 @@ void px_up_read(struct conn *c)
 {
 	struct upstream *u = c->up;
 
+	if (u && px_io_pending(&u->tls))
+		u->rd_ready = true; /* decrypted bytes epoll cannot see */
 	while (u && u->fd >= 0 && !u->connecting && !c->up_eof && u->rd_ready) {
 		size_t room = buf_room(&c->rin, px_rin_limit(c));
 		ssize_t n;
 
 		if (!room)
 			return;
-		n = recv(u->fd, c->rin.d + c->rin.len, room, 0);
+		n = px_io_recv(&u->tls, u->fd, c->rin.d + c->rin.len, room);
 		if (n > 0 && u->sk_cookie && fg_sockmap_broken(c->p->sm, u->sk_cookie)) {
 			/* The verdict program met repeated TCP bytes it could
 			 * not cut: these may hold them. End the exchange. */
@@ -191,7 +194,7 @@ void px_up_read(struct conn *c)
 			u->sk_read += n;
 			c->resp_bytes = true;
 			c->up_activity = now_ms();
-			if ((size_t)n < room) {
+			if ((size_t)n < room && !u->tls.ssl) {
 				u->rd_ready = false;
 				return;
 			}
@@ -682,7 +685,7 @@ void px_sm_join(struct upstream *u)
 	struct px_worker *p = u->p;
 	int err;
 
-	if (!p->sm || u->sk_tried || u->connecting || u->fd < 0)
+	if (!p->sm || u->sk_tried || u->connecting || u->fd < 0 || u->tls.ssl)
 		return;
 	u->sk_tried = true;
 	err = fg_sockmap_add(p->sm, u->fd, &u->sk_cookie);

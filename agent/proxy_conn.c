@@ -277,9 +277,9 @@ void px_start_request(struct conn *c, size_t hlen)
 		px_respond_error(c, 500, "out of memory", true);
 		return;
 	}
-	n = fg_http_rewrite_head(req, c->ip, c->ssl ? "https" : "http", c->upo.d, c->upo.cap);
+	n = fg_http_rewrite_head(req, c->ip, c->tls.ssl ? "https" : "http", c->upo.d, c->upo.cap);
 	if (n == -ENOSPC && buf_room(&c->upo, 2 * hlen + 4096) >= 2 * hlen + 4096)
-		n = fg_http_rewrite_head(req, c->ip, c->ssl ? "https" : "http", c->upo.d,
+		n = fg_http_rewrite_head(req, c->ip, c->tls.ssl ? "https" : "http", c->upo.d,
 					 c->upo.cap);
 	if (n < 0) {
 		px_respond_error(c, n == -ENOSPC ? 431 : 400,
@@ -765,7 +765,7 @@ void px_update_events(struct conn *c)
 		return;
 	}
 	if (c->state == C_TLS) {
-		ep_set(p, c->fd, &c->tag, &c->events, px_tls_events(c));
+		ep_set(p, c->fd, &c->tag, &c->events, px_io_hs_events(&c->tls));
 		return;
 	}
 	if (c->state == C_LINGER) {
@@ -777,9 +777,9 @@ void px_update_events(struct conn *c)
 		if (px_out_writable(c))
 			want |= EPOLLOUT;
 		/* OpenSSL asked for the other direction. */
-		if (c->tls_rd_wants_write)
+		if (c->tls.rd_wants_write)
 			want |= EPOLLOUT;
-		if (c->tls_wr_wants_read)
+		if (c->tls.wr_wants_read)
 			want |= EPOLLIN;
 	}
 	ep_set(p, c->fd, &c->tag, &c->events, want);
@@ -788,7 +788,7 @@ void px_update_events(struct conn *c)
 		unsigned uw = 0;
 
 		if (u->connecting) {
-			uw = EPOLLOUT;
+			uw = u->tcp_up ? px_io_hs_events(&u->tls) : EPOLLOUT;
 		} else {
 			if (c->upo_sent < c->upo.len || c->qp.len)
 				uw |= EPOLLOUT;
@@ -876,7 +876,7 @@ void px_on_client(struct conn *c, unsigned ev)
 		px_conn_progress(c);
 		return;
 	}
-	if ((ev & EPOLLOUT) && c->tls_rd_wants_write)
+	if ((ev & EPOLLOUT) && c->tls.rd_wants_write)
 		c->rd_ready = true; /* the read OpenSSL could not finish */
 	if (ev & EPOLLHUP) {
 		/* Both ways shut: nobody left to answer. */
@@ -885,7 +885,7 @@ void px_on_client(struct conn *c, unsigned ev)
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP))
 		c->rd_ready = true;
-	if ((ev & EPOLLIN) || ((ev & EPOLLOUT) && c->tls_rd_wants_write)) {
+	if ((ev & EPOLLIN) || ((ev & EPOLLOUT) && c->tls.rd_wants_write)) {
 		if (px_client_read(c)) {
 			px_conn_close(c);
 			return;
@@ -933,8 +933,24 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 			px_conn_progress(c);
 			return;
 		}
-		if (!(ev & EPOLLOUT))
+		if (!u->tcp_up && !(ev & EPOLLOUT))
 			return;
+		u->tcp_up = true;
+		if (u->tls.ssl) {
+			char why[300];
+			int r = px_up_tls_step(u, why, sizeof(why));
+
+			if (!r) {
+				px_update_events(c);
+				return;
+			}
+			if (r < 0) {
+				STAT_INC(c->p, connect_failures);
+				px_upstream_failed(c, F_CONNECT, 0, why);
+				px_conn_progress(c);
+				return;
+			}
+		}
 		u->connecting = false;
 		c->up_activity = now_ms();
 		if (c->rec_open)

@@ -43,6 +43,7 @@
 #include "resources.h"
 #include "routes.h"
 #include "splice.h"
+#include "tls.h"
 
 #define BODY_WINDOW (32 * 1024)   /* body bytes staged per buffer */
 #define REPLAY_MAX (64 * 1024)    /* request body kept for a retry */
@@ -94,6 +95,16 @@ enum fail_kind {
 	F_STATUS,          /* a status the route retries (http_502, ...) */
 };
 
+/* A TLS session on a socket, client or upstream side (proxy_tls.c): what
+ * OpenSSL last asked for, so the interest set follows it. */
+struct px_sslio {
+	SSL *ssl;                 /* NULL: plain TCP */
+	bool hs_wants_write;      /* the handshake waits to write */
+	bool rd_wants_write;      /* a read needs the socket writable */
+	bool wr_wants_read;       /* a write needs the socket readable */
+	bool shut;                /* close_notify sent */
+};
+
 /* Connections per client address (max_conns_per_client). */
 struct client_slot {
 	struct fg_addr addr;
@@ -106,7 +117,7 @@ struct pool_key {
 	struct fg_addr addr;
 	__be16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 tls;                 /* HTTPS upstream: its own pool */
 };
 
 struct upstream {
@@ -119,6 +130,10 @@ struct upstream {
 	__u32 backend_id, service_id, cluster_idx;
 	bool connecting, reused, dead, pooled;
 	bool busy;                /* counted in its pool's busy */
+	/* backend-protocol HTTPS: the session; connecting stays true until
+	 * its handshake is done (tcp_up: the TCP part is). */
+	struct px_sslio tls;
+	bool tcp_up;
 	/* epoll said readable and no read has come back short or empty
 	 * since: reads are tried only then (an EAGAIN per readiness, not
 	 * per step). */
@@ -159,10 +174,9 @@ struct conn {
 	enum cstate state;
 	bool eof, close_after, dead;
 	bool rd_ready;            /* as upstream.rd_ready, for the client */
-	/* TLS (proxy_tls.c): the session, NULL on a plain listener. */
-	SSL *ssl;
+	/* TLS (proxy_tls.c): the session (tls.ssl NULL on a plain listener). */
+	struct px_sslio tls;
 	bool ktls_tx;             /* the kernel encrypts what we write */
-	bool tls_hs_wants_write, tls_rd_wants_write, tls_wr_wants_read, tls_shut;
 	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
@@ -262,7 +276,9 @@ struct px_targets {
 
 struct px_routes {
 	int refs;                 /* atomic */
-	unsigned long gen;        /* the control plane's plan generation */
+	unsigned long gen;        /* publication number (srv->routes_gen) */
+	/* The SNI store for TLS listeners (a reference; NULL without any). */
+	struct fg_tls_store *tls;
 	struct fg_route *routes;  /* in match order, canaries copied */
 	size_t n_routes;
 	struct px_targets *tg;
@@ -393,7 +409,8 @@ struct fg_proxy {
 	pthread_mutex_t lock;     /* clients, routes, markdowns */
 	struct client_slot *clients[CLIENT_BUCKETS];
 	struct px_routes *routes; /* the newest published */
-	unsigned long routes_gen; /* atomic: its generation */
+	unsigned long routes_gen; /* atomic: its publication number */
+	unsigned long pub_plan_gen, pub_tls_gen; /* what it was made from */
 	struct px_markdown *markdowns;
 	size_t n_markdowns, cap_markdowns;
 	int ctl_fd;               /* eventfd: markdowns wait for the control thread */
@@ -566,6 +583,7 @@ const struct fg_route *px_find_route(const struct px_routes *rt, const char *hos
 				     const char *path);
 struct px_routes *px_routes_current(struct px_worker *p);
 int px_routes_publish(struct fg_proxy *srv);
+bool px_routes_stale(const struct fg_proxy *srv);
 void px_routes_put(struct px_routes *rt);
 const struct fg_backend *px_backend(struct px_worker *p, __u32 bid);
 const char *px_cluster_name(struct px_worker *p, __u32 cidx);
@@ -607,7 +625,8 @@ void px_rec_refused(struct px_worker *p, const struct sockaddr_storage *ss, long
 void px_rec_response(struct conn *c, int status);
 void px_rec_target(struct conn *c, const struct fg_route *route, const struct fg_target *t);
 void px_rec_upstream(struct conn *c, const void *addr, int family, __be16 port, __u32 cidx);
-void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why);
+void px_refuse(struct px_worker *p, int fd, const struct sockaddr_storage *ss, const char *why,
+	       bool tls);
 bool px_req_spliceable(const struct conn *c);
 void px_reset_exchange(struct conn *c);
 bool px_resp_spliceable(const struct conn *c);
@@ -640,13 +659,19 @@ bool px_tunnel_step(struct conn *c);
 void px_tunnel_events(struct conn *c);
 void px_tunnel_end(struct conn *c, enum fg_request_end end);
 void px_tunnel_check(struct conn *c, __u64 now);
+ssize_t px_io_recv(struct px_sslio *io, int fd, void *buf, size_t len);
+ssize_t px_io_send(struct px_sslio *io, int fd, const void *buf, size_t len);
+bool px_io_pending(const struct px_sslio *io);
+void px_io_close_notify(struct px_sslio *io);
+void px_io_free(struct px_sslio *io);
+unsigned px_io_hs_events(const struct px_sslio *io);
 ssize_t px_cl_recv(struct conn *c, void *buf, size_t len);
 ssize_t px_cl_send(struct conn *c, const void *buf, size_t len);
 bool px_cl_pending(const struct conn *c);
 bool px_tls_step(struct conn *c);
-unsigned px_tls_events(const struct conn *c);
 void px_tls_close_notify(struct conn *c);
 void px_tls_free(struct conn *c);
+int px_up_tls_step(struct upstream *u, char *why, size_t len);
 bool px_tls_ktls_tx(const struct conn *c);
 void px_tls_handshake_done(struct conn *c);
 void px_tls_handshake_failed(struct conn *c, const char *why);

@@ -85,6 +85,7 @@ void px_routes_put(struct px_routes *rt)
 				fg_regex_free(r->canaries[j].pattern);
 		free(r->canaries);
 	}
+	fg_tls_store_put(rt->tls);
 	free(rt->routes);
 	targets_put(rt->tg);
 	free(rt->idx);
@@ -211,9 +212,22 @@ err:
 }
 
 /* Publishes a new copy (control thread). */
+/* The plan or (with TLS listeners) the certificates changed since the
+ * last publication. */
+bool px_routes_stale(const struct fg_proxy *srv)
+{
+	if (!srv->control)
+		return false;
+	if (!srv->routes || fg_control_plan_gen(srv->control) != srv->pub_plan_gen)
+		return true;
+	return srv->n_ls > 1 && fg_control_tls_gen(srv->control) != srv->pub_tls_gen;
+}
+
 int px_routes_publish(struct fg_proxy *srv)
 {
-	unsigned long gen = fg_control_plan_gen(srv->control);
+	unsigned long plan_gen = fg_control_plan_gen(srv->control);
+	unsigned long tls_gen = fg_control_tls_gen(srv->control);
+	unsigned long gen = srv->routes_gen + 1;
 	struct timespec t0, t1;
 	struct px_routes *rt, *old;
 
@@ -226,9 +240,18 @@ int px_routes_publish(struct fg_proxy *srv)
 	pr_debug("proxy: routes %lu: %zu routes, %zu targets copied in %.1f ms CPU\n", gen,
 		 rt->n_routes, rt->n_targets,
 		 (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	/* The store is made on demand (the generated certificate only when
+	 * a TLS listener needs it). */
+	if (srv->n_ls > 1) {
+		rt->tls = fg_control_tls_store(srv->control);
+		if (!rt->tls)
+			pr_warn("proxy: no certificate store: TLS clients will be refused\n");
+	}
 	pthread_mutex_lock(&srv->lock);
 	old = srv->routes;
 	srv->routes = rt;
+	srv->pub_plan_gen = plan_gen;
+	srv->pub_tls_gen = tls_gen;
 	__atomic_store_n(&srv->routes_gen, gen, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&srv->lock);
 	px_routes_put(old);
@@ -242,8 +265,7 @@ struct px_routes *px_routes_current(struct px_worker *p)
 {
 	struct fg_proxy *srv = p->srv;
 
-	if (!srv->threaded && srv->control &&
-	    fg_control_plan_gen(srv->control) != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE))
+	if (!srv->threaded && px_routes_stale(srv))
 		px_routes_publish(srv);
 	if (!p->routes || p->routes->gen != __atomic_load_n(&srv->routes_gen, __ATOMIC_ACQUIRE)) {
 		struct px_routes *rt;

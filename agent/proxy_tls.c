@@ -20,74 +20,116 @@
 
 /* The error of the last SSL call with result ret, as recv/send report
  * theirs; a close_notify reads as EOF (0). */
-static ssize_t ssl_result(struct conn *c, int ret, bool reading)
+static ssize_t ssl_result(struct px_sslio *io, int ret, bool reading)
 {
-	int e = SSL_get_error(c->ssl, ret);
+	int e = SSL_get_error(io->ssl, ret);
 	unsigned long ec;
 
 	switch (e) {
 	case SSL_ERROR_WANT_READ:
 		if (!reading)
-			c->tls_wr_wants_read = true;
+			io->wr_wants_read = true;
 		errno = EAGAIN;
 		return -1;
 	case SSL_ERROR_WANT_WRITE:
 		if (reading)
-			c->tls_rd_wants_write = true;
+			io->rd_wants_write = true;
 		errno = EAGAIN;
 		return -1;
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
 	case SSL_ERROR_SYSCALL:
 		/* EOF without close_notify: a truncation, reported as a
-		 * reset (nothing of the client's can be trusted as whole). */
+		 * reset (what came cannot be trusted as whole). */
 		if (!errno)
 			errno = reading ? ECONNRESET : EPIPE;
 		ERR_clear_error();
 		return -1;
 	default:
 		ec = ERR_peek_last_error();
-		pr_debug("proxy: %s: TLS: %s\n", c->ip, ec ? ERR_reason_error_string(ec) : "error");
+		pr_debug("proxy: TLS: %s\n", ec ? ERR_reason_error_string(ec) : "error");
 		ERR_clear_error();
 		errno = EPROTO;
 		return -1;
 	}
 }
 
-ssize_t px_cl_recv(struct conn *c, void *buf, size_t len)
+ssize_t px_io_recv(struct px_sslio *io, int fd, void *buf, size_t len)
 {
 	size_t got = 0;
 	int ret;
 
-	if (!c->ssl)
-		return recv(c->fd, buf, len, 0);
-	c->tls_rd_wants_write = false;
+	if (!io->ssl)
+		return recv(fd, buf, len, 0);
+	io->rd_wants_write = false;
 	ERR_clear_error();
-	ret = SSL_read_ex(c->ssl, buf, len, &got);
+	ret = SSL_read_ex(io->ssl, buf, len, &got);
 	if (ret > 0)
 		return (ssize_t)got;
-	return ssl_result(c, ret, true);
+	return ssl_result(io, ret, true);
 }
 
-ssize_t px_cl_send(struct conn *c, const void *buf, size_t len)
+ssize_t px_io_send(struct px_sslio *io, int fd, const void *buf, size_t len)
 {
 	size_t sent = 0;
 	int ret;
 
-	if (!c->ssl || c->ktls_tx)
-		return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	c->tls_wr_wants_read = false;
+	if (!io->ssl)
+		return send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	io->wr_wants_read = false;
 	ERR_clear_error();
-	ret = SSL_write_ex(c->ssl, buf, len, &sent);
+	ret = SSL_write_ex(io->ssl, buf, len, &sent);
 	if (ret > 0)
 		return (ssize_t)sent;
-	return ssl_result(c, ret, false);
+	return ssl_result(io, ret, false);
 }
 
 /* Decrypted bytes wait inside OpenSSL. */
+bool px_io_pending(const struct px_sslio *io)
+{
+	return io->ssl && SSL_has_pending(io->ssl);
+}
+
+/* What epoll should watch while a handshake runs. */
+unsigned px_io_hs_events(const struct px_sslio *io)
+{
+	return io->hs_wants_write ? EPOLLOUT : EPOLLIN;
+}
+
+/* Sends close_notify (best effort: the socket is non-blocking and the
+ * connection is going anyway). */
+void px_io_close_notify(struct px_sslio *io)
+{
+	if (!io->ssl || io->shut || !SSL_is_init_finished(io->ssl))
+		return;
+	io->shut = true;
+	ERR_clear_error();
+	SSL_shutdown(io->ssl);
+	ERR_clear_error();
+}
+
+void px_io_free(struct px_sslio *io)
+{
+	SSL_free(io->ssl);
+	io->ssl = NULL;
+}
+
+ssize_t px_cl_recv(struct conn *c, void *buf, size_t len)
+{
+	return px_io_recv(&c->tls, c->fd, buf, len);
+}
+
+/* With kTLS transmit the kernel encrypts what send() writes. */
+ssize_t px_cl_send(struct conn *c, const void *buf, size_t len)
+{
+	if (c->ktls_tx)
+		return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return px_io_send(&c->tls, c->fd, buf, len);
+}
+
 bool px_cl_pending(const struct conn *c)
 {
-	return c->ssl && SSL_has_pending(c->ssl);
+	return px_io_pending(&c->tls);
 }
 
 /* The handshake's next step. Returns true on progress (done, or failed
@@ -99,7 +141,7 @@ bool px_tls_step(struct conn *c)
 	int ret, e;
 
 	ERR_clear_error();
-	ret = SSL_do_handshake(c->ssl);
+	ret = SSL_do_handshake(c->tls.ssl);
 	if (ret == 1) {
 		c->state = C_HEAD;
 		c->rd_ready = true; /* the request may have come with the Finished */
@@ -107,9 +149,9 @@ bool px_tls_step(struct conn *c)
 		px_tls_handshake_done(c);
 		return true;
 	}
-	e = SSL_get_error(c->ssl, ret);
+	e = SSL_get_error(c->tls.ssl, ret);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		c->tls_hs_wants_write = e == SSL_ERROR_WANT_WRITE;
+		c->tls.hs_wants_write = e == SSL_ERROR_WANT_WRITE;
 		return false;
 	}
 	ec = ERR_peek_last_error();
@@ -121,39 +163,50 @@ bool px_tls_step(struct conn *c)
 	return true;
 }
 
-/* What epoll should watch while the handshake runs. */
-unsigned px_tls_events(const struct conn *c)
-{
-	return c->tls_hs_wants_write ? EPOLLOUT : EPOLLIN;
-}
-
-/* Sends close_notify (best effort: the socket is non-blocking and the
- * connection is going anyway). */
 void px_tls_close_notify(struct conn *c)
 {
-	if (!c->ssl || c->tls_shut)
-		return;
-	c->tls_shut = true;
-	if (c->state == C_TLS)
-		return; /* no session to close */
-	ERR_clear_error();
-	SSL_shutdown(c->ssl);
-	ERR_clear_error();
+	px_io_close_notify(&c->tls);
 }
 
 void px_tls_free(struct conn *c)
 {
-	if (!c->ssl)
-		return;
-	SSL_free(c->ssl);
-	c->ssl = NULL;
+	px_io_free(&c->tls);
+}
+
+/* An HTTPS upstream's handshake, once its TCP connection is up. Returns 1
+ * when done, 0 while it runs (hs_wants_write says which way), or -1 with
+ * the reason in why. */
+int px_up_tls_step(struct upstream *u, char *why, size_t len)
+{
+	unsigned long ec;
+	int ret, e;
+
+	ERR_clear_error();
+	ret = SSL_do_handshake(u->tls.ssl);
+	if (ret == 1)
+		return 1;
+	e = SSL_get_error(u->tls.ssl, ret);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		u->tls.hs_wants_write = e == SSL_ERROR_WANT_WRITE;
+		return 0;
+	}
+	ec = ERR_peek_last_error();
+	if (e == SSL_ERROR_SSL && SSL_get_verify_result(u->tls.ssl) != X509_V_OK)
+		snprintf(why, len, "TLS handshake: certificate not verified: %s",
+			 X509_verify_cert_error_string(SSL_get_verify_result(u->tls.ssl)));
+	else
+		snprintf(why, len, "TLS handshake: %s",
+			 e == SSL_ERROR_SYSCALL && !ec ? "connection closed" :
+			 ec ? ERR_reason_error_string(ec) : "failed");
+	ERR_clear_error();
+	return -1;
 }
 
 /* The kernel encrypts what is written to the socket (kTLS transmit). */
 bool px_tls_ktls_tx(const struct conn *c)
 {
 #ifndef OPENSSL_NO_KTLS
-	return c->ssl && BIO_get_ktls_send(SSL_get_wbio(c->ssl));
+	return c->tls.ssl && BIO_get_ktls_send(SSL_get_wbio(c->tls.ssl));
 #else
 	return false;
 #endif
@@ -164,11 +217,11 @@ void px_tls_handshake_done(struct conn *c)
 	struct px_worker *p = c->p;
 
 	STAT_INC(p, tls_handshakes);
-	if (SSL_session_reused(c->ssl))
+	if (SSL_session_reused(c->tls.ssl))
 		STAT_INC(p, tls_resumed);
 	if (c->ktls_tx)
 		STAT_INC(p, tls_ktls);
-	switch (SSL_version(c->ssl)) {
+	switch (SSL_version(c->tls.ssl)) {
 	case TLS1_3_VERSION:
 		STAT_INC(p, tls_v13);
 		break;

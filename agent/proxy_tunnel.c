@@ -25,7 +25,7 @@ struct tdir {
 	struct fg_pipe *pp; /* splice path (rd < 0: not open) */
 	bool splice;
 	__u64 *count;       /* bytes moved (record) */
-	struct conn *tls_src, *tls_dst; /* the client, when it is TLS */
+	struct px_sslio *io_src, *io_dst; /* TLS sessions (NULL: plain) */
 };
 
 /* "Connection" lists the token "upgrade" (any of its fields). */
@@ -182,7 +182,7 @@ static int tdir_flush(struct tdir *d)
 			return moved;
 	}
 	while (buf_used(d->b)) {
-		ssize_t n = d->tls_dst ? px_cl_send(d->tls_dst, buf_data(d->b), buf_used(d->b)) :
+		ssize_t n = d->io_dst ? px_io_send(d->io_dst, d->dst, buf_data(d->b), buf_used(d->b)) :
 			    send(d->dst, buf_data(d->b), buf_used(d->b), MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {
@@ -203,7 +203,7 @@ static int tdir_flush(struct tdir *d)
  * Returns >0 when bytes came, 0, -errno. */
 static int tdir_fill(struct conn *c, struct tdir *d)
 {
-	if (d->tls_src && px_cl_pending(d->tls_src))
+	if (d->io_src && px_io_pending(d->io_src))
 		*d->src_ready = true; /* decrypted bytes wait in OpenSSL */
 	if (!*d->src_ready || *d->src_eof)
 		return 0;
@@ -239,12 +239,12 @@ static int tdir_fill(struct conn *c, struct tdir *d)
 
 		if (!room)
 			return 0;
-		n = d->tls_src ? px_cl_recv(d->tls_src, d->b->d + d->b->len, room) :
-				 recv(d->src, d->b->d + d->b->len, room, 0);
+		n = d->io_src ? px_io_recv(d->io_src, d->src, d->b->d + d->b->len, room) :
+				recv(d->src, d->b->d + d->b->len, room, 0);
 		if (n > 0) {
 			d->b->len += n;
 			*d->count += n;
-			if ((size_t)n < room && !d->tls_src)
+			if ((size_t)n < room && !d->io_src)
 				*d->src_ready = false;
 			return 1;
 		}
@@ -279,8 +279,8 @@ static bool tdir_step(struct conn *c, struct tdir *d)
 			break; /* dst is full: EPOLLOUT */
 		if (*d->src_eof) {
 			if (!*d->dst_shut) {
-				if (d->tls_dst)
-					px_tls_close_notify(d->tls_dst);
+				if (d->io_dst)
+					px_io_close_notify(d->io_dst);
 				shutdown(d->dst, SHUT_WR);
 				*d->dst_shut = true;
 				moved = true;
@@ -308,13 +308,16 @@ static void dirs(struct conn *c, struct tdir *to_up, struct tdir *to_cl)
 
 	*to_up = (struct tdir){ .src = c->fd, .dst = u->fd, .src_ready = &c->rd_ready,
 				.src_eof = &c->eof, .dst_shut = &c->t_up_shut, .b = &c->in,
-				.pp = &c->qp, .splice = splice && !c->ssl, .count = &c->rx,
-				.tls_src = c->ssl ? c : NULL };
+				.pp = &c->qp, .splice = splice && !c->tls.ssl && !u->tls.ssl,
+				.count = &c->rx, .io_src = c->tls.ssl ? &c->tls : NULL,
+				.io_dst = u->tls.ssl ? &u->tls : NULL };
 	/* The verdict program's socket is read from its queue (recv). */
 	*to_cl = (struct tdir){ .src = u->fd, .dst = c->fd, .src_ready = &u->rd_ready,
 				.src_eof = &c->up_eof, .dst_shut = &c->t_cl_shut, .b = &c->rin,
-				.pp = &c->rp, .splice = splice && !u->sk_cookie && (!c->ssl || c->ktls_tx),
-				.count = &c->tx, .tls_dst = c->ssl && !c->ktls_tx ? c : NULL };
+				.pp = &c->rp,
+				.splice = splice && !u->sk_cookie && !u->tls.ssl && (!c->tls.ssl || c->ktls_tx),
+				.count = &c->tx, .io_src = u->tls.ssl ? &u->tls : NULL,
+				.io_dst = c->tls.ssl && !c->ktls_tx ? &c->tls : NULL };
 }
 
 /* One pass both ways. Returns true on progress. */

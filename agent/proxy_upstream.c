@@ -26,6 +26,10 @@ struct pool **px_pool_find(struct px_worker *p, const struct pool_key *k)
 
 void px_up_close_fd(struct upstream *u)
 {
+	if (u->tls.ssl) {
+		px_io_close_notify(&u->tls);
+		px_io_free(&u->tls);
+	}
 	if (u->fd >= 0) {
 		if (u->sk_cookie) {
 			fg_sockmap_forget(u->p->sm, u->sk_cookie);

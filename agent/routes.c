@@ -17,6 +17,7 @@
 #include "fg_regex.h"
 #include "compact.h"
 #include "routes.h"
+#include "tls_config.h"
 
 #define ANN_REMOTE_CLUSTERS "mse.alibabacloud.com/remote-clusters"
 #define ANN_SUBSET "mse.ingress.kubernetes.io/service-subset"
@@ -237,6 +238,7 @@ void fg_plan_free(struct fg_plan *plan)
 	for (i = 0; i < plan->n_clusters; i++)
 		free(plan->clusters[i]);
 	free(plan->clusters);
+	fg_tls_plan_free(plan->tls);
 	free(plan);
 }
 
@@ -1898,6 +1900,9 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 		err = ingresses(&b);
 	if (!err)
 		err = l4_services(&b);
+	if (!err)
+		err = fg_tls_plan_compute(snap->fleet, b.plan, opts->tls_cache, (time_t)opts->now,
+					  NULL);
 	if (!err && b.plan->n_routes)
 		qsort(b.plan->routes, b.plan->n_routes, sizeof(*b.plan->routes), route_order);
 out:

@@ -47,6 +47,9 @@ struct fg_snapshot {
 	void *index_ctx;
 };
 
+struct fg_tls_cache;
+struct fg_tls_plan;
+
 struct fg_plan_opts {
 	bool dataplane_ready; /* XDP loaded and attached */
 	bool listening;       /* the HTTP listener is open */
@@ -61,6 +64,11 @@ struct fg_plan_opts {
 	/* Set when the data plane is not what the objects ask for (the last
 	 * write failed): shown in the gateway's status. */
 	const char *behind;
+	/* TLS (tls_config.h): parsed certificates kept across computations
+	 * (NULL: none kept), and the time their validity is checked against
+	 * (seconds since the epoch; 0: now). */
+	struct fg_tls_cache *tls_cache;
+	long long now;
 };
 
 enum fg_path_type {
@@ -160,6 +168,7 @@ struct fg_route {
 	char path[FG_PATH_LEN];
 	enum fg_path_type type;
 	bool is_default;        /* from spec.defaultBackend */
+	bool tls;               /* its host is served with a certificate (tls_config.h) */
 	char ingress[FG_ID_LEN * 5 + 2];
 	struct fg_target *target;
 	/* FG_MAX_CANARIES at most; allocated with the first (most routes
@@ -207,6 +216,7 @@ struct fg_plan {
 	size_t n_targets;
 	char **clusters; /* attached cluster ids, in order */
 	size_t n_clusters;
+	struct fg_tls_plan *tls; /* Ingress spec.tls resolved (tls_config.h) */
 };
 
 int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *opts,

@@ -25,8 +25,12 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "control.h"
+#include "dataplane.h"
 #include "kube.h"
 #include "test_progs.h"
+#include "tls.h"
+#include "tls_config.h"
 
 #define TOKEN "fg-test-token-1234"
 #define EVENT_BOUND_MS 1000.0
@@ -936,6 +940,190 @@ out:
 	fg_kube_free(k);
 }
 
+/* Secrets for Ingress spec.tls: the fleet source asks the server for type
+ * kubernetes.io/tls only (fieldSelector), so other Secrets never reach
+ * fleetgate; changes and deletions arrive through the watch. */
+static void test_tls_secrets(void)
+{
+	struct probe site = { .origin = NULL, .kind = "Secret", .key = "web/site", .label_v = "1" };
+	struct fg_kube *k;
+	struct reqs r;
+	size_t from = log_len(), i;
+	json_t *e;
+	double t;
+	static const char tls_secret[] =
+		"{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":\"kubernetes.io/tls\","
+		"\"metadata\":{\"name\":\"site\",\"namespace\":\"web\",\"labels\":{\"v\":\"%s\"}},"
+		"\"data\":{\"tls.crt\":\"Y3J0\",\"tls.key\":\"a2V5\"}}";
+	char body[512];
+
+	snprintf(body, sizeof(body), tls_secret, "1");
+	ASSERT_TRUE(ctl_ok("/_test/apply", body), "apply TLS Secret");
+	ASSERT_TRUE(ctl_ok("/_test/apply", "{\"apiVersion\":\"v1\",\"kind\":\"Secret\","
+			   "\"type\":\"Opaque\",\"metadata\":{\"name\":\"db-password\","
+			   "\"namespace\":\"web\"},\"data\":{\"password\":\"eA==\"}}"),
+		    "apply Opaque Secret");
+	k = new_kube_with(NULL, kubeconfig("fleet-tls.yaml", "", CA_DATA, U_TOKEN), 0);
+	if (!k)
+		return;
+	t = WAIT_FOR(k, WAIT_MS, (run_probe(k, &site), synced(k, NULL) && site.found));
+	ASSERT_GE(t, 0, "TLS Secret listed");
+	ASSERT_EQ(site.count, 1, "only the TLS Secret");
+	snprintf(body, sizeof(body), tls_secret, "2");
+	site.label_v = "2";
+	ASSERT_TRUE(ctl_ok("/_test/apply", body), "modify TLS Secret");
+	t = WAIT_FOR(k, EVENT_BOUND_MS, (run_probe(k, &site), site.found && site.label_ok));
+	ASSERT_GE(t, 0, "modification seen");
+	ASSERT_TRUE(delete_obj("", "Secret", "web", "site"), "delete TLS Secret");
+	t = WAIT_FOR(k, EVENT_BOUND_MS, (run_probe(k, &site), !site.found));
+	ASSERT_GE(t, 0, "deletion seen");
+	count_reqs("", "secrets", from, &r);
+	ASSERT_GE(r.lists, 1, "listed");
+	ASSERT_GE(r.watches, 1, "watched");
+	json_array_foreach(r.log, i, e) {
+		if (i < from || strcmp(json_string_value(json_object_get(e, "resource")) ?: "",
+				       "secrets"))
+			continue;
+		ASSERT_STREQ(json_string_value(json_object_get(e, "fields")),
+			     "type=kubernetes.io/tls", "every Secret request has the fieldSelector");
+	}
+	json_decref(r.log);
+	fg_kube_free(k);
+	delete_obj("", "Secret", "web", "db-password");
+}
+
+/* The same through the control plane: an Ingress with spec.tls and its
+ * Secret from the fleet's API server, the member cluster from its own; the
+ * certificate serves the host; the Secret's key replaced by another one
+ * rejects the host's TLS with the reason (the Ingress stays accepted), a
+ * new store generation, without a full recomputation. */
+static const struct fg_tls_host *kube_tls_host(struct fg_control *c)
+{
+	const struct fg_plan *p = fg_control_plan(c);
+	size_t i;
+
+	for (i = 0; p && p->tls && i < p->tls->n_hosts; i++)
+		if (!strcmp(p->tls->hosts[i].ingress, "shop/site"))
+			return &p->tls->hosts[i];
+	return NULL;
+}
+
+static bool control_wait(struct fg_control *c, enum fg_tls_state want)
+{
+	double t0 = now_ms();
+
+	while (now_ms() - t0 < WAIT_MS) {
+		struct pollfd p = { .fd = fg_control_fd(c), .events = POLLIN };
+		const struct fg_tls_host *h;
+
+		poll(&p, 1, 50);
+		fg_control_process(c);
+		h = kube_tls_host(c);
+		if (h && h->state == want)
+			return true;
+	}
+	return false;
+}
+
+static int apply_tls_secret(const char *crt, const char *key)
+{
+	char *c = b64_file(path_in(crt)), *k = b64_file(path_in(key)), *body = NULL;
+	int ok = 0;
+
+	if (c && k &&
+	    asprintf(&body, "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"type\":"
+		     "\"kubernetes.io/tls\",\"metadata\":{\"name\":\"site-tls\",\"namespace\":"
+		     "\"shop\"},\"data\":{\"tls.crt\":\"%s\",\"tls.key\":\"%s\"}}", c, k) > 0)
+		ok = ctl_ok("/_test/apply", body);
+	free(c);
+	free(k);
+	free(body);
+	return ok;
+}
+
+static void test_tls_control(void)
+{
+	struct fg_dp_opts dopts = { .max_services = 256, .max_backends = 1024, .max_rings = 1024 };
+	struct fg_control_opts copts = { .listen = "10.0.0.1:80" };
+	struct fg_dataplane *dp = NULL;
+	struct fg_control *c = NULL;
+	const struct fg_tls_host *h;
+	const char *clusters[2] = { NULL, NULL };
+	char spec[PATH_MAX + 64];
+	unsigned long gen;
+	unsigned long long full0;
+	size_t i;
+
+	/* server.crt is for localhost (make_certs). */
+	ASSERT_TRUE(ctl_ok("/_test/apply", "{\"apiVersion\":\"mse.alibabacloud.com/v1alpha1\","
+			   "\"kind\":\"MseIngressConfig\",\"metadata\":{\"name\":\"gw-tls\","
+			   "\"annotations\":{\"mse.alibabacloud.com/remote-clusters\":\"ctls\"}},"
+			   "\"spec\":{\"ingress\":{\"local\":{\"ingressClass\":\"tlsclass\"}}}}"),
+		    "apply MseIngressConfig");
+	ASSERT_TRUE(ctl_ok("/_test/apply", "{\"apiVersion\":\"networking.k8s.io/v1\","
+			   "\"kind\":\"Ingress\",\"metadata\":{\"name\":\"site\",\"namespace\":"
+			   "\"shop\"},\"spec\":{\"ingressClassName\":\"tlsclass\",\"tls\":[{\"hosts\":"
+			   "[\"localhost\"],\"secretName\":\"site-tls\"}],\"rules\":[{\"host\":"
+			   "\"localhost\",\"http\":{\"paths\":[{\"path\":\"/\",\"pathType\":"
+			   "\"Prefix\",\"backend\":{\"service\":{\"name\":\"web\",\"port\":"
+			   "{\"number\":80}}}}]}}]}}"), "apply Ingress");
+	ASSERT_TRUE(ctl_ok("/_test/apply?cluster=ctls", "{\"apiVersion\":\"v1\",\"kind\":"
+			   "\"Service\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"},"
+			   "\"spec\":{\"ports\":[{\"port\":80}]}}"), "apply Service");
+	ASSERT_TRUE(ctl_ok("/_test/apply?cluster=ctls", "{\"apiVersion\":\"v1\",\"kind\":"
+			   "\"Endpoints\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\"},"
+			   "\"subsets\":[{\"addresses\":[{\"ip\":\"10.3.0.1\"}],\"ports\":"
+			   "[{\"port\":80}]}]}"), "apply Endpoints");
+	if (!ASSERT_TRUE(apply_tls_secret("server.crt", "server.key"), "apply TLS Secret"))
+		return;
+	if (!ASSERT_OK(fg_dp_load(&dp, &dopts), "data plane"))
+		return;
+	copts.kubeconfig = kubeconfig("fleet-ctl.yaml", "", CA_DATA, U_TOKEN);
+	snprintf(spec, sizeof(spec), "ctls=%s", kubeconfig("ctls.yaml", "ctls", CA_DATA, U_TOKEN));
+	clusters[0] = spec;
+	copts.cluster_kubeconfigs = clusters;
+	if (!ASSERT_OK(fg_control_new(&c, dp, &copts), "control"))
+		goto out;
+	fg_control_set_state(c, true, true);
+	if (!ASSERT_TRUE(control_wait(c, FG_TLS_READY), "TLS host Ready from the API")) {
+		h = kube_tls_host(c);
+		printf("state %s: %s\n", h ? fg_tls_state_name(h->state) : "none",
+		       h ? h->reason : "");
+		goto out;
+	}
+	for (i = 0; i < fg_control_plan(c)->n_routes; i++)
+		if (!strcmp(fg_control_plan(c)->routes[i].host, "localhost"))
+			ASSERT_TRUE(fg_control_plan(c)->routes[i].tls, "route tls");
+	{
+		struct fg_tls_store *s = fg_control_tls_store(c);
+
+		if (ASSERT_OK_PTR(s, "store"))
+			ASSERT_STREQ(fg_tls_cert_name(fg_tls_store_lookup(s, "localhost")),
+				     "shop/site-tls", "served from the Secret");
+		fg_tls_store_put(s);
+	}
+	gen = fg_control_tls_gen(c);
+	full0 = fg_control_stats(c)->full;
+	if (!ASSERT_TRUE(apply_tls_secret("server.crt", "client.key"), "another key"))
+		goto out;
+	if (ASSERT_TRUE(control_wait(c, FG_TLS_REJECTED), "rejected")) {
+		h = kube_tls_host(c);
+		ASSERT_STREQ(h->reason, "Secret shop/site-tls: tls.key does not match the "
+			     "certificate in tls.crt", "reason");
+		ASSERT_EQ(fg_control_tls_gen(c), gen + 1, "new generation");
+		ASSERT_EQ(fg_control_stats(c)->full, full0, "no full computation");
+		for (i = 0; i < fg_control_plan(c)->n_ingresses; i++)
+			if (!strcmp(fg_control_plan(c)->ingresses[i].name, "site"))
+				ASSERT_TRUE(fg_control_plan(c)->ingresses[i].accepted, "still accepted");
+	}
+out:
+	fg_control_free(c);
+	if (dp)
+		fg_dp_close(dp, true);
+	delete_obj("", "Secret", "shop", "site-tls");
+	delete_obj("", "Ingress", "shop", "site");
+}
+
 /* A resource the server does not serve (a CRD not installed): empty, and
  * no failure. */
 static void test_not_served(void)
@@ -972,6 +1160,8 @@ FG_TEST(kube)
 		{ "auth", test_auth },
 		{ "kubeconfig_errors", test_kubeconfig_errors },
 		{ "fleet_and_secrets", test_fleet_and_secrets },
+		{ "tls_secrets", test_tls_secrets },
+		{ "tls_control", test_tls_control },
 		{ "not_served", test_not_served },
 		{ "server_down", test_server_down },
 	};

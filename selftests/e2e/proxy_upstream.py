@@ -23,6 +23,7 @@ request body that stalls included), like a server's body timeout.
 """
 import argparse
 import os
+import ssl
 import sys
 import threading
 import time
@@ -141,6 +142,8 @@ def main():
     ap.add_argument("--mode", default="normal", choices=["normal", "close"])
     ap.add_argument("--read-timeout", type=float, default=0)
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     port = args.port
     servers = []
@@ -149,6 +152,10 @@ def main():
         srv.name = args.name
         srv.mode = args.mode
         srv.read_timeout = args.read_timeout
+        if args.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         port = srv.server_address[1]
         servers.append(srv)
     for srv in servers[1:]:

@@ -10,6 +10,7 @@
 
 #include "manifest.h"
 #include "routes.h"
+#include "tls_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -30,9 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fg_plan_compute(&snap, &opts, &plan)) {
 		json_t *r = fg_plan_routes_json(plan);
 		json_t *i = fg_plan_ingresses_json(plan, "192.0.2.1");
+		json_t *t = fg_tls_plan_json(plan->tls, NULL);
 
 		json_decref(r);
 		json_decref(i);
+		json_decref(t);
 		fg_plan_free(plan);
 	}
 	json_decref(snap.clusters);

@@ -15,6 +15,8 @@ resourceVersion counter):
                                           WATCH: newline-delimited JSON events
                                           over chunked transfer encoding
       ?labelSelector=KEY or KEY=VALUE     (one term) filters both
+      ?fieldSelector=PATH=V[,PATH!=V]     (dotted paths, e.g. type=kubernetes.io/tls)
+                                          filters both
   The cluster named "" (no /clusters/NAME prefix) is the default one.
   .../namespaces/NS/RESOURCE              the same, one namespace
 
@@ -336,6 +338,20 @@ def selector_matches(sel, obj):
     return sel in labels
 
 
+def fields_match(sel, obj):
+    if not sel:
+        return True
+    for term in sel.split(","):
+        neg = "!=" in term
+        path, want = term.split("!=" if neg else "=", 1)
+        v = obj
+        for part in path.lstrip("=").split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        if (str(v) == want if v is not None else want == "") == neg:
+            return False
+    return True
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -424,6 +440,7 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"cluster": cl, "resource": res, "watch": watch,
                  "rv": q.get("resourceVersion"), "continue": q.get("continue"),
                  "limit": q.get("limit"), "selector": q.get("labelSelector"),
+                 "fields": q.get("fieldSelector"),
                  "bookmarks": q.get("allowWatchBookmarks"), "code": 200,
                  "method": "GET", "name": name, "namespace": ns, "sub": sub,
                  "agent": self.headers.get("User-Agent", "")}
@@ -463,6 +480,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 items = [o for o in st.objects.get(res, {}).values()
                          if selector_matches(sel, o) and
+                         fields_match(q.get("fieldSelector"), o) and
                          (ns is None or key_of(o).startswith(ns + "/"))]
                 items.sort(key=key_of)
                 sid = st.next_snap
@@ -732,6 +750,7 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 for (rv, r, typ, obj) in st.events:
                     if rv > pos and r == res and selector_matches(sel, obj) and \
+                            fields_match(q.get("fieldSelector"), obj) and \
                             (ns is None or key_of(obj).startswith(ns + "/")):
                         out.append({"type": typ, "object": obj})
                 if st.events:
