@@ -227,8 +227,10 @@ void fg_plan_free(struct fg_plan *plan)
 		json_decref(plan->gateways[i].object);
 	free(plan->gateways);
 	free(plan->ingresses);
-	for (i = 0; i < plan->n_routes; i++)
+	for (i = 0; i < plan->n_routes; i++) {
 		route_free_canaries(&plan->routes[i]);
+		fg_route_opts_put(plan->routes[i].opts);
+	}
 	free(plan->routes);
 	free(plan->l4);
 	for (i = 0; i < plan->n_targets; i++)
@@ -1382,8 +1384,21 @@ static int parse_policy(json_t *ing, struct fg_route_policy *pol, char *reason)
 	return 0;
 }
 
+/* The Ingress's everyday annotations (route_opts.c), for its paths. */
+static int parse_opts(json_t *ing, const struct path_entry *pes, int n,
+		      struct fg_route_opts **opts, char *reason)
+{
+	const char *paths[64];
+	int i;
+
+	for (i = 0; i < n && i < 64; i++)
+		paths[i] = pes[i].path;
+	return fg_route_opts_parse(ing, paths, (size_t)i, opts, reason);
+}
+
 static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status *st)
 {
+	struct fg_route_opts *opts = NULL;
 	struct fg_route_policy policy;
 	struct path_entry *pes = NULL;
 	struct fg_target *targets[64];
@@ -1400,6 +1415,11 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		return n == -ENOMEM ? n : 0;
 	if (n > 64) {
 		reasonf(st->reason, "more than 64 paths in one Ingress");
+		goto out;
+	}
+	err = parse_opts(ing, pes, n, &opts, st->reason);
+	if (err) {
+		err = err == -ENOMEM ? err : 0;
 		goto out;
 	}
 	/* Validate everything before the first route is added: an Ingress is
@@ -1451,6 +1471,8 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		r->type = pes[i].type;
 		r->is_default = pes[i].is_default;
 		r->policy = policy;
+		r->opts = fg_route_opts_get(opts);
+		r->path_idx = (__u8)i;
 		snprintf(r->ingress, sizeof(r->ingress), "%s/%s", st->ns, st->name);
 		r->target = targets[i];
 		{
@@ -1467,6 +1489,7 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 	}
 	st->accepted = true;
 out:
+	fg_route_opts_put(opts);
 	free(pes);
 	return err;
 }
@@ -1794,6 +1817,7 @@ static int l4_services(struct builder *b)
 static int route_order(const void *a, const void *b)
 {
 	const struct fg_route *x = a, *y = b;
+	bool xe, ye;
 	int c;
 
 	/* Default backends last; exact hosts before wildcards before any. */
@@ -1805,9 +1829,12 @@ static int route_order(const void *a, const void *b)
 	c = strcmp(x->host, y->host);
 	if (c)
 		return c;
-	/* Exact paths first, then the longest prefix. */
-	if ((x->type == FG_PATH_EXACT) != (y->type == FG_PATH_EXACT))
-		return x->type == FG_PATH_EXACT ? -1 : 1;
+	/* Exact paths first, then the longest prefix; regex paths are
+	 * prefixes here, ordered by length (ingress-nginx's order). */
+	xe = x->type == FG_PATH_EXACT && !fg_route_is_regex(x);
+	ye = y->type == FG_PATH_EXACT && !fg_route_is_regex(y);
+	if (xe != ye)
+		return xe ? -1 : 1;
 	c = (int)strlen(y->path) - (int)strlen(x->path);
 	if (c)
 		return c;
@@ -1846,6 +1873,8 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 	if (!err)
 		err = fg_tls_plan_compute(snap->fleet, b.plan, opts->tls_cache, (time_t)opts->now,
 					  NULL);
+	if (!err)
+		err = fg_routes_enforce_regex(b.plan->routes, b.plan->n_routes);
 	if (!err && b.plan->n_routes)
 		qsort(b.plan->routes, b.plan->n_routes, sizeof(*b.plan->routes), route_order);
 out:
