@@ -251,7 +251,8 @@ struct conn {
 	 * was given by them. */
 	struct fg_route_opts *ropts;
 	__u8 rpath;
-	bool aff_kept;           /* its session cookie named the backend it got */
+	bool aff_kept;           /* its session cookie named an up backend: aff_bid */
+	__u32 aff_bid;
 	unsigned connect_ms, read_ms, send_ms;
 	unsigned long long body_limit; /* 0: none */
 

@@ -229,9 +229,17 @@ int px_rules_pick(struct conn *c, const struct fg_http_request *req, __u32 sid, 
 	if (ro && ro->affinity && fg_http_cookie(req, ro->cookie_name, &val, &len) &&
 	    parse_hex64(val, len, &h) && !px_pick_affine(c->p, sid, h, bid)) {
 		c->aff_kept = true;
+		c->aff_bid = *bid;
 		return 0;
 	}
 	return px_pick_backend(c->p, sid, NULL, 0, -1, bid);
+}
+
+static bool backend_up(struct px_worker *p, __u32 bid)
+{
+	const struct fg_backend *be = px_backend(p, bid);
+
+	return be && (be->flags & FG_BACKEND_F_UP);
 }
 
 /* The cookie's Path: the annotation's, else the route's path when it is
@@ -265,9 +273,12 @@ size_t px_rules_response_fields(struct conn *c, char *buf, size_t len)
 
 	if (!ro || !ro->affinity || !u)
 		return 0;
-	/* Kept, and not moved by a retry (session-cookie-change-on-failure
-	 * moves it to the endpoint that answered). */
-	if (c->aff_kept && (!ro->aff_change_on_failure || c->attempts <= 1))
+	/* The cookie stays while its endpoint answers, or failed but is
+	 * still up (a retry elsewhere moves it only with
+	 * session-cookie-change-on-failure); an endpoint marked down by this
+	 * request's failure gets the session a new one at once. */
+	if (c->aff_kept && (u->backend_id == c->aff_bid ||
+			    (!ro->aff_change_on_failure && backend_up(c->p, c->aff_bid))))
 		return 0;
 	if (ro->cookie_expires >= 0) {
 		time_t t = time(NULL) + (time_t)ro->cookie_expires;

@@ -232,7 +232,10 @@ void fg_plan_free(struct fg_plan *plan)
 		fg_route_opts_put(plan->routes[i].opts);
 	}
 	free(plan->routes);
+	for (i = 0; i < plan->n_l4; i++)
+		free(plan->l4[i].allow);
 	free(plan->l4);
+	json_decref(plan->l4_rejected);
 	for (i = 0; i < plan->n_targets; i++)
 		target_free(plan->targets[i]);
 	free(plan->targets);
@@ -1750,6 +1753,52 @@ static int ingresses(struct builder *b)
 
 /* ---------- L4 ---------- */
 
+#define ANN_LB_SOURCE_RANGES "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+/* A LoadBalancer Service's source ranges: spec.loadBalancerSourceRanges,
+ * else (as Kubernetes reads them) the annotation's comma-separated list.
+ * -EINVAL with reason for an element that is no CIDR. */
+static int lb_source_ranges(json_t *svc, struct fg_cidr **out, size_t *n, char *reason)
+{
+	json_t *ranges = jget(svc, "spec.loadBalancerSourceRanges"), *r;
+	const char *ann = annotation_raw(svc, ANN_LB_SOURCE_RANGES);
+	char *list = NULL, bad[96];
+	size_t i, len = 0;
+	int err;
+
+	*out = NULL;
+	*n = 0;
+	if (json_array_size(ranges)) {
+		json_array_foreach(ranges, i, r) {
+			const char *v = json_string_value(r);
+
+			len += (v ? strlen(v) : 0) + 1;
+		}
+		list = calloc(1, len + 1);
+		if (!list)
+			return -ENOMEM;
+		json_array_foreach(ranges, i, r) {
+			const char *v = json_string_value(r);
+
+			/* A non-string element is an empty one: refused below. */
+			if (i)
+				strcat(list, ",");
+			strcat(list, v && !strchr(v, ',') ? v : "");
+		}
+		err = fg_cidr_list_parse(list, out, n, bad, sizeof(bad));
+		free(list);
+		if (err == -EINVAL)
+			reasonf(reason, "spec.loadBalancerSourceRanges: %s", bad);
+		return err;
+	}
+	if (!ann || !*ann)
+		return 0;
+	err = fg_cidr_list_parse(ann, out, n, bad, sizeof(bad));
+	if (err == -EINVAL)
+		reasonf(reason, "%s: %s", ANN_LB_SOURCE_RANGES, bad);
+	return err;
+}
+
 static int l4_services(struct builder *b)
 {
 	static const struct subset all = {};
@@ -1763,16 +1812,29 @@ static int l4_services(struct builder *b)
 	for (i = 0; i < n && !err; i++) {
 		const char *ns = jstr_or(svcs[i], "metadata.namespace", "default");
 		const char *name = jstr_or(svcs[i], "metadata.name", "");
+		char key[FG_ID_LEN * 5 + 16], why[FG_REASON_LEN];
+		struct fg_cidr *allow;
+		size_t n_allow;
 
 		if (strcmp(jstr_or(svcs[i], "spec.type", ""), "LoadBalancer"))
 			continue;
-		if (b->opts->no_room) {
-			char key[FG_ID_LEN * 5 + 16];
-
-			snprintf(key, sizeof(key), "Service %s/%s", ns, name);
-			if (json_object_get(b->opts->no_room, key))
-				continue;
+		snprintf(key, sizeof(key), "Service %s/%s", ns, name);
+		if (b->opts->no_room && json_object_get(b->opts->no_room, key))
+			continue;
+		/* A range that cannot be read: the Service is not exposed
+		 * at all (never to every source). */
+		err = lb_source_ranges(svcs[i], &allow, &n_allow, why);
+		if (err == -EINVAL) {
+			err = 0;
+			if (!b->plan->l4_rejected)
+				b->plan->l4_rejected = json_object();
+			if (!b->plan->l4_rejected ||
+			    json_object_set_new(b->plan->l4_rejected, key, json_string(why)))
+				err = -ENOMEM;
+			continue;
 		}
+		if (err)
+			break;
 		json_array_foreach(jget(svcs[i], "spec.ports"), j, port) {
 			json_t *num = json_object_get(port, "port");
 			const char *proto = jstr_or(port, "protocol", "TCP");
@@ -1806,7 +1868,17 @@ static int l4_services(struct builder *b)
 			lp->proto = strcmp(proto, "UDP") ? FG_PROTO_TCP : FG_PROTO_UDP;
 			lp->port = req.port;
 			lp->target = t;
+			if (n_allow) {
+				lp->allow = malloc(n_allow * sizeof(*allow));
+				if (!lp->allow) {
+					err = -ENOMEM;
+					break;
+				}
+				memcpy(lp->allow, allow, n_allow * sizeof(*allow));
+				lp->n_allow = n_allow;
+			}
 		}
+		free(allow);
 	}
 	free(svcs);
 	return err;

@@ -278,6 +278,11 @@ struct fg_l4_port {
 	__u8 proto; /* FG_PROTO_TCP / FG_PROTO_UDP */
 	__u16 port;
 	struct fg_target *target;
+	/* spec.loadBalancerSourceRanges (or the annotation
+	 * service.beta.kubernetes.io/load-balancer-source-ranges): the XDP
+	 * allowlist of the listener; NULL: every source. Owned. */
+	struct fg_cidr *allow;
+	size_t n_allow;
 };
 
 struct fg_ingress_status {
@@ -307,6 +312,9 @@ struct fg_plan {
 	size_t n_routes;
 	struct fg_l4_port *l4;
 	size_t n_l4;
+	/* LoadBalancer Services not programmed: "Service ns/name" -> why
+	 * (a bad source range). */
+	json_t *l4_rejected;
 	struct fg_target **targets; /* every distinct target, owned here */
 	size_t n_targets;
 	char **clusters; /* attached cluster ids, in order */
