@@ -645,6 +645,42 @@ static int parse_paths(struct fg_route_opts *o, const char *const *paths, size_t
 	return 0;
 }
 
+/* Every annotation this file reads (after its prefix). */
+static const char *const known[] = {
+	"allowlist-source-range", "whitelist-source-range", "denylist-source-range",
+	"blacklist-source-range", "use-regex", "rewrite-target", "app-root",
+	"temporal-redirect", "temporal-redirect-code", "permanent-redirect",
+	"permanent-redirect-code", "upstream-vhost", "proxy-connect-timeout",
+	"proxy-read-timeout", "proxy-send-timeout", "proxy-body-size", "affinity",
+	"affinity-mode", "session-cookie-name", "session-cookie-path", "session-cookie-max-age",
+	"session-cookie-expires", "session-cookie-samesite", "session-cookie-secure",
+	"session-cookie-change-on-failure",
+};
+
+/* One pass over the Ingress's annotations: most Ingresses set none of
+ * these, and the plan is computed for every one of them (100k). */
+static bool any_known(json_t *ing)
+{
+	static const char *const prefixes[] = { "nginx.ingress.kubernetes.io/", "higress.io/",
+						"mse.ingress.kubernetes.io/" };
+	json_t *anns = json_object_get(json_object_get(ing, "metadata"), "annotations"), *v;
+	const char *key;
+	size_t i, j;
+
+	json_object_foreach(anns, key, v) {
+		for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+			size_t n = strlen(prefixes[i]);
+
+			if (strncmp(key, prefixes[i], n))
+				continue;
+			for (j = 0; j < sizeof(known) / sizeof(known[0]); j++)
+				if (!strcmp(key + n, known[j]))
+					return true;
+		}
+	}
+	return false;
+}
+
 int fg_route_opts_parse(json_t *ing, const char *const *paths, size_t n_paths,
 			struct fg_route_opts **out, char *reason)
 {
@@ -654,6 +690,8 @@ int fg_route_opts_parse(json_t *ing, const char *const *paths, size_t n_paths,
 	int err;
 
 	*out = NULL;
+	if (!any_known(ing))
+		return 0;
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;

@@ -2211,6 +2211,43 @@ static json_t *target_json(const struct fg_target *t)
 			 "subset", t->subset, "clusters", clusters);
 }
 
+/* What the route's everyday annotations set (route_opts.c), for
+ * `fleetgatectl get routes -o json`. */
+static json_t *opts_json(const struct fg_route *r)
+{
+	const struct fg_route_opts *o = r->opts;
+	json_t *j = json_object();
+
+	if (!j)
+		return NULL;
+	if (fg_route_is_regex(r))
+		json_object_set_new(j, "pathRegex", json_true());
+	if (o->n_allow)
+		json_object_set_new(j, "allowRanges", json_integer((json_int_t)o->n_allow));
+	if (o->n_deny)
+		json_object_set_new(j, "denyRanges", json_integer((json_int_t)o->n_deny));
+	if (o->rewrite_target)
+		json_object_set_new(j, "rewriteTarget", json_string(o->rewrite_target));
+	if (o->app_root)
+		json_object_set_new(j, "appRoot", json_string(o->app_root));
+	if (o->redirect)
+		json_object_set_new(j, "redirect", json_pack("{s:s, s:i}", "url", o->redirect,
+							     "code", o->redirect_code));
+	if (o->upstream_vhost)
+		json_object_set_new(j, "upstreamVhost", json_string(o->upstream_vhost));
+	if (o->connect_timeout_ms)
+		json_object_set_new(j, "connectTimeoutMs", json_integer(o->connect_timeout_ms));
+	if (o->read_timeout_ms)
+		json_object_set_new(j, "readTimeoutMs", json_integer(o->read_timeout_ms));
+	if (o->send_timeout_ms)
+		json_object_set_new(j, "sendTimeoutMs", json_integer(o->send_timeout_ms));
+	if (o->body_limit_set)
+		json_object_set_new(j, "bodyLimit", json_integer((json_int_t)o->body_limit));
+	if (o->affinity)
+		json_object_set_new(j, "affinityCookie", json_string(o->cookie_name));
+	return j;
+}
+
 json_t *fg_plan_routes_json(const struct fg_plan *plan)
 {
 	json_t *arr = json_array();
@@ -2218,7 +2255,7 @@ json_t *fg_plan_routes_json(const struct fg_plan *plan)
 
 	for (i = 0; i < plan->n_routes; i++) {
 		const struct fg_route *r = &plan->routes[i];
-		json_t *canaries = json_array();
+		json_t *canaries = json_array(), *rj;
 		char host[FG_HOST_LEN + 2];
 
 		snprintf(host, sizeof(host), "%s%s", r->wildcard ? "*." : "", r->host[0] ? r->host : "*");
@@ -2241,10 +2278,13 @@ json_t *fg_plan_routes_json(const struct fg_plan *plan)
 			}
 			json_array_append_new(canaries, cj);
 		}
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o}",
+		rj = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o}",
 			"host", host, "path", r->path, "pathType", fg_path_type_name(r->type),
 			"default", r->is_default, "ingress", r->ingress,
-			"target", target_json(r->target), "canaries", canaries));
+			"target", target_json(r->target), "canaries", canaries);
+		if (rj && r->opts)
+			json_object_set_new(rj, "annotations", opts_json(r));
+		json_array_append_new(arr, rj);
 	}
 	return arr;
 }

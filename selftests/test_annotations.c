@@ -449,6 +449,23 @@ static void subtest_regex_host_wide(void)
 			i_b = i;
 	}
 	ASSERT_LT(i_foo, i_b, "longer regex paths first");
+	/* fleetgatectl get routes -o json says which paths are regexes. */
+	{
+		json_t *rs = fg_plan_routes_json(p), *e;
+		int regex = 0, plain = 0;
+
+		json_array_foreach(rs, i, e) {
+			json_t *a = json_object_get(e, "annotations");
+
+			if (json_is_true(json_object_get(a, "pathRegex")))
+				regex++;
+			else if (!a)
+				plain++;
+		}
+		ASSERT_EQ(regex, 4, "routes json: the four paths of x.example.com are regexes");
+		ASSERT_EQ(plain, 1, "routes json: y.example.com's has no annotations");
+		json_decref(rs);
+	}
 	fg_plan_free(p);
 }
 
