@@ -79,6 +79,7 @@ struct fg_applier {
 	/* service id -> signature of the source allowlist written for it
 	 * (LoadBalancer Services' loadBalancerSourceRanges); absent: none. */
 	struct fg_hmap allow_sig;
+	bool allow_swept;            /* a previous agent's ranges were looked for */
 	struct fg_hmap be_by_ep;     /* struct ep_key -> backend id */
 	struct ep_key *be_keys;      /* by backend id */
 	struct be_rec *bes;          /* by backend id */
@@ -743,6 +744,30 @@ static int allow_prune(struct fg_applier *a, __u32 sid, const struct fg_cidr *v,
 	return 0;
 }
 
+/* Once, after the first plan's listeners are written: ranges a previous
+ * agent left (--keep-pins) for services that have none now. */
+static int allow_sweep(struct fg_applier *a)
+{
+	int fd = fg_dp_maps(a->dp)->allowlists;
+	struct fg_allow_key k, next;
+	void *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		__u32 sid;
+
+		k = next;
+		prev = &k;
+		sid = ntohl(k.service_id);
+		if (sid == L7_SERVICE_ID || fg_hmap_get(&a->allow_sig, &sid))
+			continue;
+		if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+			return -errno;
+		prev = NULL;
+	}
+	a->allow_swept = true;
+	return 0;
+}
+
 /* ---------- listeners ---------- */
 
 /* allow: the listener checks its service's allowlist (1) or not (0);
@@ -863,6 +888,8 @@ static int apply_listeners(struct fg_applier *a, const struct fg_plan *plan)
 		if (!err && a->opts.listen_port)
 			err = listener(a, next, a->opts.listen_port, FG_PROTO_TCP, FG_LISTENER_L7,
 				       L7_SERVICE_ID, -1);
+		if (!err && !a->allow_swept)
+			err = allow_sweep(a);
 	}
 	if (err) {
 		json_decref(next);

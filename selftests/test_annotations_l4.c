@@ -32,6 +32,7 @@
 #define ALLOWED "10.200.0.5"
 #define STRANGER "10.201.0.5"
 #define GW_B "10.1.0.254"   /* the gateway's address toward the backends */
+#define STALE_SID 77
 
 static struct {
 	struct fg_dataplane *dp;
@@ -261,6 +262,7 @@ static int setup(void)
 	struct fg_dp_opts dopts = {};
 	struct fg_iface ifc = { .flags = FG_IFACE_F_V4 };
 	const char *p = test__prefix();
+	struct fg_addr stale = {};
 	int err;
 
 	snprintf(L.if_b, sizeof(L.if_b), "%sb", p);
@@ -289,6 +291,12 @@ static int setup(void)
 	err = fg_dp_set_iface(L.dp, L.ifindex_b, &ifc);
 	if (!ASSERT_OK(err, "iface"))
 		return err;
+	/* What a previous agent could have left (--keep-pins) for a service
+	 * id nothing uses now: swept by the first apply. */
+	inet_pton(AF_INET, "198.51.100.0", &stale.v4);
+	err = fg_dp_allow_add(L.dp, STALE_SID, FG_AF_INET, &stale, 24);
+	if (!ASSERT_OK(err, "a stale range"))
+		return err;
 	copts.config_dir = L.cfg;
 	err = fg_control_new(&L.control, L.dp, &copts);
 	if (!ASSERT_OK(err, "control"))
@@ -310,6 +318,10 @@ static void teardown(void)
 static void subtest_allowed_and_dropped(void)
 {
 	__u64 drops = verdicts(FG_R_ALLOWLIST);
+	char stale[128];
+
+	trie_of(STALE_SID, stale, sizeof(stale));
+	ASSERT_STREQ(stale, "", "a previous agent's ranges of an unused service id swept");
 
 	if (!settle("10.200.0.0/24 192.0.2.7/32", true))
 		return;
