@@ -267,6 +267,8 @@ int fg_expand(const char *tmpl, const struct fg_expand_vars *v, char *out, size_
 {
 	size_t o = 0;
 
+	if (!cap)
+		return -ENOSPC;
 #define PUT(p, l)                                                             \
 	do {                                                                  \
 		size_t _l = (l);                                              \
@@ -302,7 +304,8 @@ int fg_expand(const char *tmpl, const struct fg_expand_vars *v, char *out, size_
 				PUT(v->subject + v->ovector[2 * g],
 				    v->ovector[2 * g + 1] - v->ovector[2 * g]);
 		} else {
-			for (len = 0; islower((unsigned char)name[len]) || name[len] == '_'; len++)
+			/* nginx's variable name: letters, digits, '_' */
+			for (len = 0; isalnum((unsigned char)name[len]) || name[len] == '_'; len++)
 				;
 			k = len ? var_index(name, len) : -1;
 			if (k < 0 || (brace && name[len] != '}'))
@@ -316,7 +319,7 @@ int fg_expand(const char *tmpl, const struct fg_expand_vars *v, char *out, size_
 				case 1: val = v->uri; vl = v->uri_len; break;
 				case 2:
 				case 3: val = v->args; vl = v->args_len; break;
-				case 4: val = v->args ? "?" : ""; vl = v->args ? 1 : 0; break;
+				case 4: val = "?"; vl = v->args_len ? 1 : 0; break;
 				case 5: val = v->host; vl = v->host_len; break;
 				case 6: val = v->http_host; vl = v->http_host_len; break;
 				case 7: val = v->scheme; vl = strlen(v->scheme); break;
@@ -333,14 +336,14 @@ int fg_expand(const char *tmpl, const struct fg_expand_vars *v, char *out, size_
 }
 
 /* A template for fg_expand: URL bytes, known variables only. */
-static bool template_valid(const char *s)
+static bool template_valid(const char *s, bool fragment)
 {
 	char *out;
 	const char *p;
 	int r;
 
 	for (p = s; *p; p++)
-		if (!url_byte(*p))
+		if (!url_byte(*p) && !(fragment && *p == '#'))
 			return false;
 	out = malloc(strlen(s) + 1);
 	if (!out)
@@ -354,7 +357,8 @@ static bool http_url(const char *s)
 {
 	size_t n = !strncasecmp(s, "http://", 7) ? 7 : !strncasecmp(s, "https://", 8) ? 8 : 0;
 
-	return n && s[n] && s[n] != '/' && template_valid(s);
+	/* A Location may carry a fragment ("#/app"). */
+	return n && s[n] && s[n] != '/' && template_valid(s, true);
 }
 
 /* RFC 6265 cookie-name: a token. */
@@ -473,7 +477,7 @@ static bool app_root_ok(const char *s)
 
 static bool rewrite_ok(const char *s)
 {
-	return (s[0] == '/' || s[0] == '$') && template_valid(s);
+	return (s[0] == '/' || s[0] == '$') && template_valid(s, false);
 }
 
 static bool cookie_path_ok(const char *s)

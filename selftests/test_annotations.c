@@ -198,6 +198,9 @@ static const struct parse_case cases[] = {
 	  .want = { .redirect = "https://example.org/new", .code = 308 } },
 	{ "permanent_vars", { "permanent-redirect", "https://example.org$request_uri" },
 	  .want = { .redirect = "https://example.org$request_uri", .code = 301 } },
+	{ "permanent_fragment", { "permanent-redirect", "https://example.org/#/app" },
+	  .want = { .redirect = "https://example.org/#/app", .code = 301 } },
+	{ "rewrite_fragment", { "rewrite-target", "/a#b" }, .reason = "rewrite-target '/a#b'" },
 	{ "temporal", { "temporal-redirect", "http://x.example/" },
 	  .want = { .redirect = "http://x.example/", .code = 302 } },
 	{ "temporal_307", { "temporal-redirect", "http://x.example/", "temporal-redirect-code",
@@ -495,6 +498,8 @@ static void subtest_expand(void)
 		{ "/$nope", NULL, -EINVAL },
 		{ "/a$", NULL, -EINVAL },
 		{ "/${uri", NULL, -EINVAL },
+		{ "/$uri2", NULL, -EINVAL },   /* nginx reads the name "uri2" */
+		{ "/$HOST", NULL, -EINVAL },
 	};
 	char out[128];
 	size_t i;
