@@ -19,7 +19,8 @@
 #define EXPAND_MAX (256 * 1024) /* a redirect URL or rewritten target */
 
 /* nginx's $request_uri, $uri, $args, ... of the request being started. */
-static void request_vars(const struct fg_http_request *req, struct fg_expand_vars *v)
+static void request_vars(const struct conn *c, const struct fg_http_request *req,
+			 struct fg_expand_vars *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->request_uri = req->path;
@@ -32,7 +33,7 @@ static void request_vars(const struct fg_http_request *req, struct fg_expand_var
 	v->host_len = req->host_len;
 	v->http_host = req->authority ? req->authority : "";
 	v->http_host_len = req->authority ? req->authority_len : 0;
-	v->scheme = "http";
+	v->scheme = c->tls.ssl ? "https" : "http";
 }
 
 /* fg_expand into a buffer of the size it needs (malloc'ed). */
@@ -156,7 +157,7 @@ bool px_rules_request(struct conn *c, const struct fg_route *route, size_t hlen,
 	if (!ro)
 		return false;
 	if (ro->redirect) {
-		request_vars(req, &v);
+		request_vars(c, req, &v);
 		n = expand_alloc(ro->redirect, &v, &url);
 		buf_consume(&c->in, hlen);
 		if (n < 0) {
@@ -169,7 +170,8 @@ bool px_rules_request(struct conn *c, const struct fg_route *route, size_t hlen,
 	}
 	if (ro->app_root && req->path_len == 1 && req->path[0] == '/') {
 		/* nginx: if ($uri = /) { return 302 $scheme://$http_host<app-root>; } */
-		if (asprintf(&url, "%s%.*s%s", req->authority_len ? "http://" : "",
+		if (asprintf(&url, "%s%.*s%s",
+			     !req->authority_len ? "" : c->tls.ssl ? "https://" : "http://",
 			     (int)req->authority_len, req->authority ? req->authority : "",
 			     ro->app_root) < 0)
 			url = NULL;
@@ -332,7 +334,7 @@ static int rewrite(struct conn *c, const struct fg_route *route, const struct fg
 				      10);
 	if (pairs <= 0)
 		return n; /* matched when routed: only a limit could say no now */
-	request_vars(req, &v);
+	request_vars(c, req, &v);
 	v.subject = req->path;
 	v.ovector = ov;
 	v.n_pairs = pairs;
