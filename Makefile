@@ -51,8 +51,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard selftests/fuzz/*.c))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD)
-FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/fg_regex.c agent/log.c \
-	agent/tls_config.c agent/tls.c
+FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/route_opts.c agent/fg_regex.c \
+	agent/log.c agent/tls_config.c agent/tls.c
 
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 

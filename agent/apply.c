@@ -76,6 +76,10 @@ struct fg_applier {
 	__u32 *svc_free;             /* released ids, reused oldest first */
 	size_t n_svc_free, cap_svc_free, svc_free_head;
 
+	/* service id -> signature of the source allowlist written for it
+	 * (LoadBalancer Services' loadBalancerSourceRanges); absent: none. */
+	struct fg_hmap allow_sig;
+	bool allow_swept;            /* a previous agent's ranges were looked for */
 	struct fg_hmap be_by_ep;     /* struct ep_key -> backend id */
 	struct ep_key *be_keys;      /* by backend id */
 	struct be_rec *bes;          /* by backend id */
@@ -338,6 +342,7 @@ int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 	a->max_backends = fg_dp_max_backends(dp);
 	fg_hmap_init(&a->svc_by_hash, sizeof(__u64));
 	fg_hmap_init(&a->be_by_ep, sizeof(struct ep_key));
+	fg_hmap_init(&a->allow_sig, sizeof(__u32));
 	a->cluster_ids = json_object();
 	a->listener_ids = json_object();
 	/* By id; calloc'ed, so only the pages of ids in use are touched. */
@@ -377,6 +382,7 @@ void fg_applier_free(struct fg_applier *a)
 	free(a->to_free);
 	fg_hmap_fini(&a->svc_by_hash);
 	fg_hmap_fini(&a->be_by_ep);
+	fg_hmap_fini(&a->allow_sig);
 	json_decref(a->cluster_ids);
 	json_decref(a->listener_ids);
 	free(a);
@@ -648,12 +654,129 @@ out:
 	return err;
 }
 
+/* ---------- source allowlists (L4) ---------- */
+
+/* include/fleetgate.h's key: service id, then the address, IPv4
+ * v4-mapped, so one trie serves both families. */
+static void allow_key(struct fg_allow_key *k, __u32 sid, const struct fg_cidr *c)
+{
+	memset(k, 0, sizeof(*k));
+	k->service_id = htonl(sid);
+	if (c->family == FG_AF_INET) {
+		k->addr[10] = k->addr[11] = 0xff;
+		memcpy(&k->addr[12], &c->addr.v4, 4);
+		k->prefixlen = 32 + 96 + c->prefix;
+	} else {
+		memcpy(k->addr, c->addr.bytes, 16);
+		k->prefixlen = 32 + c->prefix;
+	}
+}
+
+static __u64 allow_signature(const struct fg_cidr *v, size_t n)
+{
+	__u32 h1 = (__u32)n, h2 = ~(__u32)n;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		__u8 b[18];
+
+		memcpy(b, v[i].addr.bytes, 16);
+		b[16] = v[i].family;
+		b[17] = v[i].prefix;
+		h1 = fg_bytes_hash(b, sizeof(b), h1);
+		h2 = fg_bytes_hash(b, sizeof(b), h2 ^ 0x616c6c6fu);
+	}
+	return (__u64)h1 << 32 | h2;
+}
+
+/* Adds the ranges of service sid (before its listener says to check). */
+static int allow_write(struct fg_applier *a, __u32 sid, const struct fg_cidr *v, size_t n)
+{
+	int fd = fg_dp_maps(a->dp)->allowlists;
+	struct fg_allow_key k;
+	__u8 one = 1;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		allow_key(&k, sid, &v[i]);
+		if (bpf_map_update_elem(fd, &k, &one, BPF_ANY)) {
+			int err = -errno;
+
+			pr_warn("apply: cannot write source range %zu of service %u into the "
+				"allowlist: %s\n", i, sid, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Removes service sid's ranges that are not in v (all with n == 0), once
+ * its listener no longer needs them. */
+static int allow_prune(struct fg_applier *a, __u32 sid, const struct fg_cidr *v, size_t n)
+{
+	int fd = fg_dp_maps(a->dp)->allowlists;
+	struct fg_allow_key k, next, want;
+	void *prev = NULL;
+	size_t i;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		bool keep = false;
+
+		k = next;
+		prev = &k;
+		if (ntohl(k.service_id) != sid)
+			continue;
+		for (i = 0; i < n && !keep; i++) {
+			allow_key(&want, sid, &v[i]);
+			keep = !memcmp(&want, &k, sizeof(k));
+		}
+		if (keep)
+			continue;
+		if (bpf_map_delete_elem(fd, &k) && errno != ENOENT) {
+			int err = -errno;
+
+			pr_warn("apply: cannot remove a source range of service %u from the "
+				"allowlist: %s\n", sid, strerror(-err));
+			return err;
+		}
+		prev = NULL; /* the walk starts again after a delete */
+	}
+	return 0;
+}
+
+/* Once, after the first plan's listeners are written: ranges a previous
+ * agent left (--keep-pins) for services that have none now. */
+static int allow_sweep(struct fg_applier *a)
+{
+	int fd = fg_dp_maps(a->dp)->allowlists;
+	struct fg_allow_key k, next;
+	void *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		__u32 sid;
+
+		k = next;
+		prev = &k;
+		sid = ntohl(k.service_id);
+		if (sid == L7_SERVICE_ID || fg_hmap_get(&a->allow_sig, &sid))
+			continue;
+		if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+			return -errno;
+		prev = NULL;
+	}
+	a->allow_swept = true;
+	return 0;
+}
+
 /* ---------- listeners ---------- */
 
+/* allow: the listener checks its service's allowlist (1) or not (0);
+ * -1 keeps what the data plane has. */
 static int listener(struct fg_applier *a, json_t *next, __u16 port, __u8 proto, __u8 kind,
-		    int sid)
+		    int sid, int allow)
 {
-	struct fg_listener val = { .service_id = sid, .kind = kind };
+	struct fg_listener val = { .service_id = sid, .kind = kind,
+				   .flags = allow > 0 ? FG_LISTENER_F_ALLOWLIST : 0 };
 	struct fg_listener_key key = {};
 	char k[96], abuf[64];
 	json_t *v;
@@ -681,10 +804,11 @@ static int listener(struct fg_applier *a, json_t *next, __u16 port, __u8 proto, 
 	{
 		struct fg_listener cur;
 
-		/* The allowlist flag is the data plane's: kept as it is. */
+		/* allow < 0: the allowlist flag is the data plane's, kept. */
 		if (!bpf_map_lookup_elem(fg_dp_maps(a->dp)->listeners, &key, &cur) &&
 		    cur.service_id == val.service_id && cur.kind == val.kind &&
-		    cur.stats_idx == val.stats_idx)
+		    cur.stats_idx == val.stats_idx &&
+		    (allow < 0 || (cur.flags & FG_LISTENER_F_ALLOWLIST) == val.flags))
 			return 0;
 	}
 	return fg_dp_set_listener(a->dp, &key, &val);
@@ -714,6 +838,31 @@ static void remove_stale_listeners(struct fg_applier *a, json_t *next)
 	}
 }
 
+/* An L4 listener and its source allowlist: ranges added before the
+ * listener checks them, removed after it stops (or needs fewer), so no
+ * moment lets every source in or keeps an allowed one out. */
+static int l4_listener(struct fg_applier *a, json_t *next, const struct fg_l4_port *lp, __u32 sid)
+{
+	__u64 sig = allow_signature(lp->allow, lp->n_allow), *cur = fg_hmap_get(&a->allow_sig, &sid);
+	bool changed = cur ? *cur != sig : lp->n_allow > 0;
+	int err = 0;
+
+	if (changed)
+		err = allow_write(a, sid, lp->allow, lp->n_allow);
+	if (!err)
+		err = listener(a, next, lp->port, lp->proto, FG_LISTENER_L4, (int)sid,
+			       lp->n_allow > 0);
+	if (err || !changed)
+		return err;
+	err = allow_prune(a, sid, lp->allow, lp->n_allow);
+	if (err)
+		return err;
+	if (lp->n_allow)
+		return fg_hmap_put(&a->allow_sig, &sid, sig);
+	fg_hmap_del(&a->allow_sig, &sid);
+	return 0;
+}
+
 static int apply_listeners(struct fg_applier *a, const struct fg_plan *plan)
 {
 	json_t *next = json_object();
@@ -734,12 +883,13 @@ static int apply_listeners(struct fg_applier *a, const struct fg_plan *plan)
 			}
 			if (sid < 0)
 				continue;
-			err = listener(a, next, plan->l4[i].port, plan->l4[i].proto, FG_LISTENER_L4,
-				       sid);
+			err = l4_listener(a, next, &plan->l4[i], (__u32)sid);
 		}
 		if (!err && a->opts.listen_port)
 			err = listener(a, next, a->opts.listen_port, FG_PROTO_TCP, FG_LISTENER_L7,
-				       L7_SERVICE_ID);
+				       L7_SERVICE_ID, -1);
+		if (!err && !a->allow_swept)
+			err = allow_sweep(a);
 	}
 	if (err) {
 		json_decref(next);
@@ -771,6 +921,9 @@ static int release_services(struct fg_applier *a)
 		if (err)
 			pr_warn("apply: cannot remove service %u (%s): %s\n", sid, r->key,
 				strerror(-err));
+		/* Its listener went first: its source ranges can go. */
+		if (fg_hmap_get(&a->allow_sig, &sid) && !allow_prune(a, sid, NULL, 0))
+			fg_hmap_del(&a->allow_sig, &sid);
 		svc_unbind(a, sid);
 		give_id(&a->svc_free, &a->n_svc_free, &a->cap_svc_free, &a->svc_free_head, sid);
 		a->st.targets_removed++;

@@ -580,6 +580,14 @@ static void log_rejections(struct fg_control *c, const struct fg_plan *old)
 		if (!same)
 			pr_warn("Ingress %s/%s rejected: %s\n", st->ns, st->name, st->reason);
 	}
+	{
+		const char *key;
+		json_t *why;
+
+		json_object_foreach(c->plan->l4_rejected, key, why)
+			if (!old || !json_equal(why, json_object_get(old->l4_rejected, key)))
+				pr_warn("%s not exposed: %s\n", key, json_string_value(why));
+	}
 	for (i = 0; i < c->plan->n_gateways; i++) {
 		const struct fg_gateway_status *gw = &c->plan->gateways[i];
 

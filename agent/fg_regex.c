@@ -157,8 +157,10 @@ int fg_regex_compile_flags(struct fg_regex **out, const char *pattern, unsigned 
 		set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	re->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &errcode,
-				 &erroff, NULL);
+	re->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+				 (flags & FG_REGEX_F_CASELESS ? PCRE2_CASELESS : 0) |
+				 (flags & FG_REGEX_F_ANCHORED ? PCRE2_ANCHORED : 0),
+				 &errcode, &erroff, NULL);
 	if (!re->code) {
 		PCRE2_UCHAR msg[FG_REGEX_ERR_LEN];
 		int rc = pcre2_get_error_message(errcode, msg, sizeof(msg));

@@ -56,6 +56,11 @@
 
 /* fg_regex_compile_flags() flags. */
 #define FG_REGEX_F_NO_JIT (1u << 0) /* interpret only (tests; never needed otherwise) */
+/* nginx's `location ~* "^PATH"` (use-regex paths): case-insensitive, and
+ * matching only at the start of the subject, as if the pattern began
+ * with ^ (error offsets stay those of the pattern as written). */
+#define FG_REGEX_F_CASELESS (1u << 1)
+#define FG_REGEX_F_ANCHORED (1u << 2)
 
 struct fg_regex;
 

@@ -66,6 +66,10 @@ struct agent {
 	unsigned upstream_keepalive_ms;
 	unsigned max_conns_per_client;
 	unsigned client_body_timeout_ms;
+	/* --proxy-{connect,read,send}-timeout (s, 0: the proxy's default)
+	 * and --proxy-body-size: what an Ingress's annotations override */
+	unsigned proxy_timeout_s[3];
+	unsigned long long proxy_body_size;
 	bool snat_ports_set;
 	const char *admin_path;
 	char admin_buf[108];
@@ -181,6 +185,13 @@ static void usage(FILE *out)
 "      --client-body-timeout MS\n"
 "                             a request body that stalls this long gets a 408\n"
 "                             (default 60000)\n"
+"      --proxy-connect-timeout S, --proxy-read-timeout S, --proxy-send-timeout S\n"
+"                             upstream connect, response and request write\n"
+"                             timeouts in seconds (default 2, 60, 60); an\n"
+"                             Ingress's proxy-*-timeout annotations override\n"
+"      --proxy-body-size SIZE request bodies above SIZE (bytes, or with k, m, g)\n"
+"                             get a 413; 0: no limit (default); an Ingress's\n"
+"                             proxy-body-size annotation overrides it\n"
 "      --health-interval MS   time between backend probes (default 250)\n"
 "      --health-timeout MS    a probe's deadline (default 200)\n"
 "      --health-fall N        failed probes in a row to mark down (default 2)\n"
@@ -276,6 +287,10 @@ enum {
 	OPT_UPSTREAM_KEEPALIVE_TIMEOUT,
 	OPT_MAX_CONNS_PER_CLIENT,
 	OPT_CLIENT_BODY_TIMEOUT,
+	OPT_PROXY_CONNECT_TIMEOUT,
+	OPT_PROXY_READ_TIMEOUT,
+	OPT_PROXY_SEND_TIMEOUT,
+	OPT_PROXY_BODY_SIZE,
 	OPT_MAX_SERVICES,
 	OPT_MAX_BACKENDS,
 	OPT_MAX_RINGS,
@@ -322,6 +337,10 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		  OPT_UPSTREAM_KEEPALIVE_TIMEOUT },
 		{ "max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT },
 		{ "client-body-timeout", required_argument, NULL, OPT_CLIENT_BODY_TIMEOUT },
+		{ "proxy-connect-timeout", required_argument, NULL, OPT_PROXY_CONNECT_TIMEOUT },
+		{ "proxy-read-timeout", required_argument, NULL, OPT_PROXY_READ_TIMEOUT },
+		{ "proxy-send-timeout", required_argument, NULL, OPT_PROXY_SEND_TIMEOUT },
+		{ "proxy-body-size", required_argument, NULL, OPT_PROXY_BODY_SIZE },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
 		{ "access-log", required_argument, NULL, OPT_ACCESS_LOG },
 		{ "access-log-format", required_argument, NULL, OPT_ACCESS_LOG_FORMAT },
@@ -448,6 +467,17 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			if (parse_uint(optarg, 3600000, &v) || v < 100)
 				goto bad;
 			a->client_body_timeout_ms = v;
+			break;
+		case OPT_PROXY_CONNECT_TIMEOUT:
+		case OPT_PROXY_READ_TIMEOUT:
+		case OPT_PROXY_SEND_TIMEOUT:
+			if (parse_uint(optarg, UINT_MAX / 1000, &v) || !v)
+				goto bad;
+			a->proxy_timeout_s[c - OPT_PROXY_CONNECT_TIMEOUT] = v;
+			break;
+		case OPT_PROXY_BODY_SIZE:
+			if (fg_size_parse(optarg, &a->proxy_body_size))
+				goto bad;
 			break;
 		case OPT_METRICS_LISTEN:
 			if (strcmp(optarg, "off") && fg_metrics_listen_check(optarg))
@@ -1073,6 +1103,12 @@ static int start_proxy(struct agent *a)
 		popts.max_conns_per_client = a->max_conns_per_client;
 	if (a->client_body_timeout_ms)
 		popts.client_body_timeout_ms = a->client_body_timeout_ms;
+	if (a->proxy_timeout_s[0])
+		popts.upstream_connect_timeout_ms = a->proxy_timeout_s[0] * 1000;
+	if (a->proxy_timeout_s[1])
+		popts.upstream_timeout_ms = a->proxy_timeout_s[1] * 1000;
+	popts.upstream_send_timeout_ms = a->proxy_timeout_s[2] * 1000;
+	popts.max_body_size = a->proxy_body_size;
 	popts.pin_path = a->pin_path;
 	if (a->metrics) {
 		popts.on_request = fg_metrics_on_request;

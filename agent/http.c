@@ -961,6 +961,7 @@ static void framer_init(struct fg_http_framer *f, enum fg_http_body body,
 		break;
 	case FG_BODY_LENGTH:
 		f->remaining = cl;
+		f->announced = cl;
 		f->done = cl == 0;
 		break;
 	default:
@@ -1173,6 +1174,9 @@ static long chunked_feed(struct fg_http_framer *f, const unsigned char *b,
 				return -400;
 			if (f->size) {
 				f->remaining = f->size;
+				/* saturating: sizes are below 2^62, their sum may not be */
+				f->announced = f->announced + f->size < f->announced
+						       ? ~0ULL : f->announced + f->size;
 				f->state = FR_DATA;
 			} else {
 				f->state = FR_TR_START;
@@ -1359,4 +1363,9 @@ int fg_http_framer_skip(struct fg_http_framer *f, unsigned long long n)
 bool fg_http_framer_done(const struct fg_http_framer *f)
 {
 	return f->done;
+}
+
+unsigned long long fg_http_framer_announced(const struct fg_http_framer *f)
+{
+	return f->announced;
 }

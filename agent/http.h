@@ -218,6 +218,9 @@ struct fg_http_framer {
 	unsigned long long remaining; /* LENGTH: body bytes left; CHUNKED: data
 				       * bytes left in the current chunk */
 	unsigned long long size;      /* chunk size being read */
+	unsigned long long announced; /* body bytes announced so far: the
+				       * Content-Length, or the sizes of the
+				       * chunks begun (saturating) */
 	unsigned line;                /* bytes of the current chunk-size line */
 	unsigned trailer;             /* bytes of the trailer section */
 	char tr_hold[FG_HTTP_FRAMER_OUT_SLACK]; /* trailer field name read so
@@ -330,5 +333,10 @@ unsigned long long fg_http_framer_opaque(const struct fg_http_framer *f);
 int fg_http_framer_skip(struct fg_http_framer *f, unsigned long long n);
 
 bool fg_http_framer_done(const struct fg_http_framer *f);
+
+/* Body bytes announced so far (fg_http_framer.announced): what a body size
+ * limit is checked against as soon as a chunk-size line is read, before
+ * that chunk's data comes (nginx's client_max_body_size does the same). */
+unsigned long long fg_http_framer_announced(const struct fg_http_framer *f);
 
 #endif /* FG_HTTP_H */

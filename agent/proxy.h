@@ -88,6 +88,13 @@ struct fg_proxy_opts {
 	unsigned upstream_connect_timeout_ms; /* 2000 */
 	unsigned upstream_timeout_ms;         /* 60000: first response byte, and
 					       * between response bytes */
+	/* Between two writes of the request to an upstream that does not
+	 * take it (nginx's proxy_send_timeout); 0: upstream_timeout_ms. An
+	 * Ingress's proxy-*-timeout annotations override these three. */
+	unsigned upstream_send_timeout_ms;
+	/* Request bodies larger than this get a 413 (proxy-body-size); 0:
+	 * no limit. An Ingress's proxy-body-size overrides it. */
+	unsigned long long max_body_size;
 	unsigned max_conns;      /* 10000 client connections */
 	unsigned max_conns_per_client; /* 1000 from one client address */
 	/* File descriptors the proxy leaves to the rest of the agent (health

@@ -272,6 +272,8 @@ bool px_pump_request(struct conn *c)
 				return true;
 			}
 			k = r;
+			if (px_rules_body_over(c))
+				return true; /* a chunk took it past proxy-body-size */
 		}
 		c->upo.len += out_len;
 		buf_consume(&c->in, k);
@@ -329,10 +331,12 @@ int px_put_response_head(struct conn *c, const struct fg_http_response *r)
 	size_t need = 64 + r->reason_len + 64;
 	/* An HTTP/1.0 client gets a chunked body de-chunked, until close. */
 	bool dechunk = !r->interim && r->body == FG_BODY_CHUNKED && c->version_minor == 0;
-	char line[64];
+	char line[64], extra[4096];
+	size_t elen = r->interim ? 0 : px_rules_response_fields(c, extra, sizeof(extra));
 	unsigned i;
 	int n;
 
+	need += elen;
 	for (i = 0; i < r->n_headers; i++)
 		need += r->headers[i].name_len + r->headers[i].value_len + 4;
 	if (buf_room(o, buf_used(o) + need) < need)
@@ -354,6 +358,7 @@ int px_put_response_head(struct conn *c, const struct fg_http_response *r)
 		buf_append(o, h->value, h->value_len);
 		buf_append(o, "\r\n", 2);
 	}
+	buf_append(o, extra, elen); /* the session cookie */
 	if (!r->interim) {
 		if (c->close_after)
 			buf_append(o, "Connection: close\r\n", 19);

@@ -8,7 +8,13 @@
 const char *px_status_text(int status)
 {
 	switch (status) {
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 408: return "Request Timeout";
 	case 413: return "Content Too Large";
@@ -77,6 +83,7 @@ void px_conn_free(struct conn *c)
 	px_pipe_close(c->p, &c->rp);
 	px_pipe_close(c->p, &c->qp);
 	fg_request_strings_free(&c->rec_store);
+	fg_route_opts_put(c->ropts);
 	free(c);
 }
 
@@ -117,22 +124,24 @@ void px_start_closing(struct conn *c)
 	c->in.off = c->in.len = 0;
 }
 
-/* A short text/plain answer. With close, the connection ends after it. */
-void px_respond_error(struct conn *c, int status, const char *text, bool close)
+/* A short text/plain answer, with more header fields (each ending in
+ * CRLF; NULL: none). With close, the connection ends after it. */
+void px_respond(struct conn *c, int status, const char *fields, const char *text, bool close)
 {
 	char head[512];
-	size_t blen = strlen(text) + 1;
+	size_t blen = strlen(text) + 1, flen = fields ? strlen(fields) : 0;
 	int n;
 
 	px_count_status(c->p, status);
 	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
-		     status, px_status_text(status), blen, close ? "Connection: close\r\n" : "");
-	if (buf_append(&c->out, head, n) ||
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n",
+		     status, px_status_text(status), blen);
+	if (buf_append(&c->out, head, n) || (flen && buf_append(&c->out, fields, flen)) ||
+	    buf_append(&c->out, close ? "Connection: close\r\n\r\n" : "\r\n", close ? 21 : 2) ||
 	    (!c->is_head_req && (buf_append(&c->out, text, blen - 1) ||
 				 buf_append(&c->out, "\n", 1))))
 		close = true; /* cannot even say it: just close */
-	px_rec_end(c, status, FG_REQ_ERROR, n);
+	px_rec_end(c, status, FG_REQ_ERROR, n + (long)flen + (close ? 21 : 2));
 	pr_debug("proxy: %s: %d %s\n", c->ip, status, text);
 	if (close) {
 		px_start_closing(c);
@@ -142,6 +151,11 @@ void px_respond_error(struct conn *c, int status, const char *text, bool close)
 	c->state = C_HEAD;
 	c->head_start = 0;
 	c->served++;
+}
+
+void px_respond_error(struct conn *c, int status, const char *text, bool close)
+{
+	px_respond(c, status, NULL, text, close);
 }
 
 /* The upstream failed after the response started: the client connection
@@ -258,12 +272,14 @@ void px_start_request(struct conn *c, size_t hlen)
 		return;
 	}
 	c->policy = route->policy;
+	if (px_rules_request(c, route, hlen, has_body))
+		return; /* answered by an annotation (413, redirect, 403) */
 	t = px_choose_target(p, route, req);
 	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
 		 t->subset[0] ? " subset " : "", t->subset);
 	px_rec_target(c, route, t);
 	sid = t->service_id;
-	if (sid <= 0 || px_pick_backend(p, sid, NULL, 0, -1, &bid)) {
+	if (sid <= 0 || px_rules_pick(c, req, sid, &bid)) {
 		snprintf(msg, sizeof(msg), "no healthy cluster for %s", c->service);
 		buf_consume(&c->in, hlen);
 		px_respond_error(c, 503, msg, has_body || c->close_after);
@@ -289,6 +305,11 @@ void px_start_request(struct conn *c, size_t hlen)
 	}
 	if (!p->opts.xff)
 		n = px_strip_forwarded(c->upo.d, n);
+	n = px_rules_upstream_head(c, route, req, n);
+	if (n < 0) {
+		px_respond_error(c, n == -ENOSPC ? 431 : 500, "cannot rewrite this request", true);
+		return;
+	}
 	if (px_upgrade_request(c, req, has_body)) {
 		size_t len = n;
 
@@ -1005,18 +1026,18 @@ void px_check_conn(struct conn *c, __u64 now)
 		}
 		break;
 	case C_PROXY:
-		if (u && u->connecting && now - u->since >= o->upstream_connect_timeout_ms) {
+		if (u && u->connecting && now - u->since >= c->connect_ms) {
 			STAT_INC(c->p, timeouts);
 			STAT_INC(c->p, connect_failures);
 			px_upstream_failed(c, F_CONNECT_TIMEOUT, ETIMEDOUT, "connect");
 			px_conn_progress(c);
 		} else if (u && c->rs == R_HEAD && px_waiting_on_upstream(c) &&
-			   now - c->up_activity >= o->upstream_timeout_ms) {
+			   now - c->up_activity >= px_rules_wait_ms(c)) {
 			char msg[128];
 
 			STAT_INC(c->p, timeouts);
 			snprintf(msg, sizeof(msg), "did not answer within %u ms",
-				 o->upstream_timeout_ms);
+				 px_rules_wait_ms(c));
 			px_upstream_failed(c, F_HEAD_TIMEOUT, 0, msg);
 			px_conn_progress(c);
 		} else if (c->rs == R_HEAD && !c->resp_bytes && px_waiting_on_client(c) &&
@@ -1028,7 +1049,7 @@ void px_check_conn(struct conn *c, __u64 now)
 			px_respond_error(c, 408, "request body not received in time", true);
 			px_conn_progress(c);
 		} else if (c->rs == R_BODY && px_waiting_on_upstream(c) &&
-			   now - c->up_activity >= o->upstream_timeout_ms) {
+			   now - c->up_activity >= px_rules_wait_ms(c)) {
 			STAT_INC(c->p, timeouts);
 			px_abort_mid_response(c, "upstream stalled");
 			px_conn_progress(c);

@@ -246,6 +246,16 @@ struct conn {
 	enum fail_kind park_kind;
 	char park_why[256];
 
+	/* The route's Ingress annotations (proxy_rules.c): a reference held
+	 * until the next request, the route's path in it, what the request
+	 * was given by them. */
+	struct fg_route_opts *ropts;
+	__u8 rpath;
+	bool aff_kept;           /* its session cookie named an up backend: aff_bid */
+	__u32 aff_bid;
+	unsigned connect_ms, read_ms, send_ms;
+	unsigned long long body_limit; /* 0: none */
+
 	/* request records (opts.on_request, request_record.h) */
 	bool rec_open;           /* a request is under way: a record is due */
 	struct fg_request_record rec;
@@ -300,6 +310,7 @@ struct svc_cache {
 	__u32 *members[FG_MAX_CLUSTERS]; /* backend ids, read on first use */
 	__u32 n_members[FG_MAX_CLUSTERS];
 	bool members_read[FG_MAX_CLUSTERS];
+	struct fg_hmap *aff;      /* session cookie hash -> backend id, on first use */
 };
 
 struct cache {
@@ -542,6 +553,17 @@ static inline __u64 now_ns(void)
 /* ---------- the parts ---------- */
 
 void px_abort_mid_response(struct conn *c, const char *why);
+__u64 px_affinity_hash(struct px_worker *p, const struct fg_addr *addr, int family, __be16 port,
+		       __u32 cidx);
+int px_pick_affine(struct px_worker *p, __u32 sid, __u64 hash, __u32 *bid);
+/* proxy_rules.c: the route's Ingress annotations in the request path. */
+bool px_rules_request(struct conn *c, const struct fg_route *route, size_t hlen, bool has_body);
+int px_rules_pick(struct conn *c, const struct fg_http_request *req, __u32 sid, __u32 *bid);
+int px_rules_upstream_head(struct conn *c, const struct fg_route *route,
+			   const struct fg_http_request *req, int n);
+bool px_rules_body_over(struct conn *c);
+size_t px_rules_response_fields(struct conn *c, char *buf, size_t len);
+unsigned px_rules_wait_ms(const struct conn *c);
 void px_backend_sockaddr(const struct pool_key *k, struct sockaddr_storage *ss, socklen_t *len);
 void px_bad_gateway(struct conn *c, int status, const char *why);
 bool px_canary_header_match(struct px_worker *p, const struct fg_canary *cn,
@@ -631,6 +653,7 @@ bool px_req_spliceable(const struct conn *c);
 void px_reset_exchange(struct conn *c);
 bool px_resp_spliceable(const struct conn *c);
 void px_respond_error(struct conn *c, int status, const char *text, bool close);
+void px_respond(struct conn *c, int status, const char *fields, const char *text, bool close);
 __u32 px_retry_flag(enum fail_kind kind);
 size_t px_rin_limit(const struct conn *c);
 const __u32 *px_ring_get(struct px_worker *p, __u32 sid, __u32 *size);

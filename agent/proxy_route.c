@@ -84,6 +84,7 @@ void px_routes_put(struct px_routes *rt)
 			if (r->canaries[j].has_pattern)
 				fg_regex_free(r->canaries[j].pattern);
 		free(r->canaries);
+		fg_route_opts_put(r->opts);
 	}
 	fg_tls_store_put(rt->tls);
 	free(rt->routes);
@@ -172,6 +173,7 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 		long ti = target_index(rt->tg, r->target);
 
 		*c = *r;
+		c->opts = fg_route_opts_get(r->opts); /* shared, immutable */
 		c->canaries = NULL;
 		c->n_canaries = 0;
 		c->target = ti >= 0 ? &rt->targets[ti] : NULL;
@@ -291,7 +293,7 @@ static const struct fg_route *match_in(const struct px_routes *rt, const __u32 *
 
 		if (exact ? strcmp(r->host, host) != 0 : !fg_host_matches(r->host, r->wildcard, host))
 			continue;
-		if (fg_path_matches(r->type, r->path, path))
+		if (fg_route_path_matches(r, path))
 			return r;
 	}
 	return NULL;
@@ -339,6 +341,9 @@ static void cache_clear(struct cache *k)
 		free(sc->ring);
 		for (c = 0; c < FG_MAX_CLUSTERS; c++)
 			free(sc->members[c]);
+		if (sc->aff)
+			fg_hmap_fini(sc->aff);
+		free(sc->aff);
 		free(sc);
 	}
 	fg_hmap_clear(&k->svcs);
@@ -449,6 +454,17 @@ bool px_excluded(__u32 id, const __u32 *ex, size_t n_ex)
 	return false;
 }
 
+/* Every backend of (sid, cidx), up or down: read on first use. */
+static void members_read(struct px_worker *p, struct svc_cache *sc, __u32 sid, __u32 cidx)
+{
+	if (sc->members_read[cidx])
+		return;
+	if (fg_dp_ring_read_shared(p->dp, &p->cache.slab, sid, cidx | FG_RING_MEMBERS,
+				   &sc->members[cidx], &sc->n_members[cidx]))
+		sc->n_members[cidx] = 0;
+	sc->members_read[cidx] = true;
+}
+
 /* A random up member of (sid, cidx) that is not excluded. */
 bool px_pick_in_cluster(struct px_worker *p, __u32 sid, __u32 cidx, const __u32 *ex,
 			size_t n_ex, __u32 *bid)
@@ -458,12 +474,7 @@ bool px_pick_in_cluster(struct px_worker *p, __u32 sid, __u32 cidx, const __u32 
 
 	if (!sc || cidx >= FG_MAX_CLUSTERS)
 		return false;
-	if (!sc->members_read[cidx]) {
-		if (fg_dp_ring_read_shared(p->dp, &p->cache.slab, sid, cidx | FG_RING_MEMBERS,
-					   &sc->members[cidx], &sc->n_members[cidx]))
-			sc->n_members[cidx] = 0;
-		sc->members_read[cidx] = true;
-	}
+	members_read(p, sc, sid, cidx);
 	if (!sc->n_members[cidx])
 		return false;
 	if (sc->n_members[cidx] > p->cache.cap_cands) {
@@ -526,6 +537,78 @@ int px_pick_backend(struct px_worker *p, __u32 sid, const __u32 *ex, size_t n_ex
 		}
 	}
 	return -ENOENT;
+}
+
+/* ---------- session affinity ---------- */
+
+/*
+ * What a session cookie names (affinity: cookie): a 64-bit hash of the
+ * endpoint's cluster, address and port. Names, not indexes or ids, so
+ * that every worker and every gateway replica reads the same endpoint
+ * from the same cookie.
+ */
+__u64 px_affinity_hash(struct px_worker *p, const struct fg_addr *addr, int family, __be16 port,
+		       __u32 cidx)
+{
+	char key[FG_NAME_LEN + INET6_ADDRSTRLEN + 16], abuf[INET6_ADDRSTRLEN];
+	int n;
+
+	n = snprintf(key, sizeof(key), "%s|%s|%u", px_cluster_name(p, cidx),
+		     fg_addr_str(addr, family, abuf, sizeof(abuf)), ntohs(port));
+	if (n < 0 || (size_t)n >= sizeof(key))
+		n = (int)strlen(key);
+	return (__u64)fg_bytes_hash(key, n, 0x61666631u) << 32 | fg_bytes_hash(key, n, 0x61666632u);
+}
+
+/* The endpoint a cookie hash names among the backends of service sid's
+ * clusters that serve now (those in its cluster ring), when it is up:
+ * 0, or -ENOENT (then the request is balanced as any other). */
+int px_pick_affine(struct px_worker *p, __u32 sid, __u64 hash, __u32 *bid)
+{
+	const struct fg_backend *be;
+	struct svc_cache *sc;
+	__u32 i, j, c;
+	__u64 *v;
+
+	cache_check(p);
+	sc = svc_get(p, sid);
+	if (!sc || !sc->ring)
+		return -ENOENT;
+	if (!sc->aff) {
+		/* Built once per routing epoch: cookie hash -> backend id. */
+		bool seen[FG_MAX_CLUSTERS] = {};
+
+		sc->aff = malloc(sizeof(*sc->aff));
+		if (!sc->aff)
+			return -ENOENT;
+		fg_hmap_init(sc->aff, sizeof(__u64));
+		for (i = 0; i < sc->size; i++) {
+			c = sc->ring[i];
+			if (c >= FG_MAX_CLUSTERS || seen[c])
+				continue;
+			seen[c] = true;
+			members_read(p, sc, sid, c);
+			for (j = 0; j < sc->n_members[c]; j++) {
+				__u32 id = sc->members[c][j];
+				__u64 h;
+
+				be = px_backend(p, id);
+				if (!be)
+					continue;
+				h = px_affinity_hash(p, &be->addr, be->family, be->port,
+						     be->cluster_idx);
+				fg_hmap_put(sc->aff, &h, id);
+			}
+		}
+	}
+	v = fg_hmap_get(sc->aff, &hash);
+	if (!v)
+		return -ENOENT;
+	be = px_backend(p, (__u32)*v);
+	if (!be || !(be->flags & FG_BACKEND_F_UP))
+		return -ENOENT;
+	*bid = (__u32)*v;
+	return 0;
 }
 
 /* ---------- passive health ---------- */

@@ -147,7 +147,7 @@ int px_tunnel_start(struct conn *c, const struct fg_http_response *r, size_t n)
 	buf_consume(&c->rin, n);
 	c->state = C_TUNNEL;
 	c->rs = R_BODY;
-	c->tunnel_idle_ms = p->opts.upstream_timeout_ms;
+	c->tunnel_idle_ms = c->read_ms; /* the route's proxy-read-timeout, or the proxy's */
 	c->up_eof = false;
 	c->t_cl_shut = c->t_up_shut = false;
 	/* Bytes the client sent after its request (pipelined frames) and

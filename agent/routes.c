@@ -228,10 +228,15 @@ void fg_plan_free(struct fg_plan *plan)
 		json_decref(plan->gateways[i].object);
 	free(plan->gateways);
 	free(plan->ingresses);
-	for (i = 0; i < plan->n_routes; i++)
+	for (i = 0; i < plan->n_routes; i++) {
 		route_free_canaries(&plan->routes[i]);
+		fg_route_opts_put(plan->routes[i].opts);
+	}
 	free(plan->routes);
+	for (i = 0; i < plan->n_l4; i++)
+		free(plan->l4[i].allow);
 	free(plan->l4);
+	json_decref(plan->l4_rejected);
 	for (i = 0; i < plan->n_targets; i++)
 		target_free(plan->targets[i]);
 	free(plan->targets);
@@ -1439,8 +1444,21 @@ static int parse_policy(json_t *ing, struct fg_route_policy *pol, char *reason)
 	return 0;
 }
 
+/* The Ingress's everyday annotations (route_opts.c), for its paths. */
+static int parse_opts(json_t *ing, const struct path_entry *pes, int n,
+		      struct fg_route_opts **opts, char *reason)
+{
+	const char *paths[64];
+	int i;
+
+	for (i = 0; i < n && i < 64; i++)
+		paths[i] = pes[i].path;
+	return fg_route_opts_parse(ing, paths, (size_t)i, opts, reason);
+}
+
 static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status *st)
 {
+	struct fg_route_opts *opts = NULL;
 	struct fg_route_policy policy;
 	struct path_entry *pes = NULL;
 	struct fg_target *targets[64];
@@ -1457,6 +1475,11 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		return n == -ENOMEM ? n : 0;
 	if (n > 64) {
 		reasonf(st->reason, "more than 64 paths in one Ingress");
+		goto out;
+	}
+	err = parse_opts(ing, pes, n, &opts, st->reason);
+	if (err) {
+		err = err == -ENOMEM ? err : 0;
 		goto out;
 	}
 	/* Validate everything before the first route is added: an Ingress is
@@ -1508,6 +1531,8 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		r->type = pes[i].type;
 		r->is_default = pes[i].is_default;
 		r->policy = policy;
+		r->opts = fg_route_opts_get(opts);
+		r->path_idx = (__u8)i;
 		snprintf(r->ingress, sizeof(r->ingress), "%s/%s", st->ns, st->name);
 		r->target = targets[i];
 		{
@@ -1524,6 +1549,7 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 	}
 	st->accepted = true;
 out:
+	fg_route_opts_put(opts);
 	free(pes);
 	return err;
 }
@@ -1784,6 +1810,52 @@ static int ingresses(struct builder *b)
 
 /* ---------- L4 ---------- */
 
+#define ANN_LB_SOURCE_RANGES "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+/* A LoadBalancer Service's source ranges: spec.loadBalancerSourceRanges,
+ * else (as Kubernetes reads them) the annotation's comma-separated list.
+ * -EINVAL with reason for an element that is no CIDR. */
+static int lb_source_ranges(json_t *svc, struct fg_cidr **out, size_t *n, char *reason)
+{
+	json_t *ranges = jget(svc, "spec.loadBalancerSourceRanges"), *r;
+	const char *ann = annotation_raw(svc, ANN_LB_SOURCE_RANGES);
+	char *list = NULL, bad[96];
+	size_t i, len = 0;
+	int err;
+
+	*out = NULL;
+	*n = 0;
+	if (json_array_size(ranges)) {
+		json_array_foreach(ranges, i, r) {
+			const char *v = json_string_value(r);
+
+			len += (v ? strlen(v) : 0) + 1;
+		}
+		list = calloc(1, len + 1);
+		if (!list)
+			return -ENOMEM;
+		json_array_foreach(ranges, i, r) {
+			const char *v = json_string_value(r);
+
+			/* A non-string element is an empty one: refused below. */
+			if (i)
+				strcat(list, ",");
+			strcat(list, v && !strchr(v, ',') ? v : "");
+		}
+		err = fg_cidr_list_parse(list, out, n, bad, sizeof(bad));
+		free(list);
+		if (err == -EINVAL)
+			reasonf(reason, "spec.loadBalancerSourceRanges: %s", bad);
+		return err;
+	}
+	if (!ann || !*ann)
+		return 0;
+	err = fg_cidr_list_parse(ann, out, n, bad, sizeof(bad));
+	if (err == -EINVAL)
+		reasonf(reason, "%s: %s", ANN_LB_SOURCE_RANGES, bad);
+	return err;
+}
+
 static int l4_services(struct builder *b)
 {
 	static const struct subset all = {};
@@ -1797,16 +1869,29 @@ static int l4_services(struct builder *b)
 	for (i = 0; i < n && !err; i++) {
 		const char *ns = jstr_or(svcs[i], "metadata.namespace", "default");
 		const char *name = jstr_or(svcs[i], "metadata.name", "");
+		char key[FG_ID_LEN * 5 + 16], why[FG_REASON_LEN];
+		struct fg_cidr *allow;
+		size_t n_allow;
 
 		if (strcmp(jstr_or(svcs[i], "spec.type", ""), "LoadBalancer"))
 			continue;
-		if (b->opts->no_room) {
-			char key[FG_ID_LEN * 5 + 16];
-
-			snprintf(key, sizeof(key), "Service %s/%s", ns, name);
-			if (json_object_get(b->opts->no_room, key))
-				continue;
+		snprintf(key, sizeof(key), "Service %s/%s", ns, name);
+		if (b->opts->no_room && json_object_get(b->opts->no_room, key))
+			continue;
+		/* A range that cannot be read: the Service is not exposed
+		 * at all (never to every source). */
+		err = lb_source_ranges(svcs[i], &allow, &n_allow, why);
+		if (err == -EINVAL) {
+			err = 0;
+			if (!b->plan->l4_rejected)
+				b->plan->l4_rejected = json_object();
+			if (!b->plan->l4_rejected ||
+			    json_object_set_new(b->plan->l4_rejected, key, json_string(why)))
+				err = -ENOMEM;
+			continue;
 		}
+		if (err)
+			break;
 		json_array_foreach(jget(svcs[i], "spec.ports"), j, port) {
 			json_t *num = json_object_get(port, "port");
 			const char *proto = jstr_or(port, "protocol", "TCP");
@@ -1840,7 +1925,17 @@ static int l4_services(struct builder *b)
 			lp->proto = strcmp(proto, "UDP") ? FG_PROTO_TCP : FG_PROTO_UDP;
 			lp->port = req.port;
 			lp->target = t;
+			if (n_allow) {
+				lp->allow = malloc(n_allow * sizeof(*allow));
+				if (!lp->allow) {
+					err = -ENOMEM;
+					break;
+				}
+				memcpy(lp->allow, allow, n_allow * sizeof(*allow));
+				lp->n_allow = n_allow;
+			}
 		}
+		free(allow);
 	}
 	free(svcs);
 	return err;
@@ -1851,6 +1946,7 @@ static int l4_services(struct builder *b)
 static int route_order(const void *a, const void *b)
 {
 	const struct fg_route *x = a, *y = b;
+	bool xe, ye;
 	int c;
 
 	/* Default backends last; exact hosts before wildcards before any. */
@@ -1862,9 +1958,12 @@ static int route_order(const void *a, const void *b)
 	c = strcmp(x->host, y->host);
 	if (c)
 		return c;
-	/* Exact paths first, then the longest prefix. */
-	if ((x->type == FG_PATH_EXACT) != (y->type == FG_PATH_EXACT))
-		return x->type == FG_PATH_EXACT ? -1 : 1;
+	/* Exact paths first, then the longest prefix; regex paths are
+	 * prefixes here, ordered by length (ingress-nginx's order). */
+	xe = x->type == FG_PATH_EXACT && !fg_route_is_regex(x);
+	ye = y->type == FG_PATH_EXACT && !fg_route_is_regex(y);
+	if (xe != ye)
+		return xe ? -1 : 1;
 	c = (int)strlen(y->path) - (int)strlen(x->path);
 	if (c)
 		return c;
@@ -1903,6 +2002,8 @@ int fg_plan_compute(const struct fg_snapshot *snap, const struct fg_plan_opts *o
 	if (!err)
 		err = fg_tls_plan_compute(snap->fleet, b.plan, opts->tls_cache, (time_t)opts->now,
 					  NULL);
+	if (!err)
+		err = fg_routes_enforce_regex(b.plan->routes, b.plan->n_routes);
 	if (!err && b.plan->n_routes)
 		qsort(b.plan->routes, b.plan->n_routes, sizeof(*b.plan->routes), route_order);
 out:
@@ -2167,6 +2268,43 @@ static json_t *target_json(const struct fg_target *t)
 			 "subset", t->subset, "clusters", clusters);
 }
 
+/* What the route's everyday annotations set (route_opts.c), for
+ * `fleetgatectl get routes -o json`. */
+static json_t *opts_json(const struct fg_route *r)
+{
+	const struct fg_route_opts *o = r->opts;
+	json_t *j = json_object();
+
+	if (!j)
+		return NULL;
+	if (fg_route_is_regex(r))
+		json_object_set_new(j, "pathRegex", json_true());
+	if (o->n_allow)
+		json_object_set_new(j, "allowRanges", json_integer((json_int_t)o->n_allow));
+	if (o->n_deny)
+		json_object_set_new(j, "denyRanges", json_integer((json_int_t)o->n_deny));
+	if (o->rewrite_target)
+		json_object_set_new(j, "rewriteTarget", json_string(o->rewrite_target));
+	if (o->app_root)
+		json_object_set_new(j, "appRoot", json_string(o->app_root));
+	if (o->redirect)
+		json_object_set_new(j, "redirect", json_pack("{s:s, s:i}", "url", o->redirect,
+							     "code", o->redirect_code));
+	if (o->upstream_vhost)
+		json_object_set_new(j, "upstreamVhost", json_string(o->upstream_vhost));
+	if (o->connect_timeout_ms)
+		json_object_set_new(j, "connectTimeoutMs", json_integer(o->connect_timeout_ms));
+	if (o->read_timeout_ms)
+		json_object_set_new(j, "readTimeoutMs", json_integer(o->read_timeout_ms));
+	if (o->send_timeout_ms)
+		json_object_set_new(j, "sendTimeoutMs", json_integer(o->send_timeout_ms));
+	if (o->body_limit_set)
+		json_object_set_new(j, "bodyLimit", json_integer((json_int_t)o->body_limit));
+	if (o->affinity)
+		json_object_set_new(j, "affinityCookie", json_string(o->cookie_name));
+	return j;
+}
+
 json_t *fg_plan_routes_json(const struct fg_plan *plan)
 {
 	json_t *arr = json_array();
@@ -2174,7 +2312,7 @@ json_t *fg_plan_routes_json(const struct fg_plan *plan)
 
 	for (i = 0; i < plan->n_routes; i++) {
 		const struct fg_route *r = &plan->routes[i];
-		json_t *canaries = json_array();
+		json_t *canaries = json_array(), *rj;
 		char host[FG_HOST_LEN + 2];
 
 		snprintf(host, sizeof(host), "%s%s", r->wildcard ? "*." : "", r->host[0] ? r->host : "*");
@@ -2197,10 +2335,13 @@ json_t *fg_plan_routes_json(const struct fg_plan *plan)
 			}
 			json_array_append_new(canaries, cj);
 		}
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o}",
+		rj = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o, s:o}",
 			"host", host, "path", r->path, "pathType", fg_path_type_name(r->type),
 			"default", r->is_default, "ingress", r->ingress,
-			"target", target_json(r->target), "canaries", canaries));
+			"target", target_json(r->target), "canaries", canaries);
+		if (rj && r->opts)
+			json_object_set_new(rj, "annotations", opts_json(r));
+		json_array_append_new(arr, rj);
 	}
 	return arr;
 }

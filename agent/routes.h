@@ -161,8 +161,103 @@ struct fg_route_policy {
 bool fg_next_upstream_parse(const char *s, __u32 *out, char *bad, size_t bad_len);
 void fg_next_upstream_str(__u32 nu, char *buf, size_t len);
 
+/* A source address range of a source-range annotation (route_opts.c). */
+struct fg_cidr {
+	struct fg_addr addr; /* network byte order, host bits cleared */
+	__u8 family;         /* FG_AF_INET / FG_AF_INET6 */
+	__u8 prefix;         /* 0..32, 0..128 */
+};
+
+/* One path of an Ingress, in the order of its spec (fg_route.path_idx). */
+struct fg_route_path {
+	char *path;          /* as written */
+	/* Set when the path is matched as a regex, ingress-nginx's
+	 * `location ~* "^PATH"`: PCRE2, caseless, anchored at the start. */
+	struct fg_regex *re;
+};
+
+/*
+ * The everyday annotations of an Ingress (docs/annotations.md), parsed once
+ * by fg_route_opts_parse. One object per Ingress, shared by its routes in
+ * the plan and in the proxy's snapshots, and by the requests under way:
+ * immutable once the plan is computed, freed when the last reference goes
+ * (the workers run on several threads, so the count is atomic).
+ */
+struct fg_route_opts {
+	int refs;                   /* atomic */
+	struct fg_cidr *allow;      /* allowlist/whitelist-source-range; NULL: any */
+	size_t n_allow;
+	struct fg_cidr *deny;       /* denylist-source-range */
+	size_t n_deny;
+	struct fg_route_path *paths;
+	size_t n_paths;
+	bool use_regex;             /* use-regex: "true" (session-cookie-path needed) */
+	char *rewrite_target;       /* NULL: none; $1..$9 are capture groups */
+	char *app_root;             /* NULL: none */
+	char *redirect;             /* temporal- or permanent-redirect URL, NULL: none */
+	int redirect_code;
+	char *upstream_vhost;       /* NULL: the request's Host */
+	__u32 connect_timeout_ms;   /* 0: the proxy's */
+	__u32 read_timeout_ms;
+	__u32 send_timeout_ms;
+	bool body_limit_set;        /* proxy-body-size given */
+	unsigned long long body_limit; /* bytes, 0: unlimited */
+	/* affinity: cookie */
+	bool affinity;
+	bool aff_persistent;        /* affinity-mode: persistent */
+	bool aff_change_on_failure; /* session-cookie-change-on-failure */
+	bool cookie_secure;
+	char *cookie_name;          /* INGRESSCOOKIE by default */
+	char *cookie_path;          /* NULL: the route's path */
+	char *cookie_samesite;      /* NULL: none */
+	long long cookie_max_age;   /* -1: none */
+	long long cookie_expires;   /* seconds from now, -1: none */
+};
+
+/*
+ * Parses the Ingress's everyday annotations for its n_paths paths (the
+ * order of ingress_paths). *out stays NULL when none is set. A bad value
+ * is -EINVAL with reason (FG_REASON_LEN) saying which and why; -ENOMEM.
+ */
+int fg_route_opts_parse(json_t *ing, const char *const *paths, size_t n_paths,
+			struct fg_route_opts **out, char *reason);
+/* "10.0.0.0/8, 192.0.2.7, 2001:db8::/32" (an address alone is a /32 or
+ * /128; host bits are cleared). -EINVAL with bad saying which element;
+ * -ENOMEM. *out is malloc'ed. */
+int fg_cidr_list_parse(const char *s, struct fg_cidr **out, size_t *n_out, char *bad,
+		       size_t bad_len);
+bool fg_cidr_match(const struct fg_cidr *v, size_t n, int family, const struct fg_addr *a);
+/* nginx's size: bytes, or a number with k/K, m/M or g/G. 0 or -EINVAL. */
+int fg_size_parse(const char *s, unsigned long long *out);
+
+/*
+ * What a redirect URL or rewrite target may refer to: capture groups
+ * ($1..$9, $0 the whole match) of the path regex, and the nginx variables
+ * $request_uri, $uri, $args (= $query_string), $is_args, $host,
+ * $http_host, $scheme (also as ${name}).
+ */
+struct fg_expand_vars {
+	const char *subject;       /* what the regex matched, NULL: no groups */
+	const size_t *ovector;     /* fg_regex_match_groups' */
+	int n_pairs;
+	const char *request_uri, *uri, *args, *host, *http_host, *scheme;
+	size_t request_uri_len, uri_len, args_len, host_len, http_host_len;
+};
+/* Writes tmpl with its references replaced into out (NUL-terminated);
+ * returns the length, -ENOSPC, or -EINVAL (an unknown variable, a lone $).
+ * v NULL: only checks the template. */
+int fg_expand(const char *tmpl, const struct fg_expand_vars *v, char *out, size_t cap);
+
+/* Takes / drops a reference (NULL is fine). */
+struct fg_route_opts *fg_route_opts_get(struct fg_route_opts *o);
+void fg_route_opts_put(struct fg_route_opts *o);
+
 struct fg_route {
 	struct fg_route_policy policy;
+	/* The Ingress's annotations (a reference), NULL when it has none;
+	 * path_idx is the route's path in it. */
+	struct fg_route_opts *opts;
+	__u8 path_idx;
 	char host[FG_HOST_LEN]; /* "" matches any host */
 	bool wildcard;          /* host is "*.suffix" */
 	char path[FG_PATH_LEN];
@@ -183,6 +278,11 @@ struct fg_l4_port {
 	__u8 proto; /* FG_PROTO_TCP / FG_PROTO_UDP */
 	__u16 port;
 	struct fg_target *target;
+	/* spec.loadBalancerSourceRanges (or the annotation
+	 * service.beta.kubernetes.io/load-balancer-source-ranges): the XDP
+	 * allowlist of the listener; NULL: every source. Owned. */
+	struct fg_cidr *allow;
+	size_t n_allow;
 };
 
 struct fg_ingress_status {
@@ -212,6 +312,9 @@ struct fg_plan {
 	size_t n_routes;
 	struct fg_l4_port *l4;
 	size_t n_l4;
+	/* LoadBalancer Services not programmed: "Service ns/name" -> why
+	 * (a bad source range). */
+	json_t *l4_rejected;
 	struct fg_target **targets; /* every distinct target, owned here */
 	size_t n_targets;
 	char **clusters; /* attached cluster ids, in order */
@@ -264,6 +367,17 @@ const char *fg_annotation(json_t *obj, const char *key);
 /* Kubernetes path matching: Exact, or Prefix element-wise ("/foo" matches
  * "/foo" and "/foo/bar", not "/foobar"). */
 bool fg_path_matches(enum fg_path_type type, const char *pattern, const char *path);
+/* A route's path against a request path (no query): its regex when the
+ * path is one (use-regex, rewrite-target), else fg_path_matches. */
+bool fg_route_path_matches(const struct fg_route *r, const char *path);
+/* The route's path is matched as a regex. */
+bool fg_route_is_regex(const struct fg_route *r);
+/*
+ * ingress-nginx's rule: when one route of a host is a regex, every route of
+ * that host is matched as one (`~* "^PATH"`), whatever Ingress it comes
+ * from. Run on the plan's routes before they are ordered. -ENOMEM.
+ */
+int fg_routes_enforce_regex(struct fg_route *routes, size_t n);
 /* Host matching: exact (case-insensitive) or "*.suffix" matching exactly
  * one more label; "" matches any. */
 bool fg_host_matches(const char *pattern, bool wildcard, const char *host);
