@@ -762,6 +762,12 @@ struct fg_tls_store *fg_control_tls_store(struct fg_control *c)
 	return s;
 }
 
+json_t *fg_control_fleet_object(struct fg_control *c, const char *kind, const char *ns,
+				const char *name)
+{
+	return c->store ? fg_objstore_fleet_find(c->store, kind, ns, name) : NULL;
+}
+
 unsigned long fg_control_tls_gen(const struct fg_control *c)
 {
 	return __atomic_load_n(&c->tls_gen, __ATOMIC_ACQUIRE);

@@ -64,6 +64,11 @@ unsigned long fg_control_plan_serial(const struct fg_control *c);
 struct fg_tls_store *fg_control_tls_store(struct fg_control *c);
 /* The newest store's generation (0: none yet). Readable from any thread. */
 unsigned long fg_control_tls_gen(const struct fg_control *c);
+/* A fleet object ("Secret", "web", "ca") as the sources have it now
+ * (borrowed: valid until the next fg_control_process), NULL when none.
+ * Control thread only. */
+json_t *fg_control_fleet_object(struct fg_control *c, const char *kind, const char *ns,
+				const char *name);
 /* Service id of a target in the data plane, or -ENOENT. */
 int fg_control_service_id(struct fg_control *c, const struct fg_target *t);
 /* Parses --listen "ADDR:PORT" / "[ADDR]:PORT". */

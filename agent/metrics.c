@@ -794,6 +794,71 @@ static void gauge1(struct fg_expo *e, const char *name, const char *help, double
 	fg_expo_double(e, name, NULL, v);
 }
 
+/* The TLS listeners (docs/operations.md "Metrics"): handshakes by listener
+ * and version, failures by listener and reason, and each certificate's
+ * notAfter. */
+static void render_tls(struct fg_metrics *m, struct fg_expo *e, json_t *tls,
+		       const struct fg_proxy_counters *c)
+{
+	json_t *ls = json_object_get(tls, "listeners"), *l, *v, *ans, *req;
+	const char *reason;
+	size_t i;
+
+	fg_expo_family(e, "fleetgate_tls_handshakes_total", "counter",
+		       "TLS handshakes completed, by listener and version.");
+	json_array_foreach(ls, i, l) {
+		const char *name = json_string_value(json_object_get(l, "listener"));
+		const char *l12[] = { "listener", name, "version", "TLSv1.2", NULL };
+		const char *l13[] = { "listener", name, "version", "TLSv1.3", NULL };
+
+		fg_expo_u64(e, "fleetgate_tls_handshakes_total", l12,
+			    jint(l, "tls12"));
+		fg_expo_u64(e, "fleetgate_tls_handshakes_total", l13,
+			    jint(l, "tls13"));
+	}
+	fg_expo_family(e, "fleetgate_tls_handshake_errors_total", "counter",
+		       "TLS handshakes that failed, by listener and reason (timeout, closed, "
+		       "protocol_version, alert, protocol, internal).");
+	json_array_foreach(ls, i, l) {
+		const char *name = json_string_value(json_object_get(l, "listener"));
+
+		json_object_foreach(json_object_get(l, "errors"), reason, v) {
+			const char *lb[] = { "listener", name, "reason", reason, NULL };
+
+			fg_expo_u64(e, "fleetgate_tls_handshake_errors_total", lb,
+				    (__u64)json_integer_value(v));
+		}
+	}
+	counter1(e, "fleetgate_tls_sessions_resumed_total",
+		 "Completed TLS handshakes that resumed a session (ticket).", c->tls_resumed);
+	counter1(e, "fleetgate_tls_ktls_connections_total",
+		 "Completed TLS handshakes whose transmit keys went to the kernel (kTLS).",
+		 c->tls_ktls);
+	/* Certificates: what get certificates shows, on this (the control)
+	 * thread. */
+	req = json_pack("{s:s}", "get", "certificates");
+	ans = req ? fg_control_admin(req, m->control) : NULL;
+	json_decref(req);
+	fg_expo_family(e, "fleetgate_tls_certificate_expiry_timestamp_seconds", "gauge",
+		       "notAfter of each certificate in use (Unix time), by the Secret and host "
+		       "it serves; host \"(default)\" for the default certificate.");
+	json_array_foreach(json_object_get(ans, "items"), i, l) {
+		const char *secret = json_string_value(json_object_get(l, "secret"));
+		const char *slash = secret ? strchr(secret, '/') : NULL;
+		char ns[128] = "";
+		const char *lb[] = { "namespace", ns, "secret", slash ? slash + 1 : secret ? secret : "",
+				     "host", json_string_value(json_object_get(l, "host")), NULL };
+
+		if (!json_is_integer(json_object_get(l, "notAfterUnix")) || !lb[5])
+			continue;
+		if (slash)
+			snprintf(ns, sizeof(ns), "%.*s", (int)(slash - secret), secret);
+		fg_expo_double(e, "fleetgate_tls_certificate_expiry_timestamp_seconds", lb,
+			       (double)json_integer_value(json_object_get(l, "notAfterUnix")));
+	}
+	json_decref(ans);
+}
+
 static void render_proxy(struct fg_metrics *m, struct fg_expo *e)
 {
 	struct fg_proxy_counters c;
@@ -869,23 +934,8 @@ static void render_proxy(struct fg_metrics *m, struct fg_expo *e)
 		 c.tunnels);
 	gauge1(e, "fleetgate_http_workers", "Proxy event loops (threads).",
 	       (double)jint(st, "workers"));
-	if (json_object_get(st, "tls")) {
-		const char *v12[] = { "version", "TLSv1.2", NULL };
-		const char *v13[] = { "version", "TLSv1.3", NULL };
-
-		fg_expo_family(e, "fleetgate_tls_handshakes_total", "counter",
-			       "TLS handshakes completed on --listen-tls listeners, by version.");
-		fg_expo_u64(e, "fleetgate_tls_handshakes_total", v12, c.tls_v12);
-		fg_expo_u64(e, "fleetgate_tls_handshakes_total", v13, c.tls_v13);
-		counter1(e, "fleetgate_tls_handshake_errors_total",
-			 "TLS handshakes that failed (protocol or certificate error, timeout, "
-			 "client gone).", c.tls_handshake_errors);
-		counter1(e, "fleetgate_tls_sessions_resumed_total",
-			 "Completed TLS handshakes that resumed a session (ticket).", c.tls_resumed);
-		counter1(e, "fleetgate_tls_ktls_connections_total",
-			 "Completed TLS handshakes whose transmit keys went to the kernel (kTLS).",
-			 c.tls_ktls);
-	}
+	if (json_object_get(st, "tls"))
+		render_tls(m, e, json_object_get(st, "tls"), &c);
 	json_decref(st);
 }
 

@@ -304,6 +304,15 @@ static int fleet_effect(json_t *old, json_t *new, struct fg_changes *ch)
 	return 0;
 }
 
+json_t *fg_objstore_fleet_find(const struct fg_objstore *s, const char *kind, const char *ns,
+			       const char *name)
+{
+	char key[512];
+
+	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", kind, ns, name);
+	return json_array_get(json_object_get(s->fleet_by_key, key), 0);
+}
+
 static int fleet_change(struct fg_objstore *s, json_t *old, json_t *new, struct fg_changes *ch)
 {
 	char key[512];

@@ -57,6 +57,10 @@ int fg_objstore_change(struct fg_objstore *s, const char *origin, json_t *old, j
 int fg_objstore_snapshot(struct fg_objstore *s, struct fg_snapshot *snap);
 /* Objects held (duplicates included). */
 size_t fg_objstore_count(const struct fg_objstore *s);
+/* A fleet object by kind, namespace and name (the first one of the key),
+ * borrowed; NULL when there is none. */
+json_t *fg_objstore_fleet_find(const struct fg_objstore *s, const char *kind, const char *ns,
+			       const char *name);
 /* The index of one cluster, NULL when it has no object. */
 const struct fg_cindex *fg_objstore_cluster(const struct fg_objstore *s, const char *cid);
 

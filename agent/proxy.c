@@ -290,16 +290,16 @@ static void accept_pause(struct px_worker *p, bool pause)
 
 /* A client of a TLS listener: its session from the current certificate
  * store; the handshake runs in C_TLS. */
-static int tls_accept(struct px_worker *p, struct conn *c)
+static int tls_accept(struct px_worker *p, struct conn *c, int ls_idx)
 {
 	struct px_routes *rt = px_routes_current(p);
 
+	c->ls_idx = (__u8)ls_idx;
 	c->tls.ssl = rt && rt->tls ? fg_tls_new_server_ssl(rt->tls) : NULL;
 	if (!c->tls.ssl || !SSL_set_fd(c->tls.ssl, c->fd)) {
 		px_tls_free(c);
-		STAT_INC(p, tls_handshake_errors);
-		snprintf(p->tls_last_error, sizeof(p->tls_last_error), "%s: %s", c->ip,
-			 rt && rt->tls ? "out of memory" : "no certificate store");
+		px_tls_handshake_failed(c, PX_TLS_FAIL_INTERNAL,
+					rt && rt->tls ? "out of memory" : "no certificate store");
 		return -ENOMEM;
 	}
 	SSL_set_accept_state(c->tls.ssl);
@@ -368,7 +368,7 @@ void px_do_accept(struct px_listener *l)
 		c->activity = c->last_rx = c->head_start = now_ms();
 		px_client_ip(&ss, c->ip, sizeof(c->ip));
 		if (l->tls) {
-			if (tls_accept(p, c)) {
+			if (tls_accept(p, c, l->idx)) {
 				px_client_release(p, c->slot);
 				close(fd);
 				free(c);
@@ -1042,6 +1042,44 @@ static json_t *local_errors_json(const struct fg_proxy *srv)
 	return fg_local_errors_json(&sum);
 }
 
+/* Each TLS listener's handshakes by version and failures by reason, every
+ * worker's together. */
+static json_t *tls_listeners_json(const struct fg_proxy *srv)
+{
+	static const char *const reasons[PX_TLS_FAIL_N] = {
+		[PX_TLS_FAIL_TIMEOUT] = "timeout", [PX_TLS_FAIL_CLOSED] = "closed",
+		[PX_TLS_FAIL_VERSION] = "protocol_version", [PX_TLS_FAIL_ALERT] = "alert",
+		[PX_TLS_FAIL_PROTOCOL] = "protocol", [PX_TLS_FAIL_INTERNAL] = "internal",
+	};
+	json_t *arr = json_array();
+	char abuf[INET6_ADDRSTRLEN], name[INET6_ADDRSTRLEN + 16];
+	int l, w, r;
+
+	for (l = 1; arr && l < srv->n_ls; l++) {
+		const struct px_listen_addr *la = &srv->ls[l];
+		__u64 v12 = 0, v13 = 0;
+		json_t *errs = json_object();
+
+		snprintf(name, sizeof(name), la->family == FG_AF_INET6 ? "[%s]:%u" : "%s:%u",
+			 fg_addr_str(&la->addr, la->family, abuf, sizeof(abuf)), la->port);
+		for (w = 0; w < srv->n_workers; w++) {
+			v12 += LOAD(srv->workers[w].tls_hs[l][0]);
+			v13 += LOAD(srv->workers[w].tls_hs[l][1]);
+		}
+		for (r = 0; errs && r < PX_TLS_FAIL_N; r++) {
+			__u64 n = 0;
+
+			for (w = 0; w < srv->n_workers; w++)
+				n += LOAD(srv->workers[w].tls_fail[l][r]);
+			json_object_set_new(errs, reasons[r], json_integer((json_int_t)n));
+		}
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:o}", "listener", name,
+						     "tls12", (json_int_t)v12, "tls13",
+						     (json_int_t)v13, "errors", errs));
+	}
+	return arr;
+}
+
 json_t *fg_proxy_stats(const struct fg_proxy *srv)
 {
 	struct fg_proxy_counters st, *s = &st;
@@ -1103,6 +1141,7 @@ json_t *fg_proxy_stats(const struct fg_proxy *srv)
 			"tls13", (json_int_t)s->tls_v13,
 			"ktls", (json_int_t)s->tls_ktls,
 			"lastError", last));
+		json_object_set_new(json_object_get(j, "tls"), "listeners", tls_listeners_json(srv));
 	}
 	json_object_set_new(j, "localErrors", local_errors_json(srv));
 	json_object_set_new(j, "fdBudget", json_integer(LOAD(srv->fd_budget)));

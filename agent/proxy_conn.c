@@ -4,6 +4,7 @@
  * an upstream, error answers, retries, keep-alive and closing.
  */
 #include "proxy_int.h"
+#include "fleetgate_hash.h"
 
 const char *px_status_text(int status)
 {
@@ -76,6 +77,7 @@ void px_conn_close(struct conn *c)
 void px_conn_free(struct conn *c)
 {
 	px_tls_free(c);
+	SSL_CTX_free(c->up_ctx);
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->upo);
@@ -221,6 +223,8 @@ void px_reset_exchange(struct conn *c)
 	c->rs = R_HEAD;
 	c->rin.off = c->rin.len = 0;
 	c->upgrade[0] = '\0';
+	SSL_CTX_free(c->up_ctx);
+	c->up_ctx = NULL;
 }
 
 /* RFC 9110 §9.2.2: the methods a proxy may send again. */
@@ -274,6 +278,10 @@ void px_start_request(struct conn *c, size_t hlen)
 	c->policy = route->policy;
 	if (px_rules_request(c, route, hlen, has_body))
 		return; /* answered by an annotation (413, redirect, 403) */
+	if (px_tls_upstream_take(c, p->routes, route, req)) {
+		buf_consume(&c->in, hlen);
+		return; /* 502: no TLS context for its endpoints */
+	}
 	t = px_choose_target(p, route, req);
 	snprintf(c->service, sizeof(c->service), "%s/%s%s%s", t->ns, t->service,
 		 t->subset[0] ? " subset " : "", t->subset);
@@ -543,6 +551,11 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 	key.addr = be->addr;
 	key.port = be->port;
 	key.family = be->family;
+	key.tls = c->up_ctx != NULL;
+	if (c->up_ctx)
+		key.tls_id = fg_bytes_hash(c->up_sni, strlen(c->up_sni),
+					   (__u32)(uintptr_t)c->up_ctx) ^
+			     ((__u64)(uintptr_t)c->up_ctx << 16) ^ c->up_send_sni;
 	px_rec_upstream(c, &key.addr, key.family, key.port, be->cluster_idx);
 	while (use_pool && (u = px_pool_get(p, &key))) {
 		if (c->idempotent || px_pooled_alive(u)) {
@@ -590,6 +603,8 @@ void px_dispatch(struct conn *c, __u32 bid, bool use_pool)
 	c->up = u;
 	c->up_activity = now_ms();
 	px_pool_busy(u);
+	if (c->up_ctx && !u->tls.ssl && px_up_tls_start(c, u))
+		px_upstream_failed(c, F_LOCAL, ENOMEM, "TLS session");
 }
 
 /* The route sends a request answered with this status to another
@@ -966,8 +981,9 @@ void px_on_upstream(struct upstream *u, unsigned ev)
 				return;
 			}
 			if (r < 0) {
-				STAT_INC(c->p, connect_failures);
-				px_upstream_failed(c, F_CONNECT, 0, why);
+				if (r == -1)
+					STAT_INC(c->p, connect_failures);
+				px_upstream_failed(c, r == -2 ? F_TLS_VERIFY : F_CONNECT, 0, why);
 				px_conn_progress(c);
 				return;
 			}
@@ -1072,8 +1088,7 @@ void px_check_conn(struct conn *c, __u64 now)
 	case C_TLS:
 		if (now - c->head_start >= o->header_timeout_ms) {
 			STAT_INC(c->p, timeouts);
-			px_tls_handshake_failed(c, "handshake not complete in time");
-			STAT_INC(c->p, tls_handshake_errors);
+			px_tls_handshake_failed(c, PX_TLS_FAIL_TIMEOUT, "handshake not complete in time");
 			px_conn_close(c);
 		}
 		break;

@@ -93,6 +93,19 @@ enum fail_kind {
 	F_HEAD_TIMEOUT,    /* no response head in time */
 	F_INVALID_HEADER,  /* a response head we will not relay */
 	F_STATUS,          /* a status the route retries (http_502, ...) */
+	F_TLS_VERIFY,      /* its certificate failed proxy-ssl-verify: the
+			    * route's settings, not the endpoint's health */
+};
+
+/* Why a client's TLS handshake failed (metrics' reason label). */
+enum px_tls_fail {
+	PX_TLS_FAIL_TIMEOUT,      /* not complete within the header timeout */
+	PX_TLS_FAIL_CLOSED,       /* the client closed or reset the connection */
+	PX_TLS_FAIL_VERSION,      /* no protocol version in common */
+	PX_TLS_FAIL_ALERT,        /* the client sent a fatal alert */
+	PX_TLS_FAIL_PROTOCOL,     /* anything else OpenSSL refused (not TLS, ...) */
+	PX_TLS_FAIL_INTERNAL,     /* no certificate store, no memory */
+	PX_TLS_FAIL_N
 };
 
 /* A TLS session on a socket, client or upstream side (proxy_tls.c): what
@@ -118,6 +131,11 @@ struct pool_key {
 	__be16 port;
 	__u8 family;
 	__u8 tls;                 /* HTTPS upstream: its own pool */
+	__u32 pad;
+	/* HTTPS: the client context and the name sent and verified: a
+	 * connection verified for one route's settings is never reused for
+	 * another's. 0 for plain TCP. */
+	__u64 tls_id;
 };
 
 struct upstream {
@@ -177,6 +195,7 @@ struct conn {
 	/* TLS (proxy_tls.c): the session (tls.ssl NULL on a plain listener). */
 	struct px_sslio tls;
 	bool ktls_tx;             /* the kernel encrypts what we write */
+	__u8 ls_idx;              /* the listener it came from (srv->ls) */
 	struct client_slot *slot;
 	__u64 head_start;        /* first byte of the current head, 0: idle */
 	__u64 activity;          /* last byte from/to the client */
@@ -236,6 +255,12 @@ struct conn {
 	bool t_cl_shut, t_up_shut;
 	unsigned tunnel_idle_ms;
 
+	/* backend-protocol HTTPS: the route's client context (a reference),
+	 * NULL for plain endpoints. */
+	SSL_CTX *up_ctx;
+	char up_sni[FG_HOST_LEN];  /* sent and verified; "" none */
+	bool up_send_sni;
+
 	/* Parked (threaded workers): no endpoint left for a retry in the
 	 * rings this worker read, while a mark-down it queued waits for the
 	 * control thread, whose ring rebuild may open another cluster (a
@@ -289,6 +314,11 @@ struct px_routes {
 	unsigned long gen;        /* publication number (srv->routes_gen) */
 	/* The SNI store for TLS listeners (a reference; NULL without any). */
 	struct fg_tls_store *tls;
+	/* backend-protocol HTTPS: per route, the client context (a
+	 * reference, shared by the routes of one Ingress), or why there is
+	 * none (upstream_ssl_error); both NULL for plain endpoints. */
+	SSL_CTX **up_ctx;
+	char **up_err;
 	struct fg_route *routes;  /* in match order, canaries copied */
 	size_t n_routes;
 	struct px_targets *tg;
@@ -384,6 +414,10 @@ struct px_worker {
 	__u64 windows;            /* sockmap: windows opened */
 	__u64 empty_reads;        /* reads that found nothing (EAGAIN) */
 	char tls_last_error[160]; /* the last failed handshake */
+	/* per listener: completed handshakes by version (0: 1.2, 1: 1.3),
+	 * failed ones by reason (enum px_tls_fail) */
+	__u64 tls_hs[FG_PROXY_MAX_LISTENERS][2];
+	__u64 tls_fail[FG_PROXY_MAX_LISTENERS][PX_TLS_FAIL_N];
 	__u64 md_gen;             /* srv->md_queued after its last mark-down */
 	unsigned n_parked;
 	int tfd;                  /* sockmap: timerfd, armed while a window or
@@ -695,9 +729,12 @@ bool px_tls_step(struct conn *c);
 void px_tls_close_notify(struct conn *c);
 void px_tls_free(struct conn *c);
 int px_up_tls_step(struct upstream *u, char *why, size_t len);
+bool px_tls_upstream_take(struct conn *c, const struct px_routes *rt, const struct fg_route *route,
+			  const struct fg_http_request *req);
+int px_up_tls_start(struct conn *c, struct upstream *u);
 bool px_tls_ktls_tx(const struct conn *c);
 void px_tls_handshake_done(struct conn *c);
-void px_tls_handshake_failed(struct conn *c, const char *why);
+void px_tls_handshake_failed(struct conn *c, enum px_tls_fail reason, const char *why);
 void px_up_close(struct upstream *u);
 void px_up_close_fd(struct upstream *u);
 struct upstream *px_up_connect(struct px_worker *p, const struct pool_key *k, int *err);

@@ -87,6 +87,13 @@ void px_routes_put(struct px_routes *rt)
 		fg_route_opts_put(r->opts);
 	}
 	fg_tls_store_put(rt->tls);
+	for (i = 0; rt->up_ctx && i < rt->n_routes; i++) {
+		/* Routes of one Ingress share a context: one reference each. */
+		SSL_CTX_free(rt->up_ctx[i]);
+		free(rt->up_err[i]);
+	}
+	free(rt->up_ctx);
+	free(rt->up_err);
 	free(rt->routes);
 	targets_put(rt->tg);
 	free(rt->idx);
@@ -144,6 +151,8 @@ static int index_hosts(struct px_routes *rt, struct fg_hmap *m, bool wildcard, s
 
 /* A copy of the plan's routes for the workers; run by the thread that owns
  * the plan (the control plane's). */
+static int upstream_ctxs(struct px_routes *rt, struct fg_control *control);
+
 static struct px_routes *routes_build(struct fg_control *control, unsigned long gen,
 				      const struct px_routes *prev)
 {
@@ -198,7 +207,8 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 			c->n_canaries = j + 1;
 		}
 	}
-	if (index_hosts(rt, &rt->exact, false, &pos) || index_hosts(rt, &rt->wild, true, &pos))
+	if (index_hosts(rt, &rt->exact, false, &pos) || index_hosts(rt, &rt->wild, true, &pos) ||
+	    upstream_ctxs(rt, control))
 		goto err;
 	/* Any host, then the default backends: the plan's order. */
 	for (i = 0; i < rt->n_routes; i++)
@@ -211,6 +221,77 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 err:
 	px_routes_put(rt);
 	return NULL;
+}
+
+/* The client context of an Ingress with backend-protocol HTTPS: verify
+ * or not, against proxy-ssl-secret's ca.crt (else the system's CAs),
+ * presenting its certificate when it has one. NULL with why. */
+static SSL_CTX *upstream_ctx(struct fg_control *control, const struct fg_route_opts *o,
+			     char *why, size_t len)
+{
+	struct fg_tls_cert *client = NULL;
+	char *ca = NULL, ns[FG_ID_LEN * 5 + 2], *name;
+	size_t ca_len = 0;
+	SSL_CTX *ctx = NULL;
+	json_t *secret = NULL;
+
+	if (o->proxy_ssl_secret) {
+		snprintf(ns, sizeof(ns), "%s", o->proxy_ssl_secret);
+		name = strchr(ns, '/');
+		*name++ = '\0';
+		secret = fg_control_fleet_object(control, "Secret", ns, name);
+		if (!secret) {
+			snprintf(why, len, "proxy-ssl-secret %s: no such Secret", o->proxy_ssl_secret);
+			return NULL;
+		}
+		if (fg_tls_secret_ca(secret, &ca, &ca_len, why, len) && o->proxy_ssl_verify) {
+			/* verify against nothing would fail every handshake */
+			return NULL;
+		}
+		/* A client certificate only when the Secret holds one. */
+		if (fg_tls_cert_from_secret(secret, &client, why, len))
+			client = NULL;
+	}
+	if (fg_tls_client_ctx(o->proxy_ssl_verify, ca, ca_len, client, &ctx, why, len))
+		ctx = NULL;
+	free(ca);
+	fg_tls_cert_put(client);
+	return ctx;
+}
+
+/* Client contexts for the routes whose Ingress asks for HTTPS. */
+static int upstream_ctxs(struct px_routes *rt, struct fg_control *control)
+{
+	size_t i, j;
+
+	rt->up_ctx = calloc(rt->n_routes ? rt->n_routes : 1, sizeof(*rt->up_ctx));
+	rt->up_err = calloc(rt->n_routes ? rt->n_routes : 1, sizeof(*rt->up_err));
+	if (!rt->up_ctx || !rt->up_err)
+		return -ENOMEM;
+	for (i = 0; i < rt->n_routes; i++) {
+		const struct fg_route_opts *o = rt->routes[i].opts;
+		char why[FG_TLS_WHY_LEN] = "";
+
+		if (!o || !o->backend_https)
+			continue;
+		for (j = 0; j < i; j++)
+			if (rt->routes[j].opts == o)
+				break;
+		if (j < i) {
+			if (rt->up_ctx[j] && SSL_CTX_up_ref(rt->up_ctx[j]))
+				rt->up_ctx[i] = rt->up_ctx[j];
+			else if (rt->up_err[j])
+				rt->up_err[i] = strdup(rt->up_err[j]);
+			continue;
+		}
+		rt->up_ctx[i] = upstream_ctx(control, o, why, sizeof(why));
+		if (!rt->up_ctx[i]) {
+			pr_warn("proxy: Ingress %s: no TLS to its endpoints: %s\n", rt->routes[i].ingress,
+				why);
+			rt->up_err[i] = strdup(why);
+		}
+	}
+	return 0;
 }
 
 /* Publishes a new copy (control thread). */

@@ -130,6 +130,37 @@ static void redirect(struct conn *c, int status, const char *location, bool clos
 	free(fields);
 }
 
+/* A plain HTTP request for a host served with a certificate goes to https
+ * (ingress-nginx's ssl-redirect, true by default for hosts of an
+ * Ingress's tls:), or for any host with force-ssl-redirect; only when this
+ * gateway has a TLS listener to send it to. */
+static bool ssl_redirect_wanted(const struct conn *c, const struct fg_route *route)
+{
+	const struct fg_route_opts *ro = route->opts;
+
+	if (c->tls.ssl || c->p->srv->n_ls < 2)
+		return false;
+	if (ro && ro->force_ssl_redirect)
+		return true;
+	return route->tls && (!ro || ro->ssl_redirect != 0);
+}
+
+/* https://HOST[:PORT]TARGET: the first TLS listener's port unless 443. */
+static char *https_url(const struct conn *c, const struct fg_http_request *req)
+{
+	__u16 port = c->p->srv->ls[1].port;
+	char pbuf[8] = "";
+	char *url = NULL;
+
+	if (port != 443)
+		snprintf(pbuf, sizeof(pbuf), ":%u", port);
+	if (asprintf(&url, "https://%s%s%.*s%s%.*s", req->host_len ? req->host : "", pbuf,
+		     (int)req->path_len, req->path, req->query ? "?" : "",
+		     req->query ? (int)req->query_len : 0, req->query ? req->query : "") < 0)
+		return NULL;
+	return url;
+}
+
 /*
  * Once the route of a request is known (its head parsed into c->p->req,
  * hlen bytes of c->in): takes the route's settings, and answers the
@@ -146,6 +177,17 @@ bool px_rules_request(struct conn *c, const struct fg_route *route, size_t hlen,
 	int n;
 
 	take_route(c, route);
+	if (ssl_redirect_wanted(c, route)) {
+		url = https_url(c, req);
+		buf_consume(&c->in, hlen);
+		if (!url) {
+			px_respond_error(c, 500, "out of memory", close);
+			return true;
+		}
+		redirect(c, 308, url, close);
+		free(url);
+		return true;
+	}
 	if (c->body_limit && req->body == FG_BODY_LENGTH && req->content_length > c->body_limit) {
 		/* The body is not read: the connection ends after the 413. */
 		snprintf(msg, sizeof(msg), "request body of %llu bytes is over the limit of %llu "

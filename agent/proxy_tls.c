@@ -132,11 +132,27 @@ bool px_cl_pending(const struct conn *c)
 	return px_io_pending(&c->tls);
 }
 
+/* The metrics' reason for a failed handshake (SSL_get_error's e, the
+ * first OpenSSL error). */
+static enum px_tls_fail fail_reason(int e, unsigned long ec)
+{
+	int r = ERR_GET_REASON(ec);
+
+	if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN || !ec)
+		return PX_TLS_FAIL_CLOSED;
+	if (r == SSL_R_UNSUPPORTED_PROTOCOL || r == SSL_R_WRONG_VERSION_NUMBER ||
+	    r == SSL_R_NO_SHARED_CIPHER || r == SSL_R_VERSION_TOO_LOW)
+		return PX_TLS_FAIL_VERSION;
+	/* The peer's alerts are reasons SSL_AD_REASON_OFFSET + alert. */
+	if (r >= SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256)
+		return PX_TLS_FAIL_ALERT;
+	return PX_TLS_FAIL_PROTOCOL;
+}
+
 /* The handshake's next step. Returns true on progress (done, or failed
  * and closed). */
 bool px_tls_step(struct conn *c)
 {
-	struct px_worker *p = c->p;
 	unsigned long ec;
 	int ret, e;
 
@@ -155,10 +171,10 @@ bool px_tls_step(struct conn *c)
 		return false;
 	}
 	ec = ERR_peek_last_error();
-	px_tls_handshake_failed(c, e == SSL_ERROR_SYSCALL && !ec ? "connection closed" :
-				   ec ? ERR_reason_error_string(ec) : "handshake failed");
+	px_tls_handshake_failed(c, fail_reason(e, ec),
+				e == SSL_ERROR_SYSCALL && !ec ? "connection closed" :
+				ec ? ERR_reason_error_string(ec) : "handshake failed");
 	ERR_clear_error();
-	STAT_INC(p, tls_handshake_errors);
 	px_conn_close(c);
 	return true;
 }
@@ -174,8 +190,8 @@ void px_tls_free(struct conn *c)
 }
 
 /* An HTTPS upstream's handshake, once its TCP connection is up. Returns 1
- * when done, 0 while it runs (hs_wants_write says which way), or -1 with
- * the reason in why. */
+ * when done, 0 while it runs (hs_wants_write says which way), -2 when its
+ * certificate failed verification, or -1, with the reason in why. */
 int px_up_tls_step(struct upstream *u, char *why, size_t len)
 {
 	unsigned long ec;
@@ -191,10 +207,12 @@ int px_up_tls_step(struct upstream *u, char *why, size_t len)
 		return 0;
 	}
 	ec = ERR_peek_last_error();
-	if (e == SSL_ERROR_SSL && SSL_get_verify_result(u->tls.ssl) != X509_V_OK)
-		snprintf(why, len, "TLS handshake: certificate not verified: %s",
+	if (e == SSL_ERROR_SSL && SSL_get_verify_result(u->tls.ssl) != X509_V_OK) {
+		snprintf(why, len, "TLS handshake: certificate not verified (proxy-ssl-verify): %s",
 			 X509_verify_cert_error_string(SSL_get_verify_result(u->tls.ssl)));
-	else
+		ERR_clear_error();
+		return -2;
+	}
 		snprintf(why, len, "TLS handshake: %s",
 			 e == SSL_ERROR_SYSCALL && !ec ? "connection closed" :
 			 ec ? ERR_reason_error_string(ec) : "failed");
@@ -217,6 +235,8 @@ void px_tls_handshake_done(struct conn *c)
 	struct px_worker *p = c->p;
 
 	STAT_INC(p, tls_handshakes);
+	if (c->ls_idx < FG_PROXY_MAX_LISTENERS)
+		STAT_ADD(p, tls_hs[c->ls_idx][SSL_version(c->tls.ssl) == TLS1_3_VERSION], 1);
 	if (SSL_session_reused(c->tls.ssl))
 		STAT_INC(p, tls_resumed);
 	if (c->ktls_tx)
@@ -231,11 +251,68 @@ void px_tls_handshake_done(struct conn *c)
 	}
 }
 
-void px_tls_handshake_failed(struct conn *c, const char *why)
+void px_tls_handshake_failed(struct conn *c, enum px_tls_fail reason, const char *why)
 {
 	struct px_worker *p = c->p;
 
+	STAT_INC(p, tls_handshake_errors);
+	if (c->ls_idx < FG_PROXY_MAX_LISTENERS && reason < PX_TLS_FAIL_N)
+		STAT_ADD(p, tls_fail[c->ls_idx][reason], 1);
 	pr_debug("proxy: %s: TLS handshake failed: %s\n", c->ip, why);
 	/* The last reason, for fleetgatectl get proxy (one writer). */
 	snprintf(p->tls_last_error, sizeof(p->tls_last_error), "%s: %s", c->ip, why);
+}
+
+/* backend-protocol HTTPS: the route's client context for this request and
+ * the name sent (proxy-ssl-server-name) and checked (proxy-ssl-verify):
+ * proxy-ssl-name, else the Host the endpoints get. Returns true when the
+ * request was answered (502: the context could not be made). */
+bool px_tls_upstream_take(struct conn *c, const struct px_routes *rt, const struct fg_route *route,
+			  const struct fg_http_request *req)
+{
+	const struct fg_route_opts *o = route->opts;
+	size_t i = (size_t)(route - rt->routes);
+	char msg[FG_TLS_WHY_LEN + 64];
+
+	SSL_CTX_free(c->up_ctx);
+	c->up_ctx = NULL;
+	if (!o || !o->backend_https || !rt->up_ctx || i >= rt->n_routes)
+		return false;
+	if (!rt->up_ctx[i] || !SSL_CTX_up_ref(rt->up_ctx[i])) {
+		snprintf(msg, sizeof(msg), "cannot reach the endpoints over TLS: %s",
+			 rt->up_err[i] ? rt->up_err[i] : "no client context");
+		px_respond_error(c, 502, msg, true);
+		return true;
+	}
+	c->up_ctx = rt->up_ctx[i];
+	c->up_send_sni = o->proxy_ssl_server_name;
+	if (o->proxy_ssl_name)
+		snprintf(c->up_sni, sizeof(c->up_sni), "%s", o->proxy_ssl_name);
+	else if (o->upstream_vhost)
+		snprintf(c->up_sni, sizeof(c->up_sni), "%.*s", (int)strcspn(o->upstream_vhost, ":"),
+			 o->upstream_vhost);
+	else
+		snprintf(c->up_sni, sizeof(c->up_sni), "%s", req->host_len ? req->host : "");
+	return false;
+}
+
+/* A new upstream connection of an HTTPS route: its session, the handshake
+ * to run once TCP is up (on_upstream). */
+int px_up_tls_start(struct conn *c, struct upstream *u)
+{
+	u->tls.ssl = fg_tls_new_client_ssl(c->up_ctx, c->up_send_sni && c->up_sni[0] ? c->up_sni
+										   : NULL,
+					   c->up_sni[0] ? c->up_sni : NULL);
+	if (!u->tls.ssl || !SSL_set_fd(u->tls.ssl, u->fd)) {
+		px_io_free(&u->tls);
+		return -ENOMEM;
+	}
+	SSL_set_connect_state(u->tls.ssl);
+	if (!u->connecting) {
+		/* TCP was up at once: the handshake starts with our write. */
+		u->connecting = true;
+		u->tcp_up = true;
+		u->tls.hs_wants_write = true;
+	}
+	return 0;
 }

@@ -62,6 +62,8 @@ static void opts_free(struct fg_route_opts *o)
 	free(o->cookie_name);
 	free(o->cookie_path);
 	free(o->cookie_samesite);
+	free(o->proxy_ssl_name);
+	free(o->proxy_ssl_secret);
 	free(o);
 }
 
@@ -649,6 +651,90 @@ static int parse_paths(struct fg_route_opts *o, const char *const *paths, size_t
 	return 0;
 }
 
+/* nginx's "on"/"off" switches (proxy-ssl-verify, proxy-ssl-server-name). */
+static int onoff_ann(json_t *ing, const char *key, bool *out, bool *any, char *reason)
+{
+	const char *v = fg_annotation(ing, key);
+
+	if (!v)
+		return 0;
+	*any = true;
+	if (!strcmp(v, "on") || !strcmp(v, "off")) {
+		*out = !strcmp(v, "on");
+		return 0;
+	}
+	reasonf(reason, "%s '%.32s' is neither \"on\" nor \"off\"", key, v);
+	return -EINVAL;
+}
+
+static bool secret_ref_ok(const char *s)
+{
+	size_t n = strlen(s), i, slashes = 0;
+
+	if (!n || n > FG_ID_LEN * 5 || s[0] == '/' || s[n - 1] == '/')
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '/')
+			slashes++;
+		else if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+			   s[i] == '-' || s[i] == '.'))
+			return false;
+	}
+	return slashes <= 1;
+}
+
+/* The TLS annotations: redirects to https, and TLS toward the endpoints. */
+static int parse_tls(json_t *ing, struct fg_route_opts *o, bool *any, char *reason)
+{
+	const char *v;
+	bool b = false;
+	int err = 0;
+
+	o->ssl_redirect = -1;
+	if ((v = fg_annotation(ing, "ssl-redirect"))) {
+		*any = true;
+		err = bool_ann(ing, "ssl-redirect", &b, reason);
+		o->ssl_redirect = b;
+	}
+	if (!err && fg_annotation(ing, "force-ssl-redirect")) {
+		*any = true;
+		err = bool_ann(ing, "force-ssl-redirect", &o->force_ssl_redirect, reason);
+	}
+	if (!err && (v = fg_annotation(ing, "backend-protocol"))) {
+		*any = true;
+		if (!strcasecmp(v, "HTTPS")) {
+			o->backend_https = true;
+		} else if (strcasecmp(v, "HTTP")) {
+			reasonf(reason, "backend-protocol '%.32s' is not supported (HTTP or HTTPS; "
+				"GRPC, GRPCS, FCGI and AJP are not)", v);
+			err = -EINVAL;
+		}
+	}
+	if (!err)
+		err = onoff_ann(ing, "proxy-ssl-verify", &o->proxy_ssl_verify, any, reason);
+	if (!err)
+		err = onoff_ann(ing, "proxy-ssl-server-name", &o->proxy_ssl_server_name, any,
+				reason);
+	if (!err)
+		err = str_ann(ing, "proxy-ssl-name", host_value, "a host name", &o->proxy_ssl_name,
+			      any, reason);
+	if (!err)
+		err = str_ann(ing, "proxy-ssl-secret", secret_ref_ok,
+			      "a Secret as namespace/name (or name, in the Ingress's namespace)",
+			      &o->proxy_ssl_secret, any, reason);
+	if (!err && o->proxy_ssl_secret && !strchr(o->proxy_ssl_secret, '/')) {
+		const char *ns = json_string_value(json_object_get(json_object_get(ing, "metadata"),
+								   "namespace"));
+		char *full = NULL;
+
+		if (asprintf(&full, "%s/%s", ns && *ns ? ns : "default", o->proxy_ssl_secret) < 0)
+			return -ENOMEM;
+		free(o->proxy_ssl_secret);
+		o->proxy_ssl_secret = full;
+	}
+	return err;
+}
+
 /* Every annotation this file reads (after its prefix). */
 static const char *const known[] = {
 	"allowlist-source-range", "whitelist-source-range", "denylist-source-range",
@@ -658,7 +744,9 @@ static const char *const known[] = {
 	"proxy-read-timeout", "proxy-send-timeout", "proxy-body-size", "affinity",
 	"affinity-mode", "session-cookie-name", "session-cookie-path", "session-cookie-max-age",
 	"session-cookie-expires", "session-cookie-samesite", "session-cookie-secure",
-	"session-cookie-change-on-failure",
+	"session-cookie-change-on-failure", "ssl-redirect", "force-ssl-redirect",
+	"backend-protocol", "proxy-ssl-verify", "proxy-ssl-secret", "proxy-ssl-name",
+	"proxy-ssl-server-name",
 };
 
 /* One pass over the Ingress's annotations: most Ingresses set none of
@@ -701,6 +789,7 @@ int fg_route_opts_parse(json_t *ing, const char *const *paths, size_t n_paths,
 		return -ENOMEM;
 	o->refs = 1;
 	o->cookie_max_age = o->cookie_expires = -1;
+	o->ssl_redirect = -1;
 	err = parse_ranges(ing, o, &any, reason);
 	if (!err && (v = fg_annotation(ing, "use-regex"))) {
 		any = true;
@@ -736,6 +825,8 @@ int fg_route_opts_parse(json_t *ing, const char *const *paths, size_t n_paths,
 	}
 	if (!err)
 		err = parse_affinity(ing, o, &any, reason);
+	if (!err)
+		err = parse_tls(ing, o, &any, reason);
 	if (!err && o->affinity && o->use_regex && !o->cookie_path) {
 		/* A regex is no cookie path (ingress-nginx says the same). */
 		reasonf(reason, "affinity with use-regex needs session-cookie-path");
@@ -788,6 +879,7 @@ static int opts_for_ingress(struct fg_route *routes, size_t n, const char *ingre
 		return -ENOMEM;
 	o->refs = 1;
 	o->cookie_max_age = o->cookie_expires = -1;
+	o->ssl_redirect = -1;
 	o->paths = calloc(n_paths ? n_paths : 1, sizeof(*o->paths));
 	if (!o->paths) {
 		free(o);

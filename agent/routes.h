@@ -212,6 +212,17 @@ struct fg_route_opts {
 	char *cookie_samesite;      /* NULL: none */
 	long long cookie_max_age;   /* -1: none */
 	long long cookie_expires;   /* seconds from now, -1: none */
+	/* TLS (docs/annotations.md "TLS"): a plain HTTP request for a host
+	 * with a certificate is redirected to https (308) unless
+	 * ssl-redirect is "false"; force-ssl-redirect redirects without one. */
+	signed char ssl_redirect;   /* -1: not given (true for TLS hosts) */
+	bool force_ssl_redirect;
+	/* backend-protocol: HTTPS: TLS to the endpoints. */
+	bool backend_https;
+	bool proxy_ssl_verify;      /* proxy-ssl-verify: on */
+	bool proxy_ssl_server_name; /* proxy-ssl-server-name: on (send SNI) */
+	char *proxy_ssl_name;       /* the name to verify / send, NULL: the Host */
+	char *proxy_ssl_secret;     /* "ns/name": ca.crt (and a client certificate) */
 };
 
 /*

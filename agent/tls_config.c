@@ -603,6 +603,10 @@ static json_t *cert_json(const char *host, const char *ingress, const char *secr
 		      ingress, "secret", secret, "subject", c ? fg_tls_cert_subject(c) : "",
 		      "issuer", c ? fg_tls_cert_issuer(c) : "", "notBefore", nb, "notAfter", na,
 		      "state", state, "reason", reason);
+	/* For the metrics' expiry gauge. */
+	if (o && c)
+		json_object_set_new(o, "notAfterUnix",
+				    json_integer((json_int_t)fg_tls_cert_not_after(c)));
 	return o;
 }
 

@@ -128,6 +128,10 @@ struct want {
 	const char *cookie, *cookie_path, *samesite;
 	long long max_age, expires; /* 0 in the table: not checked */
 	bool no_opts;                /* nothing set: no object at all */
+	/* TLS: ssl_redirect 0 not given, 1 "true", 2 "false" */
+	int ssl_redirect;
+	bool force_ssl, https, verify, server_name;
+	const char *ssl_name, *ssl_secret;
 };
 
 struct parse_case {
@@ -295,6 +299,30 @@ static const struct parse_case cases[] = {
 	{ "affinity_regex_no_path", { "affinity", "cookie", "use-regex", "true" },
 	  .reason = "affinity with use-regex needs session-cookie-path" },
 
+	/* ---- TLS ---- */
+	{ "ssl_redirect_false", { "ssl-redirect", "false" }, .want = { .ssl_redirect = 2 } },
+	{ "ssl_redirect_true", { "ssl-redirect", "true" }, .want = { .ssl_redirect = 1 } },
+	{ "force_ssl_redirect", { "force-ssl-redirect", "true" }, .want = { .force_ssl = true } },
+	{ "ssl_redirect_yes", { "ssl-redirect", "yes" },
+	  .reason = "ssl-redirect 'yes' is neither \"true\" nor \"false\"" },
+	{ "backend_https", { "backend-protocol", "HTTPS" }, .want = { .https = true } },
+	{ "backend_https_lower", { "backend-protocol", "https" }, .want = { .https = true } },
+	{ "backend_http", { "backend-protocol", "HTTP" }, .want = {} },
+	{ "backend_grpc", { "backend-protocol", "GRPC" },
+	  .reason = "backend-protocol 'GRPC' is not supported (HTTP or HTTPS" },
+	{ "proxy_ssl_all", { "backend-protocol", "HTTPS", "proxy-ssl-verify", "on",
+			     "proxy-ssl-secret", "ca-secret", "proxy-ssl-name", "api.internal",
+			     "proxy-ssl-server-name", "on" },
+	  .want = { .https = true, .verify = true, .server_name = true, .ssl_name = "api.internal",
+		    .ssl_secret = "web-demo/ca-secret" } },
+	{ "proxy_ssl_secret_ns", { "backend-protocol", "HTTPS", "proxy-ssl-secret", "certs/ca" },
+	  .want = { .https = true, .ssl_secret = "certs/ca" } },
+	{ "proxy_ssl_verify_true", { "proxy-ssl-verify", "true" },
+	  .reason = "proxy-ssl-verify 'true' is neither \"on\" nor \"off\"" },
+	{ "proxy_ssl_secret_bad", { "proxy-ssl-secret", "a/b/c" },
+	  .reason = "proxy-ssl-secret 'a/b/c' is not a Secret" },
+	{ "proxy_ssl_name_bad", { "proxy-ssl-name", "a b" }, .reason = "proxy-ssl-name 'a b'" },
+
 	/* ---- nothing of these ---- */
 	{ "none", { "nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "3" },
 	  .want = { .no_opts = true } },
@@ -354,6 +382,15 @@ static void check_want(const struct fg_route *r, const struct want *w, const cha
 		ASSERT_EQ(o->cookie_expires, w->expires, tag);
 	if (w->affinity && !w->max_age)
 		ASSERT_EQ(o->cookie_max_age, -1, tag);
+	ASSERT_EQ(o->ssl_redirect, w->ssl_redirect == 1 ? 1 : w->ssl_redirect == 2 ? 0 : -1, tag);
+	ASSERT_EQ(o->force_ssl_redirect, w->force_ssl, tag);
+	ASSERT_EQ(o->backend_https, w->https, tag);
+	ASSERT_EQ(o->proxy_ssl_verify, w->verify, tag);
+	ASSERT_EQ(o->proxy_ssl_server_name, w->server_name, tag);
+	ASSERT_STREQ(o->proxy_ssl_name ? o->proxy_ssl_name : "(none)",
+		     w->ssl_name ? w->ssl_name : "(none)", tag);
+	ASSERT_STREQ(o->proxy_ssl_secret ? o->proxy_ssl_secret : "(none)",
+		     w->ssl_secret ? w->ssl_secret : "(none)", tag);
 }
 
 /* Each row alone, next to a plain Ingress that must stay untouched. */

@@ -33,12 +33,15 @@
 
 #include "control.h"
 #include "dataplane.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "test_progs.h"
 #include "tls.h"
 
 #define CL1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
 #define UP_ADDR "127.0.0.91"
+#define UP_TLS_ADDR "127.0.0.92"
+#define UP_NAME "up.internal"
 #define WS_PY "/usr/bin/python3"
 
 static struct {
@@ -51,7 +54,9 @@ static struct {
 	pthread_mutex_t lock;
 	__u16 port, tls_port;
 	int up_port;
-	pid_t up_pid;
+	pid_t up_pid, up_tls_pid;
+	int up_tls_port;
+	char up_pem[PATH_MAX], up_key[PATH_MAX]; /* the HTTPS upstream's pair */
 	char dir[PATH_MAX - 256];
 	char scripts[PATH_MAX - 64];
 } S;
@@ -173,6 +178,104 @@ static int ingress(const char *name, const char *host, const char *tls_secret,
 		   name, annotations, tls, host);
 }
 
+/* The HTTPS upstream's certificate (self-signed for UP_NAME) as files for
+ * the upstream, and as a Secret (tls.crt/tls.key and ca.crt, itself) for
+ * proxy-ssl-secret. */
+static int upstream_secret(void)
+{
+	const char *sans[] = { UP_NAME, NULL };
+	struct fg_tls_gen_opts o = { .cn = UP_NAME, .sans = sans };
+	char why[FG_TLS_WHY_LEN], *crt = NULL, *key = NULL;
+	BIO *bc = BIO_new(BIO_s_mem()), *bk = BIO_new(BIO_s_mem());
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	FILE *f;
+	int err = -EIO;
+
+	snprintf(S.up_pem, sizeof(S.up_pem), "%s/up.pem", test__tmpdir());
+	snprintf(S.up_key, sizeof(S.up_key), "%s/up.key", test__tmpdir());
+	if (!bc || !bk || fg_tls_gen_cert(&o, &x, &k, why, sizeof(why)) ||
+	    PEM_write_bio_X509(bc, x) != 1 ||
+	    PEM_write_bio_PrivateKey(bk, k, NULL, NULL, 0, NULL, NULL) != 1)
+		goto out;
+	f = fopen(S.up_pem, "w");
+	if (!f || PEM_write_X509(f, x) != 1 || fclose(f))
+		goto out;
+	f = fopen(S.up_key, "w");
+	if (!f || PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) != 1 || fclose(f))
+		goto out;
+	{
+		char *p;
+		long n = BIO_get_mem_data(bc, &p);
+
+		crt = malloc(4 * ((n + 2) / 3) + 1);
+		if (crt)
+			EVP_EncodeBlock((unsigned char *)crt, (unsigned char *)p, (int)n);
+		n = BIO_get_mem_data(bk, &p);
+		key = malloc(4 * ((n + 2) / 3) + 1);
+		if (key)
+			EVP_EncodeBlock((unsigned char *)key, (unsigned char *)p, (int)n);
+	}
+	if (crt && key)
+		err = put("fleet/secret-upstream-ca.yaml",
+			  "apiVersion: v1\nkind: Secret\nmetadata:\n  name: upstream-ca\n"
+			  "  namespace: web\ntype: kubernetes.io/tls\ndata:\n  tls.crt: %s\n"
+			  "  tls.key: %s\n  ca.crt: %s\n", crt, key, crt);
+out:
+	free(crt);
+	free(key);
+	BIO_free(bc);
+	BIO_free(bk);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return err;
+}
+
+static int https_ingress(const char *name, const char *annotations)
+{
+	char rel[128];
+
+	snprintf(rel, sizeof(rel), "fleet/ing-%s.yaml", name);
+	return put(rel, "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: %s\n"
+		   "  namespace: web\n  annotations:\n"
+		   "    nginx.ingress.kubernetes.io/backend-protocol: HTTPS\n%s"
+		   "spec:\n  ingressClassName: mse\n  rules:\n"
+		   "  - host: \"%s.example.com\"\n    http:\n      paths:\n      - path: /\n"
+		   "        pathType: Prefix\n        backend:\n          service:\n"
+		   "            name: echo-tls\n            port:\n              number: 443\n",
+		   name, annotations, name);
+}
+
+/* Unverified (the default), verified against the Secret's ca.crt with
+ * the right name, and with a name the certificate does not carry. */
+static int https_ingresses(void)
+{
+	int err = https_ingress("secure", "");
+
+	if (!err)
+		err = https_ingress("verified",
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\"\n"
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-secret: upstream-ca\n"
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-name: " UP_NAME "\n"
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-server-name: \"on\"\n");
+	if (!err)
+		err = https_ingress("wrongname",
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\"\n"
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-secret: upstream-ca\n"
+				    "    nginx.ingress.kubernetes.io/proxy-ssl-name: other.internal\n");
+	if (!err)
+		err = put("clusters/" CL1 "/echo-tls.yaml",
+			  "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo-tls\n"
+			  "  namespace: web\nspec:\n  ports:\n  - name: https\n    port: 443\n"
+			  "    targetPort: %d\n---\napiVersion: discovery.k8s.io/v1\n"
+			  "kind: EndpointSlice\nmetadata:\n  name: echo-tls-x\n  namespace: web\n"
+			  "  labels:\n    kubernetes.io/service-name: echo-tls\naddressType: IPv4\n"
+			  "ports:\n- name: https\n  port: %d\nendpoints:\n- addresses:\n"
+			  "  - " UP_TLS_ADDR "\n  conditions:\n    ready: true\n",
+			  S.up_tls_port, S.up_tls_port);
+	return err;
+}
+
 static int write_config(void)
 {
 	int err;
@@ -204,6 +307,20 @@ static int write_config(void)
 		err = ingress("wild", "*.wild.example.com", "wild-tls", "");
 	if (!err)
 		err = ingress("plain", "plain.example.com", NULL, "");
+	/* ssl-redirect: off for a TLS host, forced for a plain one. */
+	if (!err)
+		err = secret("noredir-tls", "noredir.example.com", "noredir.example.com", "x");
+	if (!err)
+		err = ingress("noredir", "noredir.example.com", "noredir-tls",
+			      "  annotations:\n    nginx.ingress.kubernetes.io/ssl-redirect: \"false\"\n");
+	if (!err)
+		err = ingress("force", "force.example.com", NULL,
+			      "  annotations:\n"
+			      "    nginx.ingress.kubernetes.io/force-ssl-redirect: \"true\"\n");
+	/* TLS to the endpoints (an HTTPS upstream on UP_TLS_ADDR, its pair
+	 * made by setup before it started). */
+	if (!err)
+		err = https_ingresses();
 	return err;
 }
 
@@ -227,37 +344,43 @@ static int find_scripts(void)
 	return access(S.scripts, R_OK) ? -ENOENT : 0;
 }
 
-static int start_upstream(void)
+/* An echo upstream on addr (HTTPS with the upstream pair when tls). */
+static int start_upstream(const char *addr, bool tls, pid_t *pid, int *port)
 {
 	char ready[PATH_MAX], script[PATH_MAX + 32];
 	pid_t parent = getpid();
 	__u64 deadline = now_ms() + 15000;
 	FILE *f;
 
-	snprintf(ready, sizeof(ready), "%s/up.ready", test__tmpdir());
+	snprintf(ready, sizeof(ready), "%s/up-%s.ready", test__tmpdir(), addr);
 	snprintf(script, sizeof(script), "%s/proxy_upstream.py", S.scripts);
 	unlink(ready);
 	fflush(stdout);
-	S.up_pid = fork();
-	if (S.up_pid < 0)
+	*pid = fork();
+	if (*pid < 0)
 		return -errno;
-	if (!S.up_pid) {
+	if (!*pid) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(126);
-		execlp("python3", "python3", script, "--addr", UP_ADDR, "--name", "echo", "--ready",
-		       ready, (char *)NULL);
+		if (tls)
+			execlp("python3", "python3", script, "--addr", addr, "--name", "echo-tls",
+			       "--ready", ready, "--tls-cert", S.up_pem, "--tls-key", S.up_key,
+			       (char *)NULL);
+		else
+			execlp("python3", "python3", script, "--addr", addr, "--name", "echo",
+			       "--ready", ready, (char *)NULL);
 		_exit(127);
 	}
 	while (!(f = fopen(ready, "r"))) {
-		if (now_ms() > deadline || waitpid(S.up_pid, NULL, WNOHANG) == S.up_pid)
+		if (now_ms() > deadline || waitpid(*pid, NULL, WNOHANG) == *pid)
 			return -ETIMEDOUT;
 		usleep(20000);
 	}
-	if (fscanf(f, "%d", &S.up_port) != 1)
-		S.up_port = -1;
+	if (fscanf(f, "%d", port) != 1)
+		*port = -1;
 	fclose(f);
-	return S.up_port > 0 ? 0 : -EIO;
+	return *port > 0 ? 0 : -EIO;
 }
 
 /* ---------- an HTTPS client ---------- */
@@ -560,6 +683,108 @@ static void subtest_curl(void)
 		printf("curl: %s\n", out);
 }
 
+/* A plain request, its status and the Location it got. */
+static int http_get(const char *host, const char *target, char *location, size_t len)
+{
+	char cmd[512], out[1024] = "";
+	int status = -1;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s -o /dev/null -w '%%{http_code} %%{redirect_url}' -H 'Host: %s' "
+		 "'http://127.0.0.1:%u%s' 2>&1", host, S.port, target);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(out, sizeof(out), f))
+		out[0] = '\0';
+	pclose(f);
+	location[0] = '\0';
+	sscanf(out, "%d %1000s", &status, location);
+	(void)len;
+	return status;
+}
+
+/* ssl-redirect (true by default for a tls: host), turned off, forced. */
+static void subtest_ssl_redirect(void)
+{
+	char loc[1100], want[256];
+
+	ASSERT_EQ(http_get("a.example.com", "/x/y?z=1", loc, sizeof(loc)), 308, "TLS host");
+	snprintf(want, sizeof(want), "https://a.example.com:%u/x/y?z=1", S.tls_port);
+	ASSERT_STREQ(loc, want, "to https, path and query kept");
+	ASSERT_EQ(http_get("noredir.example.com", "/", loc, sizeof(loc)), 200,
+		  "ssl-redirect: false");
+	ASSERT_EQ(http_get("plain.example.com", "/", loc, sizeof(loc)), 200, "no TLS: served");
+	ASSERT_EQ(http_get("force.example.com", "/p", loc, sizeof(loc)), 308,
+		  "force-ssl-redirect");
+}
+
+/* backend-protocol HTTPS: the request reaches the HTTPS upstream; with
+ * proxy-ssl-verify against the Secret's ca.crt; a name the certificate
+ * does not carry fails verification (502), nothing else does. */
+static void subtest_backend_https(void)
+{
+	char subj[256], buf[16384];
+
+	ASSERT_EQ(https_get("secure.example.com", "secure.example.com", "/echo", subj, sizeof(subj),
+			    buf, sizeof(buf)), 200, "unverified (default)");
+	ASSERT_TRUE(strstr(buf, "echo-tls") != NULL, "answered by the HTTPS upstream");
+	ASSERT_EQ(https_get("verified.example.com", "verified.example.com", "/echo", subj,
+			    sizeof(subj), buf, sizeof(buf)), 200, "verified with ca.crt");
+	ASSERT_EQ(https_get("wrongname.example.com", "wrongname.example.com", "/echo", subj,
+			    sizeof(subj), buf, sizeof(buf)), 502, "verification failed");
+	ASSERT_TRUE(strstr(buf, "certificate") != NULL, "the 502 says why");
+	if (test__verbose())
+		printf("wrong name: %.300s\n", buf);
+	/* Plain HTTP on the HTTP listener reaches it too. */
+	{
+		char loc[1100];
+
+		ASSERT_EQ(http_get("secure.example.com", "/", loc, sizeof(loc)), 200,
+			  "from the HTTP listener");
+	}
+}
+
+/* The TLS metrics (docs/operations.md), in the exposition text, after
+ * the handshakes and failures above. */
+static void subtest_metrics(void)
+{
+	struct fg_metrics *m = NULL;
+	struct fg_expo e;
+	char want[256];
+
+	fg_expo_init(&e);
+	if (!ASSERT_OK(fg_metrics_new(&m, S.dp, S.control, NULL), "metrics"))
+		return;
+	pthread_mutex_lock(&S.lock);
+	ASSERT_OK(fg_metrics_set_proxy(m, S.proxy), "set proxy");
+	ASSERT_OK(fg_metrics_render(m, &e), "render");
+	pthread_mutex_unlock(&S.lock);
+	if (!ASSERT_FALSE(e.oom, "complete"))
+		goto out;
+	snprintf(want, sizeof(want),
+		 "fleetgate_tls_handshakes_total{listener=\"127.0.0.1:%u\",version=\"TLSv1.3\"} ",
+		 S.tls_port);
+	ASSERT_TRUE(strstr(e.buf, want) != NULL, "handshakes by listener and version");
+	snprintf(want, sizeof(want),
+		 "fleetgate_tls_handshake_errors_total{listener=\"127.0.0.1:%u\",reason=\"protocol\"} ",
+		 S.tls_port);
+	ASSERT_TRUE(strstr(e.buf, want) != NULL, "failures by reason");
+	ASSERT_TRUE(strstr(e.buf, "fleetgate_tls_certificate_expiry_timestamp_seconds{"
+				  "namespace=\"web\",secret=\"a-tls\",host=\"a.example.com\"} ") != NULL,
+		    "a.example.com's certificate expiry");
+	ASSERT_TRUE(strstr(e.buf, "host=\"(default)\"") != NULL, "the default certificate");
+	if (test__verbose()) {
+		char *p = strstr(e.buf, "# HELP fleetgate_tls_handshakes_total");
+
+		printf("%.1500s\n", p ? p : "(no TLS metrics)");
+	}
+out:
+	fg_expo_free(&e);
+	fg_metrics_free(m);
+}
+
 /* ---------- setup ---------- */
 
 static int setup(void)
@@ -570,8 +795,16 @@ static int setup(void)
 	struct fg_proxy_opts popts;
 	int err;
 
-	err = start_upstream();
+	err = start_upstream(UP_ADDR, false, &S.up_pid, &S.up_port);
 	if (!ASSERT_OK(err, "upstream"))
+		return err;
+	/* The HTTPS upstream's pair is written by write_config (upstream_secret)
+	 * first: its port is needed by the Service, so the pair comes first. */
+	snprintf(S.dir, sizeof(S.dir), "%s/tlscfg", test__tmpdir());
+	if (fg_sh("mkdir -p '%s/fleet'", S.dir) || upstream_secret())
+		return -EIO;
+	err = start_upstream(UP_TLS_ADDR, true, &S.up_tls_pid, &S.up_tls_port);
+	if (!ASSERT_OK(err, "HTTPS upstream"))
 		return err;
 	err = write_config();
 	if (!ASSERT_OK(err, "config"))
@@ -625,6 +858,10 @@ static void teardown(void)
 		kill(S.up_pid, SIGTERM);
 		waitpid(S.up_pid, NULL, 0);
 	}
+	if (S.up_tls_pid > 0) {
+		kill(S.up_tls_pid, SIGTERM);
+		waitpid(S.up_tls_pid, NULL, 0);
+	}
 }
 
 static void proxy_tls_body(void)
@@ -658,8 +895,14 @@ static void proxy_tls_body(void)
 		subtest_curl();
 	if (test__start_subtest("plain_listener"))
 		subtest_plain_listener_unchanged();
+	if (test__start_subtest("ssl_redirect"))
+		subtest_ssl_redirect();
+	if (test__start_subtest("backend_https"))
+		subtest_backend_https();
 	if (test__start_subtest("rotation"))
 		subtest_rotation();
+	if (test__start_subtest("metrics"))
+		subtest_metrics();
 out:
 	teardown();
 }

@@ -42,7 +42,7 @@ static struct {
 	bool thr_running;
 	volatile bool stop;
 	pthread_mutex_t lock;
-	__u16 port;
+	__u16 port, tls_port;
 	int up_port;
 	pid_t pids[2];
 	char script[PATH_MAX];
@@ -340,6 +340,21 @@ static void subtest_concurrent(void)
 		  "three clients");
 }
 
+/* The same through TLS termination: wss:// to the TLS listener, the
+ * tunnel's client side through OpenSSL, the canary rule still applied. */
+static void subtest_wss(void)
+{
+	char out[512];
+
+	ASSERT_EQ(ws_run(out, sizeof(out), "client --url wss://127.0.0.1:%u/chat --ssl-noverify "
+			 "--count 5 --size 100000 --expect %s", W.tls_port, ws_names[0]), 0, "client");
+	ASSERT_STREQ(out, "ok ws-c1", "echoed over TLS");
+	ASSERT_EQ(ws_run(out, sizeof(out), "client --url wss://127.0.0.1:%u/chat --ssl-noverify "
+			 "--header 'stage: gray' --expect %s --server-close", W.tls_port, ws_names[1]),
+		  0, "canary over TLS");
+	ASSERT_STREQ(out, "ok ws-c2 closed-by-server", "cluster 2, close relayed");
+}
+
 /* A tunnel with no byte either way for TUNNEL_IDLE_MS is closed. */
 static void subtest_idle_timeout(void)
 {
@@ -420,6 +435,9 @@ static int setup(void)
 	fg_addr_parse("127.0.0.1", &popts.addr, &popts.family);
 	popts.upstream_timeout_ms = TUNNEL_IDLE_MS;
 	popts.workers = 2;
+	/* wss:// through TLS termination (the generated default certificate). */
+	popts.n_tls_listen = 1;
+	fg_addr_parse("127.0.0.1", &popts.tls_listen[0].addr, &popts.tls_listen[0].family);
 	err = fg_proxy_open(&W.proxy, W.control, W.dp, &popts);
 	if (!ASSERT_OK(err, "fg_proxy_open"))
 		return err;
@@ -427,6 +445,7 @@ static int setup(void)
 	if (!ASSERT_OK(err, "fg_proxy_start"))
 		return err;
 	W.port = fg_proxy_port(W.proxy);
+	W.tls_port = fg_proxy_tls_port(W.proxy, 0);
 	pthread_mutex_init(&W.lock, NULL);
 	err = pthread_create(&W.thr, NULL, control_loop, NULL);
 	if (err)
@@ -478,6 +497,8 @@ static void websocket_body(void)
 		subtest_server_close();
 	if (test__start_subtest("concurrent"))
 		subtest_concurrent();
+	if (test__start_subtest("wss"))
+		subtest_wss();
 	if (test__start_subtest("refused_upgrade"))
 		subtest_refused_upgrade();
 	if (test__start_subtest("idle_timeout"))
