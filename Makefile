@@ -52,7 +52,7 @@ FUZZ_TARGETS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard selftes
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -Iinclude -Iagent -I$(BUILD)
 FUZZ_LIB_SRCS := agent/http.c agent/manifest.c agent/routes.c agent/route_opts.c agent/fg_regex.c \
-	agent/log.c agent/tls_config.c agent/tls.c
+	agent/log.c agent/tls_config.c agent/tls.c agent/compact.c
 
 BINS := $(BUILD)/fleetgate-agent $(BUILD)/fleetgatectl $(BUILD)/test_progs $(BENCH_BINS)
 
