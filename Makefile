@@ -29,7 +29,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	   -Iinclude -Iagent -I$(BUILD)
 LDLIBS  += -lbpf -lelf -lz -lmnl -ljansson -lyaml -lcurl -lssl -lcrypto -lpcre2-8 -lm -lpthread
 
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Imaps \
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Imaps \
 	-Iinclude -Ibpf -I$(BUILD)
 
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)

@@ -6,14 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
+#include <linux/sockios.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -36,7 +41,7 @@ static const struct {
 	M(listeners), M(services), M(clusters), M(backends), M(rings),
 	M(ring_slots), M(allowlists), M(conntrack), M(reverse_nat), M(ifaces),
 	M(settings), M(listener_stats), M(backend_stats), M(cluster_stats),
-	M(verdicts),
+	M(verdicts), M(snat_cursor), M(snat_stats),
 #undef M
 };
 
@@ -228,12 +233,18 @@ static struct fg_dataplane *dp_alloc(void)
 
 static int settings_write_size(struct fg_dataplane *dp)
 {
+	const struct xdp_gateway_bpf__rodata *ro = dp->skel->rodata;
 	struct fg_settings s = {};
 	__u32 zero = 0;
 
 	if (bpf_map_lookup_elem(dp->maps.settings, &zero, &s))
 		return -errno;
 	s.maglev_size = dp->maglev_size;
+	s.snat_port_min = ro->snat_port_min;
+	s.snat_port_max = ro->snat_port_max;
+	s.snat_port2_min = ro->snat_port2_min;
+	s.snat_port2_max = ro->snat_port2_max;
+	s.snat_time_wait_s = ro->snat_time_wait_ns / 1000000000ULL;
 	/* A restarted agent may have other routes: drop cached next hops. */
 	s.fib_gen++;
 	if (bpf_map_update_elem(dp->maps.settings, &zero, &s, BPF_ANY))
@@ -247,6 +258,12 @@ static void set_rodata(struct xdp_gateway_bpf *skel, const struct fg_dp_opts *op
 		skel->rodata->snat_port_min = opts->snat_port_min;
 	if (opts->snat_port_max)
 		skel->rodata->snat_port_max = opts->snat_port_max;
+	if (opts->snat_port2_min) {
+		skel->rodata->snat_port2_min = opts->snat_port2_min;
+		skel->rodata->snat_port2_max = opts->snat_port2_max;
+	}
+	if (opts->snat_time_wait_ns)
+		skel->rodata->snat_time_wait_ns = opts->snat_time_wait_ns;
 	if (opts->ct_timeout_tcp_ns)
 		skel->rodata->ct_timeout_tcp_ns = opts->ct_timeout_tcp_ns;
 	if (opts->ct_timeout_udp_ns)
@@ -270,6 +287,11 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 	    opts->snat_port_min > opts->snat_port_max) {
 		pr_warn("SNAT port range %u-%u is empty\n", opts->snat_port_min,
 			opts->snat_port_max);
+		return -EINVAL;
+	}
+	if (opts->snat_port2_min && opts->snat_port2_min > opts->snat_port2_max) {
+		pr_warn("second SNAT port range %u-%u is empty\n", opts->snat_port2_min,
+			opts->snat_port2_max);
 		return -EINVAL;
 	}
 	dp = dp_alloc();
@@ -316,6 +338,7 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 	bpf_map__set_max_entries(dp->skel->maps.services, dp->max_services);
 	bpf_map__set_max_entries(dp->skel->maps.backends, dp->max_backends);
 	bpf_map__set_max_entries(dp->skel->maps.backend_stats, dp->max_backends);
+	bpf_map__set_max_entries(dp->skel->maps.snat_cursor, dp->max_backends);
 	bpf_map__set_max_entries(dp->skel->maps.rings, dp->max_rings);
 	err = xdp_gateway_bpf__load(dp->skel);
 	if (err) {
@@ -452,6 +475,11 @@ int fg_dp_prog_fd(const struct fg_dataplane *dp)
 	return dp->skel ? bpf_program__fd(dp->skel->progs.xdp_gateway) : -ENOENT;
 }
 
+int fg_dp_tc_prog_fd(const struct fg_dataplane *dp)
+{
+	return dp->skel ? bpf_program__fd(dp->skel->progs.tc_gateway) : -ENOENT;
+}
+
 __u32 fg_dp_maglev_size(const struct fg_dataplane *dp)
 {
 	return dp->maglev_size;
@@ -490,110 +518,437 @@ const char *fg_xdp_mode_name(enum fg_xdp_mode mode)
 	}
 }
 
-static void link_pin_path(const struct fg_dataplane *dp, int ifindex, char *buf, size_t len)
+const char *fg_attach_name(enum fg_attach mode)
+{
+	switch (mode) {
+	case FG_ATTACH_XDP_NATIVE:
+		return "xdp-native";
+	case FG_ATTACH_XDP_GENERIC:
+		return "xdp-generic";
+	case FG_ATTACH_TCX:
+		return "tcx";
+	case FG_ATTACH_TC_CLS:
+		return "tc-cls";
+	default:
+		return "none";
+	}
+}
+
+int fg_attach_want_parse(const char *s, enum fg_attach_want *want)
+{
+	if (!strcmp(s, "auto"))
+		*want = FG_ATTACH_WANT_AUTO;
+	else if (!strcmp(s, "xdp"))
+		*want = FG_ATTACH_WANT_XDP;
+	else if (!strcmp(s, "tc"))
+		*want = FG_ATTACH_WANT_TC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static bool mode_is_xdp(enum fg_attach mode)
+{
+	return mode == FG_ATTACH_XDP_NATIVE || mode == FG_ATTACH_XDP_GENERIC;
+}
+
+/* The pinned link of a kind: "xdp" (either XDP mode) or "tcx". */
+static void link_pin_path(const struct fg_dataplane *dp, int ifindex, const char *kind, char *buf,
+			  size_t len)
 {
 	/* pin_path is bounded well below PATH_MAX by the loader. */
-	if (snprintf(buf, len, "%.3900s/link_xdp_%d", dp->pin_path, ifindex) >= (int)len)
+	if (snprintf(buf, len, "%.3900s/link_%s_%d", dp->pin_path, kind, ifindex) >= (int)len)
 		buf[0] = '\0';
 }
 
-/* A link pinned by an agent that exited with --keep-pins keeps the XDP
- * program attached (and L4 flows flowing) while no agent runs; the next
- * agent swaps its own program into that link without a gap. */
-static int adopt_link(struct fg_dataplane *dp, int ifindex, int prog_fd)
+/* A link pinned by an agent that exited with --keep-pins keeps the program
+ * attached (and L4 flows flowing) while no agent runs; the next agent swaps
+ * its own program into that link without a gap. */
+static int adopt_link(struct fg_dataplane *dp, int ifindex, const char *kind, int prog_fd)
 {
 	char path[PATH_MAX];
 	int fd;
 
 	if (!dp->pinned)
 		return -ENOENT;
-	link_pin_path(dp, ifindex, path, sizeof(path));
+	link_pin_path(dp, ifindex, kind, path, sizeof(path));
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return -ENOENT;
 	if (bpf_link_update(fd, prog_fd, NULL)) {
 		int err = -errno;
 
-		pr_warn("cannot update pinned XDP link %s: %s; attaching anew\n", path,
+		pr_warn("cannot update pinned %s link %s: %s; attaching anew\n", kind, path,
 			strerror(-err));
 		close(fd);
 		unlink(path);
 		return -ENOENT;
 	}
-	pr_info("adopted the XDP link pinned at %s\n", path);
+	pr_info("adopted the %s link pinned at %s\n", !strcmp(kind, "xdp") ? "XDP" : "TC (tcx)",
+		path);
 	return fd;
 }
 
-int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
-		 enum fg_xdp_mode *got)
+static void pin_link(struct fg_dataplane *dp, int ifindex, const char *kind, int fd)
+{
+	char path[PATH_MAX];
+
+	if (!dp->pinned)
+		return;
+	link_pin_path(dp, ifindex, kind, path, sizeof(path));
+	if (bpf_obj_pin(fd, path))
+		pr_warn("cannot pin %s link at %s: %s\n", kind, path, strerror(errno));
+}
+
+static const char *ifname_of(int ifindex, char name[IF_NAMESIZE])
+{
+	if (!if_indextoname(ifindex, name))
+		snprintf(name, IF_NAMESIZE, "ifindex %d", ifindex);
+	return name;
+}
+
+/* Drivers of devices that are not a NIC: software devices whose traffic the
+ * stack mostly terminates or forwards as skbs, where TC costs less than
+ * native XDP (which, on a veth, takes GSO/TSO from the peer). */
+static const char *const virtual_drivers[] = {
+	"veth", "bridge", "dummy", "vxlan", "tun", "geneve", "macvlan", "macvtap", "ipvlan",
+	"ipvtap", "vrf", "team", "bonding", "ifb", "wireguard", "ip_gre", "ip6_gre", "ipip",
+	"sit", "ip6_tunnel", "ip_vti", "ip6_vti", "nlmon", "netkit", "gtp", "bareudp",
+	"openvswitch", "batman-adv", "vcan", "xfrm",
+};
+
+void fg_dp_attach_choose(int ifindex, struct fg_attach_info *info)
+{
+	struct ethtool_drvinfo di = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq ifr = {};
+	size_t i;
+	int fd;
+
+	memset(info, 0, sizeof(*info));
+	info->mode = FG_ATTACH_TCX;
+	if (!if_indextoname(ifindex, ifr.ifr_name)) {
+		snprintf(info->why, sizeof(info->why), "no interface: %s", strerror(errno));
+		return;
+	}
+	ifr.ifr_data = (void *)&di;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || ioctl(fd, SIOCETHTOOL, &ifr)) {
+		snprintf(info->why, sizeof(info->why), "driver unknown (ethtool: %s): TC",
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	snprintf(info->driver, sizeof(info->driver), "%s", di.driver);
+	for (i = 0; i < sizeof(virtual_drivers) / sizeof(virtual_drivers[0]); i++) {
+		if (!strcmp(di.driver, virtual_drivers[i])) {
+			snprintf(info->why, sizeof(info->why),
+				 "driver %s: a virtual device, TC keeps its offloads", di.driver);
+			return;
+		}
+	}
+	if (!di.bus_info[0]) {
+		snprintf(info->why, sizeof(info->why),
+			 "driver %s has no bus: a software device, TC", di.driver);
+		return;
+	}
+	info->mode = FG_ATTACH_XDP_NATIVE;
+	snprintf(info->why, sizeof(info->why), "driver %s on %.32s: a NIC, native XDP",
+		 di.driver, di.bus_info);
+}
+
+/* One record per interface: a new attachment replaces what this process
+ * had there (remove_stale then takes the old one out of the kernel). */
+static int record_link(struct fg_dataplane *dp, int ifindex, int fd, enum fg_attach mode)
+{
+	int i;
+
+	for (i = 0; i < dp->n_links; i++)
+		if (dp->links[i].ifindex == ifindex)
+			break;
+	if (i < dp->n_links && dp->links[i].link_fd >= 0)
+		close(dp->links[i].link_fd);
+	dp->links[i].ifindex = ifindex;
+	dp->links[i].link_fd = fd;
+	dp->links[i].mode = mode;
+	if (i == dp->n_links)
+		dp->n_links++;
+	return 0;
+}
+
+static int attach_xdp(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
+		      struct fg_attach_info *got)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, lopts);
 	LIBBPF_OPTS(bpf_xdp_query_opts, q);
 	int prog_fd = fg_dp_prog_fd(dp);
-	char path[PATH_MAX];
+	char name[IF_NAMESIZE];
 	int fd, err;
 
-	if (prog_fd < 0)
-		return -EINVAL;
-	if (dp->n_links >= FG_MAX_IFACES)
-		return -E2BIG;
 	if (want == FG_XDP_NATIVE)
 		lopts.flags = XDP_FLAGS_DRV_MODE;
 	else if (want == FG_XDP_GENERIC)
 		lopts.flags = XDP_FLAGS_SKB_MODE;
-	fd = adopt_link(dp, ifindex, prog_fd);
+	fd = adopt_link(dp, ifindex, "xdp", prog_fd);
+	got->adopted = fd >= 0;
 	if (fd < 0) {
 		fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &lopts);
 		if (fd < 0) {
-			char name[IF_NAMESIZE] = "?";
-
 			err = -errno;
-			if_indextoname(ifindex, name);
 			pr_warn("cannot attach XDP (%s mode) to %s: %s\n", fg_xdp_mode_name(want),
-				name, strerror(-err));
+				ifname_of(ifindex, name), strerror(-err));
 			if (err == -EBUSY)
 				pr_warn("another XDP program is attached to %s (ip link show %s); "
 					"remove it with: ip link set dev %s xdp off\n", name, name, name);
 			return err;
 		}
-		if (dp->pinned) {
-			link_pin_path(dp, ifindex, path, sizeof(path));
-			if (bpf_obj_pin(fd, path))
-				pr_warn("cannot pin XDP link at %s: %s\n", path, strerror(errno));
-		}
+		pin_link(dp, ifindex, "xdp", fd);
 	}
 	err = bpf_xdp_query(ifindex, 0, &q);
 	if (err) {
 		close(fd);
-		pr_warn("cannot query XDP mode on ifindex %d: %s\n", ifindex, strerror(-err));
+		pr_warn("cannot query XDP mode on %s: %s\n", ifname_of(ifindex, name),
+			strerror(-err));
 		return err;
 	}
-	dp->links[dp->n_links].ifindex = ifindex;
-	dp->links[dp->n_links].link_fd = fd;
-	dp->links[dp->n_links].mode = q.attach_mode == XDP_ATTACHED_DRV ? FG_XDP_NATIVE
-									: FG_XDP_GENERIC;
-	if (got)
-		*got = dp->links[dp->n_links].mode;
-	dp->n_links++;
+	got->mode = q.attach_mode == XDP_ATTACHED_DRV ? FG_ATTACH_XDP_NATIVE
+						       : FG_ATTACH_XDP_GENERIC;
+	return record_link(dp, ifindex, fd, got->mode);
+}
+
+#ifndef BPF_TCX_INGRESS
+#define BPF_TCX_INGRESS 46 /* kernel 6.6; not in older UAPI headers */
+#endif
+/* Our cls_bpf filter: found again by handle and priority. */
+#define FG_TC_HANDLE 0xf1ee
+#define FG_TC_PRIO   1
+
+static int tc_cls_query(int ifindex, __u32 *prog_id)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = FG_TC_HANDLE, .priority = FG_TC_PRIO);
+	int err = bpf_tc_query(&hook, &opts);
+
+	if (!err && prog_id)
+		*prog_id = opts.prog_id;
+	return err;
+}
+
+static int tc_cls_detach(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = FG_TC_HANDLE, .priority = FG_TC_PRIO);
+
+	return bpf_tc_detach(&hook, &opts);
+}
+
+/* clsact + a direct-action cls_bpf filter: kernels without tcx. The
+ * filter is not tied to this process: a restart replaces it in place. */
+static int attach_tc_cls(struct fg_dataplane *dp, int ifindex, struct fg_attach_info *got)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = FG_TC_HANDLE, .priority = FG_TC_PRIO,
+		    .prog_fd = fg_dp_tc_prog_fd(dp), .flags = BPF_TC_F_REPLACE);
+	char name[IF_NAMESIZE];
+	int err;
+
+	got->adopted = tc_cls_query(ifindex, NULL) == 0;
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST) {
+		pr_warn("cannot create the clsact qdisc on %s: %s\n", ifname_of(ifindex, name),
+			strerror(-err));
+		return err;
+	}
+	err = bpf_tc_attach(&hook, &opts);
+	if (err) {
+		pr_warn("cannot attach the TC program (cls_bpf) to %s: %s\n",
+			ifname_of(ifindex, name), strerror(-err));
+		return err;
+	}
+	if (got->adopted)
+		pr_info("replaced the TC (cls_bpf) filter on %s\n", name);
+	got->mode = FG_ATTACH_TC_CLS;
+	return record_link(dp, ifindex, -1, got->mode);
+}
+
+static int attach_tc(struct fg_dataplane *dp, int ifindex, bool cls_only,
+		     struct fg_attach_info *got)
+{
+	int prog_fd = fg_dp_tc_prog_fd(dp);
+	char name[IF_NAMESIZE];
+	int fd, err;
+
+	if (cls_only)
+		return attach_tc_cls(dp, ifindex, got);
+	fd = adopt_link(dp, ifindex, "tcx", prog_fd);
+	got->adopted = fd >= 0;
+	if (fd < 0) {
+		fd = bpf_link_create(prog_fd, ifindex, BPF_TCX_INGRESS, NULL);
+		if (fd < 0) {
+			err = -errno;
+			if (err == -EINVAL || err == -EOPNOTSUPP) {
+				pr_info("no tcx links on this kernel (%s): %s gets a cls_bpf filter\n",
+					strerror(-err), ifname_of(ifindex, name));
+				return attach_tc_cls(dp, ifindex, got);
+			}
+			pr_warn("cannot attach the TC program (tcx) to %s: %s\n",
+				ifname_of(ifindex, name), strerror(-err));
+			return err;
+		}
+		pin_link(dp, ifindex, "tcx", fd);
+	}
+	got->mode = FG_ATTACH_TCX;
+	return record_link(dp, ifindex, fd, got->mode);
+}
+
+/* Whatever another run left on ifindex in a mode other than keep: its
+ * pinned link (unpinned, so the kernel detaches it) or our cls_bpf filter. */
+static void remove_stale(struct fg_dataplane *dp, int ifindex, enum fg_attach keep)
+{
+	char path[PATH_MAX], name[IF_NAMESIZE];
+
+	if (dp->pinned && !mode_is_xdp(keep)) {
+		link_pin_path(dp, ifindex, "xdp", path, sizeof(path));
+		if (!unlink(path))
+			pr_info("%s: removed the XDP link a previous run pinned\n",
+				ifname_of(ifindex, name));
+	}
+	if (dp->pinned && keep != FG_ATTACH_TCX) {
+		link_pin_path(dp, ifindex, "tcx", path, sizeof(path));
+		if (!unlink(path))
+			pr_info("%s: removed the tcx link a previous run pinned\n",
+				ifname_of(ifindex, name));
+	}
+	if (keep != FG_ATTACH_TC_CLS && tc_cls_query(ifindex, NULL) == 0 && !tc_cls_detach(ifindex))
+		pr_info("%s: removed the cls_bpf filter a previous run left\n",
+			ifname_of(ifindex, name));
+}
+
+int fg_dp_attach(struct fg_dataplane *dp, int ifindex, const struct fg_attach_opts *o,
+		 struct fg_attach_info *got)
+{
+	struct fg_attach_info tmp;
+	char name[IF_NAMESIZE];
+	int err;
+
+	if (!got)
+		got = &tmp;
+	if (fg_dp_prog_fd(dp) < 0)
+		return -EINVAL;
+	if (dp->n_links >= FG_MAX_IFACES)
+		return -E2BIG;
+	switch (o->want) {
+	case FG_ATTACH_WANT_XDP:
+		memset(got, 0, sizeof(*got));
+		snprintf(got->why, sizeof(got->why), "--attach xdp");
+		err = attach_xdp(dp, ifindex, o->xdp_mode, got);
+		break;
+	case FG_ATTACH_WANT_TC:
+		memset(got, 0, sizeof(*got));
+		snprintf(got->why, sizeof(got->why), "--attach tc");
+		err = attach_tc(dp, ifindex, o->tc_cls, got);
+		break;
+	default:
+		fg_dp_attach_choose(ifindex, got);
+		if (mode_is_xdp(got->mode)) {
+			err = attach_xdp(dp, ifindex, FG_XDP_NATIVE, got);
+			if (!err)
+				break;
+			pr_info("%s: no native XDP (%s): TC instead\n", ifname_of(ifindex, name),
+				strerror(-err));
+			snprintf(got->why, sizeof(got->why), "driver %s refused native XDP: TC",
+				 got->driver);
+		}
+		err = attach_tc(dp, ifindex, o->tc_cls, got);
+		break;
+	}
+	if (err)
+		return err;
+	remove_stale(dp, ifindex, got->mode);
 	return 0;
 }
 
+enum fg_attach fg_dp_attach_mode(const struct fg_dataplane *dp, int ifindex)
+{
+	int i;
+
+	for (i = 0; i < dp->n_links; i++)
+		if (dp->links[i].ifindex == ifindex)
+			return dp->links[i].mode;
+	return FG_ATTACH_NONE;
+}
+
+__u32 fg_dp_attached_prog_id(int ifindex, enum fg_attach mode)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	__u32 ids[8] = {}, cnt = 8, flags = 0, id = 0;
+
+	switch (mode) {
+	case FG_ATTACH_XDP_NATIVE:
+		return bpf_xdp_query(ifindex, 0, &q) ? 0 : q.drv_prog_id;
+	case FG_ATTACH_XDP_GENERIC:
+		return bpf_xdp_query(ifindex, 0, &q) ? 0 : q.skb_prog_id;
+	case FG_ATTACH_TCX:
+		/* The ifindex goes where the target fd would (a union). */
+		if (bpf_prog_query(ifindex, BPF_TCX_INGRESS, 0, &flags, ids, &cnt) || !cnt)
+			return 0;
+		return ids[0];
+	case FG_ATTACH_TC_CLS:
+		return tc_cls_query(ifindex, &id) ? 0 : id;
+	default:
+		return 0;
+	}
+}
+
+int fg_dp_pinned_link_prog(const struct fg_dataplane *dp, int ifindex, enum fg_attach mode,
+			   __u32 *prog_id)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd, err = 0;
+
+	*prog_id = 0;
+	if (!mode_is_xdp(mode) && mode != FG_ATTACH_TCX)
+		return -ENOENT;
+	link_pin_path(dp, ifindex, mode_is_xdp(mode) ? "xdp" : "tcx", path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -ENOENT;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		err = -errno;
+	/* xdp.ifindex and tcx.ifindex are both the union's first word; it is
+	 * 0 once the device (or the link) is gone. */
+	else if (info.xdp.ifindex)
+		*prog_id = info.prog_id;
+	close(fd);
+	return err;
+}
+
 /* Drops our reference to a link; with unpin the pinned reference goes too
- * and the program is detached. */
+ * and the program is detached (a cls_bpf filter is removed). Without, a
+ * pinned link keeps the program attached, and so does a filter. */
 static int release_link(struct fg_dataplane *dp, int ifindex, bool unpin)
 {
 	char path[PATH_MAX];
 	int i;
 
 	for (i = 0; i < dp->n_links; i++) {
-		if (dp->links[i].ifindex != ifindex)
+		struct fg_link *l = &dp->links[i];
+
+		if (l->ifindex != ifindex)
 			continue;
-		if (unpin && dp->pinned) {
-			link_pin_path(dp, ifindex, path, sizeof(path));
+		if (unpin && dp->pinned && l->link_fd >= 0) {
+			link_pin_path(dp, ifindex, mode_is_xdp(l->mode) ? "xdp" : "tcx", path,
+				      sizeof(path));
 			unlink(path);
 		}
-		close(dp->links[i].link_fd);
-		dp->links[i] = dp->links[dp->n_links - 1];
+		if (l->link_fd >= 0)
+			close(l->link_fd);
+		else if (unpin || !dp->pinned)
+			tc_cls_detach(ifindex);
+		*l = dp->links[dp->n_links - 1];
 		dp->n_links--;
 		return 0;
 	}
@@ -890,7 +1245,48 @@ int fg_dp_allow_clear(struct fg_dataplane *dp, __u32 service_id)
 
 int fg_dp_set_iface(struct fg_dataplane *dp, __u32 ifindex, const struct fg_iface *ifc)
 {
-	return dp_update(dp, dp->maps.ifaces, &ifindex, ifc, BPF_ANY);
+	struct fg_iface v = *ifc;
+
+	if (v.n_v4 > FG_SNAT_ADDRS || v.n_v6 > FG_SNAT_ADDRS)
+		return -EINVAL;
+	v.flags = (v.n_v4 ? FG_IFACE_F_V4 : 0) | (v.n_v6 ? FG_IFACE_F_V6 : 0);
+	if (dp->skel)
+		v.attach = fg_dp_attach_mode(dp, (int)ifindex);
+	return dp_update(dp, dp->maps.ifaces, &ifindex, &v, BPF_ANY);
+}
+
+int fg_dp_snat_stats(struct fg_dataplane *dp, __u64 out[FG_SNAT_STAT_MAX])
+{
+	__u64 *vals = calloc(dp->ncpus, sizeof(*vals));
+	__u32 k;
+	int i;
+
+	if (!vals)
+		return -ENOMEM;
+	for (k = 0; k < FG_SNAT_STAT_MAX; k++) {
+		out[k] = 0;
+		if (bpf_map_lookup_elem(dp->maps.snat_stats, &k, vals))
+			continue;
+		for (i = 0; i < dp->ncpus; i++)
+			out[k] += vals[i];
+	}
+	free(vals);
+	return 0;
+}
+
+const char *fg_snat_stat_name(int stat)
+{
+	static const char *const names[FG_SNAT_STAT_MAX] = {
+		[FG_SNAT_FRESH] = "fresh",
+		[FG_SNAT_RECLAIMED] = "reclaimed",
+		[FG_SNAT_REUSED_TW] = "reused_in_time_wait",
+		[FG_SNAT_SKIPPED] = "skipped",
+		[FG_SNAT_EXHAUSTED] = "exhausted",
+	};
+
+	if (stat < 0 || stat >= FG_SNAT_STAT_MAX)
+		return "unknown";
+	return names[stat];
 }
 
 int fg_dp_del_iface(struct fg_dataplane *dp, __u32 ifindex)

@@ -27,6 +27,13 @@ enum fg_xdp_mode {
 	FG_XDP_GENERIC,
 };
 
+/* --attach: which entry point of the program an interface gets. */
+enum fg_attach_want {
+	FG_ATTACH_WANT_AUTO = 0, /* by driver: XDP on NICs, TC on virtual devices */
+	FG_ATTACH_WANT_XDP,
+	FG_ATTACH_WANT_TC,
+};
+
 struct fg_dp_opts {
 	const char *pin_path; /* NULL: do not pin (tests) */
 	__u32 maglev_size;    /* the largest backend ring, a prime; 0:
@@ -38,6 +45,9 @@ struct fg_dp_opts {
 	__u32 ring_slots_max; /* it grows up to this; 0: FG_MAX_RING_SLOTS */
 	__u16 snat_port_min;  /* 0: 40000 */
 	__u16 snat_port_max;  /* 0: 59999 */
+	__u16 snat_port2_min; /* a second SNAT range; 0: none */
+	__u16 snat_port2_max;
+	__u64 snat_time_wait_ns; /* how long a closed flow's port rests; 0: 60 s */
 	__u64 ct_timeout_tcp_ns; /* 0: defaults of bpf/lib/conntrack.h */
 	__u64 ct_timeout_udp_ns;
 };
@@ -59,6 +69,8 @@ struct fg_maps {
 	int backend_stats;
 	int cluster_stats;
 	int verdicts;
+	int snat_cursor;
+	int snat_stats;
 };
 
 struct fg_dataplane;
@@ -71,6 +83,8 @@ void fg_dp_close(struct fg_dataplane *dp, bool remove_pins);
 const struct fg_maps *fg_dp_maps(const struct fg_dataplane *dp);
 /* fd of the XDP program (loaded data planes only), for BPF_PROG_TEST_RUN. */
 int fg_dp_prog_fd(const struct fg_dataplane *dp);
+/* fd of the TC program: the same code behind the TC entry point. */
+int fg_dp_tc_prog_fd(const struct fg_dataplane *dp);
 __u32 fg_dp_maglev_size(const struct fg_dataplane *dp);
 /* Entries of the services and backends maps (ids are below these). */
 __u32 fg_dp_max_services(const struct fg_dataplane *dp);
@@ -90,12 +104,52 @@ int fg_dp_ncpus(const struct fg_dataplane *dp);
  * know when to reread them. */
 __u64 fg_dp_epoch(const struct fg_dataplane *dp);
 
-/* Attaches the XDP program to ifindex through a bpf_link; reports the mode
- * the kernel used. */
-int fg_dp_attach(struct fg_dataplane *dp, int ifindex, enum fg_xdp_mode want,
-		 enum fg_xdp_mode *got);
+/*
+ * Attaching, by device. AUTO asks the driver (ethtool): a physical NIC
+ * gets native XDP (the fast path: before any skb exists), a virtual device
+ * (veth, bridge, dummy, vxlan, tun, ...) gets TC ingress, where native XDP
+ * would cost the traffic the stack terminates its offloads (on a veth it
+ * turns TSO off on the peer and copies every cloned skb). A NIC whose
+ * driver refuses native XDP gets TC too. TC is a tcx link (kernel >= 6.6),
+ * or clsact + cls_bpf on older kernels (or with tc_cls). Links are pinned
+ * under the pin path (link_xdp_IFINDEX, link_tcx_IFINDEX) and adopted by
+ * the next agent (--keep-pins); a pinned link of the other kind is removed
+ * once the new one is in place.
+ */
+struct fg_attach_opts {
+	enum fg_attach_want want;
+	enum fg_xdp_mode xdp_mode; /* for XDP */
+	bool tc_cls;               /* TC through cls_bpf even where tcx exists */
+};
+
+struct fg_attach_info {
+	enum fg_attach mode;   /* what the interface got */
+	char driver[32];       /* ethtool's driver name ("" when unknown) */
+	char why[96];          /* why this mode, for the log */
+	bool adopted;          /* a pinned link was taken over */
+};
+
+int fg_dp_attach(struct fg_dataplane *dp, int ifindex, const struct fg_attach_opts *o,
+		 struct fg_attach_info *got);
 int fg_dp_detach(struct fg_dataplane *dp, int ifindex);
+/* What AUTO picks for ifindex, and why (fills mode, driver, why). */
+void fg_dp_attach_choose(int ifindex, struct fg_attach_info *info);
+/* The mode this process attached ifindex with; FG_ATTACH_NONE if none. */
+enum fg_attach fg_dp_attach_mode(const struct fg_dataplane *dp, int ifindex);
+/* The kernel's view of ifindex in the calling process's network namespace:
+ * the id of the program attached there in that mode (0: none). */
+__u32 fg_dp_attached_prog_id(int ifindex, enum fg_attach mode);
+/* The same from anywhere, through the link the agent pinned for ifindex
+ * (XDP, tcx): the program id in the link while it is attached to a device,
+ * 0 when not. -ENOENT when there is no pinned link (a cls_bpf filter, or
+ * no pin path): ask fg_dp_attached_prog_id from the agent's namespace. */
+int fg_dp_pinned_link_prog(const struct fg_dataplane *dp, int ifindex, enum fg_attach mode,
+			   __u32 *prog_id);
 const char *fg_xdp_mode_name(enum fg_xdp_mode mode);
+/* "xdp-native", "xdp-generic", "tcx", "tc-cls", "none". */
+const char *fg_attach_name(enum fg_attach mode);
+/* "auto", "xdp", "tc" -> want; -EINVAL otherwise. */
+int fg_attach_want_parse(const char *s, enum fg_attach_want *want);
 
 /* --- routing state --- */
 int fg_dp_set_service(struct fg_dataplane *dp, __u32 service_id, const char *name);
@@ -182,7 +236,12 @@ void fg_dp_ring_stats(struct fg_dataplane *dp, struct fg_ring_stats *st);
 int fg_dp_allow_add(struct fg_dataplane *dp, __u32 service_id, int family,
 		    const struct fg_addr *addr, int prefix_len);
 int fg_dp_allow_clear(struct fg_dataplane *dp, __u32 service_id);
+/* Writes the interface's SNAT addresses (the attach mode is filled in from
+ * what this process attached there). */
 int fg_dp_set_iface(struct fg_dataplane *dp, __u32 ifindex, const struct fg_iface *ifc);
+/* Sums the per-CPU SNAT allocator counters (enum fg_snat_stat). */
+int fg_dp_snat_stats(struct fg_dataplane *dp, __u64 out[FG_SNAT_STAT_MAX]);
+const char *fg_snat_stat_name(int stat);
 int fg_dp_del_iface(struct fg_dataplane *dp, __u32 ifindex);
 /* Invalidates every cached next hop (after a route/neighbour change). */
 int fg_dp_bump_fib_gen(struct fg_dataplane *dp);

@@ -18,8 +18,8 @@ struct xdp_gateway_bpf;
 
 struct fg_link {
 	int ifindex;
-	int link_fd;
-	enum fg_xdp_mode mode;
+	int link_fd;           /* -1 for a cls_bpf filter (no link) */
+	enum fg_attach mode;
 };
 
 /* What this process knows of a ring key (service, cluster): the members

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -34,6 +35,7 @@
 #include "splice.h"
 
 #define MAX_IFACES 16
+#define MAX_SNAT_ADDRS (4 * FG_SNAT_ADDRS) /* --snat-addr, all interfaces together */
 #define RESERVED_PORTS "/proc/sys/net/ipv4/ip_local_reserved_ports"
 
 struct agent {
@@ -43,6 +45,10 @@ struct agent {
 	int ifindex[MAX_IFACES];
 	int n_ifaces;
 	enum fg_xdp_mode xdp_mode;
+	struct fg_attach_opts attach;
+	struct fg_addr snat_addrs[MAX_SNAT_ADDRS]; /* --snat-addr */
+	int snat_families[MAX_SNAT_ADDRS];
+	int n_snat_addrs;
 	bool keep_pins;
 	unsigned int health_interval_ms;
 	struct fg_health_opts health_opts;
@@ -142,8 +148,14 @@ static void usage(FILE *out)
 "                             falls back to splice where the probe fails)\n"
 "      --admin-socket PATH    fleetgatectl's socket (default\n"
 "                             /run/fleetgate/<last part of the pin path>.sock)\n"
-"  -m, --xdp-mode MODE        auto (native where the driver has it), native\n"
-"                             or generic (default auto)\n"
+"      --attach MODE          how the program is attached to each interface:\n"
+"                             auto (default: native XDP on physical NICs, TC\n"
+"                             ingress on veth, bridge, vxlan and other virtual\n"
+"                             devices, where XDP would cost the stack's\n"
+"                             traffic its offloads), xdp, or tc (a tcx link on\n"
+"                             kernels >= 6.6, else a cls_bpf filter)\n"
+"  -m, --xdp-mode MODE        with XDP: auto (native where the driver has it),\n"
+"                             native or generic (default auto)\n"
 "      --maglev-size N        slots of the largest backend ring, a prime;\n"
 "                             a ring has 32 slots per backend below it\n"
 "                             (default %u)\n"
@@ -156,8 +168,17 @@ static void usage(FILE *out)
 "                             (default 1073741824)\n"
 "      --snat-ports MIN-MAX   source ports used for SNAT toward backends; must\n"
 "                             not overlap net.ipv4.ip_local_port_range\n"
-"                             (default: the larger range outside it, from\n"
-"                             10000: 10000-32767 with Linux's default range)\n"
+"                             (default: every port outside it from 10000:\n"
+"                             10000-32767 and 61000-65535 with Linux's\n"
+"                             default range)\n"
+"      --snat-addr ADDR       a SNAT source address toward the backends\n"
+"                             (repeatable; an address of one of the --iface\n"
+"                             interfaces). An interface uses those of its\n"
+"                             addresses given here, or, when none is, every\n"
+"                             address it has (up to %d per family). A closed\n"
+"                             connection's port rests 60 s (the backend's\n"
+"                             TIME_WAIT) before another client gets it: each\n"
+"                             address adds a full port range per backend\n"
 "      --max-conns N          HTTP client connections at most (default 10000)\n"
 "      --listen-tls ADDR:PORT HTTPS on ADDR:PORT ([ADDR6]:PORT), the same\n"
 "                             routes, certificates from the Ingresses' tls:\n"
@@ -228,7 +249,7 @@ static void usage(FILE *out)
 "                             canary and times; the default) or json\n"
 "  -v, --verbose              debug messages, including libbpf's\n"
 "  -h, --help                 this text\n",
-		FG_DEFAULT_PIN_PATH, FG_DEFAULT_MAGLEV_SIZE);
+		FG_DEFAULT_PIN_PATH, FG_DEFAULT_MAGLEV_SIZE, FG_SNAT_ADDRS);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -306,6 +327,8 @@ enum {
 	OPT_LEASE_NAMESPACE,
 	OPT_LEASE_DURATION,
 	OPT_NO_LEASES,
+	OPT_ATTACH,
+	OPT_SNAT_ADDR,
 };
 
 static int parse_args(struct agent *a, int argc, char **argv)
@@ -314,6 +337,8 @@ static int parse_args(struct agent *a, int argc, char **argv)
 		{ "iface", required_argument, NULL, 'i' },
 		{ "pin-path", required_argument, NULL, 'p' },
 		{ "xdp-mode", required_argument, NULL, 'm' },
+		{ "attach", required_argument, NULL, OPT_ATTACH },
+		{ "snat-addr", required_argument, NULL, OPT_SNAT_ADDR },
 		{ "maglev-size", required_argument, NULL, OPT_MAGLEV },
 		{ "max-services", required_argument, NULL, OPT_MAX_SERVICES },
 		{ "max-backends", required_argument, NULL, OPT_MAX_BACKENDS },
@@ -389,6 +414,26 @@ static int parse_args(struct agent *a, int argc, char **argv)
 			else
 				goto bad;
 			break;
+		case OPT_ATTACH:
+			if (fg_attach_want_parse(optarg, &a->attach.want)) {
+				pr_warn("invalid --attach '%s' (auto, xdp, tc)\n", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_SNAT_ADDR: {
+			int family;
+
+			if (a->n_snat_addrs == MAX_SNAT_ADDRS) {
+				pr_warn("at most %d --snat-addr\n", MAX_SNAT_ADDRS);
+				return -E2BIG;
+			}
+			if (fg_addr_parse(optarg, &a->snat_addrs[a->n_snat_addrs], &family)) {
+				pr_warn("invalid --snat-addr '%s': an IPv4 or IPv6 address\n", optarg);
+				return -EINVAL;
+			}
+			a->snat_families[a->n_snat_addrs++] = family;
+			break;
+		}
 		case OPT_MAX_SERVICES:
 			if (parse_uint(optarg, 1U << 24, &v) || v < 16)
 				goto bad;
@@ -675,8 +720,8 @@ static void iface_sysctls(const char *ifname)
  * The SNAT ports must never be ports the gateway's own sockets (health
  * probes, the proxy's upstream connections, the Kubernetes client) take
  * from the local range: the XDP program would take their replies. Without
- * --snat-ports the agent takes the larger range outside ip_local_port_range;
- * an overlapping --snat-ports is refused.
+ * --snat-ports the agent takes every port outside ip_local_port_range from
+ * FG_SNAT_LOWEST (two ranges); an overlapping --snat-ports is refused.
  */
 static int choose_snat_ports(struct agent *a)
 {
@@ -701,16 +746,22 @@ static int choose_snat_ports(struct agent *a)
 		}
 		return 0;
 	}
-	err = fg_snat_default_range(lmin, lmax, &a->dp_opts.snat_port_min,
-				    &a->dp_opts.snat_port_max);
+	err = fg_snat_default_ranges(lmin, lmax, &a->dp_opts.snat_port_min,
+				     &a->dp_opts.snat_port_max, &a->dp_opts.snat_port2_min,
+				     &a->dp_opts.snat_port2_max);
 	if (err) {
 		pr_warn("the local port range %u-%u (net.ipv4.ip_local_port_range) leaves fewer "
 			"than %u ports from %u for SNAT: give --snat-ports outside it, or narrow it\n",
 			lmin, lmax, FG_SNAT_MIN_PORTS, FG_SNAT_LOWEST);
 		return err;
 	}
-	pr_info("SNAT ports %u-%u (outside the local port range %u-%u)\n",
-		a->dp_opts.snat_port_min, a->dp_opts.snat_port_max, lmin, lmax);
+	if (a->dp_opts.snat_port2_min)
+		pr_info("SNAT ports %u-%u and %u-%u (outside the local port range %u-%u)\n",
+			a->dp_opts.snat_port_min, a->dp_opts.snat_port_max,
+			a->dp_opts.snat_port2_min, a->dp_opts.snat_port2_max, lmin, lmax);
+	else
+		pr_info("SNAT ports %u-%u (outside the local port range %u-%u)\n",
+			a->dp_opts.snat_port_min, a->dp_opts.snat_port_max, lmin, lmax);
 	return 0;
 }
 
@@ -729,8 +780,13 @@ static void reserve_snat_ports(struct agent *a)
 			strerror(-err));
 		return;
 	}
-	snprintf(val, sizeof(val), "%s%s%u-%u", a->saved_reserved,
-		 a->saved_reserved[0] ? "," : "", min, max);
+	if (a->dp_opts.snat_port2_min)
+		snprintf(val, sizeof(val), "%s%s%u-%u,%u-%u", a->saved_reserved,
+			 a->saved_reserved[0] ? "," : "", min, max, a->dp_opts.snat_port2_min,
+			 a->dp_opts.snat_port2_max);
+	else
+		snprintf(val, sizeof(val), "%s%s%u-%u", a->saved_reserved,
+			 a->saved_reserved[0] ? "," : "", min, max);
 	err = write_file(RESERVED_PORTS, val);
 	if (err) {
 		pr_warn("cannot reserve SNAT ports %u-%u in %s: %s\n", min, max,
@@ -787,9 +843,12 @@ static int refresh_iface(struct agent *a, int i)
 	struct fg_iface ifc = {};
 	int err;
 
-	err = fg_nl_iface_addrs(a->ifindex[i], &ifc);
+	/* --snat-addr: only those of its addresses, if it has any of them. */
+	err = fg_nl_iface_addrs_pick(a->ifindex[i], &ifc, a->snat_addrs, a->snat_families,
+				     a->n_snat_addrs);
 	if (err)
 		return err;
+	snprintf(ifc.name, sizeof(ifc.name), "%s", a->ifnames[i]);
 	err = fg_dp_set_iface(a->dp, a->ifindex[i], &ifc);
 	if (err)
 		pr_warn("cannot write addresses of %s to the ifaces map: %s\n", a->ifnames[i],
@@ -797,10 +856,46 @@ static int refresh_iface(struct agent *a, int i)
 	return err;
 }
 
-static int attach_ifaces(struct agent *a)
+/* Every --snat-addr must be an address of one of the interfaces: the
+ * backends' replies to it must reach the gateway. */
+static int check_snat_addrs(struct agent *a)
 {
-	enum fg_xdp_mode got;
-	int i, err;
+	struct fg_iface ifc;
+	char buf[INET6_ADDRSTRLEN];
+	int i, k, j, n;
+
+	for (k = 0; k < a->n_snat_addrs; k++) {
+		bool found = false;
+
+		for (i = 0; i < a->n_ifaces && !found; i++) {
+			/* Only this one wanted: it is picked iff the interface has it. */
+			if (fg_nl_iface_addrs_pick(a->ifindex[i], &ifc, &a->snat_addrs[k],
+						   &a->snat_families[k], 1))
+				continue;
+			n = a->snat_families[k] == FG_AF_INET ? ifc.n_v4 : ifc.n_v6;
+			for (j = 0; j < n && !found; j++)
+				found = !memcmp(a->snat_families[k] == FG_AF_INET ? &ifc.v4[j]
+										  : &ifc.v6[j],
+						&a->snat_addrs[k], sizeof(struct fg_addr));
+		}
+		if (!found) {
+			pr_warn("--snat-addr %s is not a usable address of any --iface (global "
+				"scope, not tentative or deprecated): the backends' replies to it "
+				"would not reach the gateway; add it first (ip addr add %s/PREFIX "
+				"dev IFNAME)\n",
+				fg_addr_str(&a->snat_addrs[k], a->snat_families[k], buf, sizeof(buf)),
+				buf);
+			return -EADDRNOTAVAIL;
+		}
+	}
+	return 0;
+}
+
+/* The interfaces exist, and every --snat-addr is on one of them: checked
+ * before anything is loaded or pinned. */
+static int check_ifaces(struct agent *a)
+{
+	int i;
 
 	for (i = 0; i < a->n_ifaces; i++) {
 		a->ifindex[i] = fg_nl_ifindex(a->ifnames[i]);
@@ -808,15 +903,27 @@ static int attach_ifaces(struct agent *a)
 			pr_warn("no interface %s: %s\n", a->ifnames[i], strerror(-a->ifindex[i]));
 			return a->ifindex[i];
 		}
+	}
+	return check_snat_addrs(a);
+}
+
+static int attach_ifaces(struct agent *a)
+{
+	struct fg_attach_info got;
+	int i, err;
+
+	a->attach.xdp_mode = a->xdp_mode;
+	for (i = 0; i < a->n_ifaces; i++) {
 		iface_sysctls(a->ifnames[i]);
+		err = fg_dp_attach(a->dp, a->ifindex[i], &a->attach, &got);
+		if (err)
+			return err;
+		pr_info("attached to %s (ifindex %d): %s (%s)%s\n", a->ifnames[i], a->ifindex[i],
+			fg_attach_name(got.mode), got.why, got.adopted ? ", adopted" : "");
+		/* After the attach: the ifaces entry records the mode. */
 		err = refresh_iface(a, i);
 		if (err)
 			return err;
-		err = fg_dp_attach(a->dp, a->ifindex[i], a->xdp_mode, &got);
-		if (err)
-			return err;
-		pr_info("attached XDP to %s (ifindex %d) in %s mode\n", a->ifnames[i],
-			a->ifindex[i], fg_xdp_mode_name(got));
 	}
 	return 0;
 }
@@ -1368,6 +1475,8 @@ int main(int argc, char **argv)
 	a.dp_opts.pin_path = a.pin_path;
 	raise_file_limit(&a);
 	if (choose_snat_ports(&a))
+		return 2;
+	if (check_ifaces(&a))
 		return 2;
 
 	err = fg_dp_load(&a.dp, &a.dp_opts);

@@ -1187,6 +1187,83 @@ static json_t *verdict_summary(struct ctl *ctl)
 	return doc;
 }
 
+/* One interface of the ifaces map: how the program is attached (as the
+ * agent recorded it, and whether the kernel still has it: through the
+ * pinned link, or, for a cls_bpf filter, asked in this namespace) and its
+ * SNAT addresses. */
+static json_t *iface_json(struct ctl *ctl, __u32 ifindex, const struct fg_iface *ifc)
+{
+	json_t *v4 = json_array(), *v6 = json_array(), *it;
+	enum fg_attach mode = ifc->attach;
+	char buf[INET6_ADDRSTRLEN];
+	const char *kernel;
+	__u32 prog_id = 0;
+	int i, err;
+
+	for (i = 0; i < ifc->n_v4 && i < FG_SNAT_ADDRS; i++)
+		json_array_append_new(v4, json_string(fg_addr_str(&ifc->v4[i], FG_AF_INET, buf,
+								   sizeof(buf))));
+	for (i = 0; i < ifc->n_v6 && i < FG_SNAT_ADDRS; i++)
+		json_array_append_new(v6, json_string(fg_addr_str(&ifc->v6[i], FG_AF_INET6, buf,
+								   sizeof(buf))));
+	err = fg_dp_pinned_link_prog(ctl->dp, (int)ifindex, mode, &prog_id);
+	if (!err) {
+		kernel = prog_id ? "attached" : "detached";
+	} else if (mode == FG_ATTACH_NONE) {
+		kernel = "none";
+	} else {
+		/* No link to ask: a cls_bpf filter, seen only from the agent's
+		 * namespace (an ifindex means nothing elsewhere). */
+		prog_id = fg_dp_attached_prog_id((int)ifindex, mode);
+		kernel = prog_id ? "attached" : "not seen from this network namespace";
+	}
+	it = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o}", "name", ifc->name,
+		       "ifindex", (json_int_t)ifindex, "attach", fg_attach_name(mode),
+		       "kernel", kernel, "prog_id", (json_int_t)prog_id, "snat_v4", v4,
+		       "snat_v6", v6);
+	return it;
+}
+
+static json_t *ifaces_json(struct ctl *ctl)
+{
+	json_t *arr = json_array();
+	struct fg_iface ifc;
+	__u32 key, next;
+	void *prev = NULL;
+
+	while (arr && !bpf_map_get_next_key(ctl->maps->ifaces, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(ctl->maps->ifaces, &key, &ifc))
+			continue;
+		json_array_append_new(arr, iface_json(ctl, key, &ifc));
+	}
+	return arr;
+}
+
+/* The SNAT allocator: its port ranges, the resting time, its counters. */
+static json_t *snat_json(struct ctl *ctl, const struct fg_settings *s)
+{
+	__u64 st[FG_SNAT_STAT_MAX] = {};
+	json_t *stats = json_object(), *ranges = json_array();
+	char buf[32];
+	int k;
+
+	fg_dp_snat_stats(ctl->dp, st);
+	for (k = 0; k < FG_SNAT_STAT_MAX; k++)
+		json_object_set_new(stats, fg_snat_stat_name(k), ju64(st[k]));
+	if (s->snat_port_min) {
+		snprintf(buf, sizeof(buf), "%u-%u", s->snat_port_min, s->snat_port_max);
+		json_array_append_new(ranges, json_string(buf));
+	}
+	if (s->snat_port2_min) {
+		snprintf(buf, sizeof(buf), "%u-%u", s->snat_port2_min, s->snat_port2_max);
+		json_array_append_new(ranges, json_string(buf));
+	}
+	return json_pack("{s:o, s:I, s:o}", "port_ranges", ranges, "time_wait_s",
+			 (json_int_t)s->snat_time_wait_s, "allocations", stats);
+}
+
 static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 {
 	struct up_down be = {}, cl = {};
@@ -1240,6 +1317,8 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv, json_t **out)
 			"verdicts", verdict_summary(ctl));
 	if (!doc)
 		return -ENOMEM;
+	json_object_set_new(doc, "interfaces", ifaces_json(ctl));
+	json_object_set_new(doc, "snat", snat_json(ctl, &s));
 	*out = doc;
 	return 0;
 }
@@ -1263,6 +1342,47 @@ static void render_status(const json_t *doc)
 	printf("Clusters:           %lld (%lld up, %lld down)\n", ji(cl, "active"),
 	       ji(cl, "up"), ji(cl, "down"));
 	printf("Interfaces:         %lld\n", ji(doc, "ifaces"));
+	{
+		json_t *it, *a;
+		struct table t;
+		size_t i, j;
+
+		tbl_init(&t, "  NAME", "IFINDEX", "ATTACH", "KERNEL", "PROG", "SNAT ADDRESSES", NULL);
+		json_array_foreach(json_object_get(doc, "interfaces"), i, it) {
+			char addrs[512] = "";
+			size_t off = 0;
+			const char *fam[] = { "snat_v4", "snat_v6" };
+			int f;
+
+			for (f = 0; f < 2; f++)
+				json_array_foreach(json_object_get(it, fam[f]), j, a)
+					if (off < sizeof(addrs))
+						off += snprintf(addrs + off, sizeof(addrs) - off, "%s%s",
+								off ? "," : "", json_string_value(a));
+			tbl_cell(&t, "  %s", js(it, "name")[0] ? js(it, "name") : "?");
+			tbl_cell(&t, "%lld", ji(it, "ifindex"));
+			tbl_cell(&t, "%s", js(it, "attach"));
+			tbl_cell(&t, "%s", js(it, "kernel"));
+			tbl_cell(&t, "%lld", ji(it, "prog_id"));
+			tbl_cell(&t, "%s", addrs[0] ? addrs : "-");
+		}
+		tbl_print(&t);
+		tbl_free(&t);
+	}
+	{
+		json_t *sn = json_object_get(doc, "snat"), *al = json_object_get(sn, "allocations");
+		json_t *r;
+		size_t i;
+
+		printf("SNAT ports:         ");
+		json_array_foreach(json_object_get(sn, "port_ranges"), i, r)
+			printf("%s%s", i ? ", " : "", json_string_value(r));
+		printf(" (a closed flow's port rests %lld s)\n", ji(sn, "time_wait_s"));
+		printf("SNAT allocations:   %lld fresh, %lld reclaimed, %lld reused in TIME_WAIT, "
+		       "%lld exhausted (%lld candidates skipped)\n", ji(al, "fresh"),
+		       ji(al, "reclaimed"), ji(al, "reused_in_time_wait"), ji(al, "exhausted"),
+		       ji(al, "skipped"));
+	}
 	printf("Conntrack entries:  %lld / %lld (reverse NAT %lld)\n",
 	       ji(doc, "conntrack_entries"), ji(doc, "conntrack_max"),
 	       ji(doc, "reverse_nat_entries"));

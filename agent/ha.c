@@ -141,11 +141,13 @@ static void self_check(struct fg_ha *h)
 	h->self_why[0] = '\0';
 	fg_addr_str(&h->vip.addr, h->vip.family, a, sizeof(a));
 	for (i = 0; i < h->n_ifaces; i++) {
-		LIBBPF_OPTS(bpf_xdp_query_opts, q);
+		/* In the mode the data plane attached it with (XDP or TC). */
+		enum fg_attach mode = fg_dp_attach_mode(h->dp, h->ifindex[i]);
 
-		if (bpf_xdp_query(h->ifindex[i], 0, &q) == 0 && q.attach_mode == XDP_ATTACHED_NONE) {
+		if (mode != FG_ATTACH_NONE && !fg_dp_attached_prog_id(h->ifindex[i], mode)) {
 			snprintf(h->self_why, sizeof(h->self_why),
-				 "own check: XDP is no longer attached to %s", h->ifnames[i]);
+				 "own check: the program (%s) is no longer attached to %s",
+				 fg_attach_name(mode), h->ifnames[i]);
 			return;
 		}
 	}

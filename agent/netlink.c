@@ -383,9 +383,14 @@ int fg_nl_ifindex(const char *ifname)
 
 /* ---- addresses ---- */
 
+/* Every usable address of the interface, per family (0: IPv4, 1: IPv6),
+ * in the dump's order; more than NL_MAX_ADDRS of a family are ignored. */
+#define NL_MAX_ADDRS 256
+
 struct addr_dump {
 	int ifindex;
-	struct fg_iface *out;
+	struct fg_addr addrs[2][NL_MAX_ADDRS];
+	unsigned n[2];
 };
 
 static __u32 addr_flags(const struct ifaddrmsg *ifa,
@@ -422,8 +427,7 @@ static int addr_dump_cb(const struct nlmsghdr *nlh, void *data)
 	const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
 	const struct nlattr *tb[IFA_MAX + 1];
 	struct addr_dump *d = data;
-	struct fg_addr *dst;
-	__u32 bit;
+	int f;
 
 	if (nlh->nlmsg_type != RTM_NEWADDR)
 		return MNL_CB_OK;
@@ -436,37 +440,35 @@ static int addr_dump_cb(const struct nlmsghdr *nlh, void *data)
 
 	switch (ifa->ifa_family) {
 	case AF_INET:
-		bit = FG_IFACE_F_V4;
-		dst = &d->out->v4;
+		f = 0;
 		break;
 	case AF_INET6:
-		bit = FG_IFACE_F_V6;
-		dst = &d->out->v6;
+		f = 1;
 		break;
 	default:
 		return MNL_CB_OK;
 	}
 	/* The dump lists addresses in the kernel's order (primary first). */
-	if (d->out->flags & bit)
+	if (d->n[f] >= NL_MAX_ADDRS)
 		return MNL_CB_OK;
 	if (!addr_usable(ifa, addr_flags(ifa, tb)))
 		return MNL_CB_OK;
-	if (nl_attr_addr(addr_local(tb), ifa->ifa_family, dst))
+	if (nl_attr_addr(addr_local(tb), ifa->ifa_family, &d->addrs[f][d->n[f]]))
 		return MNL_CB_OK;
-	d->out->flags |= bit;
+	d->n[f]++;
 	return MNL_CB_OK;
 }
 
-static int addr_dump_once(int ifindex, struct fg_iface *out)
+static int addr_dump_once(int ifindex, struct addr_dump *d)
 {
-	struct addr_dump d = { .ifindex = ifindex, .out = out };
 	struct ifaddrmsg *ifa;
 	struct nlmsghdr *nlh;
 	struct nl_req *r;
 	char what[64];
 	int err;
 
-	memset(out, 0, sizeof(*out));
+	memset(d, 0, sizeof(*d));
+	d->ifindex = ifindex;
 	err = nl_req_open(&r);
 	if (err)
 		return err;
@@ -474,7 +476,7 @@ static int addr_dump_once(int ifindex, struct fg_iface *out)
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = AF_UNSPEC;
 
-	err = nl_req_run(r, nlh, addr_dump_cb, &d);
+	err = nl_req_run(r, nlh, addr_dump_cb, d);
 	if (err && err != -EINTR) {
 		snprintf(what, sizeof(what), "RTM_GETADDR dump for ifindex %d",
 			 ifindex);
@@ -484,21 +486,64 @@ static int addr_dump_once(int ifindex, struct fg_iface *out)
 	return err;
 }
 
-int fg_nl_iface_addrs(int ifindex, struct fg_iface *out)
+static bool addr_wanted(const struct fg_addr *a, int family, const struct fg_addr *want,
+			const int *want_family, size_t n_want)
+{
+	size_t i;
+
+	for (i = 0; i < n_want; i++)
+		if (want_family[i] == family && !memcmp(&want[i], a, sizeof(*a)))
+			return true;
+	return false;
+}
+
+/* The family's SNAT sources: those of its addresses that are wanted, or
+ * every one when none is; FG_SNAT_ADDRS at most. */
+static __u8 addr_pick(const struct fg_addr *addrs, unsigned n, int family, struct fg_addr *out,
+		      const struct fg_addr *want, const int *want_family, size_t n_want)
+{
+	unsigned i, k = 0, any = 0;
+
+	for (i = 0; i < n; i++)
+		any += addr_wanted(&addrs[i], family, want, want_family, n_want);
+	for (i = 0; i < n && k < FG_SNAT_ADDRS; i++)
+		if (!any || addr_wanted(&addrs[i], family, want, want_family, n_want))
+			out[k++] = addrs[i];
+	return (__u8)k;
+}
+
+int fg_nl_iface_addrs_pick(int ifindex, struct fg_iface *out, const struct fg_addr *want,
+			   const int *want_family, size_t n_want)
 {
 	int tries = NL_DUMP_RETRIES;
+	struct addr_dump *d;
 	int err;
 
+	memset(out, 0, sizeof(*out));
+	d = malloc(sizeof(*d));
+	if (!d)
+		return -ENOMEM;
 	do
-		err = addr_dump_once(ifindex, out);
+		err = addr_dump_once(ifindex, d);
 	while (err == -EINTR && --tries);
 
 	if (err == -EINTR)
 		pr_warn("netlink: RTM_GETADDR dump for ifindex %d failed: addresses kept changing during %d dumps\n",
 			ifindex, NL_DUMP_RETRIES);
-	if (err)
-		memset(out, 0, sizeof(*out));
+	if (!err) {
+		out->n_v4 = addr_pick(d->addrs[0], d->n[0], FG_AF_INET, out->v4, want, want_family,
+				      n_want);
+		out->n_v6 = addr_pick(d->addrs[1], d->n[1], FG_AF_INET6, out->v6, want, want_family,
+				      n_want);
+		out->flags = (out->n_v4 ? FG_IFACE_F_V4 : 0) | (out->n_v6 ? FG_IFACE_F_V6 : 0);
+	}
+	free(d);
 	return err;
+}
+
+int fg_nl_iface_addrs(int ifindex, struct fg_iface *out)
+{
+	return fg_nl_iface_addrs_pick(ifindex, out, NULL, NULL, 0);
 }
 
 /* ---- routes ---- */

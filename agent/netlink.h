@@ -17,6 +17,7 @@
 #define FG_NETLINK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <linux/types.h>
 
 #include "fleetgate.h"
@@ -25,15 +26,22 @@
 int fg_nl_ifindex(const char *ifname);
 
 /*
- * Fills @out with the first usable address of each family on @ifindex:
- * global scope (RT_SCOPE_UNIVERSE), neither tentative, deprecated nor
- * DAD-failed (in practice these flags are IPv6's, but `preferred_lft 0`
- * deprecates an IPv4 address too). Sets FG_IFACE_F_V4 / FG_IFACE_F_V6 for the
- * families found. Returns 0 even when none is found (flags 0), including
+ * Fills @out with the usable addresses of each family on @ifindex, in the
+ * kernel's order (primary first), FG_SNAT_ADDRS of each at most: global
+ * scope (RT_SCOPE_UNIVERSE), neither tentative, deprecated nor DAD-failed
+ * (in practice these flags are IPv6's, but `preferred_lft 0` deprecates an
+ * IPv4 address too). Sets n_v4 / n_v6 and FG_IFACE_F_V4 / FG_IFACE_F_V6 for
+ * the families found. Returns 0 even when none is found (flags 0), including
  * for an ifindex that does not exist: either way there is nothing to SNAT
  * to. Negative errno only when netlink itself failed.
  */
 int fg_nl_iface_addrs(int ifindex, struct fg_iface *out);
+/* The same with --snat-addr: of each family, only the addresses of
+ * @ifindex that are among the @n_want given (@want_family[i] FG_AF_INET
+ * or FG_AF_INET6), or every one when none of its own is given; whichever
+ * they are, FG_SNAT_ADDRS at most. */
+int fg_nl_iface_addrs_pick(int ifindex, struct fg_iface *out, const struct fg_addr *want,
+			   const int *want_family, size_t n_want);
 
 /*
  * Asks the kernel which route it would use toward @dst (`ip route get`).

@@ -157,3 +157,25 @@ int fg_snat_default_range(__u16 local_min, __u16 local_max, __u16 *min, __u16 *m
 	}
 	return 0;
 }
+
+int fg_snat_default_ranges(__u16 local_min, __u16 local_max, __u16 *min, __u16 *max,
+			   __u16 *min2, __u16 *max2)
+{
+	unsigned lo[2] = { FG_SNAT_LOWEST, local_max + 1u };
+	unsigned hi[2] = { local_min ? local_min - 1u : 0, 65535 };
+	unsigned n[2] = { 0, 0 }, k;
+
+	if (lo[1] < FG_SNAT_LOWEST)
+		lo[1] = FG_SNAT_LOWEST;
+	for (k = 0; k < 2; k++)
+		if (hi[k] >= lo[k])
+			n[k] = hi[k] - lo[k] + 1;
+	if (n[0] + n[1] < FG_SNAT_MIN_PORTS)
+		return -ERANGE;
+	k = n[0] >= n[1] ? 0 : 1; /* the larger first */
+	*min = lo[k];
+	*max = hi[k];
+	*min2 = n[!k] ? lo[!k] : 0;
+	*max2 = n[!k] ? hi[!k] : 0;
+	return 0;
+}

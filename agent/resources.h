@@ -60,4 +60,14 @@ int fg_local_port_range(__u16 *min, __u16 *max);
 #define FG_SNAT_MIN_PORTS 1024
 int fg_snat_default_range(__u16 local_min, __u16 local_max, __u16 *min, __u16 *max);
 
+/*
+ * Both ranges outside [local_min, local_max] within [FG_SNAT_LOWEST,
+ * 65535], the larger first: what the agent takes when --snat-ports is not
+ * given (every port its own sockets cannot take). A range that is empty is
+ * 0-0 (the second one only: when both are, -ERANGE); -ERANGE too when they
+ * hold fewer than FG_SNAT_MIN_PORTS ports together.
+ */
+int fg_snat_default_ranges(__u16 local_min, __u16 local_max, __u16 *min, __u16 *max,
+			   __u16 *min2, __u16 *max2);
+
 #endif

@@ -262,20 +262,60 @@ struct fg_settings {
 	 * readers of those arrays (fleetgatectl) need not read past them. */
 	__u32 backend_high;
 	__u32 service_high;
-};
-_Static_assert(sizeof(struct fg_settings) == 16, "fg_settings size");
-
-/* ifaces: ifindex -> the gateway's own addresses on it, used as SNAT
- * source toward the clusters. Learned by the agent over netlink. */
-struct fg_iface {
-	struct fg_addr v4;
-	struct fg_addr v6;
-	__u32 flags; /* bit 0: has v4, bit 1: has v6 */
+	/* What the program was loaded with (for fleetgatectl): the SNAT
+	 * port ranges (the second one 0-0 when there is none) and how long
+	 * a closed flow's port rests before another client tuple gets it. */
+	__u16 snat_port_min, snat_port_max;
+	__u16 snat_port2_min, snat_port2_max;
+	__u32 snat_time_wait_s;
 	__u32 pad;
 };
-_Static_assert(sizeof(struct fg_iface) == 40, "fg_iface size");
+_Static_assert(sizeof(struct fg_settings) == 32, "fg_settings size");
+
+/* SNAT addresses per interface and family at most (--snat-addr). */
+#define FG_SNAT_ADDRS 16
+
+/* How the program is attached to an interface (fg_iface.attach). */
+enum fg_attach {
+	FG_ATTACH_NONE = 0,
+	FG_ATTACH_XDP_NATIVE = 1,  /* XDP in the driver */
+	FG_ATTACH_XDP_GENERIC = 2, /* XDP on the skb (no driver support) */
+	FG_ATTACH_TCX = 3,         /* TC ingress, tcx link (kernel >= 6.6) */
+	FG_ATTACH_TC_CLS = 4,      /* TC ingress, clsact + cls_bpf (older kernels) */
+};
+
+/* ifaces: ifindex -> the gateway's own addresses on it that are SNAT
+ * sources toward the clusters (every usable address, or those given with
+ * --snat-addr), learned by the agent over netlink, and how the program is
+ * attached there. A new flow's SNAT address and port come from one index
+ * that walks (address, port) pairs address first (bpf/lib/snat.h), so
+ * every address added is as many more ports per backend. */
+struct fg_iface {
+	__u32 flags;  /* FG_IFACE_F_V4 / FG_IFACE_F_V6: has at least one */
+	__u8 n_v4;    /* v4[0 .. n_v4) are in use */
+	__u8 n_v6;
+	__u8 attach;  /* enum fg_attach */
+	__u8 pad;
+	char name[16]; /* the interface's name in the agent's namespace */
+	struct fg_addr v4[FG_SNAT_ADDRS];
+	struct fg_addr v6[FG_SNAT_ADDRS];
+};
+_Static_assert(sizeof(struct fg_iface) == 24 + 2 * 16 * FG_SNAT_ADDRS, "fg_iface size");
 #define FG_IFACE_F_V4 1
 #define FG_IFACE_F_V6 2
+
+/* snat_stats (per-CPU array): how new flows got their SNAT port. */
+enum fg_snat_stat {
+	FG_SNAT_FRESH = 0,   /* a (address, port) never used toward the backend */
+	FG_SNAT_RECLAIMED,   /* used before, free again: closed longer ago than the
+			      * backend's TIME_WAIT, or its flow idled out */
+	FG_SNAT_REUSED_TW,   /* every candidate was live or resting: the one that
+			      * closed longest ago, still inside TIME_WAIT */
+	FG_SNAT_SKIPPED,     /* candidates passed over (live, or resting) */
+	FG_SNAT_EXHAUSTED,   /* no candidate could be had: the SYN dropped
+			      * (verdict no_snat_port) */
+	FG_SNAT_STAT_MAX,
+};
 
 /* Counters (per-CPU arrays): packets and bytes. */
 struct fg_counter {

@@ -106,8 +106,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } reverse_nat SEC(".maps");
 
-/* ifindex -> the gateway's own addresses there (SNAT sources). Written by
- * the agent from netlink. */
+/* backend_id -> the SNAT allocator's next candidate index toward that
+ * backend (bpf/lib/snat.h). Sized like backends by the agent. Written by
+ * the program (atomic add). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FG_DEF_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} snat_cursor SEC(".maps");
+
+/* enum fg_snat_stat -> count, per CPU: how new flows got their port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FG_SNAT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} snat_stats SEC(".maps");
+
+/* ifindex -> the gateway's own addresses there (SNAT sources) and how the
+ * program is attached. Written by the agent from netlink. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FG_MAX_IFACES);

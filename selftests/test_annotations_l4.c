@@ -260,7 +260,7 @@ static int setup(void)
 {
 	struct fg_control_opts copts = { .listen = VIP ":8080" };
 	struct fg_dp_opts dopts = {};
-	struct fg_iface ifc = { .flags = FG_IFACE_F_V4 };
+	struct fg_iface ifc = { .flags = FG_IFACE_F_V4, .n_v4 = 1 };
 	const char *p = test__prefix();
 	struct fg_addr stale = {};
 	int err;
@@ -287,7 +287,7 @@ static int setup(void)
 	err = fg_dp_load(&L.dp, &dopts);
 	if (err)
 		return err;
-	inet_pton(AF_INET, GW_B, &ifc.v4.v4);
+	inet_pton(AF_INET, GW_B, &ifc.v4[0].v4);
 	err = fg_dp_set_iface(L.dp, L.ifindex_b, &ifc);
 	if (!ASSERT_OK(err, "iface"))
 		return err;

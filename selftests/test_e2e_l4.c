@@ -23,9 +23,20 @@
  * The topology and the agent are set up once for all subtests; each
  * subtest sets the shares it needs (through which pods are ready), so any
  * of them can run alone.
+ *
+ * Everything runs twice, once per attach mode: e2e_l4 with --attach xdp
+ * (native XDP on the gateway's veths; the client and cluster ends have
+ * checksum offload, TSO and GSO off, as XDP_REDIRECT into a veth needs) and
+ * e2e_l4_tc with --attach tc (tcx links; every veth keeps the kernel's
+ * default offloads, so the program sees CHECKSUM_PARTIAL and GSO packets
+ * from the client's and servers' stacks). The gateway's g1 side has a
+ * second address, 10.O.1.9, and the agent runs with --snat-addr for both
+ * of g1's: connections to cluster 1 leave from either, those to cluster 2
+ * from g2's only address (no --snat-addr names one of its own).
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <net/if.h>
 #include <signal.h>
@@ -65,6 +76,7 @@ struct e2e_server {
 };
 
 struct e2e {
+	const char *attach; /* --attach: "xdp" or "tc" */
 	const char *p;
 	int o; /* second octet */
 	char ns_cli[32], ns_gw[32], ns_c1[32], ns_c2[32];
@@ -243,6 +255,12 @@ static int topo_setup(struct e2e *e)
 		  "ip -n %s route add default via 10.%d.2.1",
 		  e->ns_c2, o, p, e->ns_c2, p, e->ns_c2, o))
 		return -EIO;
+	/* The second SNAT address on the cluster 1 side. */
+	if (fg_sh("ip -n %s addr add 10.%d.1.9/24 dev %sg1", e->ns_gw, o, p))
+		return -EIO;
+	/* TC: the kernel's default offloads stay. */
+	if (!strcmp(e->attach, "tc"))
+		return 0;
 	/* A frame XDP_REDIRECTs into a veth is only received when the peer
 	 * has XDP or GRO; and redirected TCP must carry full checksums. */
 	if (fg_sh("ip netns exec %s ethtool -K %scg tx off tso off gso off gro on >/dev/null && "
@@ -256,20 +274,24 @@ static int topo_setup(struct e2e *e)
 static int agent_start(struct e2e *e)
 {
 	char netns[64], ifc[3][IF_NAMESIZE + 8];
-	char listen[64];
+	char listen[64], snat1[32], snat2[32];
 	char *argv[] = { "nsenter", netns, e->agent_bin, "-i", ifc[0], "-i", ifc[1],
 			 "-i", ifc[2], "-p", e->pin, "--health-interval", "300", "-c", e->cfg,
-			 "-l", listen, NULL };
+			 "-l", listen, "--attach", (char *)e->attach, "--snat-addr", snat1,
+			 "--snat-addr", snat2, NULL };
 	char verdicts[PATH_MAX + 16];
 	long long deadline;
 
 	snprintf(netns, sizeof(netns), "--net=/run/netns/%s", e->ns_gw);
 	snprintf(listen, sizeof(listen), "%s:%d", E2E_VIP, E2E_HTTP_PORT);
+	snprintf(snat1, sizeof(snat1), "10.%d.1.1", e->o);
+	snprintf(snat2, sizeof(snat2), "10.%d.1.9", e->o);
 	snprintf(ifc[0], sizeof(ifc[0]), "%sgc", e->p);
 	snprintf(ifc[1], sizeof(ifc[1]), "%sg1", e->p);
 	snprintf(ifc[2], sizeof(ifc[2]), "%sg2", e->p);
 	snprintf(verdicts, sizeof(verdicts), "%s/verdicts", e->pin);
-	snprintf(e->agent_log, sizeof(e->agent_log), "%s/agent.log", test__tmpdir());
+	snprintf(e->agent_log, sizeof(e->agent_log), "%s/agent-%s.log", test__tmpdir(), e->attach);
+	unlink(e->agent_log); /* "ready" must be this agent's */
 
 	e->agent = e2e_spawn(e->agent_log, NULL, argv);
 	if (e->agent < 0) {
@@ -491,7 +513,8 @@ static int e2e_setup(struct e2e *e)
 	snprintf(e->ns_c1, sizeof(e->ns_c1), "%sc1", e->p);
 	snprintf(e->ns_c2, sizeof(e->ns_c2), "%sc2", e->p);
 	snprintf(e->pin, sizeof(e->pin), "/sys/fs/bpf/%s", e->p);
-	printf("e2e: prefix %s, addresses 10.%d.0.0/16, pins %s\n", e->p, e->o, e->pin);
+	printf("e2e: --attach %s, prefix %s, addresses 10.%d.0.0/16, pins %s\n", e->attach, e->p,
+	       e->o, e->pin);
 
 	err = topo_setup(e);
 	if (!ASSERT_OK(err, "topology"))
@@ -680,11 +703,36 @@ static long wait_backend(struct e2e *e, __u32 id, bool up, unsigned int timeout_
 	}
 }
 
-static bool xdp_attached(struct e2e *e, const char *suffix)
+/* The program is attached to the gateway's interface P<suffix> in the
+ * agent's mode: XDP shows in ip link; a tcx link is asked of the kernel
+ * from inside the gateway's namespace. */
+static bool prog_attached(struct e2e *e, const char *suffix)
 {
-	/* "prog/xdp id N" (native) or "xdpgeneric" in the link line. */
-	return fg_sh("nsenter --net=/run/netns/%s ip link show %s%s | grep -q xdp", e->ns_gw,
-		     e->p, suffix) == 0;
+	char path[64], name[IF_NAMESIZE + 8];
+	int self, ns, ifindex;
+	__u32 id = 0;
+
+	if (strcmp(e->attach, "tc"))
+		/* "prog/xdp id N" (native) or "xdpgeneric" in the link line. */
+		return fg_sh("nsenter --net=/run/netns/%s ip link show %s%s | grep -q xdp",
+			     e->ns_gw, e->p, suffix) == 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", e->ns_gw);
+	snprintf(name, sizeof(name), "%s%s", e->p, suffix);
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
+		ifindex = (int)if_nametoindex(name);
+		if (ifindex > 0)
+			id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX);
+		if (setns(self, CLONE_NEWNET))
+			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
+	}
+	if (self >= 0)
+		close(self);
+	if (ns >= 0)
+		close(ns);
+	printf("e2e: %s: tcx program id %u\n", name, id);
+	return id != 0;
 }
 
 /* ---- subtests ---- */
@@ -793,6 +841,66 @@ static void subtest_failover(struct e2e *e)
 	split_check(e, 300, 67, "after recovery", true);
 }
 
+/* --snat-addr: connections to cluster 1 leave from both of g1's
+ * addresses, those to cluster 2 from g2's own; every SYN found a port. */
+static void subtest_snat_addrs(struct e2e *e)
+{
+	const struct fg_maps *m = fg_dp_maps(e->dp);
+	__u64 st0[FG_SNAT_STAT_MAX], st[FG_SNAT_STAT_MAX], nsp0;
+	struct fg_flow key, next;
+	struct fg_addr a11 = {}, a19 = {}, a21 = {};
+	int from11 = 0, from19 = 0, from21 = 0, other = 0;
+	struct e2e_result r;
+	char buf[32];
+	void *prev = NULL;
+
+	snprintf(buf, sizeof(buf), "10.%d.1.1", e->o);
+	inet_pton(AF_INET, buf, &a11.v4);
+	snprintf(buf, sizeof(buf), "10.%d.1.9", e->o);
+	inet_pton(AF_INET, buf, &a19.v4);
+	snprintf(buf, sizeof(buf), "10.%d.2.1", e->o);
+	inet_pton(AF_INET, buf, &a21.v4);
+	if (!ASSERT_OK(set_c1_pods(e, 2), "shares 2:1"))
+		return;
+	fg_dp_snat_stats(e->dp, st0);
+	nsp0 = counter(e, m->verdicts, FG_R_NO_SNAT_PORT);
+	if (!ASSERT_TRUE(run_client(e, 60, &r), "client ran"))
+		return;
+	ASSERT_EQ(r.errors, 0, "errors");
+	ASSERT_EQ(r.total, 60, "answers");
+	/* The backend-side tuples: SNAT address = the key's destination. */
+	while (!bpf_map_get_next_key(m->reverse_nat, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (key.proto != FG_PROTO_TCP)
+			continue;
+		if (!memcmp(&key.dst, &a11, sizeof(a11)))
+			from11++;
+		else if (!memcmp(&key.dst, &a19, sizeof(a19)))
+			from19++;
+		else if (!memcmp(&key.dst, &a21, sizeof(a21)))
+			from21++;
+		else
+			other++;
+	}
+	printf("e2e: reverse_nat tuples by SNAT address: .1.1 %d, .1.9 %d, .2.1 %d, other %d\n",
+	       from11, from19, from21, other);
+	ASSERT_GT(from11, 0, "cluster 1 from g1's first address");
+	ASSERT_GT(from19, 0, "cluster 1 from g1's second address (--snat-addr)");
+	ASSERT_GT(from21, 0, "cluster 2 from g2's address (its default)");
+	ASSERT_EQ(other, 0, "no other SNAT address");
+	fg_dp_snat_stats(e->dp, st);
+	printf("e2e: SNAT ports: %llu fresh, %llu reclaimed, %llu reused in TIME_WAIT, %llu "
+	       "exhausted\n", (unsigned long long)(st[FG_SNAT_FRESH] - st0[FG_SNAT_FRESH]),
+	       (unsigned long long)(st[FG_SNAT_RECLAIMED] - st0[FG_SNAT_RECLAIMED]),
+	       (unsigned long long)(st[FG_SNAT_REUSED_TW] - st0[FG_SNAT_REUSED_TW]),
+	       (unsigned long long)(st[FG_SNAT_EXHAUSTED] - st0[FG_SNAT_EXHAUSTED]));
+	ASSERT_GE(st[FG_SNAT_FRESH] - st0[FG_SNAT_FRESH], 60, "a fresh tuple per connection");
+	ASSERT_EQ(st[FG_SNAT_REUSED_TW] - st0[FG_SNAT_REUSED_TW], 0, "none reused in TIME_WAIT");
+	ASSERT_EQ(st[FG_SNAT_EXHAUSTED] - st0[FG_SNAT_EXHAUSTED], 0, "none exhausted");
+	ASSERT_EQ(counter(e, m->verdicts, FG_R_NO_SNAT_PORT) - nsp0, 0, "no_snat_port");
+}
+
 static void subtest_clean_shutdown(struct e2e *e)
 {
 	static const char *const ifs[] = { "gc", "g1", "g2" };
@@ -800,8 +908,8 @@ static void subtest_clean_shutdown(struct e2e *e)
 	char name[64];
 
 	for (i = 0; i < 3; i++) {
-		snprintf(name, sizeof(name), "XDP on %s%s before", e->p, ifs[i]);
-		ASSERT_TRUE(xdp_attached(e, ifs[i]), name);
+		snprintf(name, sizeof(name), "%s on %s%s before", e->attach, e->p, ifs[i]);
+		ASSERT_TRUE(prog_attached(e, ifs[i]), name);
 	}
 	fg_dp_close(e->dp, false);
 	e->dp = NULL;
@@ -816,14 +924,15 @@ static void subtest_clean_shutdown(struct e2e *e)
 		show_file("agent log", e->agent_log);
 	ASSERT_NEQ(access(e->pin, F_OK), 0, "pin directory removed");
 	for (i = 0; i < 3; i++) {
-		snprintf(name, sizeof(name), "XDP on %s%s after", e->p, ifs[i]);
-		ASSERT_FALSE(xdp_attached(e, ifs[i]), name);
+		snprintf(name, sizeof(name), "%s on %s%s after", e->attach, e->p, ifs[i]);
+		ASSERT_FALSE(prog_attached(e, ifs[i]), name);
 	}
 }
 
-FG_TEST(e2e_l4)
+static void e2e_l4_run(const char *attach)
 {
 	struct e2e e = {
+		.attach = attach,
 		.srv = {
 			[SRV_C1A] = { "cluster1", E2E_C1, 2, 8080 },
 			[SRV_C1B] = { "cluster1b", E2E_C1, 3, 8081 },
@@ -859,10 +968,22 @@ FG_TEST(e2e_l4)
 			subtest_counters(&e);
 		if (test__start_subtest("failover"))
 			subtest_failover(&e);
+		if (test__start_subtest("snat_addrs"))
+			subtest_snat_addrs(&e);
 		if (test__start_subtest("clean_shutdown"))
 			subtest_clean_shutdown(&e);
 	}
 	/* Still inside the last subtest: a failed cleanup fails it too. */
 	e2e_cleanup(&e);
 	printf("e2e: total %llu ms\n", (unsigned long long)(e2e_now_ms() - t0));
+}
+
+FG_TEST(e2e_l4)
+{
+	e2e_l4_run("xdp");
+}
+
+FG_TEST(e2e_l4_tc)
+{
+	e2e_l4_run("tc");
 }

@@ -95,6 +95,44 @@ static void subtest_snat_default(void)
 	}
 }
 
+/* Every port outside the local range from FG_SNAT_LOWEST: both ranges,
+ * the larger first, none inside the local range. */
+static void subtest_snat_default_ranges(void)
+{
+	static const struct {
+		const char *name;
+		unsigned lmin, lmax;
+		int err;
+		unsigned min, max, min2, max2;
+	} cases[] = {
+		{ "linux_default", 32768, 60999, 0, 10000, 32767, 61000, 65535 },
+		{ "low_local_range", 1024, 9999, 0, 10000, 65535, 0, 0 },
+		{ "high_local_range", 50000, 65535, 0, 10000, 49999, 0, 0 },
+		{ "above_is_larger", 10000, 20000, 0, 20001, 65535, 0, 0 },
+		{ "both_sides", 20000, 40000, 0, 40001, 65535, 10000, 19999 },
+		{ "whole_range", 1024, 65535, -ERANGE, 0, 0, 0, 0 },
+		{ "too_little_left", 10300, 65300, -ERANGE, 0, 0, 0, 0 },
+		{ "enough_together", 10500, 65000, 0, 65001, 65535, 10000, 10499 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		__u16 min = 0, max = 0, min2 = 0, max2 = 0;
+		int err = fg_snat_default_ranges(cases[i].lmin, cases[i].lmax, &min, &max, &min2,
+						 &max2);
+
+		ASSERT_EQ(err, cases[i].err, cases[i].name);
+		if (err)
+			continue;
+		ASSERT_EQ(min, cases[i].min, cases[i].name);
+		ASSERT_EQ(max, cases[i].max, cases[i].name);
+		ASSERT_EQ(min2, cases[i].min2, cases[i].name);
+		ASSERT_EQ(max2, cases[i].max2, cases[i].name);
+		ASSERT_TRUE(max < cases[i].lmin || min > cases[i].lmax, cases[i].name);
+		ASSERT_TRUE(!min2 || max2 < cases[i].lmin || min2 > cases[i].lmax, cases[i].name);
+	}
+}
+
 static void subtest_raise_nofile(void)
 {
 	struct rlimit before, after;
@@ -174,6 +212,8 @@ FG_TEST(limits)
 		subtest_counts();
 	if (test__start_subtest("snat_default"))
 		subtest_snat_default();
+	if (test__start_subtest("snat_default_ranges"))
+		subtest_snat_default_ranges();
 	if (test__start_subtest("raise_nofile"))
 		subtest_raise_nofile();
 	if (test__start_subtest("snat_overlap_refused"))

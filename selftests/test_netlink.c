@@ -266,11 +266,40 @@ static void subtest_iface_addrs(struct nl_env *e)
 	if (!ASSERT_OK(fg_nl_iface_addrs(e->ifindex0, &ifc), "d0"))
 		return;
 	ASSERT_EQ(ifc.flags, want_flags, "d0 flags");
-	ASSERT_MEMEQ(&ifc.v4, sizeof(ifc.v4), &want4, sizeof(want4), "d0 v4");
-	if (e->have_v6)
-		ASSERT_MEMEQ(&ifc.v6, sizeof(ifc.v6), &want6, sizeof(want6),
+	ASSERT_EQ(ifc.n_v4, 1, "d0 one v4 address");
+	ASSERT_MEMEQ(&ifc.v4[0], sizeof(ifc.v4[0]), &want4, sizeof(want4), "d0 v4");
+	if (e->have_v6) {
+		ASSERT_EQ(ifc.n_v6, 1, "d0 one v6 address");
+		ASSERT_MEMEQ(&ifc.v6[0], sizeof(ifc.v6[0]), &want6, sizeof(want6),
 			     "d0 v6");
+	}
 	ASSERT_EQ(ifc.pad, 0, "pad zeroed");
+	ASSERT_EQ(ifc.attach, 0, "attach zeroed");
+
+	/* Every usable address is a SNAT source, primary first. */
+	if (ASSERT_OK(fg_sh("ip addr add 10.250.0.9/24 dev %s", e->d0), "second v4 address") &&
+	    ASSERT_OK(fg_nl_iface_addrs(e->ifindex0, &ifc), "d0 with two")) {
+		struct fg_addr want4b = addr4("10.250.0.9");
+
+		struct fg_addr other = addr4("10.251.0.1");
+		const int fam[2] = { FG_AF_INET, FG_AF_INET };
+		struct fg_addr want[2] = { want4b, other };
+
+		ASSERT_EQ(ifc.n_v4, 2, "d0 two v4 addresses");
+		ASSERT_MEMEQ(&ifc.v4[0], sizeof(ifc.v4[0]), &want4, sizeof(want4), "primary first");
+		ASSERT_MEMEQ(&ifc.v4[1], sizeof(ifc.v4[1]), &want4b, sizeof(want4b), "then .9");
+		/* --snat-addr: only those given of its own... */
+		if (ASSERT_OK(fg_nl_iface_addrs_pick(e->ifindex0, &ifc, want, fam, 2), "pick .9")) {
+			ASSERT_EQ(ifc.n_v4, 1, "only the one given");
+			ASSERT_MEMEQ(&ifc.v4[0], sizeof(ifc.v4[0]), &want4b, sizeof(want4b), ".9");
+			if (e->have_v6)
+				ASSERT_EQ(ifc.n_v6, 1, "none of its IPv6 given: all of them");
+		}
+		/* ...or all of them when none of its own is given. */
+		if (ASSERT_OK(fg_nl_iface_addrs_pick(e->ifindex0, &ifc, &other, fam, 1), "pick other"))
+			ASSERT_EQ(ifc.n_v4, 2, "none of its own given: every one");
+	}
+	fg_sh("ip addr del 10.250.0.9/24 dev %s 2>/dev/null", e->d0);
 
 	/* d1 has a host-scope IPv4 address, a deprecated IPv6 one and its
 	 * link-local one; add a tentative one when DAD really runs there
@@ -290,8 +319,9 @@ static void subtest_iface_addrs(struct nl_env *e)
 	memset(&ifc, 0xa5, sizeof(ifc));
 	ASSERT_OK(fg_nl_iface_addrs(999999, &ifc), "unknown ifindex");
 	ASSERT_EQ(ifc.flags, 0, "unknown ifindex flags");
-	ASSERT_MEMEQ(&ifc.v4, sizeof(ifc.v4), &zero_addr, sizeof(zero_addr),
+	ASSERT_MEMEQ(&ifc.v4[0], sizeof(ifc.v4[0]), &zero_addr, sizeof(zero_addr),
 		     "unknown ifindex v4 zeroed");
+	ASSERT_EQ(ifc.n_v4 + ifc.n_v6, 0, "unknown ifindex has no address");
 }
 
 static void check_route(struct nl_env *e, int family, const char *dst,

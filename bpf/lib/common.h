@@ -40,8 +40,9 @@
 #define FG_MAX_VLAN 2
 /* Selection attempts when the chosen backend is down. */
 #define FG_SELECT_TRIES 4
-/* SNAT port probes before giving up. */
-#define FG_SNAT_TRIES 12
+/* SNAT (address, port) candidates a new flow looks at before it takes the
+ * one that closed longest ago (or, when all are live, gives up). */
+#define FG_SNAT_TRIES 8
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

@@ -14,9 +14,14 @@
 const volatile __u64 ct_timeout_syn_ns = 60 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_tcp_ns = 7200 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_fin_ns = 10 * NSEC_PER_SEC;
-/* Both sides closed: the tuple (and its SNAT port) is free again soon.
- * Reusing it is safe against a backend in TIME_WAIT thanks to TCP
- * timestamps (RFC 6191), which Linux peers send by default. */
+/* Both sides closed: the client tuple may open a new flow soon (its
+ * conntrack entry stops counting). The SNAT port does NOT come back with
+ * it: the backend may hold the tuple in TIME_WAIT for 60 s, and a SYN from
+ * another client tuple on it is refused there (its timestamps and
+ * sequence numbers are unrelated to the old flow's: Linux randomises both
+ * per connection, so PAWS drops it and the client retransmits after a
+ * second). The reverse_nat entry stays as the port's record of when it
+ * closed; bpf/lib/snat.h rests the port snat_time_wait_ns. */
 const volatile __u64 ct_timeout_closed_ns = 2 * NSEC_PER_SEC;
 const volatile __u64 ct_timeout_udp_ns = 120 * NSEC_PER_SEC;
 /* How stale last_seen may get before we write it again: saves a cache

@@ -25,7 +25,8 @@ struct fg_pkt {
 	__u32 l3_off;
 	__u32 l4_off;
 	__u32 vlan_bytes; /* bytes of VLAN tags after the MAC addresses */
-	__u32 len;        /* frame length */
+	__u32 len;        /* frame length (an skb's whole length, not only its
+			   * linear part) */
 	__u16 ip_tot_len; /* IPv4 total length / IPv6 payload length + 40 */
 	__u8 tcp_flags;
 	__u8 pad;
@@ -84,6 +85,7 @@ static __always_inline __u32 fg_ntohs_bounded(__u16 v)
 static __always_inline int parse_ipv4(void *data, void *pos, void *end,
 				      struct fg_pkt *pkt)
 {
+	__u32 off = pos - data;
 	struct iphdr *iph = pos;
 	__u32 hdr_len;
 	__u16 tot_len;
@@ -98,7 +100,9 @@ static __always_inline int parse_ipv4(void *data, void *pos, void *end,
 	tot_len = fg_ntohs_bounded(iph->tot_len);
 	if (tot_len < hdr_len)
 		return FG_R_BAD_IP;
-	if (pos + tot_len > end)
+	/* Against the whole length: an skb's payload may be in fragments
+	 * beyond data_end, headers never are (the TC entry pulls them). */
+	if (off + tot_len > pkt->len)
 		return FG_R_TRUNC_IP;
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return FG_R_FRAGMENT;
@@ -129,7 +133,7 @@ static __always_inline int parse_ipv6(void *data, void *pos, void *end,
 		return FG_R_TRUNC_IP;
 	if (ip6h->version != 6)
 		return FG_R_BAD_IP;
-	if (pos + sizeof(*ip6h) + fg_ntohs_bounded(ip6h->payload_len) > end)
+	if ((__u32)(pos - data) + sizeof(*ip6h) + fg_ntohs_bounded(ip6h->payload_len) > pkt->len)
 		return FG_R_TRUNC_IP;
 
 	pkt->flow.family = FG_AF_INET6;
@@ -184,18 +188,18 @@ done:
 	return parse_l4(pos, end, pkt);
 }
 
-/* Parses a frame; returns FG_R_MAX when it is TCP/UDP over IP, otherwise
- * the reason deciding its verdict. */
-static __always_inline int parse_packet(struct xdp_md *ctx, struct fg_pkt *pkt)
+/* Parses a frame of len bytes whose first end - data bytes are at data
+ * (all of them for XDP; an skb's linear part for TC); returns FG_R_MAX
+ * when it is TCP/UDP over IP, otherwise the reason deciding its verdict. A
+ * header that is not within [data, end) reads as cut short. */
+static __always_inline int parse_packet(void *data, void *end, __u32 len, struct fg_pkt *pkt)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	void *pos;
 	__be16 proto;
 	int i;
 
-	pkt->len = end - data;
+	pkt->len = len;
 	if ((void *)(eth + 1) > end)
 		return FG_R_TRUNC_ETH;
 	proto = eth->h_proto;

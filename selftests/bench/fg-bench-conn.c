@@ -6,7 +6,10 @@
  * first, so TIME_WAIT stays on the server side), and is replaced at once.
  * A connection not done within 2 s counts as failed and is replaced.
  *
- *   fg-bench-conn [-t SECONDS] [-c CONCURRENCY] ADDR PORT
+ *   fg-bench-conn [-t SECONDS] [-c CONCURRENCY] [-r RATE] ADDR PORT
+ *
+ * -r opens at most RATE connections per second (a fixed offered load, for
+ * measuring what a connection costs rather than how many fit).
  *
  * Prints: conn_per_s RATE ok N failed N seconds S
  */
@@ -36,7 +39,9 @@ struct slot {
 static struct slot slots[MAX_CONC];
 static struct sockaddr_in dst;
 static int ep;
-static unsigned long n_ok, n_fail;
+static unsigned long n_ok, n_fail, n_opened;
+static double rate;        /* connections per second at most; 0: no limit */
+static long long t_start;
 
 static long long now_ns(void)
 {
@@ -46,11 +51,22 @@ static long long now_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* With -r: may another connection be opened now? */
+static bool rate_allows(void)
+{
+	return rate <= 0 || n_opened < (unsigned long)((now_ns() - t_start) / 1e9 * rate) + 1;
+}
+
 static void slot_open(int i)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.u32 = (uint32_t)i };
 	struct slot *s = &slots[i];
 
+	if (!rate_allows()) {
+		s->fd = -1;
+		return;
+	}
+	n_opened++;
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	s->start = now_ns();
 	s->got = 0;
@@ -122,11 +138,13 @@ int main(int argc, char **argv)
 	int conc = 64, opt, i;
 	long long t0, end, t, last_sweep;
 
-	while ((opt = getopt(argc, argv, "t:c:")) != -1) {
+	while ((opt = getopt(argc, argv, "t:c:r:")) != -1) {
 		if (opt == 't')
 			secs = atof(optarg);
 		else if (opt == 'c')
 			conc = atoi(optarg);
+		else if (opt == 'r')
+			rate = atof(optarg);
 		else
 			goto usage;
 	}
@@ -142,13 +160,13 @@ int main(int argc, char **argv)
 		perror("epoll_create1");
 		return 1;
 	}
-	t0 = now_ns();
+	t0 = t_start = now_ns();
 	end = t0 + (long long)(secs * 1e9);
 	last_sweep = t0;
 	for (i = 0; i < conc; i++)
 		slot_open(i);
 	while ((t = now_ns()) < end) {
-		int n = epoll_wait(ep, evs, 256, 50);
+		int n = epoll_wait(ep, evs, 256, rate > 0 ? 1 : 50);
 
 		for (i = 0; i < n; i++) {
 			int k = (int)evs[i].data.u32;
@@ -157,6 +175,11 @@ int main(int argc, char **argv)
 			if (slots[k].fd < 0 && now_ns() < end)
 				slot_open(k);
 		}
+		/* Paced: the slots left idle by the rate limit get their turn. */
+		if (rate > 0)
+			for (i = 0; i < conc && rate_allows(); i++)
+				if (slots[i].fd < 0)
+					slot_open(i);
 		if (t - last_sweep > 100000000LL) {
 			last_sweep = t;
 			for (i = 0; i < conc; i++) {
@@ -175,6 +198,6 @@ int main(int argc, char **argv)
 	       n_ok / ((t - t0) / 1e9), n_ok, n_fail, (t - t0) / 1e9);
 	return 0;
 usage:
-	fprintf(stderr, "usage: %s [-t SECONDS] [-c CONCURRENCY] ADDR PORT\n", argv[0]);
+	fprintf(stderr, "usage: %s [-t SECONDS] [-c CONCURRENCY] [-r RATE] ADDR PORT\n", argv[0]);
 	return 2;
 }

@@ -12,7 +12,10 @@
  * fixed cost of the test-run harness itself; it is also measured with
  * repeat = N in one call, to show the two methods side by side.
  *
- *   fg-bench-xdp [-n PACKETS]      (default 1000000 per case)
+ *   fg-bench-xdp [-n PACKETS] [-t]  (default 1000000 per case)
+ *
+ * -t measures the TC entry point (tc_gateway, a __sk_buff built by the
+ * kernel for each run) instead of XDP's; the names then start with tc_.
  *
  * Prints `bench: NAME VALUE UNIT` lines.
  */
@@ -40,6 +43,11 @@
 #define N_EST_FLOWS 100000    /* flows of the many-flows established case */
 #define VIP "10.99.0.100"
 #define VPORT 80
+
+/* The hook measured: names, expected verdicts, the baseline's type. */
+static bool tc_hook;
+static const char *pfx = "xdp";
+static __u32 want_redirect = XDP_REDIRECT, want_pass = XDP_PASS;
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -145,7 +153,8 @@ static int dp_setup(struct fg_dataplane **dpp, int ifindex)
 		fprintf(stderr, "fg-bench-xdp: fg_dp_apply_service: %s\n", strerror(-err));
 		return err;
 	}
-	fg_addr_parse("10.88.1.1", &ifc.v4, &fam);
+	fg_addr_parse("10.88.1.1", &ifc.v4[0], &fam);
+	ifc.n_v4 = 1;
 	err = fg_dp_set_iface(*dpp, (__u32)ifindex, &ifc);
 	if (err)
 		fprintf(stderr, "fg-bench-xdp: fg_dp_set_iface: %s\n", strerror(-err));
@@ -236,34 +245,37 @@ static size_t build(unsigned long flow, __u8 flags, __u8 *buf)
 
 static void report(const char *name, const struct run_stats *st, const char *what)
 {
-	printf("bench: %s %.1f ns/pkt\n", name, st->calls ? (double)st->ns / st->calls : 0.0);
-	printf("info: %s: %lu calls, repeat=1 each, summed kernel duration; %lu/%lu returned %s%s\n",
-	       name, st->calls, st->ok, st->calls, what, st->err ? " (some test runs FAILED)" : "");
+	printf("bench: %s_%s %.1f ns/pkt\n", pfx, name,
+	       st->calls ? (double)st->ns / st->calls : 0.0);
+	printf("info: %s_%s: %lu calls, repeat=1 each, summed kernel duration; %lu/%lu returned %s%s\n",
+	       pfx, name, st->calls, st->ok, st->calls, what,
+	       st->err ? " (some test runs FAILED)" : "");
 	fflush(stdout);
 }
 
 static int bench_pass(unsigned long n, double *r1)
 {
 	struct bpf_insn insns[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = (__s32)want_pass },
 		{ .code = BPF_JMP | BPF_EXIT },
 	};
+	enum bpf_prog_type type = tc_hook ? BPF_PROG_TYPE_SCHED_CLS : BPF_PROG_TYPE_XDP;
 	__u8 buf[PKT_MAX_LEN];
 	struct run_stats st = {};
 	unsigned long i;
 	size_t len;
 	int fd;
 
-	fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "fgb_pass", "GPL", insns, 2, NULL);
+	fd = bpf_prog_load(type, "fgb_pass", "GPL", insns, 2, NULL);
 	if (fd < 0) {
-		fprintf(stderr, "fg-bench-xdp: loading XDP_PASS: %s\n", strerror(errno));
+		fprintf(stderr, "fg-bench-xdp: loading the pass program: %s\n", strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		len = build(i, PKT_TCP_ACK, buf);
-		run_once(fd, buf, len, XDP_PASS, &st);
+		run_once(fd, buf, len, want_pass, &st);
 	}
-	report("xdp_pass_baseline_ns", &st, "XDP_PASS");
+	report("pass_baseline_ns", &st, tc_hook ? "TC_ACT_OK" : "XDP_PASS");
 	*r1 = st.calls ? (double)st.ns / st.calls : 0;
 
 	{
@@ -273,9 +285,10 @@ static int bench_pass(unsigned long n, double *r1)
 		);
 
 		if (bpf_prog_test_run_opts(fd, &o) == 0) {
-			printf("bench: xdp_pass_baseline_repeat1e6_ns %.1f ns/pkt\n",
+			printf("bench: %s_pass_baseline_repeat1e6_ns %.1f ns/pkt\n", pfx,
 			       (double)o.duration);
-			printf("info: xdp_pass_baseline_repeat1e6_ns: one call with repeat=%lu, kernel average (integer ns)\n", n);
+			printf("info: %s_pass_baseline_repeat1e6_ns: one call with repeat=%lu, kernel average (integer ns)\n",
+			       pfx, n);
 		}
 	}
 	close(fd);
@@ -285,15 +298,16 @@ static int bench_pass(unsigned long n, double *r1)
 	{
 		struct bpf_insn kt[] = {
 			{ .code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_ktime_get_ns },
-			{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS },
+			{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0,
+			  .imm = (__s32)want_pass },
 			{ .code = BPF_JMP | BPF_EXIT },
 		};
 		struct run_stats ks = {};
 
-		fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "fgb_ktime", "GPL", kt, 3, NULL);
+		fd = bpf_prog_load(type, "fgb_ktime", "GPL", kt, 3, NULL);
 		if (fd >= 0) {
 			for (i = 0; i < n / 4; i++)
-				run_once(fd, buf, len, XDP_PASS, &ks);
+				run_once(fd, buf, len, want_pass, &ks);
 			printf("info: bpf_ktime_get_ns probe: %.1f ns/pkt (repeat=1 sum, %lu calls), i.e. ~%.1f ns per clock read on this machine\n",
 			       ks.calls ? (double)ks.ns / ks.calls : 0.0, ks.calls,
 			       ks.calls ? (double)ks.ns / ks.calls - *r1 : 0.0);
@@ -313,11 +327,16 @@ int main(int argc, char **argv)
 	size_t len;
 	int ifindex, prog, opt;
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		if (opt == 'n')
+	while ((opt = getopt(argc, argv, "n:t")) != -1) {
+		if (opt == 'n') {
 			n = strtoul(optarg, NULL, 0);
-		else {
-			fprintf(stderr, "usage: %s [-n PACKETS]\n", argv[0]);
+		} else if (opt == 't') {
+			tc_hook = true;
+			pfx = "tc";
+			want_redirect = 7; /* TC_ACT_REDIRECT */
+			want_pass = 0;     /* TC_ACT_OK */
+		} else {
+			fprintf(stderr, "usage: %s [-n PACKETS] [-t]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -326,7 +345,7 @@ int main(int argc, char **argv)
 	fg_log_setup_libbpf();
 	if (netns_setup(&ifindex) || dp_setup(&dp, ifindex))
 		return 1;
-	prog = fg_dp_prog_fd(dp);
+	prog = tc_hook ? fg_dp_tc_prog_fd(dp) : fg_dp_prog_fd(dp);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	/* (a) new flows: a SYN of a flow never seen, every call. The maps are
@@ -339,40 +358,40 @@ int main(int argc, char **argv)
 			map_clear(fg_dp_maps(dp)->reverse_nat, sizeof(struct fg_flow));
 		}
 		len = build(i, PKT_TCP_SYN, buf);
-		run_once(prog, buf, len, XDP_REDIRECT, &st);
+		run_once(prog, buf, len, want_redirect, &st);
 	}
-	report("xdp_new_flow_ns", &st, "XDP_REDIRECT");
+	report("new_flow_ns", &st, tc_hook ? "TC_ACT_REDIRECT" : "XDP_REDIRECT");
 	map_clear(fg_dp_maps(dp)->conntrack, sizeof(struct fg_flow));
 	map_clear(fg_dp_maps(dp)->reverse_nat, sizeof(struct fg_flow));
 
 	/* (b) one established flow: its SYN first (untimed), then ACKs. */
 	memset(&st, 0, sizeof(st));
 	len = build(7, PKT_TCP_SYN, buf);
-	run_once(prog, buf, len, XDP_REDIRECT, &st);
+	run_once(prog, buf, len, want_redirect, &st);
 	memset(&st, 0, sizeof(st));
 	len = build(7, PKT_TCP_ACK, buf);
 	for (i = 0; i < n; i++)
-		run_once(prog, buf, len, XDP_REDIRECT, &st);
-	report("xdp_established_ns", &st, "XDP_REDIRECT");
+		run_once(prog, buf, len, want_redirect, &st);
+	report("established_ns", &st, tc_hook ? "TC_ACT_REDIRECT" : "XDP_REDIRECT");
 	est = st.calls ? (double)st.ns / st.calls : 0;
 
 	/* (b') established, round-robin over N_EST_FLOWS flows: colder
 	 * caches, the conntrack hash table actually populated. */
 	for (i = 0; i < N_EST_FLOWS; i++) {
 		len = build(i, PKT_TCP_SYN, buf);
-		run_once(prog, buf, len, XDP_REDIRECT, &st);
+		run_once(prog, buf, len, want_redirect, &st);
 	}
 	memset(&st, 0, sizeof(st));
 	for (i = 0; i < n; i++) {
 		len = build(i % N_EST_FLOWS, PKT_TCP_ACK, buf);
-		run_once(prog, buf, len, XDP_REDIRECT, &st);
+		run_once(prog, buf, len, want_redirect, &st);
 	}
-	report("xdp_established_100k_flows_ns", &st, "XDP_REDIRECT");
+	report("established_100k_flows_ns", &st, tc_hook ? "TC_ACT_REDIRECT" : "XDP_REDIRECT");
 
 	/* (c) the harness itself. */
 	if (bench_pass(n, &base))
 		return 1;
-	printf("bench: xdp_established_minus_baseline_ns %.1f ns/pkt\n", est - base);
+	printf("bench: %s_established_minus_baseline_ns %.1f ns/pkt\n", pfx, est - base);
 
 	fg_dp_close(dp, false);
 	return 0;
