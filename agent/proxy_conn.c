@@ -239,6 +239,29 @@ bool px_method_idempotent(const char *m, size_t n)
 	return false;
 }
 
+/*
+ * No endpoint for a new request while a mark-down this worker queued
+ * waits for the control thread: the worker already stopped using the
+ * endpoint, but the rings that send the target's traffic to a failover
+ * cluster come with the control thread's rebuild. The request waits for
+ * it (as a retry does) rather than get a 503 the single-threaded gateway
+ * never gave. Once per request: routed again on resume, it gets what the
+ * rings then say.
+ */
+static bool park_head(struct conn *c)
+{
+	struct px_worker *p = c->p;
+
+	if (c->head_again || !px_markdown_pending(p))
+		return false;
+	c->parked = c->park_head = true;
+	c->park_gen = p->md_gen;
+	c->park_until = now_ms() + PARK_MS;
+	c->head_start_ns = c->rec_open ? c->rec.start_ns : 0;
+	p->n_parked++;
+	return true;
+}
+
 /* A complete head of hlen bytes is at the start of c->in (parsed into
  * p->req): route it and start the exchange. */
 void px_start_request(struct conn *c, size_t hlen)
@@ -268,6 +291,11 @@ void px_start_request(struct conn *c, size_t hlen)
 	p->scratch[plen] = '\0';
 	route = px_find_route(px_routes_current(p), req->host_len ? req->host : "", p->scratch);
 	px_rec_begin(c, req, route);
+	if (c->head_again) {
+		c->head_again = false;
+		if (c->rec_open)
+			c->rec.start_ns = c->head_start_ns;
+	}
 	if (!route) {
 		snprintf(msg, sizeof(msg), "no route for %s %.512s",
 			 req->host_len ? req->host : "(no host)", p->scratch);
@@ -288,6 +316,8 @@ void px_start_request(struct conn *c, size_t hlen)
 	px_rec_target(c, route, t);
 	sid = t->service_id;
 	if (sid <= 0 || px_rules_pick(c, req, sid, &bid)) {
+		if (sid > 0 && park_head(c))
+			return;
 		snprintf(msg, sizeof(msg), "no healthy cluster for %s", c->service);
 		buf_consume(&c->in, hlen);
 		px_respond_error(c, 503, msg, has_body || c->close_after);
@@ -508,8 +538,13 @@ void px_resume_parked(struct px_worker *p, bool expire)
 			continue;
 		c->parked = false;
 		p->n_parked--;
-		if (!retry_pick(c, c->park_why))
+		if (c->park_head) {
+			/* Routed again from its head, still in c->in. */
+			c->park_head = false;
+			c->head_again = true;
+		} else if (!retry_pick(c, c->park_why)) {
 			px_final_error(c, c->park_kind, c->park_why);
+		}
 		px_conn_progress(c);
 	}
 }
@@ -673,6 +708,8 @@ bool px_step_head(struct conn *c)
 	size_t used = buf_used(&c->in);
 	int r;
 
+	if (c->parked)
+		return false; /* its head waits for the control thread */
 	if (!used) {
 		if (c->eof && !px_out_pending(c))
 			px_conn_close(c);
@@ -701,7 +738,8 @@ bool px_step_head(struct conn *c)
 		}
 		return false;
 	}
-	STAT_INC(p, requests);
+	if (!c->head_again)
+		STAT_INC(p, requests);
 	if (r < 0) {
 		c->is_head_req = false;
 		px_respond_error(c, -r, why ? why : "bad request", true);

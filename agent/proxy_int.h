@@ -266,6 +266,12 @@ struct conn {
 	 * control thread, whose ring rebuild may open another cluster (a
 	 * failover tier). Resumed when srv->md_applied reaches park_gen. */
 	bool parked;
+	/* Parked before its first pick: this worker marked the target's
+	 * last endpoint down itself and its rings still hold only that
+	 * cluster. The head stays in c->in and is routed again on resume
+	 * (head_again: counted and logged once, parked at most once). */
+	bool park_head, head_again;
+	__u64 head_start_ns;      /* the first routing's record start */
 	int retry_cluster;        /* the failed try's cluster (avoided) */
 	__u64 park_gen, park_until;
 	enum fail_kind park_kind;
