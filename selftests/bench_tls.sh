@@ -88,6 +88,7 @@ TMP=$(mktemp -d /tmp/fleetgate-bench-tls.XXXXXX)
 chmod 755 "$TMP"          # nginx workers run as www-data
 PIDS=()
 GW_PID=
+CLIENT_PID=
 WATCHDOG=
 HZ=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # for both gateways alike
@@ -98,6 +99,7 @@ die() { echo "bench: FAILED: $*" >&2; exit 1; }
 cleanup() {
 	local pid ns
 	trap - EXIT INT TERM
+	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null # timeout passes it on
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null
 	done
@@ -471,18 +473,22 @@ gw_ticks() {
 # V[PEER,FIGURE] = the values of the rounds, space-separated.
 declare -A V FAIL RESUMED TICKETS DIED CIPHER
 
-# client MODE CONNS PATH: one fg-bench-tls run from the client namespace;
-# its "tls:" line on stdout (a zeroed one when it failed).
+# client SECS MODE CONNS PATH: one fg-bench-tls run from the client
+# namespace; its "tls:" line in LINE (a zeroed one when it failed). Run in
+# the background and waited for: a wait returns at once on Ctrl-C, so the
+# trap runs then, not when the client is done (timeout keeps the client
+# in its own process group, out of the terminal's reach).
 client() {
-	local out
-	out=$(timeout -k 3 $((SECS + 20)) ip netns exec "$NS_CL" "$TMP/fg-bench-tls" -m "$1" \
-		-t "$SECS" -c "$2" -T "$THREADS" -s "$HOST" -p "$3" "$GW" 443 2>&1)
-	if ! echo "$out" | grep -q '^tls: '; then
-		log "fg-bench-tls -m $1 failed: $(echo "$out" | tail -3 | tr '\n' ' ')" >&2
-		echo "tls: mode $1 handshakes 0 resumed 0 tickets 0 responses 0 bytes 0 errors_connect 0 errors_handshake 0 errors_http 0 timeouts 0 duration_us 1 hs_p50_us 0 hs_p99_us 0 version - cipher - group - cert_key - cert_sha256 -"
-		return
+	timeout -k 3 $(($1 + 20)) ip netns exec "$NS_CL" "$TMP/fg-bench-tls" -m "$2" \
+		-t "$1" -c "$3" -T "$THREADS" -s "$HOST" -p "$4" "$GW" 443 >"$TMP/client.out" 2>&1 &
+	CLIENT_PID=$!
+	wait $CLIENT_PID
+	CLIENT_PID=
+	LINE=$(grep -m1 '^tls: ' "$TMP/client.out")
+	if [ -z "$LINE" ]; then
+		log "fg-bench-tls -m $2 failed: $(tail -3 "$TMP/client.out" | tr '\n' ' ')"
+		LINE="tls: mode $2 handshakes 0 resumed 0 tickets 0 responses 0 bytes 0 errors_connect 0 errors_handshake 0 errors_http 0 timeouts 0 duration_us 1 hs_p50_us 0 hs_p99_us 0 version - cipher - group - cert_key - cert_sha256 -"
 	fi
-	echo "$out" | grep '^tls: ' | head -1
 }
 
 # field LINE NAME: the value after NAME in a "tls:" line.
@@ -492,7 +498,8 @@ field() { echo "$1" | awk -v k="$2" '{ for (i = 2; i < NF; i++) if ($i == k) { p
 measure() {
 	local peer=$1 line c0 c1 t hs dur fails rate cpu cores mibs
 	c0=$(gw_ticks)
-	line=$(client handshake "$CONC" /svc1/small)
+	client "$SECS" handshake "$CONC" /svc1/small
+	line=$LINE
 	c1=$(gw_ticks)
 	t=$((c1 - c0)); [ $t -lt 0 ] && t=0 # the gateway died during the run
 	hs=$(field "$line" handshakes)
@@ -516,7 +523,8 @@ measure() {
 	ensure_gateway "$peer" 64m
 
 	c0=$(gw_ticks)
-	line=$(client get "$CONC_64M" /svc1/64m)
+	client "$SECS" get "$CONC_64M" /svc1/64m
+	line=$LINE
 	c1=$(gw_ticks)
 	t=$((c1 - c0)); [ $t -lt 0 ] && t=0
 	dur=$(field "$line" duration_us)
@@ -580,8 +588,7 @@ run_peer() {
 	nginx) log "nginx: worker_processes auto ($(($(ip netns pids "$NS_GW" | wc -l) - 1)) workers), listen 443 ssl, ssl_protocols TLSv1.3, ssl_session_cache off, ssl_session_tickets off, keepalive 128 per upstream; routes ok after ${START_WAIT}s" ;;
 	esac
 	# warm-up: neighbours, upstream pools, caches
-	timeout 10 ip netns exec "$NS_CL" "$TMP/fg-bench-tls" -t 1 -c "$CONC" -T "$THREADS" \
-		-s "$HOST" -p /svc1/small "$GW" 443 >/dev/null 2>&1
+	client 1 handshake "$CONC" /svc1/small
 	ensure_gateway "$peer" handshakes
 	measure "$peer"
 	ensure_gateway "$peer" end
