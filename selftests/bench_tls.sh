@@ -653,6 +653,18 @@ echo "bench: tls_hs_per_s ratio $hs_r vs nginx"
 echo "bench: tls_hs_per_s_worst ratio $(ratio "$(worst "${V[fleetgate,hs]}" low)" "$(worst "${V[nginx,hs]}" low)") vs nginx"
 echo "bench: tls_tput_64m ratio $tp_r vs nginx"
 echo "bench: tls_tput_64m_worst ratio $(ratio "$(worst "${V[fleetgate,64m]}" low)" "$(worst "${V[nginx,64m]}" low)") vs nginx"
+# Paired: round by round (the two gateways of a round ran within half a
+# minute of each other, under much the same other load), then the median.
+pair_ratios() {
+	local a=(${V[fleetgate,$1]}) b=(${V[nginx,$1]}) i
+	for i in "${!a[@]}"; do
+		[ -n "${b[$i]:-}" ] && printf '%s ' "$(ratio "${a[$i]}" "${b[$i]}")"
+	done
+}
+r_hs=$(pair_ratios hs); r_tp=$(pair_ratios 64m)
+echo "bench: tls_hs_per_s_paired ratio $(med "$r_hs" | awk '{ printf "%.2f", $1 }') vs nginx"
+echo "bench: tls_tput_64m_paired ratio $(med "$r_tp" | awk '{ printf "%.2f", $1 }') vs nginx"
+log "per-round ratios fleetgate / nginx (the _paired figures are their medians): handshakes/s ${r_hs}; 64 MiB ${r_tp}"
 echo "bench: tls_cpu_per_1k_hs ratio $(ratio "$(med "${V[fleetgate,cpu]}")" "$(med "${V[nginx,cpu]}")") vs nginx"
 echo "bench: tls_cpu_per_gib_64m ratio $(ratio "$(med "${V[fleetgate,cpugib]}")" "$(med "${V[nginx,cpugib]}")") vs nginx"
 [ "${CIPHER[fleetgate]:-}" = "${CIPHER[nginx]:-}" ] &&
