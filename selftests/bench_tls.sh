@@ -36,6 +36,8 @@
 #   CPU per 1k    utime+stime of every process in the gateway namespace
 #   handshakes    during the handshake measurement, per 1,000 handshakes
 #   CPU per GiB   the same during the 64 MiB measurement, per GiB of body
+#   idle CPU      the same over 3 s with no traffic (fleetgate's health
+#                 probes and control plane), included in the two above
 # Each is measured BENCH_ROUNDS times (5), interleaved (nginx, fleetgate,
 # nginx, ...; each gateway started anew per round); a figure is the median
 # of the rounds, and the worst round is printed too. Failures (connect,
@@ -79,6 +81,7 @@ UP_WORKERS=${BENCH_UP_WORKERS:-1}
 FG_ARGS=${BENCH_FG_ARGS:-}
 ROUNDS=${BENCH_ROUNDS:-5}
 TIMEOUT=${BENCH_TIMEOUT:-420}
+IDLE_SECS=3
 
 P=fgt$$
 P=${P:0:11}             # interface names below add <= 2 chars (<= 15)
@@ -594,6 +597,11 @@ run_peer() {
 	esac
 	# warm-up: neighbours, upstream pools, caches
 	client 1 handshake "$CONC" /svc1/small
+	# idle: what the gateway spends with no traffic (fleetgate: health
+	# probes, the control plane), inside the CPU figures below
+	local c0 c1
+	c0=$(gw_ticks); sleep "$IDLE_SECS"; c1=$(gw_ticks)
+	V[$peer,idle]+="$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v s="$IDLE_SECS" 'BEGIN { printf "%.3f", t / hz / s }') "
 	ensure_gateway "$peer" handshakes
 	measure "$peer"
 	ensure_gateway "$peer" end
@@ -621,7 +629,7 @@ worst() { echo "$1" | tr ' ' '\n' | grep . | sort -g | { [ "$2" = low ] && head 
 
 log "figures: the median of $ROUNDS rounds, and the worst round (_worst); rates and throughput: higher is better; gateway CPU (utime+stime of the gateway namespace's processes) per 1k handshakes (each with its small request) and per GiB of 64 MiB responses: lower is better"
 for peer in $PEERS; do
-	log "$peer rounds: handshakes/s ${V[$peer,hs]}; 64 MiB MiB/s ${V[$peer,64m]}; CPU s per 1k handshakes ${V[$peer,cpu]}; CPU s per GiB ${V[$peer,cpugib]}"
+	log "$peer rounds: handshakes/s ${V[$peer,hs]}; 64 MiB MiB/s ${V[$peer,64m]}; CPU s per 1k handshakes ${V[$peer,cpu]}; CPU s per GiB ${V[$peer,cpugib]}; idle CPU (cores, ${IDLE_SECS}s with no traffic before the measurements) ${V[$peer,idle]}"
 	echo "bench: tls_hs_per_s_$peer $(med "${V[$peer,hs]}") hs/s"
 	echo "bench: tls_hs_per_s_${peer}_worst $(worst "${V[$peer,hs]}" low) hs/s"
 	echo "bench: tls_hs_failures_$peer ${FAIL[$peer,hs]:-0} count"
