@@ -135,6 +135,7 @@ demo: all
 bench: all $(BENCH_BINS)
 	BUILD=$(BUILD) selftests/bench.sh
 	BUILD=$(BUILD) selftests/bench_l7.sh
+	BUILD=$(BUILD) selftests/bench_tls.sh
 	BUILD=$(BUILD) selftests/bench_cp.sh
 
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(FUZZ_LIB_SRCS) $(AGENT_HDRS)
