@@ -767,7 +767,7 @@ static int attach_tc_cls(struct fg_dataplane *dp, int ifindex, struct fg_attach_
 		return err;
 	}
 	if (got->adopted)
-		pr_info("replaced the TC (cls_bpf) filter on %s\n", name);
+		pr_info("replaced the TC (cls_bpf) filter on %s\n", ifname_of(ifindex, name));
 	got->mode = FG_ATTACH_TC_CLS;
 	return record_link(dp, ifindex, -1, got->mode);
 }

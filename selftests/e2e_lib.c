@@ -136,3 +136,11 @@ char *e2e_capture(int *status, bool quiet, const char *fmt, ...)
 		printf("%s%s(exit %d)\n", buf, len && buf[len - 1] != '\n' ? "\n" : "", *status);
 	return buf;
 }
+
+long long e2e_scaled_ms(long long ms)
+{
+	const char *v = getenv("FG_TEST_TIME_SCALE");
+	long scale = v ? strtol(v, NULL, 10) : 1;
+
+	return scale > 1 && scale <= 100 ? ms * scale : ms;
+}

@@ -10,6 +10,11 @@
 #include <sys/types.h>
 
 long long e2e_now_ms(void);
+/* ms scaled by FG_TEST_TIME_SCALE (vm-test sets it under TCG, where the
+ * guest runs 10-20 times slower): for waits on start-up work such as
+ * loading and verifying the BPF programs, never for the budgets a test
+ * asserts. */
+long long e2e_scaled_ms(long long ms);
 void e2e_sleep_ms(unsigned int ms);
 /* fork + exec, stdin from /dev/null, stdout (and stderr, unless err_log)
  * appended to log. The child gets SIGTERM if the runner dies. Returns the

@@ -37,6 +37,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/utsname.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -261,10 +262,23 @@ static bool attach_is_xdp(const struct ctl_e2e *e)
 	return e->attach && !strcmp(e->attach, "xdp");
 }
 
+/* tcx links came with 6.6; before, TC is a cls_bpf filter. */
+static bool kernel_has_tcx(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return true;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
 /* The mode fleetgatectl status must show for the gateway's veths. */
 static const char *attach_want(const struct ctl_e2e *e)
 {
-	return attach_is_xdp(e) ? "xdp-native" : "tcx";
+	if (attach_is_xdp(e))
+		return "xdp-native";
+	return kernel_has_tcx() ? "tcx" : "tc-cls";
 }
 
 /* ------------------------------------------------------------------ */
@@ -445,7 +459,8 @@ static int agent_start(struct ctl_e2e *e, bool keep_pins)
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + e2e_scaled_ms(10000); e2e_now_ms() < deadline;
+	     e2e_sleep_ms(20)) {
 		if (log_find(e->agent_log, e->agent_log_off, "fleetgate-agent ready", NULL, 0) &&
 		    access(e->sock, F_OK) == 0)
 			return 0;
@@ -456,7 +471,7 @@ static int agent_start(struct ctl_e2e *e, bool keep_pins)
 			return -ECHILD;
 		}
 	}
-	printf("e2e: the agent did not get ready within 10 s\n");
+	printf("e2e: the agent did not get ready within %lld s\n", e2e_scaled_ms(10000) / 1000);
 	show_file("agent log", e->agent_log, e->agent_log_off);
 	return -ETIMEDOUT;
 }
@@ -1646,7 +1661,8 @@ static bool prog_attached(struct ctl_e2e *e, const char *suffix)
 	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
 		ifindex = (int)if_nametoindex(name);
 		if (ifindex > 0)
-			id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX);
+			id = fg_dp_attached_prog_id(ifindex, kernel_has_tcx() ? FG_ATTACH_TCX
+									     : FG_ATTACH_TC_CLS);
 		if (setns(self, CLONE_NEWNET))
 			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
 	}
@@ -1753,7 +1769,9 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 	if (!ASSERT_OK(agent_start(e, false), "agent restart on the kept pins"))
 		return;
 	ASSERT_EQ(log_count(e->agent_log, e->agent_log_off,
-			    attach_is_xdp(e) ? "adopted the XDP link" : "adopted the TC (tcx) link"),
+			    attach_is_xdp(e)   ? "adopted the XDP link" :
+			    kernel_has_tcx()   ? "adopted the TC (tcx) link" :
+						 "replaced the TC (cls_bpf) filter"),
 		  3, "new agent adopted the three pinned links");
 	ASSERT_GE(wait_ring(e, L4_PORT, 2, 1, 3000), 0, "rings 2:1 under the new agent");
 	ASSERT_GE(wait_ring(e, ECHO_PORT, 1, 1, 1000), 0, "line-echo rings under the new agent");

@@ -298,7 +298,8 @@ static int agent_start(struct e2e *e)
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + e2e_scaled_ms(10000); e2e_now_ms() < deadline;
+	     e2e_sleep_ms(20)) {
 		if (access(verdicts, F_OK) == 0 && file_has(e->agent_log, "ready"))
 			return 0;
 		if (waitpid(e->agent, &e->agent_status, WNOHANG) == e->agent) {
@@ -307,7 +308,7 @@ static int agent_start(struct e2e *e)
 			return -ECHILD;
 		}
 	}
-	printf("e2e: the agent did not get ready within 10 s\n");
+	printf("e2e: the agent did not get ready within %lld s\n", e2e_scaled_ms(10000) / 1000);
 	return -ETIMEDOUT;
 }
 
@@ -709,6 +710,7 @@ static long wait_backend(struct e2e *e, __u32 id, bool up, unsigned int timeout_
 static bool prog_attached(struct e2e *e, const char *suffix)
 {
 	char path[64], name[IF_NAMESIZE + 8];
+	const char *kind = "tcx";
 	int self, ns, ifindex;
 	__u32 id = 0;
 
@@ -722,8 +724,14 @@ static bool prog_attached(struct e2e *e, const char *suffix)
 	ns = open(path, O_RDONLY | O_CLOEXEC);
 	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
 		ifindex = (int)if_nametoindex(name);
-		if (ifindex > 0)
+		/* A tcx link, or a cls_bpf filter on kernels before 6.6. */
+		if (ifindex > 0) {
 			id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX);
+			if (!id) {
+				id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TC_CLS);
+				kind = "cls_bpf";
+			}
+		}
 		if (setns(self, CLONE_NEWNET))
 			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
 	}
@@ -731,7 +739,7 @@ static bool prog_attached(struct e2e *e, const char *suffix)
 		close(self);
 	if (ns >= 0)
 		close(ns);
-	printf("e2e: %s: tcx program id %u\n", name, id);
+	printf("e2e: %s: %s program id %u\n", name, id ? kind : "TC", id);
 	return id != 0;
 }
 

@@ -500,7 +500,8 @@ static int agent_start(struct seed_e2e *e)
 		e->agent = 0;
 		return -errno;
 	}
-	for (deadline = e2e_now_ms() + 10000; e2e_now_ms() < deadline; e2e_sleep_ms(20)) {
+	for (deadline = e2e_now_ms() + e2e_scaled_ms(10000); e2e_now_ms() < deadline;
+	     e2e_sleep_ms(20)) {
 		if (log_has(e->agent_log, 0, "fleetgate-agent ready") && access(e->sock, F_OK) == 0)
 			return 0;
 		if (waitpid(e->agent, &e->agent_status, WNOHANG) == e->agent) {
@@ -510,7 +511,7 @@ static int agent_start(struct seed_e2e *e)
 			return -ECHILD;
 		}
 	}
-	printf("e2e: the agent did not get ready within 10 s\n");
+	printf("e2e: the agent did not get ready within %lld s\n", e2e_scaled_ms(10000) / 1000);
 	show_file("agent log", e->agent_log, 0);
 	return -ETIMEDOUT;
 }

@@ -37,6 +37,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <sys/utsname.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -2045,6 +2046,18 @@ static void scenarios(enum hook hook)
 
 /* ---- attaching (agent/dataplane.c) ---- */
 
+/* tcx links came with 6.6: before, "tc" (and auto on a veth) is a
+ * cls_bpf filter. */
+static bool kernel_has_tcx(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return true;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
 /*
  * In a private namespace with a veth pair: auto picks TC for a veth (and
  * says why); TC as a tcx link and as a cls_bpf filter (what kernels
@@ -2070,8 +2083,10 @@ static void test_attach_modes(void)
 		{ "xdp", { .want = FG_ATTACH_WANT_XDP, .xdp_mode = FG_XDP_NATIVE },
 		  FG_ATTACH_XDP_NATIVE },
 	};
+	enum fg_attach tc_mode = kernel_has_tcx() ? FG_ATTACH_TCX : FG_ATTACH_TC_CLS;
 	size_t i;
 
+	printf("this kernel's TC attachment: %s\n", fg_attach_name(tc_mode));
 	orig = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (!ASSERT_GE(orig, 0, "open netns") || !ASSERT_OK(unshare(CLONE_NEWNET), "unshare")) {
 		if (orig >= 0)
@@ -2097,28 +2112,36 @@ static void test_attach_modes(void)
 		snprintf(tag, sizeof(tag), "%s: attach", modes[i].name);
 		if (!ASSERT_OK(fg_dp_attach(dp, ifindex, &modes[i].o, &info), tag))
 			continue;
+		enum fg_attach want = modes[i].want == FG_ATTACH_TCX ? tc_mode : modes[i].want;
+
 		snprintf(tag, sizeof(tag), "%s: mode", modes[i].name);
-		ASSERT_EQ(info.mode, modes[i].want, tag);
-		ASSERT_EQ(fg_dp_attach_mode(dp, ifindex), modes[i].want, tag);
-		id = fg_dp_attached_prog_id(ifindex, modes[i].want);
+		ASSERT_EQ(info.mode, want, tag);
+		ASSERT_EQ(fg_dp_attach_mode(dp, ifindex), want, tag);
+		id = fg_dp_attached_prog_id(ifindex, want);
 		snprintf(tag, sizeof(tag), "%s: the kernel has it", modes[i].name);
 		ASSERT_GT(id, 0, tag);
 		snprintf(tag, sizeof(tag), "%s: detach", modes[i].name);
 		ASSERT_OK(fg_dp_detach(dp, ifindex), tag);
 		snprintf(tag, sizeof(tag), "%s: gone after detach", modes[i].name);
-		ASSERT_EQ(fg_dp_attached_prog_id(ifindex, modes[i].want), 0, tag);
+		ASSERT_EQ(fg_dp_attached_prog_id(ifindex, want), 0, tag);
 	}
 	/* A cls_bpf filter left behind (an agent that did not detach) goes
 	 * when the interface is attached in another mode. */
 	{
 		const struct fg_attach_opts cls = { .want = FG_ATTACH_WANT_TC, .tc_cls = true };
 		const struct fg_attach_opts tcx = { .want = FG_ATTACH_WANT_TC };
+		const struct fg_attach_opts xdp = { .want = FG_ATTACH_WANT_XDP,
+						    .xdp_mode = FG_XDP_NATIVE };
+		/* Without tcx, XDP is the other mode that must clear it. */
+		bool tcx_ok = tc_mode == FG_ATTACH_TCX;
+		enum fg_attach other = tcx_ok ? FG_ATTACH_TCX : FG_ATTACH_XDP_NATIVE;
 
 		if (ASSERT_OK(fg_dp_attach(dp, ifindex, &cls, &info), "cls again") &&
-		    ASSERT_OK(fg_dp_attach(dp, ifindex, &tcx, &info), "tcx over it")) {
+		    ASSERT_OK(fg_dp_attach(dp, ifindex, tcx_ok ? &tcx : &xdp, &info),
+			      "the other mode over it")) {
 			ASSERT_EQ(fg_dp_attached_prog_id(ifindex, FG_ATTACH_TC_CLS), 0,
 				  "the old cls_bpf filter removed");
-			ASSERT_GT(fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX), 0, "tcx in place");
+			ASSERT_GT(fg_dp_attached_prog_id(ifindex, other), 0, "the other mode in place");
 		}
 	}
 out:

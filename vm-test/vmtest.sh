@@ -34,13 +34,13 @@ TOP=$(pwd -P)
 # test runs, netlink, veth and network namespaces, the data plane under the
 # agent. Those left out (http, manifest, routes, configdir, pktbuild, fuzz)
 # are user-space code whose result does not depend on the kernel.
-DEFAULT_ARGS="-t 'xdp*' -t 'maglev*' -t 'netlink*' -t 'ctl*' -t 'e2e*'"
+DEFAULT_ARGS="-t 'xdp*' -t 'tc_*' -t 'attach*' -t 'maglev*' -t 'netlink*' -t 'ctl*' -t 'e2e*'"
 # Under TCG the guest runs 10-20 times slower than the host, and the two
 # failover subtests of e2e_control, which hold the agent to 1 s budgets,
 # measure the emulator (1.1-1.3 s there), not the kernel: the TCG default
 # names e2e_control's other subtests instead (a new subtest has to be added
 # here to run by default under TCG).
-DEFAULT_ARGS_TCG="-t 'xdp*' -t 'maglev*' -t 'netlink*' -t 'ctl*' -t 'e2e_l4*'"
+DEFAULT_ARGS_TCG="-t 'xdp*' -t 'tc_*' -t 'attach*' -t 'maglev*' -t 'netlink*' -t 'ctl*' -t 'e2e_l4*'"
 for s in status split_by_pod_count scale_shifts_ratio bad_yaml_keeps_routes \
 	restart_keeps_flows; do
 	DEFAULT_ARGS_TCG+=" -t 'e2e_control/$s'"
@@ -93,6 +93,8 @@ job_file() { # JOBFILE: the guest's script, run by /bin/sh in the chroot
 	{
 		echo "# Written by vm-test/vmtest.sh; run by vm-test/init in the guest's chroot."
 		printf "export PATH='%s' HOME=/root LANG=C.UTF-8 TERM=dumb\n" "$(guest_path)"
+		# Start-up waits (BPF load and verification) stretch under TCG.
+		[ "${2:-}" != tcg ] || echo "export FG_TEST_TIME_SCALE=5"
 		[ -z "${FG_FUZZ_SECONDS:-}" ] ||
 			printf "export FG_FUZZ_SECONDS='%s'\n" "$FG_FUZZ_SECONDS"
 		printf "cd '%s' || exit 126\n" "$TOP"
@@ -173,7 +175,7 @@ run_vm() { # KVER VMLINUZ MODDIR
 	else
 		VMTEST_ARGS=${USER_ARGS-$DEFAULT_ARGS}
 	fi
-	job_file "$dir/job.sh"
+	job_file "$dir/job.sh" "$accel"
 	log "$kver: booting under ${accel^^}, ${VMTEST_CPUS} vCPUs, ${VMTEST_MEM} MiB, timeout ${VMTEST_TIMEOUT} s; console in $dir/console.log"
 	local append="vmtest_job=$TOP/$dir/job.sh vmtest_moddir=$(cd "$moddir" && pwd -P)"
 	[ "$VMTEST_VERBOSE" = 1 ] || append="quiet loglevel=4 $append"
