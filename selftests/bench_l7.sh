@@ -76,7 +76,10 @@
 # untouched; "off", checksum/TSO/GSO off as XDP_REDIRECT into a veth
 # needs; "on"), BENCH_NGINX_BUFFERING and BENCH_HAPROXY_SPLICE (their
 # directives for large responses), BENCH_FG_ARGS (more fleetgate-agent
-# options), BENCH_TIMEOUT, BENCH_KEEP_TMP=1 (keep the temp dir: configs,
+# options), BENCH_PROFILE (cases, e.g. "close 64m", or 1 for those two:
+# perf record -a during each such measurement, the machine's CPU by
+# command and the top symbols printed; it perturbs the figures, for
+# diagnosis only), BENCH_TIMEOUT, BENCH_KEEP_TMP=1 (keep the temp dir: configs,
 # logs), BUILD (build).
 #
 # The whole script is one { } block: bash parses it before running it, so
@@ -101,6 +104,8 @@ OFFLOADS=${BENCH_OFFLOADS:-default}
 FG_ARGS=${BENCH_FG_ARGS:-}
 ROUNDS=${BENCH_ROUNDS:-3}
 TIMEOUT=${BENCH_TIMEOUT:-720}
+PROFILE=${BENCH_PROFILE:-}
+[ "$PROFILE" = 1 ] && PROFILE="close 64m"
 LUA=$ROOT/selftests/bench/l7_wrk.lua
 
 P=fgl$$
@@ -163,6 +168,7 @@ for t in nginx haproxy wrk curl ethtool nsenter ss; do
 	command -v $t >/dev/null || die "$t missing (apt-get install nginx haproxy wrk curl ethtool util-linux iproute2)"
 done
 [ -r "$LUA" ] || die "$LUA missing"
+[ -z "$PROFILE" ] || command -v perf >/dev/null || die "BENCH_PROFILE needs perf (apt-get install linux-perf)"
 case $ATTACH in auto|tc|xdp) ;; *) die "BENCH_ATTACH: auto, tc or xdp" ;; esac
 case $OFFLOADS in default|on|off) ;; *) die "BENCH_OFFLOADS: default, on or off" ;; esac
 [ -x "$BUILD/fleetgatectl" ] || die "$BUILD/fleetgatectl missing: run make"
@@ -662,6 +668,14 @@ wrk_case() {
 	cl0=$(tcpext "$NS_CL"); gw0=$(tcpext "$NS_GW")
 	a0=$(tcpext "$NS_C1"); b0=$(tcpext "$NS_C2")
 	c0=$(gw_ticks)
+	local perfpid=
+	case " $PROFILE " in *" $cs "*)
+		perf record -q -F 499 -a -o "$TMP/perf.$peer.$cs.$ROUND" -- sleep "$SECS" </dev/null >/dev/null 2>&1 &
+		perfpid=$!
+		# Whose process is whose, taken while wrk runs: the profile is of
+		# the whole machine and other tenants run nginx and agents too.
+		( sleep 1; roles ) >"$TMP/roles.$peer.$cs.$ROUND" 2>/dev/null & ;;
+	esac
 	out=$(timeout -k 3 $((SECS + 20)) ip netns exec "$NS_CL" wrk -t "$THREADS" -c "$conns" -d "${SECS}s" \
 		--latency --timeout "$to" -H 'Host: example.com' "$@" -s "$LUA" "http://$GW:80" -- "$path" 2>&1)
 	c1=$(gw_ticks)
@@ -709,6 +723,45 @@ wrk_case() {
 	log "$peer $cs (round $ROUND): $req responses in $(awk -v d="$dur" 'BEGIN { printf "%.2f", d / 1e6 }')s ($conns connections, $THREADS wrk threads), $bytes bytes; upstream requests cluster1 $((${ra1:-0} - ${ra0:-0})) cluster2 $((${rb1:-0} - ${rb0:-0})); gateway CPU $(awk -v t=$t -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')s = ${F[cores]} cores; ${F[rps]} req/s, p50 ${F[p50]} ms, p99 ${F[p99]} ms, ${F[mibs]} MiB/s"
 	log "$peer $cs (round $ROUND): failures: wrk connect $econn read $eread write $ewrite timeout $eto non-2xx/3xx $estat; client SYN retransmits $synrt; gateway SYNs dropped $gwdrop (accept queue full $gwovf), gateway SYN retransmits toward the clusters $gwsynrt; clusters' SYNs dropped $updrop"
 	[ $err -gt 0 ] && log "$peer $cs: WARNING: $err failed requests"
+	[ -n "$perfpid" ] && wait "$perfpid" && profile_report "$peer" "$cs"
+	true
+}
+
+# roles: "PID ROLE" for every process in our namespaces.
+roles() {
+	local pid
+	for pid in $(ip netns pids "$NS_GW"); do echo "$pid gateway"; done
+	for pid in $(ip netns pids "$NS_CL"); do echo "$pid client(wrk)"; done
+	for pid in $(ip netns pids "$NS_C1") $(ip netns pids "$NS_C2"); do echo "$pid web-servers"; done
+}
+
+# profile_report PEER CASE: where the whole machine's CPU went during the
+# measurement (perf record -a at 499 Hz on every CPU): the share of the
+# samples in the gateway's processes, wrk's, the web servers', other
+# tenants' (the busiest of them by name) and idle; then the top symbols
+# of the gateway's own processes (softirq work shows in whichever process
+# the CPU was running).
+profile_report() {
+	local f=$TMP/perf.$1.$2.$ROUND r=$TMP/roles.$1.$2.$ROUND gw
+	[ -s "$f" ] || { log "$1 $2: no profile"; return; }
+	log "$1 $2 (round $ROUND) profile, all CPUs: $(perf script -i "$f" -F comm,pid 2>/dev/null | awk -v roles="$r" '
+		BEGIN { while ((getline l < roles) > 0) { split(l, a, " "); role[a[1]] = a[2] } }
+		{ pid = $NF; n++
+		  k = pid == 0 ? "idle" : (pid in role) ? role[pid] : "other"
+		  c[k]++; if (k == "other") { sub(/[ \t]+$/, ""); sub(/[ \t]+[0-9]+$/, ""); sub(/^ +/, ""); o[$0]++ } }
+		END {
+			if (!n) exit
+			split("gateway client(wrk) web-servers other idle", ks, " ")
+			for (i = 1; i <= 5; i++) printf "%s %.1f%%, ", ks[i], 100 * c[ks[i]] / n
+			printf "samples %d; other tenants'"'"' busiest:", n
+			for (m = 0; m < 4; m++) { b = ""; for (x in o) if (b == "" || o[x] > o[b]) b = x
+				if (b == "") break; printf " %s %.1f%%", b, 100 * o[b] / n; delete o[b] }
+		}')"
+	gw=$(awk '$2 == "gateway" { printf "%s%s", s, $1; s = "," }' "$r")
+	[ -n "$gw" ] || return
+	perf report -i "$f" --stdio --no-children --pid="$gw" --percentage relative --sort sym \
+		--percent-limit 2 2>/dev/null | awk '/^ +[0-9.]+%/ { print $1, $3 }' | head -10 |
+		sed "s/^/info: $1 $2 profile, the gateway's top symbols: /"
 }
 
 # ensure_gateway PEER CASE: a gateway that died during the previous
