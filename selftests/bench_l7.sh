@@ -87,7 +87,7 @@
 {
 set -u
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECS:-8}
@@ -181,7 +181,7 @@ CTL=$TMP/fleetgatectl
 # does, not when the sleep would.
 (
 	trap 'kill $s 2>/dev/null; exit 0' TERM
-	sleep "$TIMEOUT" </dev/null >/dev/null 2>&1 & s=$!
+	sleep "$TIMEOUT" >/dev/null 2>&1 & s=$!
 	wait $s && { echo "bench: watchdog: over ${TIMEOUT}s, stopping" >&2; kill -TERM $$; }
 ) &
 WATCHDOG=$!
@@ -337,7 +337,7 @@ http {
 EOF
 	fi
 	ip netns exec "$ns" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
-	PIDS+=($!)
+	PIDS+=("$!")
 }
 
 # up_requests: requests served so far by cluster 1 and cluster 2.
@@ -485,7 +485,7 @@ fg_run() {
 		--listen $GW:80 -i "$IF_GC" -i "$IF_G1" -i "$IF_G2" -p "$PIN" \
 		--attach "$ATTACH" --workers "$WORKERS" $FG_ARGS \
 		</dev/null >>"$TMP/agent.out" 2>>"$TMP/agent.log" &
-	GW_PID=$!; PIDS+=($GW_PID)
+	GW_PID=$!; PIDS+=("$GW_PID")
 }
 
 start_fleetgate() {
@@ -567,7 +567,7 @@ http {
 }
 EOF
 	ip netns exec "$NS_GW" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
-	GW_PID=$!; PIDS+=($GW_PID)
+	GW_PID=$!; PIDS+=("$GW_PID")
 }
 # Large responses: buffered in memory (the default 8 small buffers, larger
 # here), never spooled to a temp file on disk.
@@ -602,7 +602,7 @@ backend c2
 	server s2 10.77.2.2:8080
 EOF
 	ip netns exec "$NS_GW" haproxy -db -f "$d/haproxy.cfg" </dev/null >>"$d/log" 2>&1 &
-	GW_PID=$!; PIDS+=($GW_PID)
+	GW_PID=$!; PIDS+=("$GW_PID")
 }
 HAPROXY_SPLICE=${BENCH_HAPROXY_SPLICE:-option splice-auto}
 
