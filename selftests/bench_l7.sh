@@ -176,9 +176,9 @@ case $OFFLOADS in default|on|off) ;; *) die "BENCH_OFFLOADS: default, on or off"
 cp "$BUILD/fleetgate-agent" "$BUILD/fleetgatectl" "$TMP/" || die "cannot copy the agent"
 CTL=$TMP/fleetgatectl
 
-# The watchdog bounds the run. Its sleep holds none of our descriptors and
-# cleanup kills the subshell, so `bench_l7.sh | tail` ends when the script
-# does, not when the sleep would.
+# The watchdog bounds the run. Its sleep holds neither our stdout nor our
+# stderr, and cleanup kills the subshell (which does), so
+# `bench_l7.sh | tail` ends when the script does, not when the sleep would.
 (
 	trap 'kill $s 2>/dev/null; exit 0' TERM
 	sleep "$TIMEOUT" >/dev/null 2>&1 & s=$!
