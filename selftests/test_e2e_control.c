@@ -257,6 +257,27 @@ static json_t *ctl_json(struct ctl_e2e *e, bool quiet, const char *args)
 	return doc;
 }
 
+/* fleetgatectl status as an operator on the gateway runs it: from the
+ * agent's network namespace, where a cls_bpf filter (kernels without tcx
+ * links) can be asked for by ifindex. */
+static json_t *ctl_status_json(struct ctl_e2e *e)
+{
+	json_error_t jerr;
+	json_t *doc;
+	char *out;
+	int status;
+
+	out = e2e_capture(&status, false, "nsenter --net=/run/netns/%s %s -p %s -o json status 2>&1",
+			  e->ns_gw, e->ctl_bin, e->pin);
+	if (!out)
+		return NULL;
+	doc = status == 0 ? json_loads(out, 0, &jerr) : NULL;
+	if (!doc)
+		printf("e2e: fleetgatectl status: exit %d, not JSON: %s\n", status, out);
+	free(out);
+	return doc;
+}
+
 static bool attach_is_xdp(const struct ctl_e2e *e)
 {
 	return e->attach && !strcmp(e->attach, "xdp");
@@ -345,7 +366,8 @@ static int server_start(struct ctl_e2e *e, int i)
 		s->pid = 0;
 		return -errno;
 	}
-	for (deadline = e2e_now_ms() + 5000; e2e_now_ms() < deadline; e2e_sleep_ms(10)) {
+	for (deadline = e2e_now_ms() + e2e_scaled_ms(5000); e2e_now_ms() < deadline;
+	     e2e_sleep_ms(10)) {
 		if (access(ready, F_OK) == 0)
 			return 0;
 		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
@@ -802,8 +824,8 @@ static bool run_client(struct ctl_e2e *e, int port, int n, struct ctl_result *r)
 
 	memset(r, 0, sizeof(*r));
 	out = e2e_capture(&status, true,
-		      "ip netns exec %s python3 %s/tcp_client.py %s %d %d --timeout 1 --max-time 10",
-		      e->ns_cli, e->scripts, e->listen_addr, port, n);
+		      "ip netns exec %s python3 %s/tcp_client.py %s %d %d --timeout 1 --max-time %lld",
+		      e->ns_cli, e->scripts, e->listen_addr, port, n, e2e_scaled_ms(10000) / 1000);
 	if (!out)
 		return false;
 	printf("e2e: client, %d connections to %s:%d (%lld ms): %s", n, e->listen_addr, port,
@@ -1072,7 +1094,7 @@ static void subtest_status(struct ctl_e2e *e)
 	/* The data plane's summary: each interface in the mode the agent
 	 * chose, attached in the kernel (asked through the pinned links), its
 	 * address as the SNAT source; the SNAT ranges. */
-	doc = ctl_json(e, false, "status");
+	doc = ctl_status_json(e);
 	if (ASSERT_OK_PTR(doc, "status -o json")) {
 		json_t *ifs = json_object_get(doc, "interfaces");
 		json_t *sn = json_object_get(doc, "snat");
