@@ -533,10 +533,14 @@ summary() {
 				q[m] = pps[n, r]; if (q[m] < pw) pw = q[m]
 				h = (pk[n, r] > 0 && pk["direct", r] > 0) ? (ptk[n, r] / pk[n, r] - ptk["direct", r] / pk["direct", r]) * 1e9 / hz : 0
 				hc[m] = h; if (h > cg) cg = h
+				# the whole path (client, gateway, servers), not
+				# minus direct: per connection / packet
+				wc[m] = ok[n, r] > 0 ? tk[n, r] / ok[n, r] * 1e6 / hz : 0
+				wp[m] = pk[n, r] > 0 ? ptk[n, r] / pk[n, r] * 1e9 / hz : 0
 			}
-			printf "%s %.0f %.0f %.2f %.2f %.0f %.0f %.1f %.1f %d %d %d %d %d %d\n", n,
+			printf "%s %.0f %.0f %.2f %.2f %.0f %.0f %.1f %.1f %d %d %d %d %d %d %.2f %.1f\n", n,
 				median(c, m), worst, median(gc, m), cw, median(q, m), pw, median(hc, m), cg,
-				syn[n], paws[n], nsp[n], reuse[n], ct[n], fail[n]
+				syn[n], paws[n], nsp[n], reuse[n], ct[n], fail[n], median(wc, m), median(wp, m)
 		}
 	}' "$TMP/res"
 }
@@ -544,8 +548,8 @@ summary() {
 for SET in $SETS; do
 	sfx=""; [ "$SET" = xdp ] && sfx="_xdp"
 	summary "$SET" >"$TMP/sum.$SET"
-	read -r _ fc fcw fg fgw fp fpw fh fhw fsyn fpaws fnsp freuse _ ffail < <(grep '^fleetgate ' "$TMP/sum.$SET")
-	read -r _ nc ncw ng ngw np npw nh nhw nsyn npaws _ _ nct nfail < <(grep '^nft ' "$TMP/sum.$SET")
+	read -r _ fc fcw fg fgw fp fpw fh fhw fsyn fpaws fnsp freuse _ ffail fwc fwp < <(grep '^fleetgate ' "$TMP/sum.$SET")
+	read -r _ nc ncw ng ngw np npw nh nhw nsyn npaws _ _ nct nfail nwc nwp < <(grep '^nft ' "$TMP/sum.$SET")
 	log "set $SET: medians (worst) of $ROUNDS rounds; gateway CPU = system CPU per connection / packet at $CPU_CONN_RATE conn/s / $CPU_PPS pkt/s through the gateway minus the direct run of the same round"
 	echo "bench: l4_conn_per_s_fleetgate$sfx $fc conn/s"
 	echo "bench: l4_conn_per_s_fleetgate${sfx}_worst $fcw conn/s"
@@ -570,5 +574,17 @@ for SET in $SETS; do
 	echo "bench: l4_gw_cpu_per_conn$sfx ratio $(ratio "$fg" "$ng") vs nft"
 	echo "bench: l4_gw_cpu_per_pkt$sfx ratio $(ratio "$fh" "$nh") vs nft"
 	echo "bench: l4_pps$sfx ratio $(ratio "$fp" "$np") vs nft"
+	# System CPU of the whole machine moves with other tenants; when the
+	# direct run of a round cost more than the gateway's, "minus direct"
+	# is no measurement: say so, and give the whole path's CPU too.
+	echo "bench: l4_path_cpu_per_conn_fleetgate$sfx $fwc us/conn"
+	echo "bench: l4_path_cpu_per_conn_nft$sfx $nwc us/conn"
+	echo "bench: l4_path_cpu_per_pkt_fleetgate$sfx $fwp ns/pkt"
+	echo "bench: l4_path_cpu_per_pkt_nft$sfx $nwp ns/pkt"
+	echo "bench: l4_path_cpu_per_conn$sfx ratio $(ratio "$fwc" "$nwc") vs nft"
+	echo "bench: l4_path_cpu_per_pkt$sfx ratio $(ratio "$fwp" "$nwp") vs nft"
+	if awk -v a="$fg" -v b="$ng" -v c="$fh" -v d="$nh" 'BEGIN { exit !(a <= 0 || b <= 0 || c <= 0 || d <= 0) }'; then
+		log "set $SET: WARNING: a gateway CPU figure (through the gateway minus direct) is not above 0: the direct run cost more system CPU than a run through a gateway, i.e. other load on the machine (or the generator's own spinning) moved more than the gateway costs; the l4_gw_cpu_* lines of this set are not a measurement, l4_path_cpu_* (the whole path, not minus direct) are the closest figures"
+	fi
 done
 exit 0
