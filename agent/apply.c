@@ -92,6 +92,9 @@ struct fg_applier {
 	size_t n_dirty, cap_dirty;
 	__u32 *to_free;              /* backends that lost their last reference */
 	size_t n_to_free, cap_to_free;
+	__u32 *wr_ids;               /* backends to write, in one batch */
+	struct fg_backend *wr_vals;
+	size_t n_wr, cap_wr;
 	struct fg_apply_stats st;
 };
 
@@ -380,6 +383,8 @@ void fg_applier_free(struct fg_applier *a)
 	free(a->be_free);
 	free(a->dirty);
 	free(a->to_free);
+	free(a->wr_ids);
+	free(a->wr_vals);
 	fg_hmap_fini(&a->svc_by_hash);
 	fg_hmap_fini(&a->be_by_ep);
 	fg_hmap_fini(&a->allow_sig);
@@ -481,35 +486,73 @@ static void be_ref(struct fg_applier *a, __u32 id, __u8 proto, bool http)
 		b->refs_http++;
 }
 
-/* Writes a backend whose probe flags changed, or a new one; its health
+/* A backend as the data plane holds it: from its mirror without a
+ * system call where it has one. */
+static int backend_now(struct fg_applier *a, __u32 id, struct fg_backend *be)
+{
+	if (!fg_dp_backend_view(a->dp, id, be))
+		return 0;
+	return bpf_map_lookup_elem(fg_dp_maps(a->dp)->backends, &id, be) ? -errno : 0;
+}
+
+/* Queues a backend whose probe flags changed, or a new one; its health
  * (FG_BACKEND_F_UP) is the prober's and is kept. */
-static int write_backend(struct fg_applier *a, __u32 id)
+static int queue_backend(struct fg_applier *a, __u32 id)
 {
 	const struct ep_key *k = &a->be_keys[id];
 	struct be_rec *b = &a->bes[id];
 	__u8 flags = (b->refs_tcp ? FG_BACKEND_F_PROBE_TCP : 0) |
 		     (b->refs_http ? FG_BACKEND_F_PROBE_HTTP : 0);
 	struct fg_backend be = {}, old;
-	int err;
 
 	if (b->live && b->flags == flags)
 		return 0;
+	if (a->n_wr == a->cap_wr) {
+		size_t nc = a->cap_wr ? a->cap_wr * 2 : 256;
+		struct fg_backend *v = realloc(a->wr_vals, nc * sizeof(*v));
+		__u32 *ids = v ? realloc(a->wr_ids, nc * sizeof(*ids)) : NULL;
+
+		if (v)
+			a->wr_vals = v;
+		if (!ids)
+			return -ENOMEM;
+		a->wr_ids = ids;
+		a->cap_wr = nc;
+	}
 	be.addr = k->addr;
 	be.port = k->port;
 	be.family = k->family;
 	be.cluster_idx = k->cidx;
 	be.weight = 1;
 	be.flags = FG_BACKEND_F_ACTIVE | FG_BACKEND_F_UP | flags;
-	if (b->live && !bpf_map_lookup_elem(fg_dp_maps(a->dp)->backends, &id, &old) &&
-	    (old.flags & FG_BACKEND_F_ACTIVE) && !(old.flags & FG_BACKEND_F_UP))
+	/* The data plane's own copy: no lookup per backend. */
+	if (b->live && !backend_now(a, id, &old) && (old.flags & FG_BACKEND_F_ACTIVE) &&
+	    !(old.flags & FG_BACKEND_F_UP))
 		be.flags &= ~FG_BACKEND_F_UP;
-	err = fg_dp_set_backend(a->dp, id, &be);
-	if (err)
-		return err;
-	b->live = true;
-	b->flags = flags;
-	a->st.backends_written++;
+	a->wr_ids[a->n_wr] = id;
+	a->wr_vals[a->n_wr++] = be;
 	return 0;
+}
+
+/* The queued backends in one batch, before anything refers to them. */
+static int flush_backends(struct fg_applier *a)
+{
+	size_t i;
+	int err;
+
+	if (!a->n_wr)
+		return 0;
+	err = fg_dp_set_backends(a->dp, a->wr_ids, a->wr_vals, a->n_wr);
+	for (i = 0; !err && i < a->n_wr; i++) {
+		struct be_rec *b = &a->bes[a->wr_ids[i]];
+
+		b->live = true;
+		b->flags = a->wr_vals[i].flags & (FG_BACKEND_F_PROBE_TCP | FG_BACKEND_F_PROBE_HTTP);
+	}
+	if (!err)
+		a->st.backends_written += a->n_wr;
+	a->n_wr = 0;
+	return err;
 }
 
 /* One target: its service, shares and tiers, members per cluster. */
@@ -606,7 +649,9 @@ static int apply_target(struct fg_applier *a, const struct fg_target *t, __u8 pr
 	for (i = 0; i < r->n_ids; i++)
 		be_unref(a, r->ids[i], r->proto, r->http);
 	for (i = 0; i < n && !err; i++)
-		err = write_backend(a, ids[i]);
+		err = queue_backend(a, ids[i]);
+	if (!err)
+		err = flush_backends(a);
 	if (err)
 		goto out;
 	service_name(t->key, name);
