@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1013,11 +1014,18 @@ static void start_stage(const char *what)
 			rss_pages = 0;
 		fclose(f);
 	}
-	if (what)
-		pr_debug("start: %s: %.1f ms (%.1f ms CPU), RSS %ld MiB\n", what,
+	if (what) {
+		/* In use vs. held by malloc: what a smaller structure would
+		 * save, and what fragmentation costs. */
+		struct mallinfo2 mi = mallinfo2();
+
+		pr_debug("start: %s: %.1f ms (%.1f ms CPU), RSS %ld MiB (heap: %zu MiB in use, %zu MiB free, %zu MiB mapped)\n",
+			 what,
 			 (wall.tv_sec - wall0.tv_sec) * 1e3 + (wall.tv_nsec - wall0.tv_nsec) / 1e6,
 			 (cpu.tv_sec - cpu0.tv_sec) * 1e3 + (cpu.tv_nsec - cpu0.tv_nsec) / 1e6,
-			 rss_pages * sysconf(_SC_PAGESIZE) >> 20);
+			 rss_pages * sysconf(_SC_PAGESIZE) >> 20, mi.uordblks >> 20,
+			 mi.fordblks >> 20, mi.hblkhd >> 20);
+	}
 	wall0 = wall;
 	cpu0 = cpu;
 }
