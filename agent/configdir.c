@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compact.h"
@@ -77,6 +78,7 @@ struct fg_configdir {
 	size_t np, capp;
 	bool need_rescan;
 	bool changed;
+	struct fg_intern *intern; /* shared short strings; NULL: none */
 	fg_configdir_change_cb change_cb;
 	void *change_ctx;
 };
@@ -223,8 +225,9 @@ static void compact_docs(const char *path, json_t *docs)
 			pr_warn("config: %s: object %zu kept whole: out of memory\n", path, i);
 }
 
-/* Reads and parses a file; touches nothing of cd, so workers can. */
-static void parse_one(const char *path, struct parsed *p)
+/* Reads and parses a file; touches nothing of cd but the strings it
+ * shares (locked), so workers can. */
+static void parse_one(struct fg_intern *in, const char *path, struct parsed *p)
 {
 	struct fg_manifest_error err;
 
@@ -233,6 +236,8 @@ static void parse_one(const char *path, struct parsed *p)
 	p->rc = fg_manifest_parse_file(path, &p->docs, &err);
 	if (!p->rc) {
 		compact_docs(path, p->docs);
+		if (in && fg_intern_tree(in, p->docs))
+			pr_warn("config: %s: strings kept unshared: out of memory\n", path);
 		return;
 	}
 	p->err = malloc(sizeof(*p->err));
@@ -317,7 +322,7 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 {
 	struct parsed p;
 
-	parse_one(path, &p);
+	parse_one(cd->intern, path, &p);
 	file_apply(cd, path, origin, &p);
 }
 
@@ -362,6 +367,7 @@ static void queue_clear(struct fg_configdir *cd)
 }
 
 struct parse_job {
+	struct fg_intern *in;
 	const struct pending *p;
 	struct parsed *out;
 	size_t n;
@@ -374,7 +380,7 @@ static void *parse_worker(void *arg)
 	size_t i;
 
 	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n)
-		parse_one(j->p[i].path, &j->out[i]);
+		parse_one(j->in, j->p[i].path, &j->out[i]);
 	return NULL;
 }
 
@@ -382,10 +388,10 @@ static void *parse_worker(void *arg)
  * PARSE_THREADS_MAX - 1 more (as many as start). Only reading and
  * parsing run in parallel; the results are applied in order, as one
  * thread would. */
-static struct parsed *parse_ahead(const struct pending *p, size_t n)
+static struct parsed *parse_ahead(struct fg_intern *in, const struct pending *p, size_t n)
 {
 	pthread_t th[PARSE_THREADS_MAX - 1];
-	struct parse_job j = { .p = p, .n = n };
+	struct parse_job j = { .in = in, .p = p, .n = n };
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int nth = 0, want, i;
 
@@ -404,9 +410,18 @@ static struct parsed *parse_ahead(const struct pending *p, size_t n)
 	return j.out;
 }
 
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void queue_apply(struct fg_configdir *cd)
 {
 	struct parsed *ahead = NULL;
+	double t0 = 0, t1 = 0;
 	size_t i, n = 0;
 
 	qsort(cd->p, cd->np, sizeof(*cd->p), cmp_pending);
@@ -420,14 +435,20 @@ static void queue_apply(struct fg_configdir *cd)
 		cd->p[n++] = cd->p[i];
 	}
 	cd->np = n;
-	if (n >= PARSE_AHEAD_MIN)
-		ahead = parse_ahead(cd->p, n);
+	if (n >= PARSE_AHEAD_MIN) {
+		t0 = mono_ms();
+		ahead = parse_ahead(cd->intern, cd->p, n);
+		t1 = mono_ms();
+	}
 	for (i = 0; i < n; i++) {
 		if (ahead)
 			file_apply(cd, cd->p[i].path, cd->p[i].origin, &ahead[i]);
 		else
 			file_reload(cd, cd->p[i].path, cd->p[i].origin);
 	}
+	if (ahead)
+		pr_debug("config: %zu files parsed in %.0f ms, taken in %.0f ms\n", n, t1 - t0,
+			 mono_ms() - t1);
 	free(ahead);
 	queue_clear(cd);
 }
@@ -766,6 +787,8 @@ int fg_configdir_open(struct fg_configdir **out, const char *dir)
 		free(cd);
 		return -ENOMEM;
 	}
+	/* Without it strings are not shared: more memory, nothing else. */
+	cd->intern = fg_intern_new();
 	n = strlen(cd->dir);
 	while (n > 1 && cd->dir[n - 1] == '/')
 		cd->dir[--n] = '\0';
@@ -802,8 +825,10 @@ void fg_configdir_close(struct fg_configdir *cd)
 		json_decref(cd->f[i].docs);
 		free(cd->f[i].path);
 		free(cd->f[i].origin);
+		free(cd->f[i].err);
 	}
 	free(cd->f);
+	fg_intern_free(cd->intern);
 	for (i = 0; i < cd->nw; i++) {
 		free(cd->w[i].path);
 		free(cd->w[i].cluster);

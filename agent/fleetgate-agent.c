@@ -1044,7 +1044,6 @@ static int start_control(struct agent *a)
 	};
 	int err;
 
-	start_stage(NULL);
 	err = fg_control_new(&a->control, a->dp, &copts);
 	if (err)
 		return err;
@@ -1487,6 +1486,7 @@ int main(int argc, char **argv)
 	if (check_ifaces(&a))
 		return 2;
 
+	start_stage(NULL);
 	err = fg_dp_load(&a.dp, &a.dp_opts);
 	if (err)
 		return 1;
@@ -1503,6 +1503,7 @@ int main(int argc, char **argv)
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;
+	start_stage("data plane loaded and attached, prober ready");
 	err = start_control(&a);
 	if (err)
 		goto out;
