@@ -257,7 +257,54 @@ static int backend_for(struct fg_applier *a, const struct ep_key *k)
 
 /* A restarted agent (pins kept) takes over the ids the maps hold, so
  * conntrack entries keep pointing at the same backends. */
-static int adopt(struct fg_applier *a)
+/* A backend as the data plane holds it: from its mirror without a
+ * system call where it has one. */
+static int backend_now(struct fg_applier *a, __u32 id, struct fg_backend *be)
+{
+	if (!fg_dp_backend_view(a->dp, id, be))
+		return 0;
+	return bpf_map_lookup_elem(fg_dp_maps(a->dp)->backends, &id, be) ? -errno : 0;
+}
+
+#define READ_CHUNK 65536
+
+/* The backends map read in order, a chunk per system call: a lookup per
+ * id was 1,048,576 system calls before the first plan. */
+struct backend_reader {
+	struct fg_backend *vals;
+	__u32 *keys;
+	__u32 first, n; /* ids [first, first + n) are in vals */
+};
+
+static int backend_read(struct fg_applier *a, struct backend_reader *rd, __u32 id,
+			struct fg_backend *be)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	int fd = fg_dp_maps(a->dp)->backends;
+	__u32 in = id - 1, next, count;
+
+	if (rd->vals && id >= rd->first && id - rd->first < rd->n) {
+		*be = rd->vals[id - rd->first];
+		return 0;
+	}
+	if (!rd->vals) {
+		rd->vals = malloc(READ_CHUNK * sizeof(*rd->vals));
+		rd->keys = malloc(READ_CHUNK * sizeof(*rd->keys));
+	}
+	count = a->max_backends - id < READ_CHUNK ? a->max_backends - id : READ_CHUNK;
+	rd->n = 0;
+	/* An array's batch resumes after in: ids id .. id + count - 1. */
+	if (!rd->vals || !rd->keys ||
+	    bpf_map_lookup_batch(fd, id ? &in : NULL, &next, rd->keys, rd->vals, &count, &bopts) ||
+	    !count || rd->keys[0] != id)
+		return bpf_map_lookup_elem(fd, &id, be) ? -errno : 0;
+	rd->first = id;
+	rd->n = count;
+	*be = rd->vals[0];
+	return 0;
+}
+
+static int adopt_maps(struct fg_applier *a, struct backend_reader *rd)
 {
 	const struct fg_maps *maps = fg_dp_maps(a->dp);
 	struct fg_listener_key lk, next;
@@ -299,7 +346,7 @@ static int adopt(struct fg_applier *a)
 	for (i = 1; i < a->max_backends; i++) {
 		struct ep_key k = {};
 
-		if (bpf_map_lookup_elem(maps->backends, &i, &be) || !(be.flags & FG_BACKEND_F_ACTIVE))
+		if (backend_read(a, rd, i, &be) || !(be.flags & FG_BACKEND_F_ACTIVE))
 			continue;
 		k.cidx = be.cluster_idx;
 		k.family = be.family;
@@ -329,6 +376,16 @@ static int adopt(struct fg_applier *a)
 		a->used_stats[lv.stats_idx] = true;
 	}
 	return 0;
+}
+
+static int adopt(struct fg_applier *a)
+{
+	struct backend_reader rd = {};
+	int err = adopt_maps(a, &rd);
+
+	free(rd.vals);
+	free(rd.keys);
+	return err;
 }
 
 int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
@@ -484,15 +541,6 @@ static void be_ref(struct fg_applier *a, __u32 id, __u8 proto, bool http)
 		b->refs_tcp++;
 	if (http)
 		b->refs_http++;
-}
-
-/* A backend as the data plane holds it: from its mirror without a
- * system call where it has one. */
-static int backend_now(struct fg_applier *a, __u32 id, struct fg_backend *be)
-{
-	if (!fg_dp_backend_view(a->dp, id, be))
-		return 0;
-	return bpf_map_lookup_elem(fg_dp_maps(a->dp)->backends, &id, be) ? -errno : 0;
 }
 
 /* Queues a backend whose probe flags changed, or a new one; its health
