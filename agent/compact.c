@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,4 +164,113 @@ bool fg_compact_next(json_t *slice, const char **pos, struct fg_compact_ep *ep)
 	ep->pod_len = nl - ep->pod;
 	*pos = nl < end ? nl + 1 : end;
 	return true;
+}
+
+/* ---------- shared short strings ---------- */
+
+struct fg_intern {
+	pthread_mutex_t lock;
+	json_t *table;     /* value -> the shared string */
+	size_t prune_at;   /* table size that triggers the next prune */
+};
+
+struct fg_intern *fg_intern_new(void)
+{
+	struct fg_intern *in = calloc(1, sizeof(*in));
+
+	if (!in)
+		return NULL;
+	in->table = json_object();
+	if (!in->table) {
+		free(in);
+		return NULL;
+	}
+	pthread_mutex_init(&in->lock, NULL);
+	in->prune_at = 65536;
+	return in;
+}
+
+void fg_intern_free(struct fg_intern *in)
+{
+	if (!in)
+		return;
+	json_decref(in->table);
+	pthread_mutex_destroy(&in->lock);
+	free(in);
+}
+
+/* Strings only the table holds go, so values of objects long gone do not
+ * pile up; the table may then double before the next prune. */
+static void intern_prune(struct fg_intern *in)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+
+	json_object_foreach_safe(in->table, tmp, k, v)
+		if (v->refcount == 1)
+			json_object_del(in->table, k);
+	in->prune_at = 2 * json_object_size(in->table);
+	if (in->prune_at < 65536)
+		in->prune_at = 65536;
+}
+
+/* The shared copy of s (a new reference), or NULL: keep s. */
+static json_t *intern_one(struct fg_intern *in, json_t *s)
+{
+	const char *val = json_string_value(s);
+	size_t len = json_string_length(s);
+	json_t *shared;
+
+	/* The table's keys are C strings: one with a NUL inside stays. */
+	if (len > FG_INTERN_MAX || strlen(val) != len)
+		return NULL;
+	pthread_mutex_lock(&in->lock);
+	shared = json_object_get(in->table, val);
+	if (!shared) {
+		if (json_object_size(in->table) >= in->prune_at)
+			intern_prune(in);
+		if (!json_object_set_nocheck(in->table, val, s))
+			shared = s;
+	}
+	if (shared)
+		json_incref(shared);
+	pthread_mutex_unlock(&in->lock);
+	return shared;
+}
+
+int fg_intern_tree(struct fg_intern *in, json_t *v)
+{
+	const char *k;
+	json_t *e, *shared;
+	size_t i;
+	int err = 0;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, e) {
+			if (!json_is_string(e)) {
+				err = fg_intern_tree(in, e) ? -ENOMEM : err;
+				continue;
+			}
+			shared = intern_one(in, e);
+			/* Replacing a key's value keeps the walk's place. */
+			if (shared && shared != e && json_object_set_new_nocheck(v, k, shared))
+				err = -ENOMEM;
+			else if (shared == e)
+				json_decref(shared);
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e)) {
+				err = fg_intern_tree(in, e) ? -ENOMEM : err;
+				continue;
+			}
+			shared = intern_one(in, e);
+			if (shared && shared != e && json_array_set_new(v, i, shared))
+				err = -ENOMEM;
+			else if (shared == e)
+				json_decref(shared);
+		}
+	}
+	return err;
 }

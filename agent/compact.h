@@ -41,4 +41,24 @@ bool fg_compact_next(json_t *slice, const char **pos, struct fg_compact_ep *ep);
 /* Is the slice compacted (read its endpoints with fg_compact_next)? */
 bool fg_compact_is(json_t *slice);
 
+/*
+ * Short strings shared between objects. A fleet repeats the same few
+ * values in every object (apiVersion, kind, namespace, port names, a
+ * Service's name in each cluster and in its slices' labels): a jansson
+ * string costs about 80 bytes, so each file of a Service and its slice
+ * holds about 1 KiB of copies. fg_intern_tree() replaces every string
+ * value of at most FG_INTERN_MAX bytes in a tree by one shared,
+ * reference-counted copy. Strings are never modified in place
+ * (json_string_set is not used on objects read from sources), so sharing
+ * them changes nothing but the memory. Safe from several threads.
+ */
+#define FG_INTERN_MAX 64
+
+struct fg_intern;
+
+struct fg_intern *fg_intern_new(void);
+void fg_intern_free(struct fg_intern *in);
+/* 0 or -ENOMEM (the tree is then partly interned, still valid). */
+int fg_intern_tree(struct fg_intern *in, json_t *v);
+
 #endif

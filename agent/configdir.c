@@ -13,11 +13,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compact.h"
@@ -29,6 +31,10 @@
 		    IN_CREATE | IN_ONLYDIR)
 /* Reads per fg_configdir_process(): a writer in a loop cannot keep it busy. */
 #define MAX_READS 64
+/* A queue this long (a start, a rescan) is parsed by threads before it is
+ * applied: 110,001 files took 6 s of one core, most of it YAML. */
+#define PARSE_AHEAD_MIN 256
+#define PARSE_THREADS_MAX 8
 
 enum wkind { W_ROOT, W_FLEET, W_CLUSTERS, W_CLUSTER };
 
@@ -44,7 +50,16 @@ struct cfile {
 	char *origin;  /* NULL: fleet; else the cluster id */
 	json_t *docs;  /* objects in force; NULL when it never parsed */
 	bool failed;   /* last load failed: err says why */
-	struct fg_manifest_error err;
+	/* Allocated for a failed file only: 520 bytes in every one of
+	 * 110,001 files were 57 MiB. NULL when failed and out of memory. */
+	struct fg_manifest_error *err;
+};
+
+/* A file's content as parsed, ahead of applying it. */
+struct parsed {
+	int rc;
+	json_t *docs;                  /* rc == 0 */
+	struct fg_manifest_error *err; /* rc != 0; NULL if out of memory */
 };
 
 struct pending {
@@ -63,6 +78,7 @@ struct fg_configdir {
 	size_t np, capp;
 	bool need_rescan;
 	bool changed;
+	struct fg_intern *intern; /* shared short strings; NULL: none */
 	fg_configdir_change_cb change_cb;
 	void *change_ctx;
 };
@@ -156,6 +172,7 @@ static void file_remove(struct fg_configdir *cd, size_t i)
 	}
 	pr_debug("config: %s: removed\n", f->path);
 	json_decref(f->docs);
+	free(f->err);
 	free(f->path);
 	free(f->origin);
 	memmove(&cd->f[i], &cd->f[i + 1], (cd->nf - i - 1) * sizeof(*f));
@@ -208,21 +225,52 @@ static void compact_docs(const char *path, json_t *docs)
 			pr_warn("config: %s: object %zu kept whole: out of memory\n", path, i);
 }
 
-static void file_reload(struct fg_configdir *cd, const char *path, const char *origin)
+/* Reads and parses a file; touches nothing of cd but the strings it
+ * shares (locked), so workers can. */
+static void parse_one(struct fg_intern *in, const char *path, struct parsed *p)
 {
 	struct fg_manifest_error err;
-	json_t *docs = NULL;
+
+	p->docs = NULL;
+	p->err = NULL;
+	p->rc = fg_manifest_parse_file(path, &p->docs, &err);
+	if (!p->rc) {
+		compact_docs(path, p->docs);
+		if (in && fg_intern_tree(in, p->docs))
+			pr_warn("config: %s: strings kept unshared: out of memory\n", path);
+		return;
+	}
+	p->err = malloc(sizeof(*p->err));
+	if (p->err)
+		*p->err = err;
+}
+
+static const struct fg_manifest_error *error_of(const struct fg_manifest_error *err)
+{
+	static const struct fg_manifest_error oom = { .reason = "out of memory" };
+
+	return err ? err : &oom;
+}
+
+/* A file's new state: its objects replace the ones in force, or its
+ * failure is kept beside them; a file gone is removed. Takes p's docs
+ * and err. */
+static void file_apply(struct fg_configdir *cd, const char *path, const char *origin,
+		       struct parsed *p)
+{
+	const struct fg_manifest_error *err = error_of(p->err);
+	json_t *docs = p->docs;
 	struct cfile *f;
 	bool known;
 	size_t pos;
-	int rc;
+	int rc = p->rc;
 
-	rc = fg_manifest_parse_file(path, &docs, &err);
 	known = file_find(cd, path, &pos);
 	if (rc == -ENOENT || rc == -ENOTDIR || rc == -EISDIR || rc == -EINVAL) {
 		/* Gone, or not a file (any more). */
 		if (known)
 			file_remove(cd, pos);
+		free(p->err);
 		return;
 	}
 	if (known) {
@@ -231,27 +279,29 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 		f = file_insert(cd, pos, path, origin);
 		if (!f) {
 			json_decref(docs);
+			free(p->err);
 			pr_warn("config: %s: out of memory\n", path);
 			return;
 		}
 	}
 	if (rc) {
-		if (err.line > 0)
-			pr_warn("%s:%d: %s\n", path, err.line, err.reason);
+		if (err->line > 0)
+			pr_warn("%s:%d: %s\n", path, err->line, err->reason);
 		else
-			pr_warn("%s: %s\n", path, err.reason);
+			pr_warn("%s: %s\n", path, err->reason);
 		if (f->docs)
 			pr_warn("%s: keeping the %zu object(s) of its last good version\n",
 				path, json_array_size(f->docs));
 		f->failed = true;
-		f->err = err;
+		free(f->err);
+		f->err = p->err;
 		return;
 	}
-	compact_docs(path, docs);
 	if (f->failed)
 		pr_info("%s: parses again\n", path);
 	f->failed = false;
-	memset(&f->err, 0, sizeof(f->err));
+	free(f->err);
+	f->err = NULL;
 	if (f->docs && json_equal(f->docs, docs)) {
 		/* Rewritten as it was: the objects already handed out stay
 		 * the ones in force, so that the next change of this file
@@ -266,6 +316,14 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 	pr_debug("config: %s: %zu object(s)\n", path, json_array_size(docs));
 	json_decref(f->docs);
 	f->docs = docs;
+}
+
+static void file_reload(struct fg_configdir *cd, const char *path, const char *origin)
+{
+	struct parsed p;
+
+	parse_one(cd->intern, path, &p);
+	file_apply(cd, path, origin, &p);
 }
 
 /* ---- the queue of paths to reload ---- */
@@ -308,16 +366,90 @@ static void queue_clear(struct fg_configdir *cd)
 	cd->np = 0;
 }
 
-static void queue_apply(struct fg_configdir *cd)
+struct parse_job {
+	struct fg_intern *in;
+	const struct pending *p;
+	struct parsed *out;
+	size_t n;
+	size_t next; /* atomic: the next path to take */
+};
+
+static void *parse_worker(void *arg)
 {
+	struct parse_job *j = arg;
 	size_t i;
 
+	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n)
+		parse_one(j->in, j->p[i].path, &j->out[i]);
+	return NULL;
+}
+
+/* Parses p[0..n) on every core: the caller's thread and up to
+ * PARSE_THREADS_MAX - 1 more (as many as start). Only reading and
+ * parsing run in parallel; the results are applied in order, as one
+ * thread would. */
+static struct parsed *parse_ahead(struct fg_intern *in, const struct pending *p, size_t n)
+{
+	pthread_t th[PARSE_THREADS_MAX - 1];
+	struct parse_job j = { .in = in, .p = p, .n = n };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int nth = 0, want, i;
+
+	j.out = calloc(n, sizeof(*j.out));
+	if (!j.out)
+		return NULL;
+	want = cpus > PARSE_THREADS_MAX ? PARSE_THREADS_MAX : cpus > 1 ? (int)cpus : 1;
+	/* Seeds jansson's hash once, before several threads build objects. */
+	json_object_seed(0);
+	for (i = 0; i + 1 < want; i++)
+		if (!pthread_create(&th[nth], NULL, parse_worker, &j))
+			nth++;
+	parse_worker(&j);
+	for (i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	return j.out;
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void queue_apply(struct fg_configdir *cd)
+{
+	struct parsed *ahead = NULL;
+	double t0 = 0, t1 = 0;
+	size_t i, n = 0;
+
 	qsort(cd->p, cd->np, sizeof(*cd->p), cmp_pending);
+	/* Each path once. */
 	for (i = 0; i < cd->np; i++) {
-		if (i && !strcmp(cd->p[i].path, cd->p[i - 1].path))
+		if (n && !strcmp(cd->p[i].path, cd->p[n - 1].path)) {
+			free(cd->p[i].path);
+			free(cd->p[i].origin);
 			continue;
-		file_reload(cd, cd->p[i].path, cd->p[i].origin);
+		}
+		cd->p[n++] = cd->p[i];
 	}
+	cd->np = n;
+	if (n >= PARSE_AHEAD_MIN) {
+		t0 = mono_ms();
+		ahead = parse_ahead(cd->intern, cd->p, n);
+		t1 = mono_ms();
+	}
+	for (i = 0; i < n; i++) {
+		if (ahead)
+			file_apply(cd, cd->p[i].path, cd->p[i].origin, &ahead[i]);
+		else
+			file_reload(cd, cd->p[i].path, cd->p[i].origin);
+	}
+	if (ahead)
+		pr_debug("config: %zu files parsed in %.0f ms, taken in %.0f ms\n", n, t1 - t0,
+			 mono_ms() - t1);
+	free(ahead);
 	queue_clear(cd);
 }
 
@@ -655,6 +787,8 @@ int fg_configdir_open(struct fg_configdir **out, const char *dir)
 		free(cd);
 		return -ENOMEM;
 	}
+	/* Without it strings are not shared: more memory, nothing else. */
+	cd->intern = fg_intern_new();
 	n = strlen(cd->dir);
 	while (n > 1 && cd->dir[n - 1] == '/')
 		cd->dir[--n] = '\0';
@@ -691,8 +825,10 @@ void fg_configdir_close(struct fg_configdir *cd)
 		json_decref(cd->f[i].docs);
 		free(cd->f[i].path);
 		free(cd->f[i].origin);
+		free(cd->f[i].err);
 	}
 	free(cd->f);
+	fg_intern_free(cd->intern);
 	for (i = 0; i < cd->nw; i++) {
 		free(cd->w[i].path);
 		free(cd->w[i].cluster);
@@ -742,7 +878,7 @@ int fg_configdir_foreach_error(struct fg_configdir *cd, fg_configdir_err_cb cb,
 			continue;
 		n++;
 		if (cb)
-			cb(cd->f[i].path, &cd->f[i].err, ctx);
+			cb(cd->f[i].path, error_of(cd->f[i].err), ctx);
 	}
 	return n;
 }

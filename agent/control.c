@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -775,12 +776,32 @@ unsigned long fg_control_tls_gen(const struct fg_control *c)
 
 /* Everything from the objects: a new plan, applied whole (the applier still
  * writes only what differs). */
+/* Heap in use, MiB: what each step of a full computation keeps (-v). */
+static size_t heap_mib(void)
+{
+	struct mallinfo2 mi;
+
+	if (fg_log_get_level() < FG_LOG_DEBUG)
+		return 0;
+	mi = mallinfo2();
+	return (mi.uordblks + mi.hblkhd) >> 20;
+}
+
+static __u64 cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (__u64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int recompute_full(struct fg_control *c)
 {
 	struct fg_plan_opts popts;
 	struct fg_snapshot snap;
 	struct fg_plan *plan;
-	__u64 t0 = now_us();
+	__u64 t0 = now_us(), cpu0 = cpu_us(), cpu_fit = 0, cpu_apply = 0;
+	size_t heap0 = heap_mib(), heap_plan = 0;
 	int err;
 
 	plan_opts(c, &popts);
@@ -796,6 +817,7 @@ static int recompute_full(struct fg_control *c)
 	/* What the maps have no room for is rejected, whole objects, the
 	 * newest first; the rest is programmed. */
 	json_object_clear(c->no_room);
+	cpu_fit = cpu_us();
 	if (fg_applier_fit(c->applier, plan, c->no_room) > 0) {
 		const char *k;
 		json_t *why;
@@ -811,6 +833,8 @@ static int recompute_full(struct fg_control *c)
 		}
 	}
 	c->cst.last_compute_us = now_us() - t0;
+	cpu_apply = cpu_us();
+	heap_plan = heap_mib();
 	err = fg_applier_apply(c->applier, plan);
 	if (err) {
 		/* The maps keep the previous plan's state where this one could
@@ -844,9 +868,13 @@ static int recompute_full(struct fg_control *c)
 	note_first_seen(c);
 	c->cst.full++;
 	c->cst.last_us = now_us() - t0;
-	pr_debug("routes: %zu routes, %zu L4 ports, %zu targets, %zu clusters (%llu us)\n",
+	pr_debug("routes: %zu routes, %zu L4 ports, %zu targets, %zu clusters (%llu us; CPU: "
+		 "compute %llu ms, fit %llu ms, apply %llu ms; heap MiB: %zu before, %zu with the "
+		 "new plan, %zu applied, old plan freed)\n",
 		 plan->n_routes, plan->n_l4, plan->n_targets, plan->n_clusters,
-		 (unsigned long long)c->cst.last_us);
+		 (unsigned long long)c->cst.last_us, (unsigned long long)(cpu_fit - cpu0) / 1000,
+		 (unsigned long long)(cpu_apply - cpu_fit) / 1000,
+		 (unsigned long long)(cpu_us() - cpu_apply) / 1000, heap0, heap_plan, heap_mib());
 	return 0;
 }
 

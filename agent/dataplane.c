@@ -340,6 +340,10 @@ int fg_dp_load(struct fg_dataplane **out, const struct fg_dp_opts *opts)
 	bpf_map__set_max_entries(dp->skel->maps.backend_stats, dp->max_backends);
 	bpf_map__set_max_entries(dp->skel->maps.snat_cursor, dp->max_backends);
 	bpf_map__set_max_entries(dp->skel->maps.rings, dp->max_rings);
+	/* Ring slabs are written through mmap (rings.c): the inner map's
+	 * template must say so, or ring_slots refuses them. */
+	bpf_map__set_map_flags(bpf_map__inner_map(dp->skel->maps.ring_slots),
+			       BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	err = xdp_gateway_bpf__load(dp->skel);
 	if (err) {
 		pr_warn("cannot load the XDP object: %s%s\n", strerror(-err),
@@ -978,6 +982,26 @@ int dp_delete(struct fg_dataplane *dp, int fd, const void *key)
 
 	__atomic_add_fetch(&routing_epoch, 1, __ATOMIC_RELEASE);
 	dp->map_writes++;
+	return err;
+}
+
+/* Many entries in one call; then the epoch, as dp_update. Kernels
+ * without batches for the map's type get one call per entry. */
+int dp_update_batch(struct fg_dataplane *dp, int fd, const void *keys, const void *vals,
+		    __u32 n, size_t key_size, size_t val_size)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+	__u32 count = n, i;
+	int err = 0;
+
+	if (n && bpf_map_update_batch(fd, keys, vals, &count, &bopts)) {
+		for (i = 0; i < n && !err; i++)
+			if (bpf_map_update_elem(fd, (const char *)keys + i * key_size,
+						(const char *)vals + i * val_size, BPF_ANY))
+				err = -errno;
+	}
+	__atomic_add_fetch(&routing_epoch, 1, __ATOMIC_RELEASE);
+	dp->map_writes += n;
 	return err;
 }
 

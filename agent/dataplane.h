@@ -161,6 +161,10 @@ int fg_dp_set_listener(struct fg_dataplane *dp, const struct fg_listener_key *ke
 int fg_dp_del_listener(struct fg_dataplane *dp, const struct fg_listener_key *key);
 int fg_dp_set_backend(struct fg_dataplane *dp, __u32 backend_id, const struct fg_backend *be);
 int fg_dp_set_backend_up(struct fg_dataplane *dp, __u32 backend_id, bool up);
+/* fg_dp_set_backend for n backends in one system call (a loaded data
+ * plane; one call each on one opened from pins). */
+int fg_dp_set_backends(struct fg_dataplane *dp, const __u32 *ids, const struct fg_backend *bes,
+		       size_t n);
 int fg_dp_del_backend(struct fg_dataplane *dp, __u32 backend_id);
 /*
  * Rings (agent/rings.c; the rings and ring_slots maps). A service's

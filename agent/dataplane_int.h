@@ -47,6 +47,7 @@ struct fg_backend_mirror {
 	__u32 cluster_idx;
 	__u32 n_refs;     /* services whose members hold it */
 	__u32 ref0;       /* the first of them; the others in refs */
+	__u32 gen;        /* as written: batched writes need no lookup */
 	__u32 *refs;
 	__u32 cap_refs;
 };
@@ -71,6 +72,12 @@ struct fg_dataplane {
 	struct fg_cluster cl_mirror[FG_MAX_CLUSTERS]; /* what the clusters map holds */
 	__u32 backend_high;  /* 1 + the highest backend id ever made active */
 	__u32 service_high;  /* 1 + the highest service id ever set */
+	/* A mmapable slab is written through a window of it mapped here
+	 * (rings.c slab_write): no system call per slot. */
+	bool slab_mmapable;
+	__u32 *win;          /* NULL: nothing mapped */
+	__u32 win_first;     /* first slot the window holds */
+	__u32 win_slots;     /* slots it holds */
 	__u32 *scratch;      /* a ring being built, then its keys */
 	__u32 *scratch_keys;
 	__u32 scratch_len;
@@ -80,6 +87,8 @@ struct fg_dataplane {
 
 int dp_update(struct fg_dataplane *dp, int fd, const void *key, const void *val, __u64 flags);
 int dp_delete(struct fg_dataplane *dp, int fd, const void *key);
+int dp_update_batch(struct fg_dataplane *dp, int fd, const void *keys, const void *vals,
+		    __u32 n, size_t key_size, size_t val_size);
 int dp_settings_highs(struct fg_dataplane *dp, __u32 backend_high, __u32 service_high);
 
 /* rings.c */

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1013,11 +1014,18 @@ static void start_stage(const char *what)
 			rss_pages = 0;
 		fclose(f);
 	}
-	if (what)
-		pr_debug("start: %s: %.1f ms (%.1f ms CPU), RSS %ld MiB\n", what,
+	if (what) {
+		/* In use vs. held by malloc: what a smaller structure would
+		 * save, and what fragmentation costs. */
+		struct mallinfo2 mi = mallinfo2();
+
+		pr_debug("start: %s: %.1f ms (%.1f ms CPU), RSS %ld MiB (heap: %zu MiB in use, %zu MiB free, %zu MiB mapped)\n",
+			 what,
 			 (wall.tv_sec - wall0.tv_sec) * 1e3 + (wall.tv_nsec - wall0.tv_nsec) / 1e6,
 			 (cpu.tv_sec - cpu0.tv_sec) * 1e3 + (cpu.tv_nsec - cpu0.tv_nsec) / 1e6,
-			 rss_pages * sysconf(_SC_PAGESIZE) >> 20);
+			 rss_pages * sysconf(_SC_PAGESIZE) >> 20, mi.uordblks >> 20,
+			 mi.fordblks >> 20, mi.hblkhd >> 20);
+	}
 	wall0 = wall;
 	cpu0 = cpu;
 }
@@ -1036,7 +1044,6 @@ static int start_control(struct agent *a)
 	};
 	int err;
 
-	start_stage(NULL);
 	err = fg_control_new(&a->control, a->dp, &copts);
 	if (err)
 		return err;
@@ -1479,6 +1486,7 @@ int main(int argc, char **argv)
 	if (check_ifaces(&a))
 		return 2;
 
+	start_stage(NULL);
 	err = fg_dp_load(&a.dp, &a.dp_opts);
 	if (err)
 		return 1;
@@ -1495,6 +1503,7 @@ int main(int argc, char **argv)
 	err = fg_health_new(&a.health, a.dp, &a.health_opts);
 	if (err)
 		goto out;
+	start_stage("data plane loaded and attached, prober ready");
 	err = start_control(&a);
 	if (err)
 		goto out;

@@ -178,13 +178,50 @@ static void mg_heap_down(struct mg_state **h, size_t len, size_t i)
 
 /* The entry's next free slot in its preference order. The table is never
  * full here (quotas sum to size), so the walk ends within size steps. */
+static __u32 mg_next(__u32 pos, __u32 skip, __u32 size)
+{
+	/* pos and skip are below size: one subtraction, not a division
+	 * (the walk is most of a ring's build). */
+	__u64 p = (__u64)pos + skip;
+
+	return p >= size ? (__u32)(p - size) : (__u32)p;
+}
+
 static void mg_claim(struct mg_state *s, __u32 *table, __u32 size)
 {
 	while (table[s->pos] != FG_NONE)
-		s->pos = ((__u64)s->pos + s->skip) % size;
+		s->pos = mg_next(s->pos, s->skip, size);
 	table[s->pos] = s->e->id;
-	s->pos = ((__u64)s->pos + s->skip) % size;
+	s->pos = mg_next(s->pos, s->skip, size);
 	s->taken++;
+}
+
+/* All weights equal (a backend ring): quotas differ by at most one, the
+ * larger ones first in key order, and the heap's schedule is then plain
+ * Maglev's round robin in key order (an entry's k-th claim comes after
+ * every k-1-th and before every k+1-th): the same table without a heap. */
+static bool mg_equal_weights(const struct mg_state *st, size_t cnt)
+{
+	size_t i;
+
+	for (i = 1; i < cnt; i++)
+		if (st[i].e->weight != st[0].e->weight)
+			return false;
+	return true;
+}
+
+static void mg_fill_round_robin(struct mg_state *st, size_t cnt, __u32 *table, __u32 size)
+{
+	__u32 filled = 0;
+	size_t i;
+
+	while (filled < size)
+		for (i = 0; i < cnt && filled < size; i++) {
+			if (st[i].taken == st[i].quota)
+				continue;
+			mg_claim(&st[i], table, size);
+			filled++;
+		}
 }
 
 static int mg_fill(struct mg_state *st, size_t cnt, __u32 *table, __u32 size)
@@ -246,7 +283,9 @@ int fg_maglev_build(const struct fg_maglev_entry *entries, size_t n,
 	for (i = 0; i < cnt; i++)
 		mg_permutation(&st[i], size);
 	err = mg_quotas(st, cnt, size);
-	if (!err)
+	if (!err && mg_equal_weights(st, cnt))
+		mg_fill_round_robin(st, cnt, table, size);
+	else if (!err)
 		err = mg_fill(st, cnt, table, size);
 out:
 	free(st);

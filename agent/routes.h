@@ -94,7 +94,9 @@ struct fg_target_cluster {
 	__u32 weight; /* share within its tier (ready endpoints) */
 	__u8 tier;    /* 0 first choice, then failover tiers */
 	__u32 ready;  /* ready endpoints */
-	char why[FG_REASON_LEN];
+	/* "failover: any cluster, N ready" at most: not FG_REASON_LEN, there
+	 * is one per target and cluster (110,000 at N=10,000 C=10). */
+	char why[48];
 	struct fg_endpoint *eps; /* ready endpoints only */
 	size_t n_eps;
 };

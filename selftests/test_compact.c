@@ -178,8 +178,71 @@ out:
 	fg_plan_free(compact);
 }
 
+/* ---- shared strings ---- */
+
+/* 200 Service files as one cluster's config directory would hold: after
+ * interning, every tree is what it was (json_equal to a copy parsed
+ * apart), equal short strings are one json_t, long ones are not shared,
+ * and the objects take less memory. */
+static void subtest_intern(void)
+{
+	char yaml[512];
+	json_t *docs[200], *ref = NULL, *a, *b;
+	size_t before = 0, after, i;
+	struct fg_intern *in;
+	int n, err = 0;
+
+	json_set_alloc_funcs(count_malloc, count_free);
+	live_bytes = 0;
+	in = fg_intern_new();
+	if (!ASSERT_OK_PTR(in, "intern table"))
+		goto out_alloc;
+	for (i = 0; i < 200; i++) {
+		n = snprintf(yaml, sizeof(yaml),
+			     "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-%zu\n"
+			     "  namespace: bench\n  annotations:\n    note: \"%s\"\n"
+			     "spec:\n  ports:\n  - name: http\n    port: 80\n", i % 20,
+			     "a long value that is longer than sixty-four bytes, never shared here");
+		docs[i] = NULL;
+		err = err ? err : fg_manifest_parse(yaml, (size_t)n, "svc.yaml", &docs[i], NULL);
+	}
+	if (!ASSERT_OK(err, "parse"))
+		goto out;
+	ref = json_deep_copy(docs[7]);
+	before = live_bytes;
+	for (i = 0; i < 200 && !err; i++)
+		err = fg_intern_tree(in, docs[i]);
+	ASSERT_OK(err, "intern");
+	/* The table's own share counted in: it lives as long as the store. */
+	after = live_bytes;
+	printf("200 Services: %zu bytes before, %zu after interning\n", before, after);
+	ASSERT_LT(after, before, "less memory");
+	ASSERT_TRUE(json_equal(ref, docs[7]), "the same tree");
+	a = json_object_get(json_array_get(docs[7], 0), "kind");
+	b = json_object_get(json_array_get(docs[123], 0), "kind");
+	ASSERT_TRUE(a == b, "one shared \"Service\"");
+	a = json_object_get(json_object_get(json_array_get(docs[7], 0), "metadata"), "name");
+	b = json_object_get(json_object_get(json_array_get(docs[27], 0), "metadata"), "name");
+	ASSERT_TRUE(a == b && !strcmp(json_string_value(a), "svc-7"), "one shared name");
+	a = json_object_get(json_object_get(json_object_get(json_array_get(docs[7], 0),
+							   "metadata"), "annotations"), "note");
+	b = json_object_get(json_object_get(json_object_get(json_array_get(docs[8], 0),
+							   "metadata"), "annotations"), "note");
+	ASSERT_TRUE(a != b && json_equal(a, b), "long strings stay apart");
+out:
+	json_decref(ref);
+	for (i = 0; i < 200; i++)
+		json_decref(docs[i]);
+	fg_intern_free(in);
+	ASSERT_EQ(live_bytes, 0, "everything freed");
+out_alloc:
+	json_set_alloc_funcs(malloc, free);
+}
+
 FG_TEST(compact)
 {
+	if (test__start_subtest("intern"))
+		subtest_intern();
 	if (test__start_subtest("bytes_per_endpoint"))
 		subtest_bytes_per_endpoint();
 	if (test__start_subtest("same_routes"))

@@ -552,6 +552,59 @@ out:
 	env_fini(&e);
 }
 
+/* A scan of 600 files takes the parallel parse (configdir.c: 256 files
+ * or more): every object is there, in path order, a broken file among
+ * them is reported with its line, and files parsed that way take later
+ * changes as the others (the broken one fixed, one rewritten). */
+static void subtest_many_files(void)
+{
+	char c1[PATH_MAX + 64], name[32], path[PATH_MAX + 128];
+	struct err_seen seen = {};
+	struct count_ctx c = { 0 };
+	struct expect ex = { .origin = NULL, .objects = 600, .errors = 0 };
+	struct env e;
+	bool changed = false;
+	int i, bad = 0;
+
+	if (!env_init(&e, "many", true))
+		return;
+	cluster_dir(&e, "c7fb82a1b2c3d4e5f60718293a4b5c6d7", c1, sizeof(c1));
+	ASSERT_OK(mkdir(c1, 0755), "mkdir c1");
+	for (i = 0; i < 600 && !bad; i++) {
+		snprintf(name, sizeof(name), "s%03d.yaml", i);
+		snprintf(path, sizeof(path), "%s/%s", i % 2 ? c1 : e.fleet, name);
+		if (i == 417)
+			bad = !write_in_place(path, "apiVersion: v1\nkind: Service\nmetadata: [\n");
+		else
+			bad = !put_svc(i % 2 ? c1 : e.fleet, name, name);
+	}
+	if (!ASSERT_FALSE(bad, "600 files written") || !env_open(&e, &changed))
+		goto out;
+	ASSERT_TRUE(changed, "changed");
+	ASSERT_EQ(fg_configdir_count(e.cd), 599, "every object but the broken file's");
+	ASSERT_EQ(count_named(e.cd, NULL, "s000.yaml"), 1, "a fleet file's");
+	ASSERT_EQ(count_named(e.cd, "c7fb82a1b2c3d4e5f60718293a4b5c6d7", "s599.yaml"), 1,
+		  "a cluster file's");
+	fg_configdir_foreach(e.cd, count_cb, &c);
+	ASSERT_FALSE(c.unsorted, "sorted by path");
+	ASSERT_EQ(fg_configdir_foreach_error(e.cd, err_cb, &seen), 1, "one file fails");
+	ASSERT_TRUE(strstr(seen.path, "s417.yaml") != NULL, "the broken one");
+	ASSERT_GT(seen.line, 0, "with its line");
+
+	/* Fixed, and another rewritten: taken one by one as usual. */
+	ASSERT_TRUE(put_svc(c1, "s417.yaml", "s417-fixed"), "fix s417");
+	ASSERT_TRUE(write_by_rename(e.fleet, "s000.yaml", "apiVersion: v1\nkind: Service\n"
+				    "metadata:\n  name: renamed\n  namespace: web-demo\n"), "s000");
+	ex.name = "renamed";
+	ex.gone = "s000.yaml";
+	ASSERT_TRUE(wait_for(e.cd, now_ms(), &ex, "fixed and rewritten", &changed), "taken");
+	ASSERT_EQ(count_named(e.cd, "c7fb82a1b2c3d4e5f60718293a4b5c6d7", "s417-fixed"), 1,
+		  "the fixed file's object");
+	ASSERT_EQ(fg_configdir_foreach_error(e.cd, NULL, NULL), 0, "no error left");
+out:
+	env_fini(&e);
+}
+
 FG_TEST(configdir)
 {
 	struct fg_configdir *cd;
@@ -571,5 +624,7 @@ FG_TEST(configdir)
 		subtest_dirs_later();
 	if (test__start_subtest("symlinks"))
 		subtest_symlinks();
+	if (test__start_subtest("many_files"))
+		subtest_many_files();
 	printf("configdir: worst write-to-applied latency %.3f ms\n", max_latency_ms);
 }

@@ -1135,6 +1135,11 @@ static int cmd_weight(const struct fleet *f, const char *target, int count, doub
 		sleep_ms(j ? 1 : 10);
 	}
 	for (j = 0; j < count; j++) {
+		/* The slowest single request of the edit, and how many: when
+		 * it is most of the edit's time, the delay is on the request's
+		 * path (proxy, upstream connect), not in the control plane. */
+		double slow = 0, r0;
+		int n_req = 0;
 		bool done = false;
 		int want;
 
@@ -1146,7 +1151,11 @@ static int cmd_weight(const struct fleet *f, const char *target, int count, doub
 			return 1;
 		}
 		while ((t = mono_ms() - t0) < timeout_ms) {
+			r0 = mono_ms();
 			err = http_get(&h, host, &st, body, sizeof(body));
+			if (mono_ms() - r0 > slow)
+				slow = mono_ms() - r0;
+			n_req++;
 			cl = !err && st == 200 ? cluster_of_svc0(f, body) : -1;
 			if (cl == want) {
 				/* The answer came after the plan changed: an
@@ -1159,7 +1168,8 @@ static int cmd_weight(const struct fleet *f, const char *target, int count, doub
 		}
 		if (done) {
 			lat[n_lat++] = t;
-			printf("weight: edit %d (canary weight -> %d): %.1f ms\n", j, weight, t);
+			printf("weight: edit %d (canary weight -> %d): %.1f ms (%d requests, the slowest %.1f ms)\n",
+			       j, weight, t, n_req, slow);
 		} else {
 			timeouts++;
 			printf("weight: edit %d (canary weight -> %d): not seen after %.0f ms\n", j,
