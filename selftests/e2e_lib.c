@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
+#include "dataplane.h"
 #include "e2e_lib.h"
 
 long long e2e_now_ms(void)
@@ -143,4 +149,43 @@ long long e2e_scaled_ms(long long ms)
 	long scale = v ? strtol(v, NULL, 10) : 1;
 
 	return scale > 1 && scale <= 100 ? ms * scale : ms;
+}
+
+bool e2e_kernel_has_tcx(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return true;
+	return major > 6 || (major == 6 && minor >= 6);
+}
+
+__u32 e2e_tc_prog_id(const char *netns, const char *ifname, const char **kind)
+{
+	char path[PATH_MAX];
+	int self, ns, ifindex;
+	__u32 id = 0;
+
+	*kind = "tcx";
+	snprintf(path, sizeof(path), "/run/netns/%s", netns);
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
+		ifindex = (int)if_nametoindex(ifname);
+		if (ifindex > 0) {
+			id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX);
+			if (!id) {
+				id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TC_CLS);
+				*kind = "cls_bpf";
+			}
+		}
+		if (setns(self, CLONE_NEWNET))
+			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
+	}
+	if (self >= 0)
+		close(self);
+	if (ns >= 0)
+		close(ns);
+	return id;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <linux/types.h>
 
 long long e2e_now_ms(void);
 /* ms scaled by FG_TEST_TIME_SCALE (vm-test sets it under TCG, where the
@@ -16,6 +17,12 @@ long long e2e_now_ms(void);
  * asserts. */
 long long e2e_scaled_ms(long long ms);
 void e2e_sleep_ms(unsigned int ms);
+/* tcx links came with 6.6; before, TC is a cls_bpf filter. */
+bool e2e_kernel_has_tcx(void);
+/* The id of the TC program on ifname in the network namespace
+ * /run/netns/<netns>, asked from inside it: a tcx link, else a cls_bpf
+ * filter (*kind says which); 0 when there is none. */
+__u32 e2e_tc_prog_id(const char *netns, const char *ifname, const char **kind);
 /* fork + exec, stdin from /dev/null, stdout (and stderr, unless err_log)
  * appended to log. The child gets SIGTERM if the runner dies. Returns the
  * child's PID or -errno. */

@@ -36,8 +36,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
-#include <sched.h>
-#include <sys/utsname.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -283,23 +281,12 @@ static bool attach_is_xdp(const struct ctl_e2e *e)
 	return e->attach && !strcmp(e->attach, "xdp");
 }
 
-/* tcx links came with 6.6; before, TC is a cls_bpf filter. */
-static bool kernel_has_tcx(void)
-{
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
-		return true;
-	return major > 6 || (major == 6 && minor >= 6);
-}
-
 /* The mode fleetgatectl status must show for the gateway's veths. */
 static const char *attach_want(const struct ctl_e2e *e)
 {
 	if (attach_is_xdp(e))
 		return "xdp-native";
-	return kernel_has_tcx() ? "tcx" : "tc-cls";
+	return e2e_kernel_has_tcx() ? "tcx" : "tc-cls";
 }
 
 /* ------------------------------------------------------------------ */
@@ -1670,29 +1657,13 @@ static bool echo_wait(const char *path, int want, unsigned int timeout_ms, int *
  * link line; a tcx link asked from inside the gateway's namespace. */
 static bool prog_attached(struct ctl_e2e *e, const char *suffix)
 {
-	char path[64], name[IF_NAMESIZE + 8];
-	int self, ns, ifindex;
-	__u32 id = 0;
+	char name[IF_NAMESIZE + 8];
+	const char *kind;
 
 	if (attach_is_xdp(e))
 		return fg_sh("ip -n %s link show %s%s | grep -q xdp", e->ns_gw, e->t, suffix) == 0;
-	snprintf(path, sizeof(path), "/run/netns/%s", e->ns_gw);
 	snprintf(name, sizeof(name), "%s%s", e->t, suffix);
-	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	ns = open(path, O_RDONLY | O_CLOEXEC);
-	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
-		ifindex = (int)if_nametoindex(name);
-		if (ifindex > 0)
-			id = fg_dp_attached_prog_id(ifindex, kernel_has_tcx() ? FG_ATTACH_TCX
-									     : FG_ATTACH_TC_CLS);
-		if (setns(self, CLONE_NEWNET))
-			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
-	}
-	if (self >= 0)
-		close(self);
-	if (ns >= 0)
-		close(ns);
-	return id != 0;
+	return e2e_tc_prog_id(e->ns_gw, name, &kind) != 0;
 }
 
 static int echo_config(struct ctl_e2e *e)
@@ -1792,7 +1763,7 @@ static void subtest_restart_keeps_flows(struct ctl_e2e *e)
 		return;
 	ASSERT_EQ(log_count(e->agent_log, e->agent_log_off,
 			    attach_is_xdp(e)   ? "adopted the XDP link" :
-			    kernel_has_tcx()   ? "adopted the TC (tcx) link" :
+			    e2e_kernel_has_tcx()   ? "adopted the TC (tcx) link" :
 						 "replaced the TC (cls_bpf) filter"),
 		  3, "new agent adopted the three pinned links");
 	ASSERT_GE(wait_ring(e, L4_PORT, 2, 1, 3000), 0, "rings 2:1 under the new agent");

@@ -36,7 +36,6 @@
  */
 #include <fcntl.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <net/if.h>
 #include <signal.h>
@@ -709,36 +708,16 @@ static long wait_backend(struct e2e *e, __u32 id, bool up, unsigned int timeout_
  * from inside the gateway's namespace. */
 static bool prog_attached(struct e2e *e, const char *suffix)
 {
-	char path[64], name[IF_NAMESIZE + 8];
-	const char *kind = "tcx";
-	int self, ns, ifindex;
-	__u32 id = 0;
+	char name[IF_NAMESIZE + 8];
+	const char *kind;
+	__u32 id;
 
 	if (strcmp(e->attach, "tc"))
 		/* "prog/xdp id N" (native) or "xdpgeneric" in the link line. */
 		return fg_sh("nsenter --net=/run/netns/%s ip link show %s%s | grep -q xdp",
 			     e->ns_gw, e->p, suffix) == 0;
-	snprintf(path, sizeof(path), "/run/netns/%s", e->ns_gw);
 	snprintf(name, sizeof(name), "%s%s", e->p, suffix);
-	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	ns = open(path, O_RDONLY | O_CLOEXEC);
-	if (self >= 0 && ns >= 0 && !setns(ns, CLONE_NEWNET)) {
-		ifindex = (int)if_nametoindex(name);
-		/* A tcx link, or a cls_bpf filter on kernels before 6.6. */
-		if (ifindex > 0) {
-			id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TCX);
-			if (!id) {
-				id = fg_dp_attached_prog_id(ifindex, FG_ATTACH_TC_CLS);
-				kind = "cls_bpf";
-			}
-		}
-		if (setns(self, CLONE_NEWNET))
-			printf("e2e: cannot return to the test's namespace: %s\n", strerror(errno));
-	}
-	if (self >= 0)
-		close(self);
-	if (ns >= 0)
-		close(ns);
+	id = e2e_tc_prog_id(e->ns_gw, name, &kind);
 	printf("e2e: %s: %s program id %u\n", name, id ? kind : "TC", id);
 	return id != 0;
 }

@@ -37,7 +37,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
-#include <sys/utsname.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -52,6 +51,7 @@
 #include "fleetgate.h"
 #include "fleetgate_hash.h"
 #include "pktbuild.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 /* Table rows start from a base packet and override a few fields. */
@@ -2046,17 +2046,6 @@ static void scenarios(enum hook hook)
 
 /* ---- attaching (agent/dataplane.c) ---- */
 
-/* tcx links came with 6.6: before, "tc" (and auto on a veth) is a
- * cls_bpf filter. */
-static bool kernel_has_tcx(void)
-{
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
-		return true;
-	return major > 6 || (major == 6 && minor >= 6);
-}
 
 /*
  * In a private namespace with a veth pair: auto picks TC for a veth (and
@@ -2083,7 +2072,7 @@ static void test_attach_modes(void)
 		{ "xdp", { .want = FG_ATTACH_WANT_XDP, .xdp_mode = FG_XDP_NATIVE },
 		  FG_ATTACH_XDP_NATIVE },
 	};
-	enum fg_attach tc_mode = kernel_has_tcx() ? FG_ATTACH_TCX : FG_ATTACH_TC_CLS;
+	enum fg_attach tc_mode = e2e_kernel_has_tcx() ? FG_ATTACH_TCX : FG_ATTACH_TC_CLS;
 	size_t i;
 
 	printf("this kernel's TC attachment: %s\n", fg_attach_name(tc_mode));
