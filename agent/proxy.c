@@ -368,6 +368,8 @@ void px_do_accept(struct px_listener *l)
 		c->activity = c->last_rx = c->head_start = now_ms();
 		px_client_ip(&ss, c->ip, sizeof(c->ip));
 		if (l->tls) {
+			c->out.max = FG_HTTP_RESP_MAX_HEAD + 4096 + TLS_BODY_WINDOW;
+			c->rin.max = TLS_BODY_WINDOW;
 			if (tls_accept(p, c, l->idx)) {
 				px_client_release(p, c->slot);
 				close(fd);

@@ -157,6 +157,12 @@ int px_up_flush(struct conn *c)
 	return moved;
 }
 
+/* How much body is staged at a time for c's response. */
+static size_t body_window(const struct conn *c)
+{
+	return c->tls.ssl && !c->ktls_tx ? TLS_BODY_WINDOW : BODY_WINDOW;
+}
+
 size_t px_rin_limit(const struct conn *c)
 {
 	if (c->win)
@@ -165,7 +171,7 @@ size_t px_rin_limit(const struct conn *c)
 		return FG_HTTP_RESP_MAX_HEAD;
 	if (c->rs == R_BODY && px_resp_spliceable(c))
 		return 0; /* splice_response takes them */
-	return c->rs == R_BODY ? BODY_WINDOW : 0;
+	return c->rs == R_BODY ? body_window(c) : 0;
 }
 
 void px_up_read(struct conn *c)
@@ -449,7 +455,7 @@ bool px_pump_response(struct conn *c)
 		moved = true;
 	}
 	while (c->rs == R_BODY && buf_used(&c->rin)) {
-		size_t room = buf_room(&c->out, BODY_WINDOW), avail = buf_used(&c->rin), k, out_len;
+		size_t room = buf_room(&c->out, body_window(c)), avail = buf_used(&c->rin), k, out_len;
 		unsigned long long opaque;
 
 		if (!room)
