@@ -57,6 +57,10 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
+# log, die, in_ns, ratio, term_pids, kill_ns, del_ns: shared with the other
+# benchmarks.
+# shellcheck source=selftests/bench_lib.sh
+. selftests/bench_lib.sh || { echo "bench: FAILED: selftests/bench_lib.sh missing" >&2; exit 1; }
 BUILD=${BUILD:-build}
 FLEETS=${BENCH_CP_FLEETS-100:2:10 800:2:10 1000:2:10 100:50:10 10000:2:10 10000:10:10 1000:50:10:1000}
 COMPUTE_N=${BENCH_CP_COMPUTE_N-1000 10000 100000}
@@ -82,9 +86,6 @@ AGENT=
 PIN=
 WATCHDOG=
 
-log() { echo "info: $*"; }
-die() { echo "bench: FAILED: $*" >&2; exit 1; }
-
 stop_agent() {
 	[ -n "$AGENT" ] || return 0
 	kill -TERM "$AGENT" 2>/dev/null
@@ -99,25 +100,11 @@ stop_agent() {
 }
 
 cleanup() {
-	local pid ns
 	trap - EXIT INT TERM
 	stop_agent
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
-	done
-	# Whatever still runs in our namespaces was started by us.
-	for ns in "$NS_CL" "$NS_GW" "$NS_EP"; do
-		[ -e "/run/netns/$ns" ] || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$pid" 2>/dev/null
-		done
-	done
-	for ns in "$NS_CL" "$NS_GW" "$NS_EP"; do
-		[ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null
-	done
+	term_pids "${PIDS[@]}"
+	kill_ns "$NS_CL" "$NS_GW" "$NS_EP"
+	del_ns "$NS_CL" "$NS_GW" "$NS_EP"
 	rm -rf /sys/fs/bpf/"$P"* 2>/dev/null
 	if [ -n "${BENCH_KEEP_TMP:-}" ]; then
 		rm -rf "$TMP"/fleet-*
@@ -152,9 +139,7 @@ TOOL=$TMP/fg-bench-fleet
 ) &
 WATCHDOG=$!
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0.00" }'; }
 # le A B: A <= B (floats)
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 verdict() { if le "$1" "$2"; then echo met; else echo MISSED; fi; }

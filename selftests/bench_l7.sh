@@ -89,6 +89,11 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
+# log, die, in_ns, ratio, the topology, the clusters' web servers,
+# fg_config, the nginx gateway's config, wait_routes, stop_gateway,
+# gw_ticks, exit_cleanup: shared with bench_tls.sh.
+# shellcheck source=selftests/bench_lib.sh
+. selftests/bench_lib.sh || { echo "bench: FAILED: selftests/bench_lib.sh missing" >&2; exit 1; }
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECS:-8}
 THREADS=${BENCH_THREADS:-2}
@@ -125,36 +130,9 @@ HZ=$(getconf CLK_TCK)
 T_START=$(date +%s)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # for every gateway alike
 
-log() { echo "info: $*"; }
-die() { echo "bench: FAILED: $*" >&2; exit 1; }
-
-# kill_ns NS...: whatever still runs in our namespaces was started by us
-# (nginx workers whose master is gone, a wrk past its timeout, an agent).
-kill_ns() {
-	local ns pid
-	for ns in "$@"; do
-		[ -e "/run/netns/$ns" ] || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$pid" 2>/dev/null
-		done
-	done
-}
-
 cleanup() {
-	local pid ns
 	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
-	done
-	kill_ns "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		[ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null
-	done
-	[ -n "${BENCH_KEEP_TMP:-}" ] && echo "info: kept $TMP" >&2 || rm -rf "$TMP"
-	rm -rf "$PIN" "/run/fleetgate/$P.sock"
+	exit_cleanup
 	# Last: the watchdog holds none of our pipes, but it must not fire
 	# after we are gone.
 	[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
@@ -186,9 +164,6 @@ CTL=$TMP/fleetgatectl
 ) &
 WATCHDOG=$!
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0.00" }'; }
-
 log "machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at start (the box is shared: other load skews every figure, which is why the median and the worst of several interleaved rounds are reported)"
 log "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | head -1 | awk '{ print "haproxy " $3 }'), $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }'), fleetgate $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 
@@ -197,43 +172,7 @@ log "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | hea
 # sockets, TIME_WAIT included, its veths and whatever was attached to them,
 # so each gateway starts from what the one before found.
 
-ns_up() {
-	local ns
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		ip netns add "$ns" || return 1
-		in_ns "$ns" ip link set lo up || return 1
-	done
-	in_ns "$NS_GW" sh -e -c "
-		sysctl -qw net.ipv4.ip_forward=1
-		sysctl -qw net.core.somaxconn=4096
-		sysctl -qw net.ipv4.tcp_max_syn_backlog=4096" || return 1
-	in_ns "$NS_CL" sh -e -c "
-		sysctl -qw net.ipv4.ip_local_port_range='1024 65535'
-		sysctl -qw net.ipv4.tcp_tw_reuse=1" || return 1
-	in_ns "$NS_C1" sysctl -qw net.core.somaxconn=4096 &&
-	in_ns "$NS_C2" sysctl -qw net.core.somaxconn=4096
-}
-
-# links_up: the three veth pairs, created in their namespaces.
-links_up() {
-	ip link add "$IF_CE" netns "$NS_CL" type veth peer name "$IF_GC" netns "$NS_GW" &&
-	ip link add "$IF_1E" netns "$NS_C1" type veth peer name "$IF_G1" netns "$NS_GW" &&
-	ip link add "$IF_2E" netns "$NS_C2" type veth peer name "$IF_G2" netns "$NS_GW" || return 1
-	in_ns "$NS_GW" sh -e -c "
-		ip addr add 10.77.0.1/24 dev $IF_GC
-		ip addr add 10.77.1.1/24 dev $IF_G1
-		ip addr add 10.77.2.1/24 dev $IF_G2
-		for i in $IF_GC $IF_G1 $IF_G2; do ip link set \$i up; done" || return 1
-	in_ns "$NS_CL" sh -e -c "
-		ip addr add 10.77.0.2/24 dev $IF_CE; ip link set $IF_CE up
-		ip route add default via 10.77.0.1" || return 1
-	in_ns "$NS_C1" sh -e -c "
-		ip addr add 10.77.1.2/24 dev $IF_1E; ip link set $IF_1E up
-		ip route add default via 10.77.1.1" || return 1
-	in_ns "$NS_C2" sh -e -c "
-		ip addr add 10.77.2.2/24 dev $IF_2E; ip link set $IF_2E up
-		ip route add default via 10.77.2.1" || return 1
-}
+# ns_up, links_up (bench_lib.sh): the namespaces, the three veth pairs.
 
 # offloads default|off|on: the client and cluster ends of the veths.
 # "default" leaves the kernel's (a new veth: checksum offload, TSO, GSO on,
@@ -300,45 +239,7 @@ tw_all() {
 }
 
 # --- the clusters' web servers --------------------------------------------------
-# up_start N: nginx in cluster N's namespace on 10.77.N.2:8080.
-up_start() {
-	local n=$1 d=$TMP/c$1 ns
-	[ "$n" = 1 ] && ns=$NS_C1 || ns=$NS_C2
-	if [ ! -e "$d/nginx.conf" ]; then
-		mkdir -p "$d/www/svc1" "$d/tmp" || return 1
-		printf 'This is env cluster%s ! Config file is\n' "$n" >"$d/www/svc1/small"
-		ln "$TMP/1m" "$d/www/svc1/1m" && ln "$TMP/64m" "$d/www/svc1/64m" || return 1
-		cat >"$d/nginx.conf" <<EOF
-worker_processes $UP_WORKERS;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $d/tmp/body;
-	proxy_temp_path $d/tmp/proxy;
-	fastcgi_temp_path $d/tmp/fastcgi;
-	uwsgi_temp_path $d/tmp/uwsgi;
-	scgi_temp_path $d/tmp/scgi;
-	default_type text/plain;
-	sendfile on;
-	tcp_nopush on;
-	tcp_nodelay on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	open_file_cache max=16 inactive=600s;
-	open_file_cache_valid 600s;
-	server {
-		listen 8080 backlog=4096; # 10.77.$n.2
-		root $d/www;
-		location = /status { stub_status; }
-	}
-}
-EOF
-	fi
-	ip netns exec "$ns" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
-	PIDS+=("$!")
-}
+# up_start, up_wait (bench_lib.sh): nginx on 10.77.N.2:8080.
 
 # up_requests: requests served so far by cluster 1 and cluster 2.
 up_requests() {
@@ -351,32 +252,21 @@ up_requests() {
 
 # topo_up: a fresh namespace set, links, offloads, both web servers up.
 topo_up() {
-	local n
 	ns_up && links_up || return 1
 	offloads "$OFFLOADS"
-	up_start 1 && up_start 2 || return 1
-	for n in 1 2; do
-		for _ in $(seq 50); do
-			in_ns "$NS_GW" curl -s -m 1 "http://10.77.$n.2:8080/svc1/small" 2>/dev/null | grep -q "cluster$n " && break
-			sleep 0.1
-		done
-		in_ns "$NS_GW" curl -s -m 1 "http://10.77.$n.2:8080/svc1/small" | grep -q "cluster$n " || return 1
-	done
+	up_start -q 1 1m 64m && up_start -q 2 1m 64m || return 1
+	up_wait 1 && up_wait 2
 }
 
 # topo_down: every process in the set killed, the pins removed (which
 # detaches a program whose agent is gone), the namespaces deleted.
 topo_down() {
-	local ns pid
 	# The web servers we started stop on TERM and are reaped here; only
 	# what is left then is killed (so bash reports no "Killed" job).
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+	term_pids "${PIDS[@]}"
 	kill_ns "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"
 	rm -rf "$PIN" "/run/fleetgate/$P.sock"
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		[ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null
-	done
+	del_ns "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"
 	PIDS=()
 	true
 }
@@ -389,94 +279,7 @@ log "clusters: nginx ($UP_WORKERS worker(s) each) on 10.77.1.2:8080 and 10.77.2.
 # Each start_* starts one gateway on $GW:80 in the gateway namespace and sets
 # GW_PID (the process to stop; nginx's master).
 
-fg_config() {
-	local d=$TMP/fg n id
-	mkdir -p "$d/fleet" "$d/clusters/$CLUSTER1" "$d/clusters/$CLUSTER2" || return 1
-	sed -e "s/^  name: ackone-gateway/  name: ackone-gateway\n  annotations:\n    mse.alibabacloud.com\/remote-clusters: $CLUSTER1,$CLUSTER2/" \
-		"$ROOT/demo/manifests/mseingressconfig.yaml" >"$d/fleet/mseingressconfig.yaml" || return 1
-	cat >"$d/fleet/ingress-l7.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  annotations:
-    mse.ingress.kubernetes.io/service-subset: cluster-demo-1
-    mse.ingress.kubernetes.io/subset-labels: |
-      topology.istio.io/cluster $CLUSTER1
-  name: web-demo-l7
-  namespace: web-demo
-spec:
-  ingressClassName: mse
-  rules:
-  - host: example.com
-    http:
-      paths:
-      - path: /svc1
-        pathType: Prefix
-        backend:
-          service:
-            name: service1
-            port:
-              number: 80
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  annotations:
-    mse.ingress.kubernetes.io/service-subset: cluster-demo-2
-    mse.ingress.kubernetes.io/subset-labels: |
-      topology.istio.io/cluster $CLUSTER2
-    nginx.ingress.kubernetes.io/canary: "true"
-    nginx.ingress.kubernetes.io/canary-by-header: "stage"
-    nginx.ingress.kubernetes.io/canary-by-header-value: "gray"
-  name: web-demo-l7-gray
-  namespace: web-demo
-spec:
-  ingressClassName: mse
-  rules:
-  - host: example.com
-    http:
-      paths:
-      - path: /svc1
-        pathType: Prefix
-        backend:
-          service:
-            name: service1
-            port:
-              number: 80
-EOF
-	for n in 1 2; do
-		[ "$n" = 1 ] && id=$CLUSTER1 || id=$CLUSTER2
-		cat >"$d/clusters/$id/service1.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata:
-  name: service1
-  namespace: web-demo
-spec:
-  selector:
-    app: web-demo
-  ports:
-  - name: http
-    port: 80
-    targetPort: 8080
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: service1-c$n
-  namespace: web-demo
-  labels:
-    kubernetes.io/service-name: service1
-addressType: IPv4
-ports:
-- name: http
-  port: 8080
-endpoints:
-- addresses: ["10.77.$n.2"]
-  conditions: {ready: true}
-EOF
-	done
-}
+# fg_config (bench_lib.sh): $TMP/fg, Ingresses web-demo-l7 and web-demo-l7-gray.
 
 # fg_run: fleetgate-agent in the gateway namespace with the bench's options
 # (nsenter, not ip netns exec: the agent must see /sys/fs/bpf).
@@ -489,7 +292,7 @@ fg_run() {
 }
 
 start_fleetgate() {
-	[ -d "$TMP/fg" ] || fg_config || return 1
+	[ -d "$TMP/fg" ] || fg_config l7 example.com || return 1
 	fg_run
 }
 
@@ -502,13 +305,9 @@ start_fleetgate() {
 # attachment costs the offloads, exactly as fleetgate does.
 attach_only() {
 	local pid
-	[ -d "$TMP/fg" ] || fg_config || return 1
+	[ -d "$TMP/fg" ] || fg_config l7 example.com || return 1
 	fg_run
-	for _ in $(seq 150); do
-		routes_ok && break
-		kill -0 "$GW_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_routes
 	routes_ok || { tail -20 "$TMP/agent.log" >&2; return 1; }
 	kill -KILL "$GW_PID"
 	wait "$GW_PID" 2>/dev/null
@@ -522,50 +321,8 @@ attach_only() {
 start_nginx() {
 	local d=$TMP/gw-nginx
 	mkdir -p "$d/tmp" || return 1
-	cat >"$d/nginx.conf" <<EOF
-worker_processes auto;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 8192; }
-http {
-	access_log off;
-	client_body_temp_path $d/tmp/body;
-	proxy_temp_path $d/tmp/proxy;
-	fastcgi_temp_path $d/tmp/fastcgi;
-	uwsgi_temp_path $d/tmp/uwsgi;
-	scgi_temp_path $d/tmp/scgi;
-	tcp_nodelay on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	upstream c1 {
-		server 10.77.1.2:8080;
-		keepalive 128;
-		keepalive_requests 1000000;
-		keepalive_timeout 120s;
-	}
-	upstream c2 {
-		server 10.77.2.2:8080;
-		keepalive 128;
-		keepalive_requests 1000000;
-		keepalive_timeout 120s;
-	}
-	map \$http_stage \$cluster {
-		default c1;
-		gray    c2;
-	}
-	server {
-		listen $GW:80 backlog=4096;
-		server_name example.com;
-		location /svc1 {
-			proxy_pass http://\$cluster;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_set_header Host \$host;
-			$NGINX_BUFFERING
-		}
-	}
-}
-EOF
+	nginx_gw_conf "$d" "listen $GW:80 backlog=4096;
+		server_name example.com;" >"$d/nginx.conf" || return 1
 	ip netns exec "$NS_GW" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
 	GW_PID=$!; PIDS+=("$GW_PID")
 }
@@ -615,32 +372,9 @@ routes_ok() {
 		grep -q "env cluster2 "
 }
 
-# stop_gateway: the gateway's processes, gently first. The program stays
-# attached (pinned) until topo_down.
-stop_gateway() {
-	local pid
-	[ -n "$GW_PID" ] || return
-	kill -TERM "$GW_PID" 2>/dev/null
-	wait "$GW_PID" 2>/dev/null
-	GW_PID=
-	for _ in $(seq 30); do
-		[ -z "$(ip netns pids "$NS_GW")" ] && break
-		sleep 0.1
-	done
-	for pid in $(ip netns pids "$NS_GW"); do kill -KILL "$pid" 2>/dev/null; done
-}
-
-# gw_ticks: CPU clock ticks (utime + stime, all threads) of every process
-# in the gateway namespace: the gateway's own processes only (the peers'
-# attach-only agent is gone before they start).
-gw_ticks() {
-	local pid t=0 s
-	for pid in $(ip netns pids "$NS_GW"); do
-		s=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-		t=$((t + $(echo "$s" | awk '{ print $12 + $13 }')))
-	done
-	echo $t
-}
+# stop_gateway, gw_ticks (bench_lib.sh): the program stays attached
+# (pinned) until topo_down; the peers' attach-only agent is gone before
+# they start, so the gateway namespace's ticks are the gateway's.
 
 # tcpext NS: "SynRetrans ListenDrops ListenOverflows" of a namespace, the
 # counters nstat shows as TcpExtTCPSynRetrans etc. (read from the
@@ -784,19 +518,14 @@ declare -A DIED
 # start_gateway PEER: starts it and waits until it routes (up to 15 s).
 START_WAIT=
 start_gateway() {
-	local peer=$1 i
+	local peer=$1
 	case $peer in
 	fleetgate) start_fleetgate || die "cannot start fleetgate" ;;
 	nginx) start_nginx || die "cannot start nginx" ;;
 	haproxy) start_haproxy || die "cannot start haproxy" ;;
 	*) die "unknown peer $peer (BENCH_PEERS: nginx haproxy fleetgate)" ;;
 	esac
-	for i in $(seq 150); do
-		routes_ok && break
-		kill -0 "$GW_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	START_WAIT=$((i / 10)).$((i % 10))
+	wait_routes
 	if ! routes_ok; then
 		[ "$peer" = fleetgate ] && tail -20 "$TMP/agent.log" >&2
 		[ "$peer" = haproxy ] && tail -20 "$TMP/gw-haproxy/log" >&2

@@ -71,6 +71,11 @@ set -u
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# log, die, in_ns, ratio, the topology, the clusters' web servers,
+# fg_config, the nginx gateway's config, wait_routes, stop_gateway,
+# gw_ticks, exit_cleanup: shared with bench_l7.sh.
+# shellcheck source=selftests/bench_lib.sh
+. selftests/bench_lib.sh || { echo "bench: FAILED: selftests/bench_lib.sh missing" >&2; exit 1; }
 BUILD=${BUILD:-build}
 SECS=${BENCH_SECS:-8}
 THREADS=${BENCH_THREADS:-2}
@@ -101,32 +106,10 @@ WATCHDOG=
 HZ=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"  # for both gateways alike
 
-log() { echo "info: $*"; }
-die() { echo "bench: FAILED: $*" >&2; exit 1; }
-
 cleanup() {
-	local pid ns
 	trap - EXIT INT TERM
 	[ -n "$CLIENT_PID" ] && kill -TERM "$CLIENT_PID" 2>/dev/null # timeout passes it on
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
-	done
-	# Whatever still runs in our namespaces was started by us (nginx
-	# workers whose master is gone, a client past its timeout).
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		[ -e "/run/netns/$ns" ] || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$pid" 2>/dev/null
-		done
-	done
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		[ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null
-	done
-	[ -n "${BENCH_KEEP_TMP:-}" ] && echo "info: kept $TMP" >&2 || rm -rf "$TMP"
-	rm -rf "$PIN" "/run/fleetgate/$P.sock"
+	exit_cleanup
 	[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
 }
 trap cleanup EXIT
@@ -151,9 +134,6 @@ cp "$BUILD/bench/fg-bench-tls" "$TMP/fg-bench-tls" || die "cannot copy the binar
 ) >/dev/null 2>&1 </dev/null &
 WATCHDOG=$!
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "0.00" }'; }
-
 log "machine: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at start; the machine is shared (other benchmarks and tests may run at the same time), so absolute figures are noisy: compare the two gateways of this run"
 log "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(openssl version | awk '{ print $1, $2 }'), fleetgate $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 
@@ -170,97 +150,17 @@ CERT_FP=$(openssl x509 -in "$TMP/tls.crt" -noout -fingerprint -sha256 |
 log "certificate: ECDSA P-256, self-signed, CN=$HOST, SAN DNS:$HOST, SHA-256 $CERT_FP..., the same files for both gateways"
 
 # --- topology ---------------------------------------------------------------
-ns_up() {
-	local ns
-	for ns in "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"; do
-		ip netns add "$ns" || return 1
-		in_ns "$ns" ip link set lo up || return 1
-	done
-	in_ns "$NS_GW" sh -e -c "
-		sysctl -qw net.ipv4.ip_forward=1
-		sysctl -qw net.core.somaxconn=4096
-		sysctl -qw net.ipv4.tcp_max_syn_backlog=4096" || return 1
-	in_ns "$NS_CL" sh -e -c "
-		sysctl -qw net.ipv4.ip_local_port_range='1024 65535'
-		sysctl -qw net.ipv4.tcp_tw_reuse=1" || return 1
-	in_ns "$NS_C1" sysctl -qw net.core.somaxconn=4096 &&
-	in_ns "$NS_C2" sysctl -qw net.core.somaxconn=4096
-}
-
-# links_up: the three veth pairs, new for every gateway (nothing one
-# gateway left attached or learned carries over to the other).
-links_up() {
-	in_ns "$NS_GW" ip link del "$IF_GC" 2>/dev/null
-	in_ns "$NS_GW" ip link del "$IF_G1" 2>/dev/null
-	in_ns "$NS_GW" ip link del "$IF_G2" 2>/dev/null
-	ip link add "$IF_CE" netns "$NS_CL" type veth peer name "$IF_GC" netns "$NS_GW" &&
-	ip link add "$IF_1E" netns "$NS_C1" type veth peer name "$IF_G1" netns "$NS_GW" &&
-	ip link add "$IF_2E" netns "$NS_C2" type veth peer name "$IF_G2" netns "$NS_GW" || return 1
-	in_ns "$NS_GW" sh -e -c "
-		ip addr add 10.77.0.1/24 dev $IF_GC
-		ip addr add 10.77.1.1/24 dev $IF_G1
-		ip addr add 10.77.2.1/24 dev $IF_G2
-		for i in $IF_GC $IF_G1 $IF_G2; do ip link set \$i up; done" || return 1
-	in_ns "$NS_CL" sh -e -c "
-		ip addr add 10.77.0.2/24 dev $IF_CE; ip link set $IF_CE up
-		ip route add default via 10.77.0.1" || return 1
-	in_ns "$NS_C1" sh -e -c "
-		ip addr add 10.77.1.2/24 dev $IF_1E; ip link set $IF_1E up
-		ip route add default via 10.77.1.1" || return 1
-	in_ns "$NS_C2" sh -e -c "
-		ip addr add 10.77.2.2/24 dev $IF_2E; ip link set $IF_2E up
-		ip route add default via 10.77.2.1" || return 1
-}
+# ns_up, links_up (bench_lib.sh); the links are new for every gateway
+# (start_peer: nothing one gateway left attached or learned carries over
+# to the other).
 ns_up && links_up || die "cannot build the topology"
 
 # --- the clusters' web servers --------------------------------------------------
-# up_start N: nginx in cluster N's namespace on 10.77.N.2:8080, plain HTTP.
-up_start() {
-	local n=$1 d=$TMP/c$1 ns
-	[ "$n" = 1 ] && ns=$NS_C1 || ns=$NS_C2
-	mkdir -p "$d/www/svc1" "$d/tmp" || return 1
-	printf 'This is env cluster%s ! Config file is\n' "$n" >"$d/www/svc1/small"
-	ln "$TMP/64m" "$d/www/svc1/64m" || return 1
-	cat >"$d/nginx.conf" <<EOF
-worker_processes $UP_WORKERS;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $d/tmp/body;
-	proxy_temp_path $d/tmp/proxy;
-	fastcgi_temp_path $d/tmp/fastcgi;
-	uwsgi_temp_path $d/tmp/uwsgi;
-	scgi_temp_path $d/tmp/scgi;
-	default_type text/plain;
-	sendfile on;
-	tcp_nopush on;
-	tcp_nodelay on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	open_file_cache max=16 inactive=600s;
-	open_file_cache_valid 600s;
-	server {
-		listen 8080 backlog=4096; # 10.77.$n.2, renewed with the links
-		root $d/www;
-		location = /status { stub_status; }
-	}
-}
-EOF
-	ip netns exec "$ns" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' &
-	PIDS+=($!)
-}
-
+# up_start, up_wait (bench_lib.sh): nginx on 10.77.N.2:8080, plain HTTP.
 head -c $((64 * 1024 * 1024)) /dev/zero | tr '\0' 'b' >"$TMP/64m" || die "cannot write the 64 MiB body"
-up_start 1 && up_start 2 || die "cannot start the clusters' web servers"
+up_start 1 64m && up_start 2 64m || die "cannot start the clusters' web servers"
 for n in 1 2; do
-	for _ in $(seq 50); do
-		in_ns "$NS_GW" curl -s -m 1 "http://10.77.$n.2:8080/svc1/small" 2>/dev/null | grep -q "cluster$n " && break
-		sleep 0.1
-	done
-	in_ns "$NS_GW" curl -s -m 1 "http://10.77.$n.2:8080/svc1/small" | grep -q "cluster$n " ||
-		die "cluster $n's web server does not answer"
+	up_wait "$n" || die "cluster $n's web server does not answer"
 done
 log "clusters: nginx ($UP_WORKERS worker(s) each, plain HTTP) on 10.77.1.2:8080 and 10.77.2.2:8080, static /svc1/small ($(stat -c %s "$TMP/c1/www/svc1/small") bytes) and /svc1/64m, sendfile"
 
@@ -268,111 +168,8 @@ log "clusters: nginx ($UP_WORKERS worker(s) each, plain HTTP) on 10.77.1.2:8080 
 # Each start_* starts one gateway in the gateway namespace, TLS on $GW:443,
 # and sets GW_PID (the process to stop; nginx's master).
 
-fg_config() {
-	local d=$TMP/fg n id
-	mkdir -p "$d/fleet" "$d/clusters/$CLUSTER1" "$d/clusters/$CLUSTER2" || return 1
-	sed -e "s/^  name: ackone-gateway/  name: ackone-gateway\n  annotations:\n    mse.alibabacloud.com\/remote-clusters: $CLUSTER1,$CLUSTER2/" \
-		"$ROOT/demo/manifests/mseingressconfig.yaml" >"$d/fleet/mseingressconfig.yaml" || return 1
-	cat >"$d/fleet/secret-example-tls.yaml" <<EOF
-apiVersion: v1
-kind: Secret
-metadata:
-  name: example-tls
-  namespace: web-demo
-type: kubernetes.io/tls
-data:
-  tls.crt: $(base64 -w0 "$TMP/tls.crt")
-  tls.key: $(base64 -w0 "$TMP/tls.key")
-EOF
-	cat >"$d/fleet/ingress-tls.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  annotations:
-    mse.ingress.kubernetes.io/service-subset: cluster-demo-1
-    mse.ingress.kubernetes.io/subset-labels: |
-      topology.istio.io/cluster $CLUSTER1
-  name: web-demo-tls
-  namespace: web-demo
-spec:
-  ingressClassName: mse
-  tls:
-  - hosts: ["$HOST"]
-    secretName: example-tls
-  rules:
-  - host: $HOST
-    http:
-      paths:
-      - path: /svc1
-        pathType: Prefix
-        backend:
-          service:
-            name: service1
-            port:
-              number: 80
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  annotations:
-    mse.ingress.kubernetes.io/service-subset: cluster-demo-2
-    mse.ingress.kubernetes.io/subset-labels: |
-      topology.istio.io/cluster $CLUSTER2
-    nginx.ingress.kubernetes.io/canary: "true"
-    nginx.ingress.kubernetes.io/canary-by-header: "stage"
-    nginx.ingress.kubernetes.io/canary-by-header-value: "gray"
-  name: web-demo-tls-gray
-  namespace: web-demo
-spec:
-  ingressClassName: mse
-  rules:
-  - host: $HOST
-    http:
-      paths:
-      - path: /svc1
-        pathType: Prefix
-        backend:
-          service:
-            name: service1
-            port:
-              number: 80
-EOF
-	for n in 1 2; do
-		[ "$n" = 1 ] && id=$CLUSTER1 || id=$CLUSTER2
-		cat >"$d/clusters/$id/service1.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata:
-  name: service1
-  namespace: web-demo
-spec:
-  selector:
-    app: web-demo
-  ports:
-  - name: http
-    port: 80
-    targetPort: 8080
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: service1-c$n
-  namespace: web-demo
-  labels:
-    kubernetes.io/service-name: service1
-addressType: IPv4
-ports:
-- name: http
-  port: 8080
-endpoints:
-- addresses: ["10.77.$n.2"]
-  conditions: {ready: true}
-EOF
-	done
-}
-
 start_fleetgate() {
-	fg_config || return 1
+	fg_config tls "$HOST" tls || return 1
 	# nsenter, not ip netns exec: the agent must see /sys/fs/bpf.
 	nsenter --net="/run/netns/$NS_GW" "$TMP/fleetgate-agent" --config-dir "$TMP/fg" \
 		--listen $GW:80 --listen-tls $GW:443 \
@@ -385,56 +182,13 @@ start_fleetgate() {
 start_nginx() {
 	local d=$TMP/gw-nginx
 	mkdir -p "$d/tmp" || return 1
-	cat >"$d/nginx.conf" <<EOF
-worker_processes auto;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 8192; }
-http {
-	access_log off;
-	client_body_temp_path $d/tmp/body;
-	proxy_temp_path $d/tmp/proxy;
-	fastcgi_temp_path $d/tmp/fastcgi;
-	uwsgi_temp_path $d/tmp/uwsgi;
-	scgi_temp_path $d/tmp/scgi;
-	tcp_nodelay on;
-	keepalive_requests 1000000;
-	keepalive_timeout 120s;
-	upstream c1 {
-		server 10.77.1.2:8080;
-		keepalive 128;
-		keepalive_requests 1000000;
-		keepalive_timeout 120s;
-	}
-	upstream c2 {
-		server 10.77.2.2:8080;
-		keepalive 128;
-		keepalive_requests 1000000;
-		keepalive_timeout 120s;
-	}
-	map \$http_stage \$cluster {
-		default c1;
-		gray    c2;
-	}
-	server {
-		listen $GW:443 ssl backlog=4096;
+	nginx_gw_conf "$d" "listen $GW:443 ssl backlog=4096;
 		server_name $HOST;
 		ssl_certificate $TMP/tls.crt;
 		ssl_certificate_key $TMP/tls.key;
 		ssl_protocols TLSv1.3;
 		ssl_session_cache off;
-		ssl_session_tickets off;
-		location /svc1 {
-			proxy_pass http://\$cluster;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_set_header Host \$host;
-			proxy_set_header X-Forwarded-Proto https;
-			$NGINX_BUFFERING
-		}
-	}
-}
-EOF
+		ssl_session_tickets off;" "proxy_set_header X-Forwarded-Proto https;" >"$d/nginx.conf" || return 1
 	ip netns exec "$NS_GW" nginx -p "$d" -c "$d/nginx.conf" -g 'daemon off;' &
 	GW_PID=$!; PIDS+=($GW_PID)
 }
@@ -448,33 +202,6 @@ routes_ok() {
 	local c="curl -s -k -m 1 --tlsv1.3 --resolve $HOST:443:$GW"
 	in_ns "$NS_CL" $c "https://$HOST/svc1/small" 2>/dev/null | grep -q "env cluster1 " &&
 	in_ns "$NS_CL" $c -H 'stage: gray' "https://$HOST/svc1/small" 2>/dev/null | grep -q "env cluster2 "
-}
-
-stop_gateway() {
-	local pid
-	[ -n "$GW_PID" ] || return
-	kill -TERM "$GW_PID" 2>/dev/null
-	wait "$GW_PID" 2>/dev/null
-	GW_PID=
-	for _ in $(seq 30); do
-		[ -z "$(ip netns pids "$NS_GW")" ] && break
-		sleep 0.1
-	done
-	for pid in $(ip netns pids "$NS_GW"); do kill -KILL "$pid" 2>/dev/null; done
-	# An agent that died leaves its links pinned, so attached: removing
-	# the pins releases them; the veths are new for the next gateway.
-	rm -rf "$PIN"
-}
-
-# gw_ticks: CPU clock ticks (utime + stime, all threads) of every process
-# in the gateway namespace: the gateway's own processes only.
-gw_ticks() {
-	local pid t=0 s
-	for pid in $(ip netns pids "$NS_GW"); do
-		s=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-		t=$((t + $(echo "$s" | awk '{ print $12 + $13 }')))
-	done
-	echo $t
 }
 
 # --- measurements ---------------------------------------------------------------
@@ -552,19 +279,15 @@ declare -A HS_TOTAL
 # start_peer PEER: starts it and waits until it routes over TLS (up to 15 s).
 START_WAIT=
 start_peer() {
-	local peer=$1 i
+	local peer=$1
+	links_down
 	links_up || die "cannot renew the links"
 	case $peer in
 	fleetgate) start_fleetgate || die "cannot start fleetgate" ;;
 	nginx) start_nginx || die "cannot start nginx" ;;
 	*) die "unknown peer $peer (BENCH_PEERS: nginx fleetgate)" ;;
 	esac
-	for i in $(seq 150); do
-		routes_ok && break
-		kill -0 "$GW_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	START_WAIT=$((i / 10)).$((i % 10))
+	wait_routes
 	if ! routes_ok; then
 		[ "$peer" = fleetgate ] && tail -20 "$TMP/agent.log" >&2
 		[ "$peer" = nginx ] && tail -20 "$TMP/gw-nginx/error.log" >&2
@@ -583,7 +306,7 @@ ensure_gateway() {
 	[ "$1" = fleetgate ] && tail -5 "$TMP/agent.log" | sed 's/^/info: agent: /'
 	DIED[$1]=$(( ${DIED[$1]:-0} + 1 ))
 	GW_PID=
-	stop_gateway
+	stop_gateway unpin # an agent that died leaves its links pinned, so attached
 	[ "$2" = end ] || start_peer "$1"
 }
 
@@ -611,7 +334,7 @@ run_peer() {
 		[ -n "$KTLS_STATE" ] ||
 			KTLS_STATE=$("$BUILD/fleetgatectl" -p "$PIN" get proxy 2>/dev/null | sed -n 's/^Kernel TLS: *//p')
 	fi
-	stop_gateway
+	stop_gateway unpin # an agent that died leaves its links pinned, so attached
 }
 
 log "client: build/bench/fg-bench-tls, TLS 1.3 only, no session offered, no chain verification, ALPN http/1.1, suites offered AES-128-GCM, AES-256-GCM, ChaCha20 (a browser's order), key exchange X25519 (the client's first), $THREADS threads, ${SECS}s per measurement; handshakes: $CONC connections in flight, each a full handshake + GET /svc1/small (Connection: close) + close; 64 MiB: $CONC_64M keep-alive connections fetching /svc1/64m in a loop"
