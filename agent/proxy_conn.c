@@ -3,6 +3,8 @@
  * A client connection's state machine: request heads, the exchange with
  * an upstream, error answers, retries, keep-alive and closing.
  */
+#include <sys/ioctl.h>
+
 #include "proxy_int.h"
 #include "fleetgate_hash.h"
 
@@ -121,9 +123,32 @@ void px_drop_upstream(struct conn *c)
 void px_start_closing(struct conn *c)
 {
 	px_drop_upstream(c);
+	c->unread_input = buf_used(&c->in) || !c->rq_done;
 	c->close_after = true;
 	c->state = C_CLOSING;
 	c->in.off = c->in.len = 0;
+}
+
+/*
+ * The answer is out and the connection ends. As nginx's "lingering_close
+ * on": when nothing more can come from the client (its request was read
+ * whole, nothing else is buffered or queued in the socket), close at
+ * once: the FIN follows the answer. Otherwise shut the sending side and
+ * read what comes until the client closes (or LINGER_MS): closing with
+ * unread bytes would send a reset that may destroy the answer before the
+ * client read it. A TLS session lingers always (its close_notify).
+ */
+static void close_or_linger(struct conn *c)
+{
+	int queued = 0;
+
+	if (!c->unread_input && !c->tls.ssl &&
+	    (c->eof || (ioctl(c->fd, FIONREAD, &queued) == 0 && queued == 0))) {
+		px_conn_close(c);
+		return;
+	}
+	px_start_linger(c);
+	px_linger_read(c);
 }
 
 /* A short text/plain answer, with more header fields (each ending in
@@ -901,10 +926,8 @@ void px_conn_progress(struct conn *c)
 			moved = px_step_proxy(c);
 			break;
 		case C_CLOSING:
-			if (!px_out_pending(c)) {
-				px_start_linger(c);
-				px_linger_read(c);
-			}
+			if (!px_out_pending(c))
+				close_or_linger(c);
 			break;
 		case C_LINGER:
 			break;

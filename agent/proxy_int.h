@@ -198,6 +198,10 @@ struct conn {
 	enum cstate state;
 	bool eof, close_after, dead;
 	bool rd_ready;            /* as upstream.rd_ready, for the client */
+	/* When it began closing, the client had sent what was not read (a
+	 * body cut short, pipelined requests): linger so that a reset does
+	 * not destroy the answer on its way (px_close_or_linger). */
+	bool unread_input;
 	/* TLS (proxy_tls.c): the session (tls.ssl NULL on a plain listener). */
 	struct px_sslio tls;
 	bool ktls_tx;             /* the kernel encrypts what we write */
