@@ -68,6 +68,23 @@ exit_cleanup() {
 	del_ns "$NS_CL" "$NS_GW" "$NS_C1" "$NS_C2"
 	rm_tmp
 	rm -rf "$PIN" "/run/fleetgate/$P.sock"
+	release_bpffs
+}
+
+# An agent that mounted the BPF file system unmounts it when it leaves
+# last; one SIGKILLed (the peers' rounds keep its program attached that
+# way) cannot. So, as the agent would: a bpffs marked as fleetgate's
+# (fleetgate_mounted) holding nothing but the mark and the kernel's own
+# iterator files is unmounted; anyone else's pin keeps it mounted.
+release_bpffs() {
+	local f
+	[ -d /sys/fs/bpf/fleetgate_mounted ] || return 0
+	for f in /sys/fs/bpf/* /sys/fs/bpf/.[!.]*; do
+		[ -e "$f" ] || continue
+		case ${f##*/} in fleetgate_mounted|maps.debug|progs.debug) ;; *) return 0 ;; esac
+	done
+	rmdir /sys/fs/bpf/fleetgate_mounted 2>/dev/null && umount /sys/fs/bpf 2>/dev/null
+	return 0
 }
 
 # --- topology ---------------------------------------------------------------
