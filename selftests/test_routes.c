@@ -586,6 +586,42 @@ static void subtest_gateway_status(void)
 		w_fini(&w);
 	}
 
+	/* The Kubernetes source before a source's first list: Running, with
+	 * the sources named; Listening once none is left. */
+	{
+		static const char *const syncing[] = { "cluster " C2 " endpointslices", "" };
+
+		for (i = 0; i < 2; i++) {
+			struct fg_snapshot snap;
+			struct fg_plan_opts opts = { .dataplane_ready = true, .listening = true,
+						     .address = ADDR, .syncing = syncing[i] };
+			const char *msg;
+
+			seed_world(&w);
+			fleet_add(&w, ex1(T1));
+			snap = (struct fg_snapshot){ .fleet = w.fleet, .clusters = w.clusters,
+						     .cluster_errors = w.errors };
+			p = NULL;
+			if (ASSERT_OK(fg_plan_compute(&snap, &opts, &p), "compute while syncing") &&
+			    ASSERT_EQ(p->n_gateways, 1, "n_gateways")) {
+				msg = json_string_value(json_object_get(gw_status(&p->gateways[0]),
+									"message"));
+				if (i == 0) {
+					ASSERT_STREQ(p->gateways[0].phase, "Running",
+						     "not Listening before every first list");
+					ASSERT_TRUE(msg && strstr(msg, "waiting for the first list of: "
+								  "cluster " C2 " endpointslices"),
+						    "the message names the source");
+				} else {
+					ASSERT_STREQ(p->gateways[0].phase, "Listening",
+						     "Listening once every source is listed");
+				}
+			}
+			fg_plan_free(p);
+			w_fini(&w);
+		}
+	}
+
 	/* Both clusters readable: exactly the seed's expected output. */
 	seed_world(&w);
 	p = compute(&w);
