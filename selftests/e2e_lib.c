@@ -189,3 +189,22 @@ __u32 e2e_tc_prog_id(const char *netns, const char *ifname, const char **kind)
 		close(ns);
 	return id;
 }
+
+int e2e_script_path(const char *name, char *buf, size_t len)
+{
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(buf, len, "%s/../selftests/e2e%s%s", exe, *name ? "/" : "", name);
+		if (!access(buf, R_OK))
+			return 0;
+	}
+	snprintf(buf, len, "selftests/e2e%s%s", *name ? "/" : "", name);
+	return access(buf, R_OK) ? -ENOENT : 0;
+}

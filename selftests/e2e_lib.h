@@ -17,6 +17,10 @@ long long e2e_now_ms(void);
  * asserts. */
 long long e2e_scaled_ms(long long ms);
 void e2e_sleep_ms(unsigned int ms);
+/* selftests/e2e/NAME ("" for the directory) into buf: next to the test
+ * binary (BUILD/../selftests/e2e), else from the working directory.
+ * 0, or -ENOENT when neither is readable. */
+int e2e_script_path(const char *name, char *buf, size_t len);
 /* tcx links came with 6.6; before, TC is a cls_bpf filter. */
 bool e2e_kernel_has_tcx(void);
 /* The id of the TC program on ifname in the network namespace

@@ -31,6 +31,7 @@
 #include "control.h"
 #include "dataplane.h"
 #include "proxy.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define C1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
@@ -95,19 +96,7 @@ static void sleep_ms(unsigned ms)
 
 static int find_scripts(void)
 {
-	char exe[1024], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n <= 0)
-		return -errno;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(T.scripts, sizeof(T.scripts), "%s/../selftests/e2e/proxy_upstream.py", exe);
-	if (access(T.scripts, R_OK))
-		snprintf(T.scripts, sizeof(T.scripts), "selftests/e2e/proxy_upstream.py");
-	return access(T.scripts, R_OK) ? -ENOENT : 0;
+	return e2e_script_path("proxy_upstream.py", T.scripts, sizeof(T.scripts));
 }
 
 static void server_log(int i, char *buf, size_t len)

@@ -29,6 +29,7 @@
 #include "control.h"
 #include "dataplane.h"
 #include "proxy.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define C1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
@@ -133,20 +134,7 @@ static int gauge(const char *name)
 
 static int find_scripts(void)
 {
-	char exe[1024], *slash;
-	ssize_t n;
-
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -errno;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(T.scripts, sizeof(T.scripts), "%s/../selftests/e2e/proxy_upstream.py", exe);
-	if (access(T.scripts, R_OK))
-		snprintf(T.scripts, sizeof(T.scripts), "selftests/e2e/proxy_upstream.py");
-	return access(T.scripts, R_OK) ? -ENOENT : 0;
+	return e2e_script_path("proxy_upstream.py", T.scripts, sizeof(T.scripts));
 }
 
 static pid_t spawn_server(int i, int port, const char *ready)

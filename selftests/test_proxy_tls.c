@@ -35,6 +35,7 @@
 #include "dataplane.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 #include "tls.h"
 
@@ -328,20 +329,7 @@ static int write_config(void)
 
 static int find_scripts(void)
 {
-	char exe[1024], *slash;
-	ssize_t n;
-
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -errno;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(S.scripts, sizeof(S.scripts), "%s/../selftests/e2e", exe);
-	if (access(S.scripts, R_OK))
-		snprintf(S.scripts, sizeof(S.scripts), "selftests/e2e");
-	return access(S.scripts, R_OK) ? -ENOENT : 0;
+	return e2e_script_path("", S.scripts, sizeof(S.scripts));
 }
 
 /* An echo upstream on addr (HTTPS with the upstream pair when tls). */

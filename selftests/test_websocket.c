@@ -27,6 +27,7 @@
 #include "control.h"
 #include "dataplane.h"
 #include "proxy.h"
+#include "e2e_lib.h"
 #include "test_progs.h"
 
 #define C1 "c7fb82a1b2c3d4e5f60718293a4b5c6d7"
@@ -78,20 +79,7 @@ static void *control_loop(void *arg)
 
 static int find_script(void)
 {
-	char exe[1024], *slash;
-	ssize_t n;
-
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -errno;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(W.script, sizeof(W.script), "%s/../selftests/e2e/ws_peer.py", exe);
-	if (access(W.script, R_OK))
-		snprintf(W.script, sizeof(W.script), "selftests/e2e/ws_peer.py");
-	return access(W.script, R_OK) ? -ENOENT : 0;
+	return e2e_script_path("ws_peer.py", W.script, sizeof(W.script));
 }
 
 static int free_port(const char *addr)
