@@ -1543,10 +1543,10 @@ out:
  * held by a bound socket, every upstream connect fails that way. */
 static void subtest_local_error_not_backend(void)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(50000) };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct fg_proxy_counters before, after;
 	char saved[64] = "";
-	int fd = -1, active, up, one = 1;
+	int fd = -1, active, up, one = 1, port;
 	struct hc *h = hc_open(); /* the client needs its port before */
 	struct hresp r;
 	FILE *f;
@@ -1561,14 +1561,27 @@ static void subtest_local_error_not_backend(void)
 	if (!fgets(saved, sizeof(saved), f))
 		saved[0] = '\0';
 	fclose(f);
-	if (!ASSERT_OK(fg_sh("sysctl -qw net.ipv4.ip_local_port_range='50000 50000'"), "one port")) {
+	/* A port nobody on the host uses now (another connection may hold
+	 * any one port of the local range): bound first, then made the only
+	 * local port. */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	for (port = 50000; port < 50200; port++) {
+		sin.sin_port = htons(port);
+		if (!bind(fd, (struct sockaddr *)&sin, sizeof(sin)))
+			break;
+	}
+	if (!ASSERT_LT(port, 50200, "hold a free port")) {
+		close(fd);
 		hc_close(h);
 		return;
 	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (!ASSERT_OK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), "hold the port"))
-		goto out;
+	if (!ASSERT_OK(fg_sh("sysctl -qw net.ipv4.ip_local_port_range='%d %d'", port, port),
+		       "one port")) {
+		close(fd);
+		hc_close(h);
+		return;
+	}
 	counters(&before);
 	hc_send(h, "GET / HTTP/1.1\r\nHost: local.example.com\r\nConnection: close\r\n\r\n");
 	if (ASSERT_OK(hc_response(h, &r, false), "GET")) {
@@ -1597,7 +1610,6 @@ static void subtest_local_error_not_backend(void)
 							     "EADDRNOTAVAIL")), 1, "by errno");
 		json_decref(j);
 	}
-out:
 	hc_close(h);
 	if (fd >= 0)
 		close(fd);
