@@ -213,21 +213,27 @@ static struct cfile *file_insert(struct fg_configdir *cd, size_t pos,
 	return f;
 }
 
-/* A cluster's endpoints are most of what a fleet holds: kept compact
- * (compact.h) from the moment they are read. */
-static void compact_docs(const char *path, json_t *docs)
+/* A cluster's Services and EndpointSlices are most of what a fleet holds:
+ * kept packed (compact.h) from the moment they are read. The fleet's own
+ * objects (LoadBalancer Services among them) are read whole. */
+static void pack_docs(json_t *docs)
 {
-	json_t *obj;
+	json_t *obj, *packed;
 	size_t i;
 
-	json_array_foreach(docs, i, obj)
-		if (fg_obj_compact(obj))
-			pr_warn("config: %s: object %zu kept whole: out of memory\n", path, i);
+	json_array_foreach(docs, i, obj) {
+		packed = fg_obj_pack(obj);
+		/* NULL (not packable, no memory): the whole object serves. */
+		if (packed)
+			json_array_set_new(docs, i, packed);
+	}
 }
 
 /* Reads and parses a file; touches nothing of cd but the strings it
- * shares (locked), so workers can. */
-static void parse_one(struct fg_intern *in, const char *path, struct parsed *p)
+ * shares (locked), so workers can. origin: NULL for the fleet's files,
+ * else the cluster's id. */
+static void parse_one(struct fg_intern *in, const char *path, const char *origin,
+		      struct parsed *p)
 {
 	struct fg_manifest_error err;
 
@@ -235,7 +241,8 @@ static void parse_one(struct fg_intern *in, const char *path, struct parsed *p)
 	p->err = NULL;
 	p->rc = fg_manifest_parse_file(path, &p->docs, &err);
 	if (!p->rc) {
-		compact_docs(path, p->docs);
+		if (origin)
+			pack_docs(p->docs);
 		if (in && fg_intern_tree(in, p->docs))
 			pr_warn("config: %s: strings kept unshared: out of memory\n", path);
 		return;
@@ -322,7 +329,7 @@ static void file_reload(struct fg_configdir *cd, const char *path, const char *o
 {
 	struct parsed p;
 
-	parse_one(cd->intern, path, &p);
+	parse_one(cd->intern, path, origin, &p);
 	file_apply(cd, path, origin, &p);
 }
 
@@ -380,7 +387,7 @@ static void *parse_worker(void *arg)
 	size_t i;
 
 	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n)
-		parse_one(j->in, j->p[i].path, &j->out[i]);
+		parse_one(j->in, j->p[i].path, j->p[i].origin, &j->out[i]);
 	return NULL;
 }
 

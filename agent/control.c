@@ -356,13 +356,12 @@ int fg_control_service_id(struct fg_control *c, const struct fg_target *t)
 
 static void obj_key(char *buf, size_t len, const char *origin, json_t *obj)
 {
-	json_t *md = json_object_get(obj, "metadata");
+	/* Cluster objects may be packed (compact.h). */
 	const char *kind = json_string_value(json_object_get(obj, "kind"));
-	const char *ns = json_string_value(json_object_get(md, "namespace"));
-	const char *name = json_string_value(json_object_get(md, "name"));
+	const char *name = fg_obj_name(obj);
 
 	snprintf(buf, len, "%s\x1f%s\x1f%s\x1f%s", origin ? origin : "", kind ? kind : "",
-		 ns ? ns : "default", name ? name : "");
+		 fg_obj_ns(obj), name ? name : "");
 }
 
 static void store_change(struct fg_control *c, const char *origin, json_t *old, json_t *new)
@@ -1073,22 +1072,19 @@ static json_t *answer_gateways(struct fg_control *c, const char *name)
 static bool obj_in_ns(json_t *obj, const char *kind, const char *ns, const char *svc)
 {
 	const char *k = json_string_value(json_object_get(obj, "kind"));
-	json_t *md = json_object_get(obj, "metadata");
-	const char *ons = json_string_value(json_object_get(md, "namespace"));
 
 	if (!k || strcmp(k, kind))
 		return false;
-	if (strcmp(ons ? ons : "default", ns))
+	if (strcmp(fg_obj_ns(obj), ns))
 		return false;
 	if (!svc)
 		return true;
 	if (!strcmp(kind, "EndpointSlice")) {
-		const char *owner = json_string_value(json_object_get(
-			json_object_get(md, "labels"), "kubernetes.io/service-name"));
+		const char *owner = fg_obj_slice_owner(obj);
 
 		return owner && !strcmp(owner, svc);
 	}
-	return !strcmp(json_string_value(json_object_get(md, "name")) ?: "", svc);
+	return !strcmp(fg_obj_name(obj) ?: "", svc);
 }
 
 /* Ready endpoints of every Service of a cluster: EndpointSlices when the
@@ -1101,9 +1097,8 @@ static void count_cluster(json_t *objs, int *services, int *ready)
 	*services = 0;
 	*ready = 0;
 	json_array_foreach(objs, i, svc) {
-		json_t *md = json_object_get(svc, "metadata");
-		const char *ns = json_string_value(json_object_get(md, "namespace")) ?: "default";
-		const char *name = json_string_value(json_object_get(md, "name"));
+		const char *ns = fg_obj_ns(svc);
+		const char *name = fg_obj_name(svc);
 		bool slices = false;
 
 		if (!name || !obj_in_ns(svc, "Service", ns, NULL))

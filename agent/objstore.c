@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compact.h"
 #include "objstore.h"
 
 struct cluster_store {
@@ -64,25 +65,22 @@ static const char *kind_of(json_t *obj)
 	return k ? k : "";
 }
 
+/* Cluster objects may be packed (compact.h): read through its accessors. */
 static const char *ns_of(json_t *obj)
 {
-	const char *ns = str_at(obj, "metadata", "namespace");
-
-	return ns && *ns ? ns : "default";
+	return fg_obj_ns(obj);
 }
 
 static const char *name_of(json_t *obj)
 {
-	const char *n = str_at(obj, "metadata", "name");
+	const char *n = fg_obj_name(obj);
 
 	return n ? n : "";
 }
 
 static const char *slice_owner(json_t *obj)
 {
-	return json_string_value(json_object_get(
-		json_object_get(json_object_get(obj, "metadata"), "labels"),
-		"kubernetes.io/service-name"));
+	return fg_obj_slice_owner(obj);
 }
 
 static int mark(json_t *set, const char *key)

@@ -525,12 +525,11 @@ static const struct fg_cindex *cluster_index(struct builder *b, const char *cid)
 	if (!ci->by_key || !ci->slices)
 		goto err;
 	json_array_foreach(objs, i, obj) {
-		const char *kind = jstr_or(obj, "kind", ""), *ns;
+		const char *kind = jstr_or(obj, "kind", ""), *ns, *name;
 
-		ns = jstr_or(obj, "metadata.namespace", "default");
+		ns = fg_obj_ns(obj);
 		if (!strcmp(kind, "EndpointSlice")) {
-			const char *owner = jkey(jget(obj, "metadata.labels"),
-						 "kubernetes.io/service-name");
+			const char *owner = fg_obj_slice_owner(obj);
 
 			if (!owner)
 				continue;
@@ -539,7 +538,8 @@ static const struct fg_cindex *cluster_index(struct builder *b, const char *cid)
 				goto err;
 			continue;
 		}
-		obj_key(key, sizeof(key), kind, ns, jstr_or(obj, "metadata.name", ""));
+		name = fg_obj_name(obj);
+		obj_key(key, sizeof(key), kind, ns, name ? name : "");
 		/* The first of duplicates wins, as the linear search did. */
 		if (index_add(ci->by_key, key, obj))
 			goto err;
@@ -647,9 +647,30 @@ static bool service_port(json_t *svc, __u16 number, const char *name, const char
 			 const char **port_name,
 			 __u16 *target_num, const char **target_name)
 {
-	json_t *ports = jget(svc, "spec.ports"), *p;
+	json_t *ports, *p;
+	struct fg_packed_ports it;
+	struct fg_packed_port pp;
 	size_t i;
 
+	if (fg_packed_ports(svc, &it)) {
+		while (fg_packed_next_port(&it, &pp)) {
+			if (number ? pp.port != number : strcmp(pp.name, name))
+				continue;
+			if (proto && strcmp(pp.proto ? pp.proto : "TCP", proto))
+				continue;
+			*port_name = pp.name;
+			*target_name = pp.target_name;
+			if (!pp.has_target)
+				*target_num = (__u16)pp.port;
+			else if (!pp.target_name)
+				*target_num = (__u16)pp.target_num;
+			else
+				*target_num = 0;
+			return true;
+		}
+		return false;
+	}
+	ports = jget(svc, "spec.ports");
 	json_array_foreach(ports, i, p) {
 		json_t *num = json_object_get(p, "port");
 		json_t *tp = json_object_get(p, "targetPort");
@@ -713,7 +734,15 @@ static int slice_endpoints(const struct fg_cindex *objs, const char *ns, const c
 	json_array_foreach(json_object_get(objs->slices, key), i, obj) {
 		__u16 pnum = 0;
 
+		struct fg_packed_ports it;
+		struct fg_packed_port pp;
+
 		*found = true;
+		if (fg_packed_ports(obj, &it)) {
+			while (fg_packed_next_port(&it, &pp))
+				if (!strcmp(pp.name, port_name))
+					pnum = (__u16)pp.port;
+		}
 		json_array_foreach(json_object_get(obj, "ports"), m, port) {
 			if (!strcmp(jstr_or(port, "name", ""), port_name) &&
 			    json_is_integer(json_object_get(port, "port")))

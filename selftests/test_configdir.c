@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "configdir.h"
 #include "test_progs.h"
 
@@ -96,8 +97,8 @@ struct count_ctx {
 static int count_cb(const char *origin, const char *path, json_t *obj, void *ctx)
 {
 	struct count_ctx *c = ctx;
-	const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"),
-							     "name"));
+	/* Cluster objects may be packed (compact.h). */
+	const char *name = fg_obj_name(obj);
 
 	if (c->last_path && strcmp(c->last_path, path) > 0)
 		c->unsorted = true;
