@@ -80,7 +80,7 @@ struct fg_applier {
 	 * (LoadBalancer Services' loadBalancerSourceRanges); absent: none. */
 	struct fg_hmap allow_sig;
 	bool allow_swept;            /* a previous agent's ranges were looked for */
-	struct fg_hmap be_by_ep;     /* struct ep_key -> backend id */
+	struct fg_hidx be_by_ep;     /* struct ep_key -> backend id (keys: be_keys) */
 	struct ep_key *be_keys;      /* by backend id */
 	struct be_rec *bes;          /* by backend id */
 	__u32 be_next;
@@ -235,20 +235,23 @@ static void ep_key_of(struct ep_key *k, __u32 cidx, const struct fg_endpoint *ep
 /* The backend id of an endpoint, allocated when new. */
 static int backend_for(struct fg_applier *a, const struct ep_key *k)
 {
-	__u64 *v = fg_hmap_get(&a->be_by_ep, k);
+	long long found = fg_hidx_get(&a->be_by_ep, a->be_keys, k);
 	int id;
 
-	if (v)
-		return (int)*v;
+	if (found >= 0)
+		return (int)found;
 	id = take_id(&a->be_next, a->max_backends, a->be_free, &a->n_be_free, &a->be_free_head);
 	if (id < 0) {
 		pr_warn("apply: the backends map is full (%u endpoints, --max-backends)\n",
 			a->max_backends);
 		return id;
 	}
-	if (fg_hmap_put(&a->be_by_ep, k, (__u64)id))
-		return -ENOMEM;
 	a->be_keys[id] = *k;
+	if (fg_hidx_put(&a->be_by_ep, a->be_keys, (__u32)id)) {
+		memset(&a->be_keys[id], 0, sizeof(a->be_keys[id]));
+		give_id(&a->be_free, &a->n_be_free, &a->cap_be_free, &a->be_free_head, id);
+		return -ENOMEM;
+	}
 	memset(&a->bes[id], 0, sizeof(a->bes[id]));
 	return id;
 }
@@ -352,9 +355,9 @@ static int adopt_maps(struct fg_applier *a, struct backend_reader *rd)
 		k.family = be.family;
 		k.port = be.port;
 		k.addr = be.addr;
-		if (fg_hmap_put(&a->be_by_ep, &k, i))
-			return -ENOMEM;
 		a->be_keys[i] = k;
+		if (fg_hidx_put(&a->be_by_ep, a->be_keys, i))
+			return -ENOMEM;
 		a->bes[i].live = true;
 		a->bes[i].flags = be.flags & (FG_BACKEND_F_PROBE_TCP | FG_BACKEND_F_PROBE_HTTP);
 		a->adopted = true;
@@ -401,7 +404,7 @@ int fg_applier_new(struct fg_applier **out, struct fg_dataplane *dp,
 	a->max_services = fg_dp_max_services(dp);
 	a->max_backends = fg_dp_max_backends(dp);
 	fg_hmap_init(&a->svc_by_hash, sizeof(__u64));
-	fg_hmap_init(&a->be_by_ep, sizeof(struct ep_key));
+	fg_hidx_init(&a->be_by_ep, sizeof(struct ep_key));
 	fg_hmap_init(&a->allow_sig, sizeof(__u32));
 	a->cluster_ids = json_object();
 	a->listener_ids = json_object();
@@ -443,7 +446,7 @@ void fg_applier_free(struct fg_applier *a)
 	free(a->wr_ids);
 	free(a->wr_vals);
 	fg_hmap_fini(&a->svc_by_hash);
-	fg_hmap_fini(&a->be_by_ep);
+	fg_hidx_fini(&a->be_by_ep);
 	fg_hmap_fini(&a->allow_sig);
 	json_decref(a->cluster_ids);
 	json_decref(a->listener_ids);
@@ -1039,7 +1042,7 @@ static void release_backends(struct fg_applier *a)
 		err = fg_dp_del_backend(a->dp, id);
 		if (err)
 			pr_warn("apply: cannot remove backend %u: %s\n", id, strerror(-err));
-		fg_hmap_del(&a->be_by_ep, &a->be_keys[id]);
+		fg_hidx_del(&a->be_by_ep, a->be_keys, &a->be_keys[id]);
 		memset(&a->be_keys[id], 0, sizeof(a->be_keys[id]));
 		b->live = false;
 		b->flags = 0;
@@ -1246,7 +1249,7 @@ static bool fit_target(struct fit *f, const struct fg_target *t, const char **fu
 
 			ep_key_of(&k, json_is_integer(v) ? (__u32)json_integer_value(v) : 0xffff,
 				  &t->clusters[i].eps[j]);
-			if (!fg_hmap_get(&a->be_by_ep, &k) && !fg_hmap_get(&f->seen_eps, &k))
+			if (fg_hidx_get(&a->be_by_ep, a->be_keys, &k) < 0 && !fg_hmap_get(&f->seen_eps, &k))
 				new_eps++;
 		}
 	}
@@ -1280,7 +1283,7 @@ static bool fit_target(struct fit *f, const struct fg_target *t, const char **fu
 
 			ep_key_of(&k, json_is_integer(v) ? (__u32)json_integer_value(v) : 0xffff,
 				  &t->clusters[i].eps[j]);
-			if (!fg_hmap_get(&a->be_by_ep, &k))
+			if (fg_hidx_get(&a->be_by_ep, a->be_keys, &k) < 0)
 				fg_hmap_put(&f->seen_eps, &k, 1);
 		}
 	}
