@@ -88,30 +88,49 @@ static int mark(json_t *set, const char *key)
 	return json_object_set_new(set, key, json_true()) ? -ENOMEM : 0;
 }
 
+/* An index's value is the object itself when its key has one, an array of
+ * them (first added first) when it has more: a one-element array per key
+ * cost 128 bytes for each of 200,000 objects at N=10,000 C=10. Readers
+ * take both (fg_index_first, fg_index_count, fg_index_at in routes.h). */
 static int list_add(json_t *index, const char *key, json_t *obj)
 {
-	json_t *arr = json_object_get(index, key);
+	json_t *v = json_object_get(index, key), *arr;
 
-	if (!arr) {
-		arr = json_array();
-		if (!arr || json_object_set_new(index, key, arr))
-			return -ENOMEM;
+	if (!v)
+		return json_object_set_nocheck(index, key, obj) ? -ENOMEM : 0;
+	if (json_is_array(v))
+		return json_array_append(v, obj) ? -ENOMEM : 0;
+	arr = json_array();
+	if (!arr || json_array_append(arr, v) || json_array_append(arr, obj) ||
+	    json_object_set_new_nocheck(index, key, arr)) {
+		json_decref(arr);
+		return -ENOMEM;
 	}
-	return json_array_append(arr, obj) ? -ENOMEM : 0;
+	return 0;
 }
 
 /* Removes obj (that very object) from the list at key; true when found. */
 static bool list_del(json_t *index, const char *key, json_t *obj)
 {
-	json_t *arr = json_object_get(index, key), *v;
+	json_t *v = json_object_get(index, key), *e;
 	size_t i;
 
-	json_array_foreach(arr, i, v) {
-		if (v != obj)
+	if (v == obj) {
+		json_object_del(index, key);
+		return true;
+	}
+	if (!json_is_array(v))
+		return false;
+	json_array_foreach(v, i, e) {
+		if (e != obj)
 			continue;
-		json_array_remove(arr, i);
-		if (!json_array_size(arr))
-			json_object_del(index, key);
+		json_array_remove(v, i);
+		if (json_array_size(v) == 1) {
+			/* Back to the object itself. */
+			e = json_incref(json_array_get(v, 0));
+			if (json_object_set_new_nocheck(index, key, e))
+				json_decref(e); /* the array stays: still valid */
+		}
 		return true;
 	}
 	return false;
@@ -308,7 +327,7 @@ json_t *fg_objstore_fleet_find(const struct fg_objstore *s, const char *kind, co
 	char key[512];
 
 	snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", kind, ns, name);
-	return json_array_get(json_object_get(s->fleet_by_key, key), 0);
+	return fg_index_first(json_object_get(s->fleet_by_key, key));
 }
 
 static int fleet_change(struct fg_objstore *s, json_t *old, json_t *new, struct fg_changes *ch)
@@ -369,7 +388,7 @@ static int append_lists(json_t *arr, json_t *index)
 	json_t *v;
 
 	json_object_foreach(index, k, v)
-		if (json_array_extend(arr, v))
+		if (json_is_array(v) ? json_array_extend(arr, v) : json_array_append(arr, v))
 			return -ENOMEM;
 	return 0;
 }

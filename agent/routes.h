@@ -30,11 +30,30 @@
 /* A member cluster's objects by key: "Kind\x1fns\x1fname" -> [object, ...]
  * (the first is in force), and its EndpointSlices by "ns\x1fservice" ->
  * [EndpointSlice, ...]. */
+/* A cluster's objects by "Kind\x1fns\x1fname" (by_key) and its
+ * EndpointSlices by "ns\x1fservice" (slices). A value is the object itself
+ * or, when a key has several, an array of them, first added first: read
+ * it with the fg_index_* helpers. */
 struct fg_cindex {
 	json_t *by_key;
 	json_t *slices;
 	size_t n;
 };
+
+static inline size_t fg_index_count(json_t *v)
+{
+	return json_is_array(v) ? json_array_size(v) : v ? 1 : 0;
+}
+
+static inline json_t *fg_index_at(json_t *v, size_t i)
+{
+	return json_is_array(v) ? json_array_get(v, i) : i ? NULL : v;
+}
+
+static inline json_t *fg_index_first(json_t *v)
+{
+	return fg_index_at(v, 0);
+}
 
 /* Inputs. */
 struct fg_snapshot {
