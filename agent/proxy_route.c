@@ -60,6 +60,7 @@ static struct px_targets *targets_get(struct fg_control *control, const struct f
 		c->clusters = NULL;
 		c->n_clusters = 0;
 		c->req = NULL;
+		c->key = NULL; /* the plan's: not read here */
 		c->service_id = fg_control_service_id(control, t);
 		if (fg_hmap_put(&tg->at, &key, i))
 			goto err;

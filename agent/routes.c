@@ -203,6 +203,7 @@ static void target_free(struct fg_target *t)
 		free(t->clusters[i].eps);
 	free(t->clusters);
 	free(t->req);
+	free(t->key);
 	free(t);
 }
 
@@ -1108,7 +1109,11 @@ static int build_target(struct builder *b, const struct target_req *req,
 		tp->has_proto = true;
 		copy(tp->proto, sizeof(tp->proto), req->proto);
 	}
-	copy(t->key, sizeof(t->key), key);
+	t->key = strdup(key);
+	if (!t->key) {
+		target_free(t);
+		return -ENOMEM;
+	}
 	copy(t->ns, sizeof(t->ns), req->ns);
 	copy(t->service, sizeof(t->service), req->service);
 	copy(t->port_name, sizeof(t->port_name), req->port_name);
