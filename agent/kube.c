@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <curl/curl.h>
 
+#include "compact.h"
 #include "kube.h"
 #include "log.h"
 #include "manifest.h"
@@ -809,6 +810,17 @@ static json_t *normalize(struct watcher *w, json_t *obj)
 	return obj;
 }
 
+/* What is kept of an object (a new reference): a member cluster's Services
+ * and EndpointSlices packed (compact.h), as the configuration directory
+ * keeps them; then a change the routes cannot see (a resourceVersion, a
+ * condition other than ready) compares equal and is no change. */
+static json_t *kept_form(struct watcher *w, json_t *obj)
+{
+	json_t *packed = w->src->origin ? fg_obj_pack(obj) : NULL;
+
+	return packed ? packed : json_incref(obj);
+}
+
 static char *obj_key(json_t *obj)
 {
 	json_t *md = json_object_get(obj, "metadata");
@@ -885,12 +897,13 @@ static bool on_event(struct watcher *w, const char *line, size_t len)
 
 		pthread_mutex_lock(&k->lock);
 		if (key && (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED"))) {
-			json_t *old = json_object_get(w->objs, key);
+			json_t *old = json_object_get(w->objs, key), *kept = kept_form(w, obj);
 
-			if (!old || !json_equal(old, obj)) {
-				json_object_set(w->objs, key, obj);
+			if (!old || !json_equal(old, kept)) {
+				json_object_set(w->objs, key, kept);
 				after_change(w);
 			}
+			json_decref(kept);
 		} else if (key && !strcmp(type, "DELETED")) {
 			if (!json_object_del(w->objs, key))
 				after_change(w);
@@ -1286,7 +1299,7 @@ static void on_list_page(struct fg_kube *k, struct watcher *w)
 			continue;
 		key = obj_key(it);
 		if (key)
-			json_object_set(w->pending, key, it);
+			json_object_set_new(w->pending, key, kept_form(w, it));
 		free(key);
 	}
 	cont = json_string_value(json_object_get(json_object_get(list, "metadata"), "continue"));

@@ -27,6 +27,7 @@
 
 #include "control.h"
 #include "dataplane.h"
+#include "compact.h"
 #include "kube.h"
 #include "test_progs.h"
 #include "tls.h"
@@ -279,13 +280,20 @@ static bool ctl_ok(const char *path, const char *body)
 	return r != NULL;
 }
 
+static int label_port(const char *label)
+{
+	return 8080 + (label[0] & 0x3f);
+}
+
 static char *svc_json(const char *name, const char *label)
 {
 	char *s;
 
+	/* The label is in the target port too: a member cluster's Services
+	 * are kept packed, with what routes read only (compact.h). */
 	if (asprintf(&s, "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\","
 		     "\"namespace\":\"web\",\"labels\":{\"v\":\"%s\"}},\"spec\":{\"ports\":"
-		     "[{\"port\":80,\"targetPort\":8080}]}}", name, label) < 0)
+		     "[{\"port\":80,\"targetPort\":%d}]}}", name, label, label_port(label)) < 0)
 		return NULL;
 	return s;
 }
@@ -491,6 +499,26 @@ static int probe_cb(const char *origin, json_t *obj, void *ctx)
 
 	if ((origin == NULL) != (p->origin == NULL) || (origin && strcmp(origin, p->origin)))
 		return 0;
+	if (fg_packed_is(obj)) {
+		/* A member cluster's Service, packed: no apiVersion to fill in,
+		 * the label seen through the target port. */
+		struct fg_packed_ports it;
+		struct fg_packed_port pp;
+
+		if (!kind || !origin)
+			p->kinds_ok = false;
+		if (!kind || strcmp(kind, p->kind))
+			return 0;
+		p->count++;
+		snprintf(key, sizeof(key), "%s/%s", fg_obj_ns(obj), fg_obj_name(obj) ?: "");
+		if (p->key && !strcmp(key, p->key)) {
+			p->found = true;
+			p->label_ok = !p->label_v ||
+				      (fg_packed_ports(obj, &it) && fg_packed_next_port(&it, &pp) &&
+				       pp.has_target && pp.target_num == label_port(p->label_v));
+		}
+		return 0;
+	}
 	if (!kind || !json_string_value(json_object_get(obj, "apiVersion")))
 		p->kinds_ok = false;
 	if (!kind || strcmp(kind, p->kind))
