@@ -48,8 +48,7 @@ struct fg_backend_mirror {
 	__u32 n_refs;     /* services whose members hold it */
 	__u32 ref0;       /* the first of them; the others in refs */
 	__u32 gen;        /* as written: batched writes need no lookup */
-	__u32 *refs;
-	__u32 cap_refs;
+	__u32 *refs;      /* n_refs - 1 of them (ref_add says how big) */
 };
 
 struct fg_dataplane {

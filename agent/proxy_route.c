@@ -86,6 +86,7 @@ void px_routes_put(struct px_routes *rt)
 				fg_regex_free(r->canaries[j].pattern);
 		free(r->canaries);
 		fg_route_opts_put(r->opts);
+		free(r->path);
 	}
 	fg_tls_store_put(rt->tls);
 	for (i = 0; rt->up_ctx && i < rt->n_routes; i++) {
@@ -183,6 +184,10 @@ static struct px_routes *routes_build(struct fg_control *control, unsigned long 
 		long ti = target_index(rt->tg, r->target);
 
 		*c = *r;
+		/* The plan's path goes with the plan: a copy of its own. */
+		c->path = strdup(r->path);
+		if (!c->path)
+			goto err;
 		c->opts = fg_route_opts_get(r->opts); /* shared, immutable */
 		c->canaries = NULL;
 		c->n_canaries = 0;

@@ -592,14 +592,18 @@ static int ref_add(struct fg_dataplane *dp, __u32 id, __u32 sid)
 		m->n_refs = 1;
 		return 0;
 	}
-	if (m->n_refs - 1 == m->cap_refs) {
-		__u32 cap = m->cap_refs ? m->cap_refs * 2 : 4;
+	/* refs holds n_refs - 1; its size is not kept (4 bytes on each of
+	 * 1,000,000 mirrors): it is grown at 0, 4, 8, 16 ... to twice that,
+	 * which is never below what those counts need, removals or not. */
+	{
+		__u32 n = m->n_refs - 1;
 
-		r = realloc(m->refs, cap * sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		m->refs = r;
-		m->cap_refs = cap;
+		if (!n || (n >= 4 && !(n & (n - 1)))) {
+			r = realloc(m->refs, (n ? n * 2 : 4) * sizeof(*r));
+			if (!r)
+				return -ENOMEM;
+			m->refs = r;
+		}
 	}
 	m->refs[m->n_refs - 1] = sid;
 	m->n_refs++;

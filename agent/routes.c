@@ -232,6 +232,7 @@ void fg_plan_free(struct fg_plan *plan)
 	for (i = 0; i < plan->n_routes; i++) {
 		route_free_canaries(&plan->routes[i]);
 		fg_route_opts_put(plan->routes[i].opts);
+		free(plan->routes[i].path);
 	}
 	free(plan->routes);
 	for (i = 0; i < plan->n_l4; i++)
@@ -1588,7 +1589,11 @@ static int main_ingress(struct builder *b, json_t *ing, struct fg_ingress_status
 		r = &b->plan->routes[b->plan->n_routes++];
 		copy(r->host, sizeof(r->host), pes[i].host);
 		r->wildcard = pes[i].wildcard;
-		copy(r->path, sizeof(r->path), pes[i].path);
+		r->path = strdup(pes[i].path);
+		if (!r->path) {
+			err = -ENOMEM;
+			goto out;
+		}
 		r->type = pes[i].type;
 		r->is_default = pes[i].is_default;
 		r->policy = policy;
