@@ -47,7 +47,10 @@
 # BENCH_CPU_PPS (packets/s of the CPU measurement, 200000),
 # BENCH_SKIP_PROG=1 (skip part 1), BENCH_PROFILE=1 (after each set, one
 # more packets/s pass per peer under perf record, its top symbols
-# printed), BENCH_TIMEOUT (900), BUILD (build).
+# printed), BENCH_NFT_PROG=1 (nft's rounds run with fleetgate's program
+# attached the same way as fleetgate's own, with no listener configured so
+# it passes every packet: what the attachment itself costs the stack),
+# BENCH_TIMEOUT (900), BUILD (build).
 set -u
 
 cd "$(dirname "$0")/.."
@@ -58,6 +61,7 @@ SECS=${BENCH_SECS:-5}
 CONC=${BENCH_CONC:-64}
 ROUNDS=${BENCH_ROUNDS:-3}
 SETS=${BENCH_SETS:-tc xdp}
+NFT_PROG=${BENCH_NFT_PROG:-0}
 SNAT_ADDRS=${BENCH_SNAT_ADDRS:-16}
 GW_LOCAL_RANGE=${BENCH_GW_LOCAL_RANGE:-61000 65535}
 GEN_CPUS=${BENCH_GEN_CPUS:-$(nproc)}
@@ -98,7 +102,7 @@ cleanup() {
 		wait "$pid" 2>/dev/null
 	done
 	topo_down
-	rm -rf "$PIN" "$TMP"
+	rm -rf "$PIN" "$PIN-nft" "$TMP"
 	[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
 }
 trap cleanup EXIT
@@ -436,6 +440,36 @@ fleetgate_stop() {
 	grep -E "WARN|warn|error|is DOWN" "$TMP/agent.log" | head -3 | sed 's/^/info: agent: /'
 }
 
+# BENCH_NFT_PROG=1: the program attached as for fleetgate (its links
+# pinned), by an agent with an empty configuration that is then killed:
+# the program stays and passes everything to nft. Removed with its pins.
+nft_prog_start() {
+	local set=$1 args=() pid
+	[ "$NFT_PROG" = 1 ] || return 0
+	[ "$set" = xdp ] && args=(--attach xdp)
+	mkdir -p "$TMP/empty/fleet"
+	nsenter --net="/run/netns/$NS_GW" "$BUILD/fleetgate-agent" -i "$IF_GC" -i "$IF_G1" \
+		-i "$IF_G2" -p "$PIN-nft" -c "$TMP/empty" --metrics-listen off \
+		--admin-socket "$TMP/admin-nft.sock" "${args[@]}" 2>"$TMP/agent-nft.log" &
+	pid=$!
+	for _ in $(seq 150); do
+		grep -q ready "$TMP/agent-nft.log" && break
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+	grep -q ready "$TMP/agent-nft.log" || die "the agent for nft's attachment did not get ready"
+	[ "$ROUND" = 1 ] && grep -E "attached to" "$TMP/agent-nft.log" | sed "s/^/info: $set: nft's attachment: /"
+	return 0
+}
+
+nft_prog_stop() {
+	[ "$NFT_PROG" = 1 ] || return 0
+	"$BUILD/fleetgatectl" -p "$PIN-nft" counters 2>/dev/null | grep -i pass | head -3 |
+		sed "s/^/info: nft round $ROUND: the attached program: /"
+	rm -rf "$PIN-nft"
+}
+
 nft_start() {
 	in_ns "$NS_GW" nft -f - <<EOF || die "nft setup"
 table ip fgbench {
@@ -475,11 +509,13 @@ for SET in $SETS; do
 		pps_run "$SET" fleetgate
 		fleetgate_stop
 
+		nft_prog_start "$SET"
 		nft_start
 		warmup $VIP
 		conn_run "$SET" nft $VIP
 		pps_run "$SET" nft
 		nft_stop
+		nft_prog_stop
 	done
 	if [ "${BENCH_PROFILE:-0}" = 1 ]; then
 		# An extra pass, not counted: where the CPU goes per packet.
