@@ -32,13 +32,18 @@ void fg_hmap_clear(struct fg_hmap *m)
 	fg_hmap_init(m, ks);
 }
 
-static size_t hash_of(const struct fg_hmap *m, const void *key)
+static size_t key_hash(const void *key, size_t key_size)
 {
-	__u64 h = fg_bytes_hash(key, m->key_size, 0x51ed27u);
+	__u64 h = fg_bytes_hash(key, key_size, 0x51ed27u);
 
 	/* fg_bytes_hash is 32 bits: spread it over the high bits too. */
-	h ^= (__u64)fg_bytes_hash(key, m->key_size, 0x2545f491u) << 32;
+	h ^= (__u64)fg_bytes_hash(key, key_size, 0x2545f491u) << 32;
 	return (size_t)h;
+}
+
+static size_t hash_of(const struct fg_hmap *m, const void *key)
+{
+	return key_hash(key, m->key_size);
 }
 
 /* The slot of key, or of where it would go (first tombstone on the way). */
@@ -176,10 +181,7 @@ void fg_hidx_fini(struct fg_hidx *x)
 
 static size_t hidx_hash(const struct fg_hidx *x, const void *key)
 {
-	__u64 h = fg_bytes_hash(key, x->key_size, 0x51ed27u);
-
-	h ^= (__u64)fg_bytes_hash(key, x->key_size, 0x2545f491u) << 32;
-	return (size_t)h;
+	return key_hash(key, x->key_size);
 }
 
 static const void *hidx_key(const struct fg_hidx *x, const void *keys, __u32 slot)
