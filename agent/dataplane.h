@@ -91,8 +91,8 @@ __u32 fg_dp_max_services(const struct fg_dataplane *dp);
 __u32 fg_dp_max_backends(const struct fg_dataplane *dp);
 __u32 fg_dp_max_rings(const struct fg_dataplane *dp);
 /* A loaded data plane's backend as this process last wrote it (it is the
- * only writer), without a system call: address, port, family, flags,
- * weight and cluster (gen is 0). -EOPNOTSUPP on a pinned-open one. */
+ * only writer), without a system call: every field as written (gen
+ * included). -EOPNOTSUPP on a pinned-open one. */
 int fg_dp_backend_view(const struct fg_dataplane *dp, __u32 id, struct fg_backend *be);
 /* 1 + the highest backend id ever made active: ids to scan are below. */
 __u32 fg_dp_backend_high(const struct fg_dataplane *dp);

@@ -555,13 +555,7 @@ int fg_dp_backend_view(const struct fg_dataplane *dp, __u32 id, struct fg_backen
 	if (id >= dp->max_backends)
 		return -ERANGE;
 	m = &dp->mirror[id];
-	memset(be, 0, sizeof(*be));
-	be->addr = m->addr;
-	be->port = m->port;
-	be->family = m->family;
-	be->flags = m->flags;
-	be->weight = m->weight;
-	be->cluster_idx = m->cluster_idx;
+	mirror_view(m, be);
 	return 0;
 }
 

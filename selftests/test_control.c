@@ -193,6 +193,33 @@ static bool settle(struct fg_control *c, unsigned long long full0, unsigned long
 	return false;
 }
 
+/* `get clusters`: every cluster's Services (packed slices, and the one
+ * with Endpoints only) and their ready endpoints, from the store's index. */
+static void clusters_check(struct fg_control *c, int n, int e)
+{
+	json_t *req = json_pack("{s:s}", "get", "clusters"), *ans, *it;
+	char tag[64];
+	size_t i;
+	int seen = 0;
+
+	ans = fg_control_admin(req, c);
+	json_decref(req);
+	json_array_foreach(json_object_get(ans, "items"), i, it) {
+		const char *id = json_string_value(json_object_get(it, "id")) ?: "";
+		bool one = !strcmp(id, CL1);
+
+		seen++;
+		snprintf(tag, sizeof(tag), "get clusters: %s Services", one ? "cluster1" : "cluster2");
+		ASSERT_EQ(json_integer_value(json_object_get(it, "services")), n + one, tag);
+		snprintf(tag, sizeof(tag), "get clusters: %s ready endpoints",
+			 one ? "cluster1" : "cluster2");
+		ASSERT_EQ(json_integer_value(json_object_get(it, "readyEndpoints")),
+			  (json_int_t)n * e + (one ? 3 : 0), tag);
+	}
+	ASSERT_EQ(seen, 2, "get clusters: two clusters");
+	json_decref(ans);
+}
+
 static void fleet_body(int n, int e)
 {
 	struct fg_dp_opts dopts = { .max_services = 8192, .max_backends = 131072,
@@ -224,6 +251,14 @@ static void fleet_body(int n, int e)
 		if (!err)
 			err = service_file(i, 1, e, 0);
 	}
+	/* A Service with Endpoints only (no slice), in cluster 1. */
+	if (!err)
+		err = put("clusters/" CL1 "/legacy.yaml",
+			  "apiVersion: v1\nkind: Service\nmetadata:\n  name: legacy\n  namespace: web\n"
+			  "spec:\n  ports:\n  - name: http\n    port: 80\n---\n"
+			  "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: legacy\n"
+			  "  namespace: web\nsubsets:\n- addresses:\n  - ip: 10.9.0.1\n"
+			  "  - ip: 10.9.0.2\n  - ip: 10.9.0.3\n  ports:\n  - name: http\n    port: 80\n");
 	if (!ASSERT_OK(err, "config files"))
 		return;
 	copts.config_dir = dir;
@@ -238,6 +273,7 @@ static void fleet_body(int n, int e)
 	printf("N=%d: first computation %.1f ms (routes %.1f ms)\n", n, st->last_us / 1000.0,
 	       st->last_compute_us / 1000.0);
 	ASSERT_EQ(fg_control_plan(c)->n_routes, (size_t)n, "routes");
+	clusters_check(c, n, e);
 
 	/* One endpoint of service 1 in cluster 1 moves. */
 	full0 = st->full;
