@@ -372,6 +372,9 @@ for spec in $FLEETS; do
 	log "after the changes: $(timeout 30 "$TOOL" backends "$PIN" 2>/dev/null) (endpoints that answer probes stay up)"
 	PEAK=$(rss_mib "$AGENT" VmHWM)
 	echo "bench: cp_agent_rss_peak_$tag $PEAK MiB"
+	# Once programmed is early: the proxy's first copy and the prober's
+	# schedule come after it. What it holds after every change and edit:
+	echo "bench: cp_agent_rss_end_$tag $(rss_mib "$AGENT" VmRSS) MiB"
 	SUMMARY+=("$(printf '%-26s %9s %9s %6s %6s %6s %8s %8s %8s %8s' "$tag" "${LISTEN:--}" "${PROG:--}" \
 		"${RSS:--}" "${PEAK:--}" "${MM:--}" "${p50:--}" "${max:--}" "${wp50:--}" "${wmax:--}")")
 	nw=$(grep -ciE 'warn|error|cannot|rejected' "$TMP/agent-$tag.log")
